@@ -1,0 +1,463 @@
+"""StreamHub: one per streaming source; owns the ring, the pump thread and the reader count.
+
+The pump asks the source how many samples it holds and reads them straight into the ring's
+free slots (no staging copy), at most ``max_poll_rate`` times a second; in between it sleeps.
+It never looks at readers, so a slow or dead reader cannot hold back the source or anyone else.
+The source starts with the first started reader and stops with the last one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from qudi.util.instream.errors import StreamBusyError, StreamError
+from qudi.util.instream.reader import RingReader
+from qudi.util.instream.ring import RingState, StreamInfo, StreamRing
+
+__all__ = ["HubReader", "HubStats", "ReaderStats", "StreamHub", "StreamSource"]
+
+log = logging.getLogger(__name__)
+
+MIN_RING_SAMPLES = 1024
+_RATE_WINDOW_S = 1.0
+_JOIN_TIMEOUT_S = 10.0
+
+
+class StreamSource(Protocol):
+    """What the hub needs of a source: the shape of qudi's ``DataInStreamInterface``."""
+
+    @property
+    def constraints(self) -> Any: ...  # .channel_units, .data_type, .sample_timing
+
+    @property
+    def active_channels(self) -> Sequence[str]: ...
+
+    @property
+    def sample_rate(self) -> float: ...
+
+    @property
+    def channel_buffer_size(self) -> int: ...
+
+    @property
+    def streaming_mode(self) -> Any: ...
+
+    @property
+    def available_samples(self) -> int: ...
+
+    def configure(self, active_channels, streaming_mode, channel_buffer_size, sample_rate): ...
+
+    def start_stream(self) -> None: ...
+
+    def stop_stream(self) -> None: ...
+
+    def read_available_data_into_buffer(self, data_buffer, timestamp_buffer=None) -> int: ...
+
+
+@dataclass(frozen=True)
+class ReaderStats:
+    name: str
+    running: bool
+    allow_overwrite: bool
+    available: int
+    fill: float
+    lost: int
+
+
+@dataclass(frozen=True)
+class HubStats:
+    """A snapshot of a hub's health; ``measured_rate`` is over the last second, not a lifetime."""
+
+    name: str
+    running: bool
+    samples_written: int
+    nominal_rate: float
+    measured_rate: float
+    ring_capacity: int
+    fault: str | None
+    readers: tuple[ReaderStats, ...]
+
+
+def _member_name(value: Any) -> str:
+    """Name of an enum member from any package (ours, qudi-iqo-modules', a string)."""
+    return getattr(value, "name", str(value))
+
+
+class HubReader(RingReader):
+    """A reader that belongs to a :class:`StreamHub`: starting it starts the source if needed."""
+
+    __slots__ = ("_hub", "_started", "_run_epoch", "_fault_reported")
+
+    def __init__(self, hub: StreamHub, name: str, allow_overwrite: bool):
+        super().__init__(hub.ring, name=name, allow_overwrite=allow_overwrite)
+        self._hub = hub
+        self._started = False
+        self._run_epoch = -1
+        self._fault_reported = False
+
+    @property
+    def running(self) -> bool:
+        """True from :meth:`start` until :meth:`stop` or a source fault."""
+        ring = self._ring
+        return (self._started and not ring.closed and ring.run_epoch == self._run_epoch
+                and ring.state is RingState.RUNNING)
+
+    def start(self) -> None:
+        """Read new samples from now on; starts the source if no other reader runs.
+
+        Harmless on a running reader. Clears a fault this reader was stopped by.
+        """
+        self._hub._start_reader(self)
+
+    def stop(self) -> None:
+        """Stop reading; the source stops when the last running reader stops."""
+        self._hub._stop_reader(self)
+
+    def close(self) -> None:
+        """Stop and leave the hub for good."""
+        self._hub._forget_reader(self)
+        super().close()
+
+    def _joined_run(self, ring: StreamRing) -> None:
+        self._ring = ring
+        self._position = ring.write_index
+        self._run_epoch = ring.run_epoch
+        self._started = True
+        self._fault_reported = False
+        self._closed = False
+
+    def _stop_reason(self) -> str | None:
+        if self._closed:
+            return f"reader '{self.name}' is closed"
+        fault = self._hub._fault_of_run(self._run_epoch)
+        if fault is not None:
+            return f"the stream stopped after a fault ({type(fault).__name__}: {fault})"
+        if not self.running:
+            return f"reader '{self.name}' is stopped"
+        return None
+
+    def _pending_fault(self):
+        fault = self._hub._fault_of_run(self._run_epoch)
+        if fault is None or self._fault_reported or not self._started:
+            return None
+        self._fault_reported = True
+        return f"{type(fault).__name__}: {fault}", fault
+
+
+class _Pump:
+    """The thread that moves samples from the source into the ring."""
+
+    def __init__(self, hub_name: str, source: StreamSource, ring: StreamRing, period: float,
+                 on_fault):
+        self._source = source
+        self._ring = ring
+        self._period = period
+        self._on_fault = on_fault
+        self._max_chunk = max(1, ring.capacity // 4)
+        self._stop = threading.Event()
+        self.polls: deque[tuple[float, int]] = deque(maxlen=max(4, int(4 / period)))
+        self.fault: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"instream-pump-{hub_name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(_JOIN_TIMEOUT_S)
+            if self._thread.is_alive():
+                raise StreamError(f"{self._thread.name} did not stop within {_JOIN_TIMEOUT_S} s "
+                                  "(the source's read is stuck)")
+
+    def _run(self) -> None:
+        next_poll = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._drain()
+            except Exception as exc:  # any source failure ends the run; readers are told
+                self.fault = exc
+                self._on_fault(self._ring, exc)
+                return
+            now = time.monotonic()
+            self.polls.append((now, self._ring.write_index))
+            next_poll = max(next_poll + self._period, now)  # late: do not try to catch up
+            self._stop.wait(next_poll - now)
+
+    def _drain(self) -> None:
+        pending = int(self._source.available_samples)
+        while pending > 0 and not self._stop.is_set():
+            data, stamps = self._ring.reserve(min(pending, self._max_chunk))
+            got = self._source.read_available_data_into_buffer(data.reshape(-1), stamps)
+            self._ring.publish(got)
+            if got <= 0:
+                return
+            pending -= got
+
+
+class StreamHub:
+    """Shares one source among any number of readers through one ring and one pump thread.
+
+    Parameters
+    ----------
+    source: a ``DataInStreamInterface``-shaped object (see :class:`StreamSource`).
+    name: the stream's name; with ``shared=True`` other processes attach to it by this name.
+    shared: keep the ring in named shared memory (default) or in private memory.
+    max_poll_rate: most polls of the source per second (Hz); faster only if the source's own
+        buffer would otherwise fill before the next poll.
+    min_ring_seconds: the ring holds at least this much data at the configured rate.
+    """
+
+    def __init__(self, source: StreamSource, *, name: str, shared: bool = True,
+                 max_poll_rate: float = 30.0, min_ring_seconds: float = 1.0):
+        if not (isinstance(max_poll_rate, (int, float)) and math.isfinite(max_poll_rate)
+                and max_poll_rate > 0):
+            raise ValueError(f"max_poll_rate must be a positive number of Hz, got {max_poll_rate!r}")
+        if not (isinstance(min_ring_seconds, (int, float)) and min_ring_seconds > 0):
+            raise ValueError(f"min_ring_seconds must be positive, got {min_ring_seconds!r}")
+        self.name = name
+        self.max_poll_rate = float(max_poll_rate)
+        self._source = source
+        self._shared = shared
+        self._min_ring_seconds = float(min_ring_seconds)
+        self._requested_capacity = 0
+        self._accepted_request: tuple | None = None
+        self._lock = threading.RLock()
+        self._readers: dict[str, HubReader] = {}
+        self._running: set[HubReader] = set()
+        self._pump: _Pump | None = None
+        self._faults: dict[int, BaseException] = {}
+        self._ring = self._new_ring()
+
+    # ------------------------------------------------------------------------- public API
+    @property
+    def ring(self) -> StreamRing:
+        return self._ring
+
+    @property
+    def source(self) -> StreamSource:
+        return self._source
+
+    @property
+    def running(self) -> bool:
+        return self._ring.state is RingState.RUNNING
+
+    @property
+    def error(self) -> BaseException | None:
+        """The source's exception that ended the current run, if it ended that way."""
+        return self._faults.get(self._ring.run_epoch)
+
+    @property
+    def readers(self) -> tuple[HubReader, ...]:
+        return tuple(self._readers.values())
+
+    @property
+    def running_readers(self) -> list[str]:
+        return sorted(r.name for r in self._running if r.running)
+
+    def open_reader(self, name: str, *, allow_overwrite: bool = False) -> HubReader:
+        """A new (stopped) reader; names are unique per hub so errors can name readers."""
+        with self._lock:
+            self._require_open()
+            if name in self._readers:
+                raise ValueError(f"stream '{self.name}' already has a reader named '{name}'")
+            reader = HubReader(self, name, allow_overwrite)
+            self._readers[name] = reader
+            return reader
+
+    def configure(self, active_channels: Sequence[str], streaming_mode: Any,
+                  channel_buffer_size: int, sample_rate: float) -> None:
+        """Configure the source and size the ring; a no-op when nothing changes.
+
+        ``channel_buffer_size`` means "at least this many samples": it is satisfied while the
+        ring is that big. Raises :class:`StreamBusyError` naming the running readers if a
+        change is asked for while any runs.
+        """
+        request = (tuple(active_channels), _member_name(streaming_mode),
+                   int(channel_buffer_size), float(sample_rate))
+        with self._lock:
+            self._require_open()
+            self._end_faulted_run()
+            change = self._describe_change(request)
+            if change is None:
+                return
+            running = self.running_readers
+            if running:
+                raise StreamBusyError(running, f"{change} of stream '{self.name}'")
+            self._source.configure(active_channels, streaming_mode, channel_buffer_size,
+                                   sample_rate)
+            self._accepted_request = request
+            self._requested_capacity = int(channel_buffer_size)
+            self._replace_ring()
+
+    def stats(self) -> HubStats:
+        pump = self._pump
+        polls = list(pump.polls) if pump is not None else []
+        recent = [p for p in polls if p[0] >= polls[-1][0] - _RATE_WINDOW_S] if polls else []
+        measured = 0.0
+        if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
+            measured = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+        ring = self._ring
+        error = self.error
+        return HubStats(
+            name=self.name,
+            running=self.running,
+            samples_written=ring.write_index,
+            nominal_rate=float(ring.info.sample_rate or 0.0),
+            measured_rate=measured,
+            ring_capacity=ring.capacity,
+            fault=None if error is None else f"{type(error).__name__}: {error}",
+            readers=tuple(
+                ReaderStats(r.name, r.running, r.allow_overwrite, r.available, r.fill, r.lost)
+                for r in self.readers
+            ),
+        )
+
+    def close(self) -> None:
+        """Stop the source, end every reader and release the ring (and its shared memory)."""
+        with self._lock:
+            if self._ring.closed:
+                return
+            try:
+                if self._running:
+                    self._running.clear()
+                    self._stop_source()
+            finally:
+                for reader in self._readers.values():
+                    reader._closed = True
+                self._readers.clear()
+                self._ring.close()
+
+    def __enter__(self) -> StreamHub:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # ------------------------------------------------------- used by HubReader (same module)
+    def _start_reader(self, reader: HubReader) -> None:
+        with self._lock:
+            self._require_open()
+            self._end_faulted_run()
+            if reader in self._running:
+                return
+            if not self._running:
+                self._start_source()
+            reader._joined_run(self._ring)
+            self._running.add(reader)
+
+    def _stop_reader(self, reader: HubReader) -> None:
+        with self._lock:
+            reader._started = False
+            if reader not in self._running:
+                return
+            self._running.discard(reader)
+            if not self._running and not self._ring.closed:
+                self._stop_source()
+            self._ring.wake_waiters()
+
+    def _forget_reader(self, reader: HubReader) -> None:
+        with self._lock:
+            self._stop_reader(reader)
+            self._readers.pop(reader.name, None)
+
+    def _fault_of_run(self, run_epoch: int) -> BaseException | None:
+        return self._faults.get(run_epoch)
+
+    # -------------------------------------------------------------------------- internals
+    def _require_open(self) -> None:
+        if self._ring.closed:
+            raise StreamError(f"stream '{self.name}' is closed")
+
+    def _start_source(self) -> None:
+        self._source.start_stream()
+        ring = self._ring
+        ring.mark_running()
+        period = 1.0 / self.max_poll_rate
+        rate = float(self._source.sample_rate)
+        if rate > 0:  # poll often enough that the source's own buffer never fills up
+            period = min(period, self._source.channel_buffer_size / rate / 4)
+        self._pump = _Pump(self.name, self._source, ring, period, self._on_pump_fault)
+
+    def _stop_source(self) -> None:
+        pump, self._pump = self._pump, None
+        try:
+            if pump is not None:
+                pump.stop()
+            if pump is None or pump.fault is None:  # a faulted pump stopped the source already
+                self._source.stop_stream()
+        finally:
+            if self._ring.state is RingState.RUNNING:
+                self._ring.mark_stopped()
+
+    def _on_pump_fault(self, ring: StreamRing, exc: BaseException) -> None:
+        """Runs in the pump thread: stop the source, keep the error, tell the readers."""
+        self._faults[ring.run_epoch] = exc
+        log.error("stream '%s': the source failed and was stopped: %s", self.name, exc)
+        try:
+            self._source.stop_stream()
+        except Exception as stop_exc:
+            log.error("stream '%s': stopping the source after its failure failed too: %s",
+                      self.name, stop_exc)
+        ring.mark_faulted(exc)
+
+    def _end_faulted_run(self) -> None:
+        """After a fault every reader of that run counts as stopped; forget them."""
+        if self._pump is not None and self._pump.fault is not None:
+            self._running.clear()
+            self._stop_source()
+
+    def _describe_change(self, request: tuple) -> str | None:
+        channels, mode, buffer_size, rate = request
+        source = self._source
+        current = (tuple(source.active_channels), _member_name(source.streaming_mode),
+                   float(source.sample_rate))
+        accepted = self._accepted_request
+        if (channels, mode, rate) == current or (
+            accepted is not None and (channels, mode, rate) == (accepted[0], accepted[1], accepted[3])
+        ):
+            if buffer_size <= self._ring.capacity:
+                return None
+            return f"grow the buffer from {self._ring.capacity} to {buffer_size} samples"
+        names = ("active_channels", "streaming_mode", "sample_rate")
+        changed = [
+            f"{key} from {old!r} to {new!r}"
+            for key, old, new in zip(names, current, (channels, mode, rate), strict=True)
+            if old != new
+        ]
+        return "change " + ", ".join(changed)
+
+    def _new_ring(self) -> StreamRing:
+        source = self._source
+        channels = tuple(source.active_channels)
+        constraints = source.constraints
+        rate = float(source.sample_rate)
+        timing = _member_name(constraints.sample_timing)
+        capacity = max(MIN_RING_SAMPLES, self._requested_capacity,
+                       math.ceil(rate * self._min_ring_seconds),
+                       math.ceil(4 * rate / self.max_poll_rate))
+        info = StreamInfo(
+            channel_names=channels,
+            channel_units=tuple(constraints.channel_units[ch] for ch in channels),
+            sample_rate=rate,
+            sample_timing=timing,
+        )
+        ring = StreamRing(capacity, (len(channels),), np.dtype(constraints.data_type),
+                          timestamps=timing == "TIMESTAMP", info=info, shared=self._shared,
+                          name=self.name)
+        ring.mark_stopped()
+        return ring
+
+    def _replace_ring(self) -> None:
+        self._ring.close()
+        self._ring = self._new_ring()
+        for reader in self._readers.values():
+            reader._ring = self._ring
+            reader._position = 0
