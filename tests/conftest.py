@@ -1,0 +1,44 @@
+"""Shared test fixtures: every test must leave no thread and no shared-memory block behind."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from qudi.util.instream import list_streams
+
+
+def _our_streams() -> set[str]:
+    """Streams made by tests (named test_*); other processes on this host may have their own."""
+    return {name for name in list_streams() if name.startswith("test_")}
+
+
+def _our_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("instream-")}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks():
+    """Fail a test that leaves a pump thread or a shared-memory stream behind."""
+    streams_before = _our_streams()
+    threads_before = _our_threads()
+    yield
+    deadline = time.monotonic() + 5.0
+    while _our_threads() - threads_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    leaked_threads = _our_threads() - threads_before
+    leaked_streams = _our_streams() - streams_before
+    assert not leaked_threads, f"threads left running: {sorted(t.name for t in leaked_threads)}"
+    assert not leaked_streams, f"shared-memory streams left behind: {sorted(leaked_streams)}"
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def stream_name() -> str:
+    """A shared-memory stream name unique to this test run."""
+    return f"test_{os.getpid()}_{next(_counter)}"
