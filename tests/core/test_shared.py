@@ -32,8 +32,7 @@ SPAWN = multiprocessing.get_context("spawn")
 
 def test_metadata_lets_another_reader_attach_with_the_name_only(stream_name):
     info = StreamInfo(("APD", "analog 1"), ("Hz", "V"), 1000.0, "TIMESTAMP", {"card": "dummy"})
-    with StreamRing(1000, 2, np.int32, timestamps=True, info=info, shared=True,
-                    name=stream_name) as ring:
+    with StreamRing(1000, 2, np.int32, timestamps=True, info=info, shared=True, name=stream_name):
         assert stream_name in list_streams()
         attached = attach(stream_name)
         assert attached.capacity == 1000
@@ -151,8 +150,10 @@ def _verify_ramp_in_child(name: str, total: int, chunk: int, progress, result) -
         while reader.position < total:
             first = reader.position
             reader.read_into(out, timeout=30)
-            if not (np.array_equal(out[:, 0], np.arange(first, first + chunk))
-                    and np.array_equal(out[:, 1], -out[:, 0])):
+            if not (
+                np.array_equal(out[:, 0], np.arange(first, first + chunk))
+                and np.array_equal(out[:, 1], -out[:, 0])
+            ):
                 result.put(("mismatch", first))
                 return
             progress.value = reader.position
@@ -167,8 +168,9 @@ def test_reader_in_a_child_process_sees_every_sample(stream_name):
     total, chunk = 400_000, 1000
     queue, progress = SPAWN.Queue(), SPAWN.Value("q", -1, lock=False)
     with StreamRing(20_000, 2, shared=True, name=stream_name) as ring:
-        child = SPAWN.Process(target=_verify_ramp_in_child,
-                              args=(stream_name, total, chunk, progress, queue))
+        child = SPAWN.Process(
+            target=_verify_ramp_in_child, args=(stream_name, total, chunk, progress, queue)
+        )
         child.start()
         deadline = time.monotonic() + 60
         while progress.value < 0 and time.monotonic() < deadline:  # wait until it has attached
@@ -220,8 +222,9 @@ def test_block_of_a_killed_writer_process_is_removed(stream_name):
         "print('ready', flush=True)\n"
         "time.sleep(600)\n"
     )
-    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         assert writer.stdout.readline().strip() == "ready"
         assert stream_name in list_streams()

@@ -3,7 +3,7 @@
 numpy and the standard library only (no Qt, no qudi.core), so it works in any Python process.
 
 >>> from qudi.util.instream import attach
->>> reader = attach("instream_dummy").reader("my_analysis")   # from another process  # doctest: +SKIP
+>>> reader = attach("instream_dummy").reader("my_analysis")  # doctest: +SKIP
 """
 
 from qudi.util.instream.errors import (
@@ -22,10 +22,25 @@ from qudi.util.instream.ring import RingState, StreamInfo, StreamRing
 from qudi.util.instream.shared_block import list_streams
 
 __all__ = [
-    "HubReader", "HubStats", "ReaderStats", "RingReader", "RingState", "StreamBusyError",
-    "StreamError", "StreamFaultError", "StreamFormatError", "StreamHub", "StreamInfo",
-    "StreamNotFoundError", "StreamOverrunError", "StreamRing", "StreamSource",
-    "StreamStoppedError", "StreamTimeoutError", "attach", "list_streams",
+    "HubReader",
+    "HubStats",
+    "ReaderStats",
+    "RingReader",
+    "RingState",
+    "StreamBusyError",
+    "StreamError",
+    "StreamFaultError",
+    "StreamFormatError",
+    "StreamHub",
+    "StreamInfo",
+    "StreamNotFoundError",
+    "StreamOverrunError",
+    "StreamRing",
+    "StreamSource",
+    "StreamStoppedError",
+    "StreamTimeoutError",
+    "attach",
+    "list_streams",
 ]
 
 

@@ -36,7 +36,8 @@ def as_sample_array(
     if array.ndim == 1 and array.size % values_per_sample == 0:
         return array.reshape((-1, *sample_shape))
     raise ValueError(
-        f"{what} has shape {array.shape}; it must be (samples, {', '.join(map(str, sample_shape))}) "
+        f"{what} has shape {array.shape}; it must be "
+        f"(samples, {', '.join(map(str, sample_shape))}) "
         f"or flat with a multiple of {values_per_sample} values"
     )
 

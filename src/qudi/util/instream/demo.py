@@ -71,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             reader.start()
         stop = threading.Event()
         results = [{"samples": 0, "breaks": 0} for _ in readers]
-        threads = [threading.Thread(target=_verify, args=(r, stop, res))
-                   for r, res in zip(readers, results, strict=True)]
+        threads = [
+            threading.Thread(target=_verify, args=(r, stop, res))
+            for r, res in zip(readers, results, strict=True)
+        ]
         for thread in threads:
             thread.start()
         context = multiprocessing.get_context("spawn")
@@ -80,17 +82,23 @@ def main(argv: list[str] | None = None) -> int:
         child = context.Process(target=_child_consumer, args=(hub.name, args.seconds, queue))
         child.start()
 
-        print(f"stream '{hub.name}': {args.channels} ch x {args.rate:g} S/s, ring of "
-              f"{hub.ring.capacity} samples ({hub.ring.nbytes / 2**20:.0f} MiB shared memory)")
-        print(f"{'time':>5} {'written':>12} {'rate S/s':>12}  " +
-              "  ".join(f"{r.name + ' fill/lost':>22}" for r in readers))
+        print(
+            f"stream '{hub.name}': {args.channels} ch x {args.rate:g} S/s, ring of "
+            f"{hub.ring.capacity} samples ({hub.ring.nbytes / 2**20:.0f} MiB shared memory)"
+        )
+        print(
+            f"{'time':>5} {'written':>12} {'rate S/s':>12}  "
+            + "  ".join(f"{r.name + ' fill/lost':>22}" for r in readers)
+        )
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
             time.sleep(min(1.0, max(0.0, end - time.monotonic())))
             stats = hub.stats()
             cells = "  ".join(f"{s.fill:>15.1%} / {s.lost:<4d}" for s in stats.readers)
-            print(f"{time.monotonic() - wall_start:5.1f} {stats.samples_written:12d} "
-                  f"{stats.measured_rate:12.0f}  {cells}")
+            print(
+                f"{time.monotonic() - wall_start:5.1f} {stats.samples_written:12d} "
+                f"{stats.measured_rate:12.0f}  {cells}"
+            )
         child_result = queue.get(timeout=60)
         child.join(timeout=60)
         stop.set()
@@ -101,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\nconsumer            samples read    lost   ramp breaks")
     for reader, result in zip(readers, results, strict=True):
         print(f"{reader.name:<18} {result['samples']:13d} {reader.lost:7d} {result['breaks']:13d}")
-    print(f"{'other process':<18} {child_result['samples']:13d} {child_result['lost']:7d} "
-          f"{child_result['breaks']:13d}")
+    print(
+        f"{'other process':<18} {child_result['samples']:13d} {child_result['lost']:7d} "
+        f"{child_result['breaks']:13d}"
+    )
     print(f"CPU of this process: {cpu:.1%} of one core")
     clean = all(r["breaks"] == 0 for r in [*results, child_result])
     print("every consumer saw every sample exactly once" if clean else "DATA WAS LOST")

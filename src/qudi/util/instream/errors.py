@@ -51,13 +51,11 @@ class StreamBusyError(StreamError):
     def __init__(self, running_readers: Iterable[str], change: str):
         self.running_readers = tuple(running_readers)
         names = ", ".join(f"'{name}'" for name in self.running_readers)
-        super().__init__(
-            f"cannot {change} while readers are running: {names}; stop them first"
-        )
+        super().__init__(f"cannot {change} while readers are running: {names}; stop them first")
 
 
 class StreamTimeoutError(StreamError, TimeoutError):
-    """A blocking read did not get the requested samples within its timeout (nothing was consumed)."""
+    """A blocking read did not get its samples within its timeout; nothing was consumed."""
 
 
 class StreamFormatError(StreamError, ValueError):

@@ -107,8 +107,12 @@ class HubReader(RingReader):
     def running(self) -> bool:
         """True from :meth:`start` until :meth:`stop` or a source fault."""
         ring = self._ring
-        return (self._started and not ring.closed and ring.run_epoch == self._run_epoch
-                and ring.state is RingState.RUNNING)
+        return (
+            self._started
+            and not ring.closed
+            and ring.run_epoch == self._run_epoch
+            and ring.state is RingState.RUNNING
+        )
 
     def start(self) -> None:
         """Read new samples from now on; starts the source if no other reader runs.
@@ -155,8 +159,9 @@ class HubReader(RingReader):
 class _Pump:
     """The thread that moves samples from the source into the ring."""
 
-    def __init__(self, hub_name: str, source: StreamSource, ring: StreamRing, period: float,
-                 on_fault):
+    def __init__(
+        self, hub_name: str, source: StreamSource, ring: StreamRing, period: float, on_fault
+    ):
         self._source = source
         self._ring = ring
         self._period = period
@@ -165,8 +170,9 @@ class _Pump:
         self._stop = threading.Event()
         self.polls: deque[tuple[float, int]] = deque(maxlen=max(4, int(4 / period)))
         self.fault: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"instream-pump-{hub_name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"instream-pump-{hub_name}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -174,8 +180,10 @@ class _Pump:
         if self._thread is not threading.current_thread():
             self._thread.join(_JOIN_TIMEOUT_S)
             if self._thread.is_alive():
-                raise StreamError(f"{self._thread.name} did not stop within {_JOIN_TIMEOUT_S} s "
-                                  "(the source's read is stuck)")
+                raise StreamError(
+                    f"{self._thread.name} did not stop within {_JOIN_TIMEOUT_S} s "
+                    "(the source's read is stuck)"
+                )
 
     def _run(self) -> None:
         next_poll = time.monotonic()
@@ -215,11 +223,23 @@ class StreamHub:
     min_ring_seconds: the ring holds at least this much data at the configured rate.
     """
 
-    def __init__(self, source: StreamSource, *, name: str, shared: bool = True,
-                 max_poll_rate: float = 30.0, min_ring_seconds: float = 1.0):
-        if not (isinstance(max_poll_rate, (int, float)) and math.isfinite(max_poll_rate)
-                and max_poll_rate > 0):
-            raise ValueError(f"max_poll_rate must be a positive number of Hz, got {max_poll_rate!r}")
+    def __init__(
+        self,
+        source: StreamSource,
+        *,
+        name: str,
+        shared: bool = True,
+        max_poll_rate: float = 30.0,
+        min_ring_seconds: float = 1.0,
+    ):
+        if not (
+            isinstance(max_poll_rate, (int, float))
+            and math.isfinite(max_poll_rate)
+            and max_poll_rate > 0
+        ):
+            raise ValueError(
+                f"max_poll_rate must be a positive number of Hz, got {max_poll_rate!r}"
+            )
         if not (isinstance(min_ring_seconds, (int, float)) and min_ring_seconds > 0):
             raise ValueError(f"min_ring_seconds must be positive, got {min_ring_seconds!r}")
         self.name = name
@@ -272,16 +292,25 @@ class StreamHub:
             self._readers[name] = reader
             return reader
 
-    def configure(self, active_channels: Sequence[str], streaming_mode: Any,
-                  channel_buffer_size: int, sample_rate: float) -> None:
+    def configure(
+        self,
+        active_channels: Sequence[str],
+        streaming_mode: Any,
+        channel_buffer_size: int,
+        sample_rate: float,
+    ) -> None:
         """Configure the source and size the ring; a no-op when nothing changes.
 
         ``channel_buffer_size`` means "at least this many samples": it is satisfied while the
         ring is that big. Raises :class:`StreamBusyError` naming the running readers if a
         change is asked for while any runs.
         """
-        request = (tuple(active_channels), _member_name(streaming_mode),
-                   int(channel_buffer_size), float(sample_rate))
+        request = (
+            tuple(active_channels),
+            _member_name(streaming_mode),
+            int(channel_buffer_size),
+            float(sample_rate),
+        )
         with self._lock:
             self._require_open()
             self._end_faulted_run()
@@ -291,8 +320,9 @@ class StreamHub:
             running = self.running_readers
             if running:
                 raise StreamBusyError(running, f"{change} of stream '{self.name}'")
-            self._source.configure(active_channels, streaming_mode, channel_buffer_size,
-                                   sample_rate)
+            self._source.configure(
+                active_channels, streaming_mode, channel_buffer_size, sample_rate
+            )
             self._accepted_request = request
             self._requested_capacity = int(channel_buffer_size)
             self._replace_ring()
@@ -404,8 +434,11 @@ class StreamHub:
         try:
             self._source.stop_stream()
         except Exception as stop_exc:
-            log.error("stream '%s': stopping the source after its failure failed too: %s",
-                      self.name, stop_exc)
+            log.error(
+                "stream '%s': stopping the source after its failure failed too: %s",
+                self.name,
+                stop_exc,
+            )
         ring.mark_faulted(exc)
 
     def _end_faulted_run(self) -> None:
@@ -417,11 +450,15 @@ class StreamHub:
     def _describe_change(self, request: tuple) -> str | None:
         channels, mode, buffer_size, rate = request
         source = self._source
-        current = (tuple(source.active_channels), _member_name(source.streaming_mode),
-                   float(source.sample_rate))
+        current = (
+            tuple(source.active_channels),
+            _member_name(source.streaming_mode),
+            float(source.sample_rate),
+        )
         accepted = self._accepted_request
         if (channels, mode, rate) == current or (
-            accepted is not None and (channels, mode, rate) == (accepted[0], accepted[1], accepted[3])
+            accepted is not None
+            and (channels, mode, rate) == (accepted[0], accepted[1], accepted[3])
         ):
             if buffer_size <= self._ring.capacity:
                 return None
@@ -440,18 +477,27 @@ class StreamHub:
         constraints = source.constraints
         rate = float(source.sample_rate)
         timing = _member_name(constraints.sample_timing)
-        capacity = max(MIN_RING_SAMPLES, self._requested_capacity,
-                       math.ceil(rate * self._min_ring_seconds),
-                       math.ceil(4 * rate / self.max_poll_rate))
+        capacity = max(
+            MIN_RING_SAMPLES,
+            self._requested_capacity,
+            math.ceil(rate * self._min_ring_seconds),
+            math.ceil(4 * rate / self.max_poll_rate),
+        )
         info = StreamInfo(
             channel_names=channels,
             channel_units=tuple(constraints.channel_units[ch] for ch in channels),
             sample_rate=rate,
             sample_timing=timing,
         )
-        ring = StreamRing(capacity, (len(channels),), np.dtype(constraints.data_type),
-                          timestamps=timing == "TIMESTAMP", info=info, shared=self._shared,
-                          name=self.name)
+        ring = StreamRing(
+            capacity,
+            (len(channels),),
+            np.dtype(constraints.data_type),
+            timestamps=timing == "TIMESTAMP",
+            info=info,
+            shared=self._shared,
+            name=self.name,
+        )
         ring.mark_stopped()
         return ring
 

@@ -33,11 +33,24 @@ class RingReader:
     sample and only counts the loss in :attr:`lost`.
     """
 
-    __slots__ = ("_ring", "name", "allow_overwrite", "_position", "_lost", "_closed",
-                 "_fault_epoch_seen")
+    __slots__ = (
+        "_ring",
+        "name",
+        "allow_overwrite",
+        "_position",
+        "_lost",
+        "_closed",
+        "_fault_epoch_seen",
+    )
 
-    def __init__(self, ring: StreamRing, *, name: str = "reader", allow_overwrite: bool = False,
-                 from_oldest: bool = False):
+    def __init__(
+        self,
+        ring: StreamRing,
+        *,
+        name: str = "reader",
+        allow_overwrite: bool = False,
+        from_oldest: bool = False,
+    ):
         self._ring = ring
         self.name = name
         self.allow_overwrite = bool(allow_overwrite)
@@ -76,8 +89,14 @@ class RingReader:
         return self.available / self._ring.capacity if not self._ring.closed else 0.0
 
     # ----------------------------------------------------------------------------- reads
-    def read_into(self, out: np.ndarray, n: int | None = None, *, timeout: float | None = None,
-                  timestamps: np.ndarray | None = None) -> int:
+    def read_into(
+        self,
+        out: np.ndarray,
+        n: int | None = None,
+        *,
+        timeout: float | None = None,
+        timestamps: np.ndarray | None = None,
+    ) -> int:
         """Block until ``n`` samples are available, copy them into ``out`` and consume them.
 
         ``out`` is ``[samples, *sample_shape]`` or flat (sample-major, interleaved); ``n``
@@ -102,7 +121,7 @@ class RingReader:
                 return n
 
     def read_available_into(self, out: np.ndarray, *, timestamps: np.ndarray | None = None) -> int:
-        """Copy as many unread samples as are available and fit (never blocks); returns the count."""
+        """Copy the unread samples that are available and fit; never blocks. Returns the count."""
         samples, stamps, room = self._checked_buffers(out, timestamps)
         self._raise_pending_fault()
         self._require_open_ring()
@@ -137,8 +156,10 @@ class RingReader:
         self._ring.wake_waiters()
 
     def __repr__(self) -> str:
-        return (f"<{type(self).__name__} '{self.name}' at {self._position}, "
-                f"available {self.available}, lost {self._lost}>")
+        return (
+            f"<{type(self).__name__} '{self.name}' at {self._position}, "
+            f"available {self.available}, lost {self._lost}>"
+        )
 
     # ------------------------------------------------------------- hooks for subclasses
     def _stop_reason(self) -> str | None:
@@ -190,8 +211,11 @@ class RingReader:
         ring = self._ring
 
         def ready() -> bool:
-            return (ring.closed or ring.write_index - self._position >= n
-                    or self._stop_reason() is not None)
+            return (
+                ring.closed
+                or ring.write_index - self._position >= n
+                or self._stop_reason() is not None
+            )
 
         self._raise_pending_fault()
         self._require_open_ring()

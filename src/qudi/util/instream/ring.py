@@ -18,6 +18,7 @@ This relies on stores becoming visible in program order, which holds on x86-64.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import math
@@ -89,27 +90,44 @@ class _Layout:
     metadata: bytes
 
     @classmethod
-    def plan(cls, capacity, sample_shape, dtype, has_timestamps, info: StreamInfo,
-             header_bytes: int | None = None) -> _Layout:
+    def plan(
+        cls,
+        capacity,
+        sample_shape,
+        dtype,
+        has_timestamps,
+        info: StreamInfo,
+        header_bytes: int | None = None,
+    ) -> _Layout:
         """Offsets follow from the header size and the format, so they need not be stored."""
-        metadata = json.dumps({
-            "dtype": np.lib.format.dtype_to_descr(dtype),
-            "sample_shape": list(sample_shape),
-            "capacity": capacity,
-            "timestamps": has_timestamps,
-            "channel_names": list(info.channel_names),
-            "channel_units": list(info.channel_units),
-            "sample_rate": info.sample_rate,
-            "sample_timing": info.sample_timing,
-            "extra": dict(info.extra),
-        }).encode()
+        metadata = json.dumps(
+            {
+                "dtype": np.lib.format.dtype_to_descr(dtype),
+                "sample_shape": list(sample_shape),
+                "capacity": capacity,
+                "timestamps": has_timestamps,
+                "channel_names": list(info.channel_names),
+                "channel_units": list(info.channel_units),
+                "sample_rate": info.sample_rate,
+                "sample_timing": info.sample_timing,
+                "extra": dict(info.extra),
+            }
+        ).encode()
         if header_bytes is None:
             header_bytes = _aligned(_METADATA_OFFSET + len(metadata))
         sample_bytes = math.prod(sample_shape) * dtype.itemsize
         timestamp_offset = _aligned(header_bytes + capacity * sample_bytes)
         total = timestamp_offset + (8 * capacity if has_timestamps else 0)
-        return cls(capacity, sample_shape, dtype, has_timestamps, header_bytes, timestamp_offset,
-                   total, metadata)
+        return cls(
+            capacity,
+            sample_shape,
+            dtype,
+            has_timestamps,
+            header_bytes,
+            timestamp_offset,
+            total,
+            metadata,
+        )
 
     @classmethod
     def read(cls, buf: memoryview, name: str) -> tuple[_Layout, StreamInfo]:
@@ -242,8 +260,9 @@ class StreamRing:
         self.info = info
         self.nbytes = layout.total_bytes
         self._control = np.ndarray((_CONTROL_WORDS,), np.uint64, buf, _CONTROL_OFFSET)
-        self._data = np.ndarray((layout.capacity, *layout.sample_shape), layout.dtype, buf,
-                                layout.header_bytes)
+        self._data = np.ndarray(
+            (layout.capacity, *layout.sample_shape), layout.dtype, buf, layout.header_bytes
+        )
         self._timestamps = (
             np.ndarray((layout.capacity,), np.float64, buf, layout.timestamp_offset)
             if layout.has_timestamps
@@ -288,11 +307,11 @@ class StreamRing:
         """A new cursor on this ring, starting at the newest sample (or the oldest kept one)."""
         from qudi.util.instream.reader import RingReader
 
-        return RingReader(self, name=name, allow_overwrite=allow_overwrite,
-                          from_oldest=from_oldest)
+        return RingReader(self, name=name, allow_overwrite=allow_overwrite, from_oldest=from_oldest)
 
-    def copy_out(self, position: int, count: int, out: np.ndarray,
-                 timestamps_out: np.ndarray | None) -> None:
+    def copy_out(
+        self, position: int, count: int, out: np.ndarray, timestamps_out: np.ndarray | None
+    ) -> None:
         """Copy samples ``position .. position+count`` into ``out`` (no torn-read check here)."""
         start = position % self.capacity
         first = min(count, self.capacity - start)
@@ -341,7 +360,9 @@ class StreamRing:
         """
         self._require_writer()
         if not 0 < n <= self.capacity:
-            raise ValueError(f"reserve(n={n}): n must be between 1 and the capacity {self.capacity}")
+            raise ValueError(
+                f"reserve(n={n}): n must be between 1 and the capacity {self.capacity}"
+            )
         write = int(self._control[_WRITE])
         start = write % self.capacity
         count = min(n, self.capacity - start)
@@ -356,9 +377,7 @@ class StreamRing:
         """Make the first ``count`` reserved samples visible to readers and wake them."""
         self._require_writer()
         if not 0 <= count <= self._reserved:
-            raise ValueError(
-                f"publish(count={count}): only {self._reserved} samples were reserved"
-            )
+            raise ValueError(f"publish(count={count}): only {self._reserved} samples were reserved")
         self._reserved = 0
         if count:
             self._control[_WRITE] = int(self._control[_WRITE]) + count
@@ -450,24 +469,21 @@ class StreamRing:
 
 
 def _release_block(block) -> None:
-    try:
+    with contextlib.suppress(BufferError):  # a view is still alive: unmapped at process exit
         block.close()
-    except BufferError:  # a view on the block is still alive; the mapping goes with the process
-        pass
     block.unlink()
 
 
 def _checked_format(capacity, sample_shape, dtype, info):
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
         raise ValueError(f"capacity must be a positive number of samples, got {capacity!r}")
-    if isinstance(sample_shape, (int, np.integer)):
-        sample_shape = (sample_shape,)
+    given = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
     try:
-        sample_shape = tuple(int(n) for n in sample_shape)
+        sample_shape = tuple(int(n) for n in given)
     except (TypeError, ValueError):
-        raise ValueError(f"sample_shape must be a tuple of positive integers, got {sample_shape!r}")
+        sample_shape = (0,)  # reported just below
     if any(n < 1 for n in sample_shape):
-        raise ValueError(f"sample_shape must be a tuple of positive integers, got {sample_shape!r}")
+        raise ValueError(f"sample_shape must be a tuple of positive integers, got {given!r}")
     try:
         dtype = np.dtype(dtype)
     except TypeError as exc:

@@ -38,10 +38,18 @@ class SourceConstraints:
 class SimulatedSource:
     """Generates ``signals`` (one of :data:`SIGNALS` per channel) at ``sample_rate`` Hz."""
 
-    def __init__(self, channel_names: Sequence[str] = ("ramp",),
-                 signals: Sequence[str] | None = None, *, channel_units: Sequence[str] | None = None,
-                 sample_rate: float = 1000.0, data_type=np.float64, buffer_size: int = 1 << 20,
-                 timestamps: bool = False, seed: int | None = None):
+    def __init__(
+        self,
+        channel_names: Sequence[str] = ("ramp",),
+        signals: Sequence[str] | None = None,
+        *,
+        channel_units: Sequence[str] | None = None,
+        sample_rate: float = 1000.0,
+        data_type=np.float64,
+        buffer_size: int = 1 << 20,
+        timestamps: bool = False,
+        seed: int | None = None,
+    ):
         signals = tuple(signals) if signals is not None else ("ramp",) * len(channel_names)
         units = tuple(channel_units) if channel_units is not None else ("",) * len(channel_names)
         if not (len(signals) == len(units) == len(channel_names)):
@@ -51,8 +59,10 @@ class SimulatedSource:
             raise ValueError(f"unknown signals {unknown}; valid are {list(SIGNALS)}")
         self._signals = dict(zip(channel_names, signals, strict=True))
         self.constraints = SourceConstraints(
-            dict(zip(channel_names, units, strict=True)), np.dtype(data_type).type,
-            "TIMESTAMP" if timestamps else "CONSTANT")
+            dict(zip(channel_names, units, strict=True)),
+            np.dtype(data_type).type,
+            "TIMESTAMP" if timestamps else "CONSTANT",
+        )
         self.active_channels = list(channel_names)
         self.streaming_mode = "CONTINUOUS"
         self.sample_rate = float(sample_rate)
@@ -91,8 +101,9 @@ class SimulatedSource:
         with self._lock:
             return self._pending()
 
-    def read_available_data_into_buffer(self, data_buffer: np.ndarray,
-                                        timestamp_buffer: np.ndarray | None = None) -> int:
+    def read_available_data_into_buffer(
+        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
+    ) -> int:
         """Fill the flat, sample-major buffer with as many pending samples as fit."""
         channels = len(self.active_channels)
         with self._lock:
@@ -102,7 +113,9 @@ class SimulatedSource:
             out = data_buffer[: count * channels].reshape(count, channels)
             self._generate(out, self._read)
             if timestamp_buffer is not None:
-                timestamp_buffer[:count] = np.arange(self._read, self._read + count) / self.sample_rate
+                timestamp_buffer[:count] = (
+                    np.arange(self._read, self._read + count) / self.sample_rate
+                )
             self._read += count
             return count
 

@@ -1,0 +1,284 @@
+"""StreamHub: reference-counted start/stop, busy configure, faults, slow readers, stats."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from qudi.util.instream import (
+    StreamBusyError,
+    StreamError,
+    StreamFaultError,
+    StreamHub,
+    StreamOverrunError,
+    StreamRing,
+    StreamStoppedError,
+    StreamTimeoutError,
+)
+from qudi.util.instream.simulated import SimulatedSource
+
+from .sources import HandFedSource
+
+
+@pytest.fixture
+def source():
+    return HandFedSource()
+
+
+@pytest.fixture
+def hub(source):
+    with StreamHub(source, name="test_hub", shared=False, max_poll_rate=200.0) as hub:
+        yield hub
+
+
+def read_ramp(reader, count, timeout=10.0):
+    out = np.empty((count, 2))
+    reader.read_into(out, timeout=timeout)
+    return out[:, 0]
+
+
+def test_source_starts_with_first_reader_and_stops_with_last(hub, source):
+    first, second = hub.open_reader("first"), hub.open_reader("second")
+    first.start()
+    second.start()
+    second.start()  # harmless on a running reader
+    assert source.starts == 1 and source.running
+    first.stop()
+    assert source.running and second.running and not first.running
+    second.stop()
+    assert source.stops == 1 and not source.running
+    assert not hub.running
+
+
+def test_readers_get_only_data_from_after_their_start(hub, source):
+    early = hub.open_reader("early")
+    early.start()
+    source.feed(100)
+    np.testing.assert_array_equal(read_ramp(early, 100), np.arange(100))
+    late = hub.open_reader("late")
+    late.start()
+    source.feed(50)
+    np.testing.assert_array_equal(read_ramp(late, 50), np.arange(100, 150))
+    np.testing.assert_array_equal(read_ramp(early, 50), np.arange(100, 150))
+
+
+def test_every_reader_sees_every_sample_once(hub, source):
+    hub.configure(["a", "b"], "CONTINUOUS", 20_000, 1000.0)  # room for slow CI machines
+    readers = [hub.open_reader(f"reader {i}") for i in range(3)]
+    for reader in readers:
+        reader.start()
+    results = {}
+
+    def consume(reader):
+        results[reader.name] = np.concatenate([read_ramp(reader, 500) for _ in range(20)])
+
+    threads = [threading.Thread(target=consume, args=(r,)) for r in readers]
+    for thread in threads:
+        thread.start()
+    for _ in range(100):
+        source.feed(100)
+        time.sleep(0.001)
+    for thread in threads:
+        thread.join(30)
+    for reader in readers:
+        np.testing.assert_array_equal(results[reader.name], np.arange(10_000))
+        assert reader.lost == 0
+
+
+def test_configure_with_the_same_settings_is_a_no_op_even_while_running(hub, source):
+    reader = hub.open_reader("logic")
+    hub.configure(["a", "b"], "CONTINUOUS", 1000, 1000.0)
+    ring = hub.ring
+    reader.start()
+    hub.configure(["a", "b"], "CONTINUOUS", 1000, 1000.0)
+    assert hub.ring is ring and source.configures == 0
+
+
+def test_configure_accepts_the_rate_the_hardware_coerced(hub, source):
+    hub.configure(["a", "b"], "CONTINUOUS", 1000, 1234.5678)
+    assert source.sample_rate == 1234.6 and source.configures == 1
+    hub.open_reader("logic").start()
+    hub.configure(["a", "b"], "CONTINUOUS", 1000, 1234.5678)  # same request again: no change
+    assert source.configures == 1
+
+
+def test_buffer_size_is_satisfied_by_a_big_enough_ring(hub, source):
+    hub.configure(["a", "b"], "CONTINUOUS", hub.ring.capacity // 2, 1000.0)
+    assert source.configures == 0
+    hub.configure(["a", "b"], "CONTINUOUS", hub.ring.capacity * 2, 1000.0)
+    assert hub.ring.capacity >= 2 * 1024 and source.configures == 1
+
+
+def test_configure_while_readers_run_names_them(hub, source):
+    for name in ("logic 1", "logic 2", "idle"):
+        hub.open_reader(name)
+    hub.readers[0].start()
+    hub.readers[1].start()
+    with pytest.raises(StreamBusyError) as info:
+        hub.configure(["a"], "CONTINUOUS", 1000, 500.0)
+    message = str(info.value)
+    assert "'logic 1', 'logic 2'" in message and "idle" not in message
+    assert "sample_rate from 1000.0 to 500.0" in message
+    assert source.configures == 0 and source.active_channels == ["a", "b"]
+
+
+def test_configure_rebuilds_the_ring_for_stopped_readers(hub, source):
+    reader = hub.open_reader("logic")
+    hub.configure(["b"], "CONTINUOUS", 1000, 1000.0)
+    assert hub.ring.sample_shape == (1,)
+    assert hub.ring.info.channel_names == ("b",)
+    reader.start()
+    source.feed(10)
+    out = np.empty((10, 1))
+    assert reader.read_into(out, timeout=10) == 10
+
+
+def test_source_fault_reaches_every_reader_once_chained_then_restart_clears_it(hub, source):
+    readers = [hub.open_reader(name) for name in ("waiting", "polling", "late")]
+    for reader in readers:
+        reader.start()
+    errors = {}
+
+    def wait_for_data():
+        try:
+            read_ramp(readers[0], 10, timeout=30)
+        except StreamError as error:
+            errors["waiting"] = error
+
+    blocked = threading.Thread(target=wait_for_data)
+    blocked.start()
+    cause = OSError("DAQ card reported error -200279")
+    source.fail_next_read(cause)
+    blocked.join(30)
+    assert isinstance(errors["waiting"], StreamFaultError)
+    assert errors["waiting"].__cause__ is cause
+    assert not source.running and source.stops == 1
+    assert hub.error is cause and hub.stats().fault.startswith("OSError")
+    with pytest.raises(StreamFaultError, match="-200279") as info:
+        readers[1].read_available_into(np.empty((5, 2)))
+    assert info.value.__cause__ is cause
+    with pytest.raises(StreamStoppedError, match="after a fault"):
+        read_ramp(readers[1], 5, timeout=30)
+
+    readers[1].start()  # a restart clears the fault for new reads
+    assert source.running and source.starts == 2 and hub.error is None
+    with pytest.raises(StreamFaultError):  # ... but a reader that has not heard yet still hears
+        readers[2].read_available_into(np.empty((5, 2)))
+    source.feed(5)
+    assert len(read_ramp(readers[1], 5)) == 5
+
+
+def test_configure_is_allowed_after_a_fault_stopped_everyone(hub, source):
+    hub.open_reader("logic").start()
+    source.fail_next_read(RuntimeError("boom"))
+    deadline = time.monotonic() + 10
+    while hub.error is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    hub.configure(["a"], "CONTINUOUS", 1000, 1000.0)
+    assert source.configures == 1
+
+
+def test_slow_reader_loses_data_alone_and_holds_nobody_back(hub, source):
+    slow, fast = hub.open_reader("slow"), hub.open_reader("fast")
+    slow.start()
+    fast.start()
+    capacity = hub.ring.capacity
+    for first in range(0, 3 * capacity, 256):
+        source.feed(256)
+        np.testing.assert_array_equal(read_ramp(fast, 256), np.arange(first, first + 256))
+    with pytest.raises(StreamOverrunError) as info:
+        read_ramp(slow, 10)
+    assert info.value.lost == slow.lost > 0
+    assert fast.lost == 0
+
+
+def test_stop_ends_a_blocking_read_of_that_reader(hub, source):
+    reader = hub.open_reader("stopper")
+    reader.start()
+    threading.Timer(0.05, reader.stop).start()
+    with pytest.raises(StreamStoppedError, match="'stopper' is stopped"):
+        read_ramp(reader, 10, timeout=30)
+
+
+def test_reading_a_reader_that_was_never_started(hub):
+    with pytest.raises(StreamStoppedError, match="is stopped"):
+        read_ramp(hub.open_reader("never"), 1, timeout=5)
+
+
+def test_timeout_when_the_source_produces_nothing(hub):
+    reader = hub.open_reader("patient")
+    reader.start()
+    with pytest.raises(StreamTimeoutError, match="within 0.1 s"):
+        read_ramp(reader, 10, timeout=0.1)
+
+
+def test_pump_polls_at_most_max_poll_rate(source):
+    with StreamHub(source, name="test_poll", shared=False, max_poll_rate=20.0) as hub:
+        hub.open_reader("r").start()
+        started = time.monotonic()
+        time.sleep(0.5)
+        polls, elapsed = source.polls, time.monotonic() - started
+    assert 1 <= polls <= 20 * elapsed + 3
+
+
+def test_pump_polls_faster_when_the_source_buffer_would_fill():
+    source = HandFedSource(sample_rate=1000.0, buffer_size=100)  # 0.1 s of device buffer
+    with StreamHub(source, name="test_fast_poll", shared=False, max_poll_rate=1.0) as hub:
+        hub.open_reader("r").start()
+        time.sleep(0.5)
+    assert source.polls >= 10  # every 25 ms, not once a second
+
+
+def test_duplicate_reader_names_are_refused(hub):
+    hub.open_reader("logic")
+    with pytest.raises(ValueError, match="already has a reader named 'logic'"):
+        hub.open_reader("logic")
+
+
+@pytest.mark.parametrize("rate", [0, -1, float("nan"), "fast"])
+def test_bad_poll_rate_is_refused(source, rate):
+    with pytest.raises(ValueError, match="max_poll_rate"):
+        StreamHub(source, name="test_bad_rate", shared=False, max_poll_rate=rate)
+
+
+def test_closed_hub_refuses_use_and_ends_readers(source):
+    hub = StreamHub(source, name="test_closed", shared=False)
+    reader = hub.open_reader("r")
+    reader.start()
+    hub.close()
+    assert not source.running
+    with pytest.raises(StreamError, match="closed"):
+        hub.open_reader("other")
+    with pytest.raises(StreamStoppedError):
+        read_ramp(reader, 1, timeout=5)
+
+
+def test_shared_hub_is_readable_from_attach_and_releases_everything(stream_name):
+    source = SimulatedSource(["x", "y"], ["ramp", "sine"], sample_rate=20_000, timestamps=True)
+    with StreamHub(source, name=stream_name) as hub:
+        hub.open_reader("local").start()
+        attached = StreamRing.attach(stream_name)
+        assert attached.info.channel_names == ("x", "y")
+        assert attached.info.sample_timing == "TIMESTAMP"
+        remote = attached.reader("remote")
+        data, stamps = np.empty((2000, 2)), np.empty(2000)
+        remote.read_into(data, timeout=10, timestamps=stamps)
+        np.testing.assert_allclose(stamps, data[:, 0] / 20_000)
+        attached.close()
+
+
+def test_stats_report_rate_fill_and_loss(stream_name):
+    source = SimulatedSource(["x"], sample_rate=50_000)
+    with StreamHub(source, name=stream_name, max_poll_rate=50.0) as hub:
+        reader = hub.open_reader("watcher", allow_overwrite=True)
+        reader.start()
+        time.sleep(0.6)
+        stats = hub.stats()
+    assert stats.running and stats.nominal_rate == 50_000
+    assert 0.75 * 50_000 < stats.measured_rate < 1.25 * 50_000
+    (reader_stats,) = stats.readers
+    assert reader_stats.name == "watcher" and reader_stats.available > 0
+    assert 0 < reader_stats.fill <= 1 and reader_stats.lost == 0
