@@ -24,7 +24,7 @@ quietly() {
         rm -f "$log"
     else
         local rc=$?
-        printf 'setup: error: `%s` failed (exit %d); last lines of %s:\n' "$*" "$rc" "$log" >&2
+        printf 'setup: error: "%s" failed (exit %d); last lines of %s:\n' "$*" "$rc" "$log" >&2
         tail -n 40 "$log" >&2
         exit "$rc"
     fi
@@ -106,11 +106,8 @@ fi
 
 # --- virtual environment ----------------------------------------------------------------------
 if ! venv_usable; then
-    if [ -e "$VENV" ]; then
-        [ -f "$VENV/pyvenv.cfg" ] || die "$VENV exists but is not a virtual environment; remove it or set VENV"
-        say "recreating broken virtual environment $VENV"
-        rm -rf "$VENV"
-    fi
+    # Never delete a folder we did not just create: its Python may be gone, or only unreadable.
+    [ -e "$VENV" ] && die "$VENV exists but its bin/python does not run; remove it or set VENV"
     say "creating virtual environment $VENV (Python $PY_VERSION)"
     quietly "$PYTHON" -m venv "$VENV"
 fi
@@ -121,10 +118,10 @@ want=$(printf '%s %s %s\n' "$(sha256sum pyproject.toml | cut -d' ' -f1)" "$ROOT"
     "$("$VENV/bin/python" -c 'import sys; print(sys.version)')")
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     rm -f "$STAMP"
-    say "installing qudi-instream and its test tools into $VENV (first run: a few minutes)"
+    say "installing qudi-instream and its test tools into $VENV (a few minutes into a new venv)"
     start=$SECONDS
     quietly "$VENV/bin/python" -m pip install --upgrade pip
-    quietly "$VENV/bin/python" -m pip install --progress-bar off -e "$ROOT[test]"
+    quietly "$VENV/bin/python" -m pip install --progress-bar off -e "${ROOT}[test]"
     printf '%s\n' "$want" >"$STAMP"
     say "installed in $((SECONDS - start)) s"
 fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
@@ -42,3 +43,25 @@ _counter = iter(range(1_000_000))
 def stream_name() -> str:
     """A shared-memory stream name unique to this test run."""
     return f"test_{os.getpid()}_{next(_counter)}"
+
+
+@pytest.fixture
+def spawn_process():
+    """Start a child process (spawn, daemon); whatever still runs at teardown is killed.
+
+    A failing assertion must never leave a child behind that keeps pytest from exiting.
+    """
+    context = multiprocessing.get_context("spawn")
+    children = []
+
+    def start(target, *args):
+        child = context.Process(target=target, args=args, daemon=True)
+        child.start()
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        if child.is_alive():
+            child.kill()
+        child.join(30)

@@ -164,14 +164,11 @@ def _verify_ramp_in_child(name: str, total: int, chunk: int, progress, result) -
         ring.close()
 
 
-def test_reader_in_a_child_process_sees_every_sample(stream_name):
+def test_reader_in_a_child_process_sees_every_sample(stream_name, spawn_process):
     total, chunk = 400_000, 1000
     queue, progress = SPAWN.Queue(), SPAWN.Value("q", -1, lock=False)
     with StreamRing(20_000, 2, shared=True, name=stream_name) as ring:
-        child = SPAWN.Process(
-            target=_verify_ramp_in_child, args=(stream_name, total, chunk, progress, queue)
-        )
-        child.start()
+        child = spawn_process(_verify_ramp_in_child, stream_name, total, chunk, progress, queue)
         deadline = time.monotonic() + 60
         while progress.value < 0 and time.monotonic() < deadline:  # wait until it has attached
             time.sleep(0.001)
@@ -195,12 +192,13 @@ def _attach_and_hang(name: str, ready) -> None:
     time.sleep(600)
 
 
-def test_killed_reader_process_leaves_nothing_behind_and_disturbs_nobody(stream_name):
+def test_killed_reader_process_leaves_nothing_behind_and_disturbs_nobody(
+    stream_name, spawn_process
+):
     with StreamRing(1000, 1, shared=True, name=stream_name) as ring:
         local = ring.reader("survivor")
         ready = SPAWN.Event()
-        child = SPAWN.Process(target=_attach_and_hang, args=(stream_name, ready))
-        child.start()
+        child = spawn_process(_attach_and_hang, stream_name, ready)
         assert ready.wait(30)
         os.kill(child.pid, signal.SIGKILL)
         child.join(30)

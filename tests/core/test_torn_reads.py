@@ -68,11 +68,10 @@ def _hammer(name: str, started, stop) -> None:
 
 @pytest.mark.parametrize("allow_overwrite", [True, False])
 def test_reader_racing_a_writer_in_another_process_never_sees_torn_samples(
-    stream_name, allow_overwrite
+    stream_name, allow_overwrite, spawn_process
 ):
     started, stop = SPAWN.Event(), SPAWN.Event()
-    writer = SPAWN.Process(target=_hammer, args=(stream_name, started, stop))
-    writer.start()
+    writer = spawn_process(_hammer, stream_name, started, stop)
     try:
         assert started.wait(30)
         ring = StreamRing.attach(stream_name)
