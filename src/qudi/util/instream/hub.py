@@ -157,13 +157,19 @@ class HubReader(RingReader):
 
 
 class _Pump:
-    """The thread that moves samples from the source into the ring."""
+    """The thread that moves samples from the source into the ring.
+
+    It ends by itself when the source fails, or when a FINITE acquisition has delivered all
+    its samples; the ring then tells readers that no more data is coming.
+    """
 
     def __init__(
         self, hub_name: str, source: StreamSource, ring: StreamRing, period: float, on_fault
     ):
         self._source = source
         self._ring = ring
+        finite = _member_name(source.streaming_mode) == "FINITE"
+        self._end_index = ring.write_index + source.channel_buffer_size if finite else None
         self._period = period
         self._on_fault = on_fault
         self._max_chunk = max(1, ring.capacity // 4)
@@ -174,6 +180,11 @@ class _Pump:
             target=self._run, name=f"instream-pump-{hub_name}", daemon=True
         )
         self._thread.start()
+
+    @property
+    def ended(self) -> bool:
+        """The run ended by itself (fault or finite acquisition complete)."""
+        return not self._thread.is_alive() and not self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -196,11 +207,16 @@ class _Pump:
                 return
             now = time.monotonic()
             self.polls.append((now, self._ring.write_index))
+            if self._end_index is not None and self._ring.write_index >= self._end_index:
+                self._ring.mark_stopped()  # finite acquisition complete
+                return
             next_poll = max(next_poll + self._period, now)  # late: do not try to catch up
             self._stop.wait(next_poll - now)
 
     def _drain(self) -> None:
         pending = int(self._source.available_samples)
+        if self._end_index is not None:
+            pending = min(pending, self._end_index - self._ring.write_index)
         while pending > 0 and not self._stop.is_set():
             data, stamps = self._ring.reserve(min(pending, self._max_chunk))
             got = self._source.read_available_data_into_buffer(data.reshape(-1), stamps)
@@ -313,7 +329,7 @@ class StreamHub:
         )
         with self._lock:
             self._require_open()
-            self._end_faulted_run()
+            self._end_ended_run()
             change = self._describe_change(request)
             if change is None:
                 return
@@ -375,13 +391,17 @@ class StreamHub:
     def _start_reader(self, reader: HubReader) -> None:
         with self._lock:
             self._require_open()
-            self._end_faulted_run()
+            self._end_ended_run()
             if reader in self._running:
                 return
-            if not self._running:
-                self._start_source()
-            reader._joined_run(self._ring)
+            first = not self._running
+            if first:
+                self._source.start_stream()
+                self._ring.mark_running()
+            reader._joined_run(self._ring)  # before the pump runs: the first reader misses nothing
             self._running.add(reader)
+            if first:
+                self._start_pump()
 
     def _stop_reader(self, reader: HubReader) -> None:
         with self._lock:
@@ -406,15 +426,12 @@ class StreamHub:
         if self._ring.closed:
             raise StreamError(f"stream '{self.name}' is closed")
 
-    def _start_source(self) -> None:
-        self._source.start_stream()
-        ring = self._ring
-        ring.mark_running()
+    def _start_pump(self) -> None:
         period = 1.0 / self.max_poll_rate
         rate = float(self._source.sample_rate)
         if rate > 0:  # poll often enough that the source's own buffer never fills up
             period = min(period, self._source.channel_buffer_size / rate / 4)
-        self._pump = _Pump(self.name, self._source, ring, period, self._on_pump_fault)
+        self._pump = _Pump(self.name, self._source, self._ring, period, self._on_pump_fault)
 
     def _stop_source(self) -> None:
         pump, self._pump = self._pump, None
@@ -441,9 +458,9 @@ class StreamHub:
             )
         ring.mark_faulted(exc)
 
-    def _end_faulted_run(self) -> None:
-        """After a fault every reader of that run counts as stopped; forget them."""
-        if self._pump is not None and self._pump.fault is not None:
+    def _end_ended_run(self) -> None:
+        """After a fault or a finished FINITE run, its readers count as stopped: forget them."""
+        if self._pump is not None and self._pump.ended:
             self._running.clear()
             self._stop_source()
 

@@ -1,10 +1,16 @@
-"""SimulatedSource: a clock-paced signal generator shaped like a qudi streaming device.
+"""SimulatedSource: a clock-paced signal generator that behaves like a streaming DAQ card.
 
 Samples "arrive" as wall-clock time passes at the configured rate, into a device buffer of
-``buffer_size`` samples. If they are not read before that buffer would overflow, reads raise
-:class:`SourceOverflowError` and the source stops, as a real card does; no stale or repeated
-sample is ever returned. The ``ramp`` signal is the sample's absolute index, so a consumer
-can prove it lost or repeated nothing. Used by the demo, the benchmarks and the tests.
+``channel_buffer_size`` samples per channel. No thread runs: what has arrived is computed from
+the clock whenever the source is asked. If samples are not read before the buffer would
+overflow, the acquisition stops at that moment, like a real card's, and the next call raises
+:class:`SourceOverflowError`; nothing is ever overwritten, returned twice or made up.
+
+Signals per channel: ``ramp`` (the sample's absolute index, to prove nothing is lost or
+repeated), ``sine`` (0.5 Hz, amplitude 1), ``counts`` (Poisson counts per sample of a 50 kHz
+photon flux) and ``noise`` (standard normal). Timing ``CONSTANT``, ``TIMESTAMP`` (jittered
+float64 times) or ``RANDOM``; streaming mode ``CONTINUOUS`` or ``FINITE`` (stops by itself
+after ``channel_buffer_size`` samples). The qudi dummy streamer is a thin module around this.
 """
 
 from __future__ import annotations
@@ -20,10 +26,16 @@ import numpy as np
 __all__ = ["SIGNALS", "SimulatedSource", "SourceConstraints", "SourceOverflowError"]
 
 SIGNALS = ("ramp", "sine", "counts", "noise")
+TIMINGS = ("CONSTANT", "TIMESTAMP", "RANDOM")
+MODES = ("CONTINUOUS", "FINITE")
+_PHOTON_FLUX_HZ = 50e3
+_SINE_HZ = 0.5
+_JITTER = 0.2  # timestamp jitter, in sample periods (keeps timestamps increasing)
+_WAIT_STEP_S = 0.05  # blocking reads re-check stop and overflow at least this often
 
 
 class SourceOverflowError(RuntimeError):
-    """The device buffer filled up because it was not read in time; the source stopped."""
+    """The device buffer filled up because it was not read in time; the acquisition stopped."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class SourceConstraints:
 
 
 class SimulatedSource:
-    """Generates ``signals`` (one of :data:`SIGNALS` per channel) at ``sample_rate`` Hz."""
+    """Generates one of :data:`SIGNALS` per channel at ``sample_rate`` Hz (see module doc)."""
 
     def __init__(
         self,
@@ -47,6 +59,7 @@ class SimulatedSource:
         sample_rate: float = 1000.0,
         data_type=np.float64,
         buffer_size: int = 1 << 20,
+        sample_timing: str = "CONSTANT",
         timestamps: bool = False,
         seed: int | None = None,
     ):
@@ -57,80 +70,166 @@ class SimulatedSource:
         unknown = sorted(set(signals) - set(SIGNALS))
         if unknown:
             raise ValueError(f"unknown signals {unknown}; valid are {list(SIGNALS)}")
+        timing = "TIMESTAMP" if timestamps else sample_timing
+        if timing not in TIMINGS:
+            raise ValueError(f"unknown sample timing {timing!r}; valid are {list(TIMINGS)}")
         self._signals = dict(zip(channel_names, signals, strict=True))
         self.constraints = SourceConstraints(
-            dict(zip(channel_names, units, strict=True)),
-            np.dtype(data_type).type,
-            "TIMESTAMP" if timestamps else "CONSTANT",
+            dict(zip(channel_names, units, strict=True)), np.dtype(data_type).type, timing
         )
         self.active_channels = list(channel_names)
         self.streaming_mode = "CONTINUOUS"
         self.sample_rate = float(sample_rate)
         self.channel_buffer_size = int(buffer_size)
+        self._seed = seed
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
-        self._start_time: float | None = None
+        self._start_time: float | None = None  # None: not acquiring
+        self._end_index: float = 0  # samples acquired when the acquisition ends (or ended)
         self._read = 0
 
-    def configure(self, active_channels, streaming_mode, channel_buffer_size, sample_rate):
-        if self._start_time is not None:
-            raise RuntimeError("cannot configure a running source")
-        unknown = sorted(set(active_channels) - set(self._signals))
-        if unknown:
-            raise ValueError(f"unknown channels {unknown}; valid are {sorted(self._signals)}")
-        self.active_channels = list(active_channels)
-        self.streaming_mode = streaming_mode
-        self.channel_buffer_size = int(channel_buffer_size)
-        self.sample_rate = float(sample_rate)
-
-    def start_stream(self) -> None:
-        with self._lock:
-            self._start_time = time.monotonic()
-            self._read = 0
-
-    def stop_stream(self) -> None:
-        with self._lock:
-            self._start_time = None
+    # ------------------------------------------------------------------------ settings
+    @property
+    def has_timestamps(self) -> bool:
+        return self.constraints.sample_timing == "TIMESTAMP"
 
     @property
     def is_running(self) -> bool:
         return self._start_time is not None
 
+    def configure(self, active_channels, streaming_mode, channel_buffer_size, sample_rate):
+        """Set what :meth:`start_stream` acquires; refused while acquiring."""
+        if self.is_running:
+            raise RuntimeError("cannot configure a running source; stop it first")
+        unknown = [ch for ch in active_channels if ch not in self._signals]
+        if unknown or not active_channels:
+            raise ValueError(
+                f"active_channels {list(active_channels)} must be a non-empty selection of "
+                f"{list(self._signals)}"
+            )
+        if streaming_mode not in MODES:
+            raise ValueError(f"unknown streaming mode {streaming_mode!r}; valid are {list(MODES)}")
+        self.active_channels = list(active_channels)
+        self.streaming_mode = streaming_mode
+        self.channel_buffer_size = int(channel_buffer_size)
+        self.sample_rate = float(sample_rate)
+
+    # ----------------------------------------------------------------------- acquisition
+    def start_stream(self) -> None:
+        """Start acquiring from sample 0 (a running acquisition is restarted)."""
+        with self._lock:
+            self._rng = np.random.default_rng(self._seed)
+            self._read = 0
+            finite = self.streaming_mode == "FINITE"
+            self._end_index = self.channel_buffer_size if finite else math.inf
+            self._start_time = time.monotonic()
+
+    def stop_stream(self) -> None:
+        """Stop acquiring; samples already acquired stay readable."""
+        with self._lock:
+            if self._start_time is not None:
+                self._end_index = min(self._end_index, self._arrived())
+            self._start_time = None
+
     @property
     def available_samples(self) -> int:
+        """Samples waiting in the device buffer; raises once if it overflowed."""
         with self._lock:
             return self._pending()
+
+    @property
+    def finished(self) -> bool:
+        """A FINITE acquisition has produced all its samples (they may still be unread)."""
+        with self._lock:
+            return self._arrived() >= self._end_index
 
     def read_available_data_into_buffer(
         self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
     ) -> int:
-        """Fill the flat, sample-major buffer with as many pending samples as fit."""
-        channels = len(self.active_channels)
+        """Move as many waiting samples as fit into the flat, sample-major ``data_buffer``."""
         with self._lock:
-            count = min(self._pending(), data_buffer.size // channels)
+            room = data_buffer.size // len(self.active_channels)
             if timestamp_buffer is not None:
-                count = min(count, len(timestamp_buffer))
-            out = data_buffer[: count * channels].reshape(count, channels)
-            self._generate(out, self._read)
-            if timestamp_buffer is not None:
-                timestamp_buffer[:count] = (
-                    np.arange(self._read, self._read + count) / self.sample_rate
-                )
-            self._read += count
-            return count
+                room = min(room, len(timestamp_buffer))
+            return self._take(min(self._pending(), room), data_buffer, timestamp_buffer)
+
+    def read_data_into_buffer(
+        self,
+        data_buffer: np.ndarray,
+        samples_per_channel: int,
+        timestamp_buffer: np.ndarray | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Wait (without holding any lock) until ``samples_per_channel`` samples arrived, take them.
+
+        Raises ``TimeoutError`` (nothing consumed), :class:`SourceOverflowError`, or
+        ``RuntimeError`` if the acquisition ends with fewer samples than asked for.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = self._pending()
+                if pending >= samples_per_channel:
+                    self._take(samples_per_channel, data_buffer, timestamp_buffer)
+                    return
+                if self._arrived() >= self._end_index:
+                    raise RuntimeError(
+                        f"the acquisition has ended with {pending} of {samples_per_channel} "
+                        "requested samples left"
+                    )
+                missing_s = (samples_per_channel - pending) / self.sample_rate
+            wait = min(missing_s, _WAIT_STEP_S)
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"{samples_per_channel} samples did not arrive within {timeout} s "
+                        f"({pending} available); nothing was consumed"
+                    )
+                wait = min(wait, remaining)
+            time.sleep(wait)
+
+    def newest_sample(self) -> tuple[np.ndarray, float | None]:
+        """The most recently acquired sample (not consumed); zeros before the first one."""
+        with self._lock:
+            newest = max(0, self._arrived() - 1)
+            data = np.zeros((1, len(self.active_channels)), self.constraints.data_type)
+            self._generate(data, newest)
+            stamp = self._timestamps(newest, 1)[0] if self.has_timestamps else None
+        return data[0], stamp
+
+    # -------------------------------------------------------------------------- internals
+    def _arrived(self) -> int:
+        """Samples acquired since the start (all of them once the acquisition ended)."""
+        if self._start_time is None:
+            return int(self._end_index)
+        elapsed = math.floor((time.monotonic() - self._start_time) * self.sample_rate)
+        return int(min(elapsed, self._end_index))
 
     def _pending(self) -> int:
-        if self._start_time is None:
-            return 0
-        produced = math.floor((time.monotonic() - self._start_time) * self.sample_rate)
-        pending = produced - self._read
-        if pending > self.channel_buffer_size:
+        arrived = self._arrived()
+        if self._start_time is not None and arrived - self._read > self.channel_buffer_size:
+            # the card stopped the moment its buffer was full: nothing was overwritten
+            self._end_index = self._read + self.channel_buffer_size
             self._start_time = None
             raise SourceOverflowError(
-                f"device buffer of {self.channel_buffer_size} samples overflowed: "
-                f"{pending} samples were waiting; the source stopped"
+                f"the device buffer of {self.channel_buffer_size} samples per channel "
+                f"overflowed ({arrived - self._read} samples were due): the stream was not read "
+                "fast enough and the acquisition stopped"
             )
-        return pending
+        return arrived - self._read
+
+    def _take(self, count: int, data_buffer: np.ndarray, timestamp_buffer) -> int:
+        channels = len(self.active_channels)
+        self._generate(data_buffer[: count * channels].reshape(count, channels), self._read)
+        if timestamp_buffer is not None and self.has_timestamps:
+            timestamp_buffer[:count] = self._timestamps(self._read, count)
+        self._read += count
+        return count
+
+    def _timestamps(self, first: int, count: int) -> np.ndarray:
+        jitter = self._rng.uniform(-_JITTER, _JITTER, count)
+        return (np.arange(first, first + count) + jitter) / self.sample_rate
 
     def _generate(self, out: np.ndarray, first: int) -> None:
         index = np.arange(first, first + len(out), dtype=np.float64)
@@ -139,8 +238,8 @@ class SimulatedSource:
             if signal == "ramp":
                 out[:, column] = index
             elif signal == "sine":
-                out[:, column] = np.sin(index * (2 * np.pi / 100.0))
+                out[:, column] = np.sin(index * (2 * np.pi * _SINE_HZ / self.sample_rate))
             elif signal == "counts":
-                out[:, column] = self._rng.poisson(5.0, len(out))
+                out[:, column] = self._rng.poisson(_PHOTON_FLUX_HZ / self.sample_rate, len(out))
             else:
                 out[:, column] = self._rng.standard_normal(len(out))
