@@ -204,8 +204,14 @@ def test_stop_ends_a_blocking_read_of_that_reader(hub, source):
 
 
 def test_reading_a_reader_that_was_never_started(hub):
-    with pytest.raises(StreamStoppedError, match="is stopped"):
-        read_ramp(hub.open_reader("never"), 1, timeout=5)
+    reader = hub.open_reader("never")
+    hub.open_reader("other").start()
+    hub.source.feed(10)
+    assert reader.available == 0
+    with pytest.raises(StreamStoppedError, match="'never' has not been started"):
+        read_ramp(reader, 1, timeout=5)
+    with pytest.raises(StreamStoppedError, match="'never' has not been started"):
+        reader.read_available_into(np.empty((1, 2)))
 
 
 def test_timeout_when_the_source_produces_nothing(hub):

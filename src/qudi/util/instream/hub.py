@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qudi.util.instream.errors import StreamBusyError, StreamError
+from qudi.util.instream.errors import StreamBusyError, StreamError, StreamStoppedError
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.ring import RingState, StreamInfo, StreamRing
 
@@ -112,6 +112,7 @@ class HubReader(RingReader):
             and not ring.closed
             and ring.run_epoch == self._run_epoch
             and ring.state is RingState.RUNNING
+            and self._hub._fault_of_run(self._run_epoch) is None  # set before the ring says so
         )
 
     def start(self) -> None:
@@ -137,6 +138,15 @@ class HubReader(RingReader):
         self._started = True
         self._fault_reported = False
         self._closed = False
+
+    @property
+    def available(self) -> int:
+        return super().available if self._run_epoch >= 0 else 0
+
+    def _require_open_ring(self) -> None:
+        if self._run_epoch < 0:  # a reader that never ran has no position in the stream
+            raise StreamStoppedError(f"reader '{self.name}' has not been started")
+        super()._require_open_ring()
 
     def _stop_reason(self) -> str | None:
         if self._closed:

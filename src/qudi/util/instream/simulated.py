@@ -87,6 +87,7 @@ class SimulatedSource:
         self._start_time: float | None = None  # None: not acquiring
         self._end_index: float = 0  # samples acquired when the acquisition ends (or ended)
         self._read = 0
+        self._injected_fault: BaseException | None = None
 
     # ------------------------------------------------------------------------ settings
     @property
@@ -198,6 +199,11 @@ class SimulatedSource:
             stamp = self._timestamps(newest, 1)[0] if self.has_timestamps else None
         return data[0], stamp
 
+    def simulate_fault(self, error: BaseException) -> None:
+        """Make the next read fail with ``error`` and stop, like a card that lost power."""
+        with self._lock:
+            self._injected_fault = error
+
     # -------------------------------------------------------------------------- internals
     def _arrived(self) -> int:
         """Samples acquired since the start (all of them once the acquisition ended)."""
@@ -207,6 +213,10 @@ class SimulatedSource:
         return int(min(elapsed, self._end_index))
 
     def _pending(self) -> int:
+        if self._injected_fault is not None:
+            error, self._injected_fault = self._injected_fault, None
+            self._end_index, self._start_time = self._arrived(), None
+            raise error
         arrived = self._arrived()
         if self._start_time is not None and arrived - self._read > self.channel_buffer_size:
             # the card stopped the moment its buffer was full: nothing was overwritten

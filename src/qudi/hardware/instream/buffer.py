@@ -1,0 +1,224 @@
+"""DataInStreamBuffer: one consumer's view of a shared stream, as a DataInStreamInterface.
+
+Example config (copy into the ``hardware:`` section; one buffer per consumer)::
+
+    stream_buffer1:
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        options:
+            allow_overwrite: False   # optional: False raises on lost samples, True skips them
+            max_poll_rate: 30.0      # optional: most reads of the streamer per second (Hz)
+        connect:
+            streamer: 'instream_dummy'
+
+All buffers connected to the same streamer share one :class:`StreamHub`: one ring in shared
+memory, one pump thread. Each buffer is a cursor on that ring, so a consumer costs no copy of
+the stream. The streamer runs while any buffer streams and stops with the last one; its
+configuration can change only while no buffer streams (or when the change is none at all).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+from qudi.core.configoption import ConfigOption
+from qudi.core.connector import Connector
+
+from qudi.interface.instream_interface import (
+    DataInStreamConstraints,
+    DataInStreamInterface,
+    StreamingMode,
+)
+from qudi.util.instream import HubReader, StreamHub
+
+__all__ = ["DataInStreamBuffer"]
+
+
+class _HubRegistry:
+    """The hubs of this process, one per streamer module, shared by that streamer's buffers."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._hubs: dict[object, tuple[StreamHub, set[str]]] = {}
+
+    def join(self, streamer, buffer_name: str, max_poll_rate: float) -> StreamHub:
+        with self._lock:
+            key = streamer.module_uuid
+            if key not in self._hubs:
+                name = f"{streamer.module_name}_{os.getpid()}"
+                self._hubs[key] = (
+                    StreamHub(streamer, name=name, max_poll_rate=max_poll_rate),
+                    set(),
+                )
+            hub, members = self._hubs[key]
+            members.add(buffer_name)
+            # one pump serves all buffers: poll as often as the most demanding one asks
+            hub.max_poll_rate = max(hub.max_poll_rate, max_poll_rate)
+            return hub
+
+    def leave(self, hub: StreamHub, buffer_name: str) -> None:
+        """The last buffer to leave closes the hub (its thread and shared memory)."""
+        with self._lock:
+            for key, (known, members) in list(self._hubs.items()):
+                if known is hub:
+                    members.discard(buffer_name)
+                    if not members:
+                        del self._hubs[key]
+                        hub.close()
+
+
+_registry = _HubRegistry()
+
+
+class DataInStreamBuffer(DataInStreamInterface):
+    """One consumer's buffered view of a streamer; see the module docstring for its config."""
+
+    _streamer = Connector(name="streamer", interface="DataInStreamInterface")
+    _allow_overwrite = ConfigOption("allow_overwrite", default=False)
+    _max_poll_rate = ConfigOption("max_poll_rate", default=30.0)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._hub: StreamHub | None = None
+        self._reader: HubReader | None = None
+        self._state_lock = threading.Lock()
+
+    def on_activate(self) -> None:
+        if not isinstance(self._allow_overwrite, bool):
+            raise ValueError(
+                f"option 'allow_overwrite' is {self._allow_overwrite!r}: use True or False"
+            )
+        rate = self._max_poll_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1000:
+            raise ValueError(
+                f"option 'max_poll_rate' is {rate!r}: use a number of Hz above 0, at most 1000"
+            )
+        self._hub = _registry.join(self._streamer(), self.module_name, float(rate))
+        self._reader = self._hub.open_reader(
+            self.module_name, allow_overwrite=self._allow_overwrite
+        )
+
+    def on_deactivate(self) -> None:
+        hub, reader = self._hub, self._reader
+        self._hub = self._reader = None
+        if reader is not None:
+            reader.close()  # stops the streamer too, if this was its last running buffer
+        if hub is not None:
+            _registry.leave(hub, self.module_name)
+
+    # ---------------------------------------------------------------------------- extras
+    @property
+    def stream_name(self) -> str:
+        """Name of the shared stream: ``qudi.util.instream.attach(name)`` from any process."""
+        return self._hub.name
+
+    @property
+    def lost_samples(self) -> int:
+        """Samples this buffer lost because its consumer read too slowly."""
+        return self._reader.lost
+
+    @property
+    def allow_overwrite(self) -> bool:
+        return self._reader.allow_overwrite
+
+    # --------------------------------------------------------------------------- settings
+    @property
+    def constraints(self) -> DataInStreamConstraints:
+        return self._streamer().constraints
+
+    @property
+    def available_samples(self) -> int:
+        return self._reader.available
+
+    @property
+    def sample_rate(self) -> float:
+        return self._streamer().sample_rate
+
+    @property
+    def channel_buffer_size(self) -> int:
+        """Samples per channel the shared ring holds (this consumer may fall this far behind)."""
+        return self._hub.ring.capacity
+
+    @property
+    def streaming_mode(self) -> StreamingMode:
+        return StreamingMode.coerce(self._streamer().streaming_mode)
+
+    @property
+    def active_channels(self) -> list[str]:
+        return list(self._hub.ring.info.channel_names)
+
+    def configure(
+        self,
+        active_channels: Iterable[str],
+        streaming_mode: StreamingMode | int,
+        channel_buffer_size: int,
+        sample_rate: float,
+    ) -> None:
+        """Configure the shared stream. The running configuration is always accepted; a
+        different one raises ``StreamBusyError`` naming the buffers that stream."""
+        self._hub.configure(
+            list(active_channels),
+            StreamingMode.coerce(streaming_mode, "streaming_mode"),
+            channel_buffer_size,
+            sample_rate,
+        )
+
+    # ----------------------------------------------------------------------- acquisition
+    def start_stream(self) -> None:
+        """Start this consumer (and the streamer if it is the first); harmless if running."""
+        with self._state_lock:
+            self._reader.start()
+            if self.module_state() != "locked":
+                self.module_state.lock()
+
+    def stop_stream(self) -> None:
+        """Stop this consumer; the streamer stops when no buffer streams any more."""
+        with self._state_lock:
+            self._reader.stop()
+            if self.module_state() == "locked":
+                self.module_state.unlock()
+
+    def read_data_into_buffer(
+        self,
+        data_buffer: np.ndarray,
+        samples_per_channel: int,
+        timestamp_buffer: np.ndarray | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Block until ``samples_per_channel`` new samples are copied into ``data_buffer``.
+
+        Raises ``StreamTimeoutError`` (nothing consumed), ``StreamStoppedError``,
+        ``StreamFaultError`` (the streamer failed) or ``StreamOverrunError`` (samples lost).
+        """
+        self._reader.read_into(
+            data_buffer, samples_per_channel, timeout=timeout, timestamps=timestamp_buffer
+        )
+
+    def read_available_data_into_buffer(
+        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
+    ) -> int:
+        return self._reader.read_available_into(data_buffer, timestamps=timestamp_buffer)
+
+    def read_data(
+        self, samples_per_channel: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        ring = self._hub.ring
+        if samples_per_channel is None:
+            samples_per_channel = self._reader.available
+        data = np.empty((samples_per_channel, *ring.sample_shape), ring.dtype)
+        stamps = np.empty(samples_per_channel) if ring.has_timestamps else None
+        if samples_per_channel:
+            self._reader.read_into(data, timestamps=stamps)
+        return data, stamps
+
+    def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
+        """The newest sample in the stream (nothing is consumed); the streamer's own newest
+        sample if the stream has none yet."""
+        if self._hub.ring.write_index == 0:
+            return self._streamer().read_single_point()
+        if self._hub.ring.has_timestamps:
+            data, stamps = self._reader.latest(1, with_timestamps=True)
+            return data[0], np.float64(stamps[0])
+        return self._reader.latest(1)[0], None

@@ -1,0 +1,283 @@
+"""InStreamDummy: a simulated streaming card for demos and tests, with no thread of its own.
+
+Example config (copy into the ``hardware:`` section)::
+
+    instream_dummy:
+        module.Class: 'instream.dummy.InStreamDummy'
+        options:
+            channel_names: ['APD', 'analog 1']
+            channel_units: ['Hz', 'V']
+            channel_signals: ['counts', 'sine']   # one of 'counts', 'sine', 'ramp', 'noise' each
+            data_type: 'float64'                   # optional, any numpy number dtype
+            sample_timing: 'CONSTANT'              # optional: 'CONSTANT', 'TIMESTAMP' or 'RANDOM'
+            seed: null                             # optional: an integer for reproducible data
+
+Samples arrive as wall-clock time passes at the configured rate into a device buffer of
+``channel_buffer_size`` samples per channel. Not read in time, the buffer overflows: the
+acquisition stops at that moment (nothing is overwritten) and the next read raises. The
+``ramp`` signal counts samples, so a consumer can prove that nothing was lost or repeated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+from qudi.core.configoption import ConfigOption
+from qudi.util.constraints import ScalarConstraint
+
+from qudi.interface.instream_interface import (
+    DataInStreamConstraints,
+    DataInStreamInterface,
+    SampleTiming,
+    StreamingMode,
+)
+from qudi.util.instream.arrays import as_sample_array, as_timestamp_array, check_count
+from qudi.util.instream.simulated import SIGNALS, SimulatedSource
+
+__all__ = ["InStreamDummy"]
+
+SAMPLE_RATE_LIMITS = (0.1, 1e6)  # Hz
+BUFFER_SIZE_LIMITS = (128, 2**30)  # samples per channel
+
+
+def _options_error(key: str, value: object, valid: str) -> ValueError:
+    return ValueError(f"option '{key}' is {value!r}: {valid}")
+
+
+class InStreamDummy(DataInStreamInterface):
+    """A simulated streaming card; see the module docstring for its example config."""
+
+    _channel_names = ConfigOption("channel_names", missing="error")
+    _channel_units = ConfigOption("channel_units", missing="error")
+    _channel_signals = ConfigOption("channel_signals", missing="error")
+    _data_type = ConfigOption("data_type", default="float64")
+    _sample_timing = ConfigOption("sample_timing", default="CONSTANT")
+    _seed = ConfigOption("seed", default=None)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._source: SimulatedSource | None = None
+        self._constraints: DataInStreamConstraints | None = None
+        self._state_lock = threading.Lock()
+
+    # --------------------------------------------------------------------------- lifetime
+    def on_activate(self) -> None:
+        names, units, signals = self._checked_channels()
+        dtype = self._checked_dtype()
+        timing = self._checked_timing()
+        seed = self._seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise _options_error("seed", seed, "use an integer, or null for fresh data each run")
+        self._constraints = DataInStreamConstraints(
+            channel_units=dict(zip(names, units, strict=True)),
+            sample_timing=timing,
+            streaming_modes=[StreamingMode.CONTINUOUS, StreamingMode.FINITE],
+            data_type=dtype,
+            channel_buffer_size=ScalarConstraint(
+                default=1024**2, bounds=BUFFER_SIZE_LIMITS, increment=1, enforce_int=True
+            ),
+            sample_rate=ScalarConstraint(default=50.0, bounds=SAMPLE_RATE_LIMITS, increment=1.0),
+        )
+        self._source = SimulatedSource(
+            names,
+            signals,
+            channel_units=units,
+            sample_rate=self._constraints.sample_rate.default,
+            data_type=dtype,
+            buffer_size=self._constraints.channel_buffer_size.default,
+            sample_timing=timing.name,
+            seed=seed,
+        )
+
+    def on_deactivate(self) -> None:
+        if self._source is not None:
+            self._source.stop_stream()
+        self._source = None
+
+    # --------------------------------------------------------------------------- settings
+    @property
+    def constraints(self) -> DataInStreamConstraints:
+        return self._constraints
+
+    @property
+    def available_samples(self) -> int:
+        return self._source.available_samples
+
+    @property
+    def sample_rate(self) -> float:
+        return self._source.sample_rate
+
+    @property
+    def channel_buffer_size(self) -> int:
+        return self._source.channel_buffer_size
+
+    @property
+    def streaming_mode(self) -> StreamingMode:
+        return StreamingMode.coerce(self._source.streaming_mode)
+
+    @property
+    def active_channels(self) -> list[str]:
+        return list(self._source.active_channels)
+
+    def configure(
+        self,
+        active_channels: Iterable[str],
+        streaming_mode: StreamingMode | int,
+        channel_buffer_size: int,
+        sample_rate: float,
+    ) -> None:
+        """Set channels, mode, buffer size and rate; checked against the constraints first."""
+        channels = list(active_channels)
+        mode = StreamingMode.coerce(streaming_mode, "streaming_mode")
+        unknown = [ch for ch in channels if ch not in self._constraints.channel_units]
+        if not channels or unknown or len(set(channels)) != len(channels):
+            raise ValueError(
+                f"active_channels {channels} must name each of "
+                f"{list(self._constraints.channel_units)} at most once (at least one)"
+            )
+        if mode not in self._constraints.streaming_modes:
+            raise ValueError(f"streaming_mode {mode} is not supported")
+        _check_in(self._constraints.channel_buffer_size, channel_buffer_size, "channel_buffer_size")
+        _check_in(self._constraints.sample_rate, sample_rate, "sample_rate")
+        with self._state_lock:
+            if self.module_state() == "locked":
+                raise RuntimeError("cannot configure the dummy while it streams; stop it first")
+            self._source.configure(channels, mode.name, int(channel_buffer_size), sample_rate)
+
+    # ----------------------------------------------------------------------- acquisition
+    def start_stream(self) -> None:
+        """Start streaming (harmless while already streaming)."""
+        with self._state_lock:
+            if self.module_state() == "locked":
+                return
+            self._source.start_stream()
+            self.module_state.lock()
+
+    def stop_stream(self) -> None:
+        """Stop streaming; samples already acquired stay readable."""
+        with self._state_lock:
+            self._source.stop_stream()
+            if self.module_state() == "locked":
+                self.module_state.unlock()
+
+    def read_data_into_buffer(
+        self,
+        data_buffer: np.ndarray,
+        samples_per_channel: int,
+        timestamp_buffer: np.ndarray | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
+        count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
+        try:  # waits without holding the module's lock
+            self._source.read_data_into_buffer(data.reshape(-1), count, stamps, timeout)
+        except Exception:
+            self._unlock_if_stopped()
+            raise
+
+    def read_available_data_into_buffer(
+        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
+    ) -> int:
+        data, stamps, _ = self._checked_buffers(data_buffer, timestamp_buffer)
+        try:
+            return self._source.read_available_data_into_buffer(data.reshape(-1), stamps)
+        except Exception:
+            self._unlock_if_stopped()
+            raise
+
+    def read_data(
+        self, samples_per_channel: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if samples_per_channel is None:
+            samples_per_channel = self.available_samples
+        data = np.empty((samples_per_channel, len(self.active_channels)), self._source_dtype)
+        stamps = np.empty(samples_per_channel) if self._source.has_timestamps else None
+        self.read_data_into_buffer(data, samples_per_channel, stamps)
+        return data, stamps
+
+    def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
+        """The newest sample of each active channel (nothing is consumed)."""
+        data, stamp = self._source.newest_sample()
+        return data, None if stamp is None else np.float64(stamp)
+
+    def simulate_fault(self, message: str = "simulated device failure") -> None:
+        """Make the next read fail and stop the acquisition, to try out error handling."""
+        self._source.simulate_fault(RuntimeError(message))
+
+    # -------------------------------------------------------------------------- internals
+    @property
+    def _source_dtype(self) -> np.dtype:
+        return np.dtype(self._constraints.data_type)
+
+    def _checked_buffers(self, data_buffer, timestamp_buffer):
+        data = as_sample_array(
+            data_buffer, (len(self.active_channels),), self._source_dtype, "data_buffer"
+        )
+        if not self._source.has_timestamps:
+            return data, None, len(data)
+        if timestamp_buffer is None:
+            raise ValueError("this stream has SampleTiming.TIMESTAMP: pass a timestamp_buffer")
+        stamps = as_timestamp_array(timestamp_buffer, "timestamp_buffer")
+        return data, stamps, min(len(data), len(stamps))
+
+    def _unlock_if_stopped(self) -> None:
+        """After an overflow the card has stopped: so does the module."""
+        with self._state_lock:
+            if not self._source.is_running and self.module_state() == "locked":
+                self.module_state.unlock()
+
+    def _checked_channels(self) -> tuple[list[str], list[str], list[str]]:
+        names, units, signals = self._channel_names, self._channel_units, self._channel_signals
+        for key, values in (
+            ("channel_names", names),
+            ("channel_units", units),
+            ("channel_signals", signals),
+        ):
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise _options_error(key, values, "use a list of strings, one per channel")
+        if not names:
+            raise _options_error("channel_names", names, "name at least one channel")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise _options_error("channel_names", names, f"names must be unique ({duplicates})")
+        for key, values in (("channel_units", units), ("channel_signals", signals)):
+            if len(values) != len(names):
+                raise _options_error(
+                    key, values, f"give {len(names)} entries, one per channel in channel_names"
+                )
+        for signal in signals:
+            if signal not in SIGNALS:
+                raise _options_error("channel_signals", signal, f"valid are {list(SIGNALS)}")
+        return names, units, signals
+
+    def _checked_dtype(self) -> type:
+        try:
+            dtype = np.dtype(self._data_type)
+        except TypeError:
+            dtype = None
+        if dtype is None or dtype.kind not in "iuf":
+            raise _options_error(
+                "data_type", self._data_type, "use a numpy number type such as 'float64' or 'int32'"
+            )
+        return dtype.type
+
+    def _checked_timing(self) -> SampleTiming:
+        try:
+            timing = SampleTiming.coerce(self._sample_timing)
+        except ValueError:
+            timing = SampleTiming.INVALID
+        if timing == SampleTiming.INVALID:
+            raise _options_error(
+                "sample_timing", self._sample_timing, "valid are 'CONSTANT', 'TIMESTAMP', 'RANDOM'"
+            )
+        return timing
+
+
+def _check_in(constraint: ScalarConstraint, value: object, name: str) -> None:
+    low, high = constraint.bounds
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value} is outside the allowed range {low} to {high}")

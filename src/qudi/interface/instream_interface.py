@@ -1,0 +1,234 @@
+"""DataInStreamInterface: a continuous or finite stream of samples from a device into qudi.
+
+Signature-compatible with the interface of the same name in qudi-iqo-modules, so qudi's
+``Connector(interface='DataInStreamInterface')`` (which matches by class name) connects modules
+of either package. Where that interface was ambiguous, this one is explicit:
+
+- **Layout**: buffers are flat, C-contiguous and sample-major interleaved, i.e. they reshape to
+  ``[samples, channels]``; channel order is the order of :attr:`active_channels`.
+- **Reads consume**: a sample is returned by exactly one read.
+- **Blocking reads** take an optional ``timeout`` in seconds and raise ``TimeoutError`` when it
+  expires (nothing consumed), and an error when the stream stops or fails while they wait.
+- **FINITE** streams stop by themselves after ``channel_buffer_size`` samples per channel;
+  reads then drain what is left.
+- :meth:`read_single_point` returns the **newest** sample.
+- Samples lost because the device buffer overflowed are never hidden: reads raise, and
+  :attr:`lost_samples` (optional for implementers) counts them.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable, Mapping
+from enum import Enum
+
+import numpy as np
+from qudi.core.module import Base
+from qudi.util.constraints import ScalarConstraint
+
+__all__ = ["DataInStreamConstraints", "DataInStreamInterface", "SampleTiming", "StreamingMode"]
+
+
+class _InterchangeableEnum(Enum):
+    """An enum whose members equal same-named, same-valued members of a namesake class.
+
+    qudi-iqo-modules has its own ``StreamingMode`` and ``SampleTiming``. Its modules compare our
+    members with theirs (``timing == SampleTiming.TIMESTAMP``) and pass theirs to us, so both
+    must work: equality and hashing match, and :meth:`coerce` turns any member, name or int into
+    ours.
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Enum):
+            return type(other).__name__ == type(self).__name__ and other.value == self.value
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._name_)  # what a plain Enum member hashes to
+
+    @classmethod
+    def coerce(cls, value: object, what: str | None = None):
+        """Our member for ``value``: a member of either package, a name or an int value."""
+        if isinstance(value, Enum) and type(value).__name__ == cls.__name__:
+            value = value.value
+        try:
+            if isinstance(value, str):
+                return cls[value.strip().upper()]
+            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                return cls(int(value))
+        except (KeyError, ValueError):
+            pass
+        valid = ", ".join(m.name for m in cls if m.value >= 0)
+        raise ValueError(f"{what or cls.__name__} must be one of {valid}, got {value!r}")
+
+
+class StreamingMode(_InterchangeableEnum):
+    INVALID = -1
+    CONTINUOUS = 0  # runs until stopped; the device buffer is a ring that must be read in time
+    FINITE = 1  # stops by itself after channel_buffer_size samples per channel
+
+
+class SampleTiming(_InterchangeableEnum):
+    INVALID = -1
+    CONSTANT = 0  # sample i is taken at i / sample_rate after the start
+    TIMESTAMP = 1  # each sample carries its float64 time in s since the start; rate is a hint
+    RANDOM = 2  # only the order of samples is known
+
+
+class DataInStreamConstraints:
+    """What a streaming device can do: channels and units, timing, modes, dtype, rates, buffers.
+
+    ``data_type`` is stored as a numpy scalar *type* (``np.float64``), as consumers of the
+    qudi-iqo-modules interface call ``issubclass`` on it.
+    """
+
+    def __init__(
+        self,
+        channel_units: Mapping[str, str],
+        sample_timing: SampleTiming | int | str,
+        streaming_modes: Iterable[StreamingMode | int | str],
+        data_type: type | np.dtype | str,
+        channel_buffer_size: ScalarConstraint,
+        sample_rate: ScalarConstraint | None = None,
+    ):
+        if not isinstance(channel_buffer_size, ScalarConstraint):
+            raise TypeError("channel_buffer_size must be a qudi.util.constraints.ScalarConstraint")
+        if sample_rate is not None and not isinstance(sample_rate, ScalarConstraint):
+            raise TypeError("sample_rate must be None or a qudi.util.constraints.ScalarConstraint")
+        self._channel_units = dict(channel_units)
+        self._sample_timing = SampleTiming.coerce(sample_timing, "sample_timing")
+        self._streaming_modes = [StreamingMode.coerce(m, "streaming mode") for m in streaming_modes]
+        self._data_type = np.dtype(data_type).type
+        self._channel_buffer_size = channel_buffer_size
+        if sample_rate is None:
+            if self._sample_timing == SampleTiming.CONSTANT:
+                raise ValueError("sample_rate constraints are required for SampleTiming.CONSTANT")
+            sample_rate = ScalarConstraint(default=1, bounds=(1, 1), increment=0)
+        self._sample_rate = sample_rate
+
+    @property
+    def channel_units(self) -> dict[str, str]:
+        """Unit of every channel the device offers, in the device's channel order."""
+        return dict(self._channel_units)
+
+    @property
+    def sample_timing(self) -> SampleTiming:
+        return self._sample_timing
+
+    @property
+    def streaming_modes(self) -> list[StreamingMode]:
+        return list(self._streaming_modes)
+
+    @property
+    def data_type(self) -> type:
+        """numpy scalar type of the samples (e.g. ``np.float64``)."""
+        return self._data_type
+
+    @property
+    def channel_buffer_size(self) -> ScalarConstraint:
+        """Allowed device buffer sizes, in samples per channel."""
+        return self._channel_buffer_size
+
+    @property
+    def sample_rate(self) -> ScalarConstraint:
+        """Allowed sample rates in Hz (per channel)."""
+        return self._sample_rate
+
+
+class DataInStreamInterface(Base):
+    """A device (or interfuse) that streams samples of its active channels into qudi.
+
+    A streaming module is ``locked`` from :meth:`start_stream` until :meth:`stop_stream` (or
+    until a FINITE acquisition ended and was stopped).
+    """
+
+    @property
+    @abstractmethod
+    def constraints(self) -> DataInStreamConstraints:
+        """What the device can do."""
+
+    @property
+    @abstractmethod
+    def available_samples(self) -> int:
+        """Samples per channel that a read could return now without waiting."""
+
+    @property
+    @abstractmethod
+    def sample_rate(self) -> float:
+        """The configured sample rate in Hz, as the device set it (may differ from requested)."""
+
+    @property
+    @abstractmethod
+    def channel_buffer_size(self) -> int:
+        """Device buffer size in samples per channel (FINITE: the samples to acquire)."""
+
+    @property
+    @abstractmethod
+    def streaming_mode(self) -> StreamingMode:
+        """The configured streaming mode."""
+
+    @property
+    @abstractmethod
+    def active_channels(self) -> list[str]:
+        """The streamed channels, in the order their values appear in every sample."""
+
+    @property
+    def lost_samples(self) -> int:
+        """Samples per channel lost since the stream started (device or buffer overflow).
+
+        Optional: implementations that cannot lose samples silently may leave this at 0.
+        """
+        return 0
+
+    @abstractmethod
+    def configure(
+        self,
+        active_channels: Iterable[str],
+        streaming_mode: StreamingMode | int,
+        channel_buffer_size: int,
+        sample_rate: float,
+    ) -> None:
+        """Configure the stream while it is stopped; raises with the reason if refused."""
+
+    @abstractmethod
+    def start_stream(self) -> None:
+        """Start acquiring; the module is locked while streaming."""
+
+    @abstractmethod
+    def stop_stream(self) -> None:
+        """Stop acquiring; samples already acquired stay readable."""
+
+    @abstractmethod
+    def read_data_into_buffer(
+        self,
+        data_buffer: np.ndarray,
+        samples_per_channel: int,
+        timestamp_buffer: np.ndarray | None = None,
+    ) -> None:
+        """Block until ``samples_per_channel`` samples are read into ``data_buffer``.
+
+        ``data_buffer``: flat, C-contiguous, of ``constraints.data_type``, at least
+        ``samples_per_channel * len(active_channels)`` values, filled sample-major interleaved.
+        ``timestamp_buffer``: float64, at least ``samples_per_channel`` long; required for
+        ``SampleTiming.TIMESTAMP``. Implementations should accept a keyword ``timeout`` (s,
+        default None = no limit) after these parameters.
+        """
+
+    @abstractmethod
+    def read_available_data_into_buffer(
+        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
+    ) -> int:
+        """Read what is available now, never more than fits; returns samples per channel read."""
+
+    @abstractmethod
+    def read_data(
+        self, samples_per_channel: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Read into new arrays ``(data[samples, channels], timestamps | None)``.
+
+        ``samples_per_channel=None`` returns what is available now without waiting.
+        """
+
+    @abstractmethod
+    def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
+        """The newest sample of every active channel ``(data[channels], timestamp | None)``."""
