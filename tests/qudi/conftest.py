@@ -41,7 +41,8 @@ def qudi(qapp, qudi_home):
     app._configure_qudi()
     yield app
     app.module_manager.stop_all_modules()
-    app.module_manager.clear()
+    # no module_manager.clear(): in qudi-core 1.8 removing modules fires weakref callbacks
+    # that fail (they deactivate a module that is already gone); Qudi lives until exit anyway
     app.thread_manager.quit_all_threads()
     qapp.processEvents()
     clear_handlers()
@@ -87,6 +88,11 @@ def expected_qudi_errors(caplog):
     """The error records qudi logs during the test (the test checks them itself)."""
 
     def errors() -> list[str]:
-        return [r.getMessage() for r in caplog.get_records("call") if r.levelno >= logging.ERROR]
+        """Each error's message, with the text of the exception it was logged with."""
+        return [
+            " ".join([r.getMessage(), *([str(r.exc_info[1])] if r.exc_info else [])])
+            for r in caplog.get_records("call")
+            if r.levelno >= logging.ERROR
+        ]
 
     return errors

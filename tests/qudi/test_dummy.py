@@ -1,0 +1,202 @@
+"""InStreamDummy in a real qudi: timing, overflow like a real card, FINITE, bad config."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from qudi.interface.instream_interface import SampleTiming, StreamingMode
+
+CHANNELS = ["ramp", "sine", "counts", "noise"]
+
+
+@pytest.fixture
+def dummy(activate, module_manager):
+    streamer = activate("ramp_dummy")
+    yield streamer
+    streamer.stop_stream()
+    module_manager.deactivate_module("ramp_dummy")
+
+
+def test_samples_arrive_with_the_clock_and_reads_consume_them(dummy):
+    dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 100_000, 10_000.0)
+    dummy.start_stream()
+    assert dummy.module_state() == "locked"
+    data = np.empty(4 * 2000)
+    dummy.read_data_into_buffer(data, 2000, timeout=5)
+    first = data.reshape(-1, 4)
+    np.testing.assert_array_equal(first[:, 0], np.arange(2000))
+    dummy.read_data_into_buffer(data, 2000, timeout=5)
+    np.testing.assert_array_equal(data.reshape(-1, 4)[:, 0], np.arange(2000, 4000))
+    counts = first[:, 2]
+    assert np.all(counts >= 0) and np.all(counts == np.round(counts))
+
+
+def test_read_available_clips_to_the_buffer(dummy):
+    dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 100_000, 100_000.0)
+    dummy.start_stream()
+    time.sleep(0.05)
+    small = np.empty(4 * 10)
+    assert dummy.read_available_data_into_buffer(small) == 10
+    assert small[0] == 0 and small[-4] == 9
+
+
+def test_overflow_is_reported_and_stops_the_card_without_overwriting(dummy):
+    dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 1000, 100_000.0)
+    dummy.start_stream()
+    time.sleep(0.1)  # 10 000 samples are due; the buffer holds 1000
+    with pytest.raises(RuntimeError, match="overflowed"):
+        dummy.read_available_data_into_buffer(np.empty(4 * 10))
+    assert dummy.module_state() == "idle"
+    # what the buffer held when it filled is intact: samples 0..999, nothing newer
+    data = np.empty(4 * 2000)
+    assert dummy.read_available_data_into_buffer(data) == 1000
+    np.testing.assert_array_equal(data.reshape(-1, 4)[:1000, 0], np.arange(1000))
+
+
+def test_finite_acquisition_ends_and_reads_drain_it(dummy):
+    dummy.configure(CHANNELS, StreamingMode.FINITE, 500, 50_000.0)
+    dummy.start_stream()
+    data = np.empty(4 * 500)
+    dummy.read_data_into_buffer(data, 500, timeout=5)
+    np.testing.assert_array_equal(data.reshape(-1, 4)[:, 0], np.arange(500))
+    time.sleep(0.05)
+    assert dummy.available_samples == 0
+    with pytest.raises(RuntimeError, match="ended"):
+        dummy.read_data_into_buffer(data, 1, timeout=5)
+
+
+def test_blocking_read_times_out_without_consuming(dummy):
+    dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 100_000, 100.0)
+    dummy.start_stream()
+    with pytest.raises(TimeoutError, match="nothing was consumed"):
+        dummy.read_data_into_buffer(np.empty(4 * 1000), 1000, timeout=0.2)
+    data = np.empty(4 * 10)
+    dummy.read_data_into_buffer(data, 10, timeout=5)
+    assert data[0] == 0
+
+
+def test_a_waiting_read_holds_no_lock_and_ends_when_the_stream_stops(dummy):
+    dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 100_000, 100.0)
+    dummy.start_stream()
+    outcome = []
+
+    def wait_for_many_samples():
+        try:
+            dummy.read_data_into_buffer(np.empty(4 * 5000), 5000, timeout=30)
+        except RuntimeError as error:
+            outcome.append(error)
+
+    waiting = threading.Thread(target=wait_for_many_samples)
+    waiting.start()
+    time.sleep(0.1)
+    dummy.stop_stream()  # not blocked by the waiting read
+    waiting.join(10)
+    assert not waiting.is_alive()
+    assert "ended" in str(outcome[0])
+    assert dummy.module_state() == "idle"
+
+
+def test_read_single_point_is_the_newest_sample(dummy):
+    dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 100_000, 1000.0)
+    dummy.start_stream()
+    time.sleep(0.2)
+    sample, stamp = dummy.read_single_point()
+    assert sample.shape == (4,) and stamp is None
+    assert 150 <= sample[0] <= 400  # about 200 samples arrived: the newest, not the oldest
+    assert dummy.available_samples >= sample[0]  # nothing was consumed
+
+
+def test_same_seed_gives_the_same_data(dummy):
+    dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 100_000, 10_000.0)
+    runs = []
+    for _ in range(2):
+        dummy.start_stream()
+        data = np.empty(4 * 1000)
+        dummy.read_data_into_buffer(data, 1000, timeout=5)
+        dummy.stop_stream()
+        runs.append(data)
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_configure_checks_against_the_constraints(dummy):
+    with pytest.raises(ValueError, match="sample_rate=2000000.0 is outside"):
+        dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 1000, 2e6)
+    with pytest.raises(ValueError, match="channel_buffer_size=10 is outside"):
+        dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 10, 1000.0)
+    with pytest.raises(ValueError, match="must name each of"):
+        dummy.configure(["ramp", "nope"], StreamingMode.CONTINUOUS, 1000, 1000.0)
+    with pytest.raises(ValueError, match="streaming_mode must be one of CONTINUOUS, FINITE"):
+        dummy.configure(CHANNELS, "SOMETIMES", 1000, 1000.0)
+    dummy.start_stream()
+    with pytest.raises(RuntimeError, match="while it streams"):
+        dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 1000, 1000.0)
+
+
+def test_constraints_speak_the_qudi_iqo_modules_dialect(dummy):
+    constraints = dummy.constraints
+    assert constraints.data_type is np.float64
+    assert issubclass(constraints.data_type, np.floating)
+    assert list(constraints.channel_units) == CHANNELS
+    assert constraints.sample_timing == SampleTiming.CONSTANT
+    assert isinstance(dummy.active_channels, list)
+
+
+BAD_OPTIONS = [
+    ({"channel_signals": ["ramp", "square"]}, "channel_signals", "'square'", "valid are"),
+    ({"channel_units": ["V"]}, "channel_units", "['V']", "give 2 entries"),
+    ({"channel_names": ["a", "a"]}, "channel_names", "['a', 'a']", "unique"),
+    ({"data_type": "complex-ish"}, "data_type", "'complex-ish'", "numpy number type"),
+    ({"data_type": "str"}, "data_type", "'str'", "numpy number type"),
+    ({"sample_timing": "SOMETIMES"}, "sample_timing", "'SOMETIMES'", "'TIMESTAMP'"),
+    ({"seed": "lucky"}, "seed", "'lucky'", "integer"),
+    ({"channel_names": "a"}, "channel_names", "'a'", "list of strings"),
+]
+
+
+@pytest.mark.parametrize(("override", "key", "shown_value", "hint"), BAD_OPTIONS)
+def test_bad_options_fail_activation_naming_key_value_and_what_is_valid(
+    module_manager, expected_qudi_errors, override, key, shown_value, hint
+):
+    options = {
+        "channel_names": ["a", "b"],
+        "channel_units": ["V", "V"],
+        "channel_signals": ["ramp", "sine"],
+        **override,
+    }
+    # qudi-core 1.8 cannot remove modules cleanly at run time: each variant gets its own name
+    name = f"bad_dummy_{len(module_manager.module_names)}"
+    module_manager.add_module(
+        name, "hardware", {"module.Class": "instream.dummy.InStreamDummy", "options": options}
+    )
+    with pytest.raises(RuntimeError, match="Failed to activate"):
+        module_manager.activate_module(name)
+    messages = "\n".join(expected_qudi_errors())
+    assert f"option '{key}' is {shown_value}" in messages and hint in messages
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"allow_overwrite": "yes"}, "option 'allow_overwrite' is 'yes': use True or False"),
+        ({"max_poll_rate": 0}, "option 'max_poll_rate' is 0: use a number of Hz above 0"),
+        ({"max_poll_rate": "fast"}, "option 'max_poll_rate' is 'fast'"),
+    ],
+)
+def test_bad_buffer_options_fail_activation(module_manager, expected_qudi_errors, options, message):
+    name = f"bad_buffer_{len(module_manager.module_names)}"
+    module_manager.add_module(
+        name,
+        "hardware",
+        {
+            "module.Class": "instream.buffer.DataInStreamBuffer",
+            "options": options,
+            "connect": {"streamer": "ramp_dummy"},
+        },
+    )
+    with pytest.raises(RuntimeError, match="Failed to activate"):
+        module_manager.activate_module(name)
+    assert any(message in m for m in expected_qudi_errors())
