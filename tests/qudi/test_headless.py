@@ -1,0 +1,109 @@
+"""cfg/instream_dummy.cfg in a real, separate qudi process: activate, stream, attach, quit."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rpyc
+
+from qudi.util.instream import attach, list_streams
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def connect(port: int, qudi_process: subprocess.Popen, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return rpyc.connect(
+                "localhost", port, config={"allow_all_attrs": True, "allow_pickle": True}
+            )
+        except OSError:
+            if qudi_process.poll() is not None or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def headless_qudi(tmp_path):
+    """qudi with the demo config on free loopback ports and a private HOME."""
+    namespace_port, remote_port = free_port(), free_port()
+    config = (ROOT / "cfg" / "instream_dummy.cfg").read_text()
+    config = config.replace(
+        "namespace_server_port: 18861", f"namespace_server_port: {namespace_port}"
+    )
+    config = config.replace("port: 12345", f"port: {remote_port}")
+    path = tmp_path / "instream_dummy.cfg"
+    path.write_text(config)
+    env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
+    log = (tmp_path / "qudi.out").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qudi.core", "--no-gui", "-c", str(path)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield process, connect(namespace_port, process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+        log.close()
+
+
+def quit_qudi(connection) -> None:
+    """Ask qudi to quit from its own main thread (never call qudi.quit() over rpyc)."""
+    qudi = connection.root.get_namespace_dict()["qudi"]
+    remote_qt_core = qudi.quit.__func__.__globals__["QtCore"]
+    remote_qt_core.QMetaObject.invokeMethod(
+        qudi, "quit", remote_qt_core.Qt.ConnectionType.QueuedConnection
+    )
+
+
+def test_demo_config_streams_headless_and_other_processes_can_attach(headless_qudi):
+    process, connection = headless_qudi
+    manager = connection.root.get_namespace_dict()["qudi"].module_manager
+    manager.activate_module("stream_buffer1")
+    manager.activate_module("stream_buffer2")
+    namespace = connection.root.get_namespace_dict()
+    buffer1, buffer2 = namespace["stream_buffer1"], namespace["stream_buffer2"]
+    dummy = namespace["instream_dummy"]
+    buffer1.configure(["APD", "analog 1"], 0, 2**16, 1000.0)
+    buffer1.start_stream()
+    buffer2.start_stream()
+    assert dummy.module_state() == "locked"
+
+    name = str(buffer1.stream_name)
+    assert name in list_streams()
+    ring = attach(name)  # this test process reads qudi's stream from shared memory
+    try:
+        assert ring.info.channel_names == ("APD", "analog 1")
+        assert ring.info.channel_units == ("Hz", "V")
+        reader = ring.reader("test process")
+        data = np.empty((200, 2))
+        reader.read_into(data, timeout=10)
+        assert np.all(np.abs(data[:, 1]) <= 1.0) and np.all(data[:, 0] >= 0)
+    finally:
+        ring.close()
+
+    buffer1.stop_stream()
+    assert dummy.module_state() == "locked"  # buffer2 still streams
+    buffer2.stop_stream()
+    assert dummy.module_state() == "idle"
+    quit_qudi(connection)
+    assert process.wait(60) == 0
+    assert name not in list_streams()
