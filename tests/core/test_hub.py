@@ -305,3 +305,16 @@ def test_finite_run_delivers_its_samples_then_ends_reads_and_can_restart(hub, so
     assert source.starts == 2 and reader.running
     source.feed(100)
     assert len(read_ramp(reader, 100)) == 100
+
+
+def test_a_fault_before_a_reconfiguration_does_not_haunt_the_next_runs(hub, source):
+    reader = hub.open_reader("logic")
+    reader.start()
+    source.fail_next_read(RuntimeError("old trouble"))
+    with pytest.raises(StreamFaultError):
+        read_ramp(reader, 1, timeout=30)
+    hub.configure(["a", "b"], "CONTINUOUS", 5000, 1000.0)  # a new ring, run epochs anew
+    reader.start()
+    source.feed(10)
+    assert reader.running and hub.error is None
+    assert len(read_ramp(reader, 10)) == 10

@@ -531,6 +531,9 @@ class StreamHub:
     def _replace_ring(self) -> None:
         self._ring.close()
         self._ring = self._new_ring()
+        self._faults.clear()  # run epochs count again from 0 in the new ring
         for reader in self._readers.values():
             reader._ring = self._ring
             reader._position = 0
+            reader._run_epoch = -1  # no position in the new stream until started
+            reader._started = False
