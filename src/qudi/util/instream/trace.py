@@ -1,0 +1,72 @@
+"""TraceWindow: the newest N points of a multi-channel trace, appended at O(new points).
+
+Points are appended to a buffer three windows long; when it is full, the newest window is
+copied to its start (one copy per two windows of data, so appending stays O(new) on average).
+:meth:`view` returns read-only views of the newest window without copying. A view stays
+unchanged until about one more window of points has been appended, so a plot can hold on to
+the arrays of the last frame while the next one is prepared. Callers that keep data longer
+take a copy (:meth:`copy`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["TraceWindow"]
+
+
+class TraceWindow:
+    """The newest ``size`` points of ``channels`` float64 curves with a float64 x value each."""
+
+    def __init__(self, size: int, channels: int):
+        if size < 1 or channels < 0:
+            raise ValueError(
+                f"a trace window needs size >= 1 and channels >= 0, got {size}, {channels}"
+            )
+        self.size = int(size)
+        self.channels = int(channels)
+        self._x = np.zeros(3 * self.size)
+        self._y = np.zeros((self.channels, 3 * self.size))
+        self._end = self.size  # one past the newest point; the first window reads as zeros
+        self.count = 0  # points appended so far (they fill the window from the right)
+
+    def append(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Append points: ``x`` of shape [n] and ``y`` of shape [channels, n]."""
+        n = len(x)
+        if n == 0:
+            return
+        if n >= self.size:  # only the newest window survives
+            x, y = x[-self.size :], y[:, -self.size :]
+            n = self.size
+        if self._end + n > len(self._x):
+            keep = self.size - n  # the part of the old window that survives this append
+            self._x[:keep] = self._x[self._end - keep : self._end]
+            self._y[:, :keep] = self._y[:, self._end - keep : self._end]
+            self._end = keep
+        self._x[self._end : self._end + n] = x
+        self._y[:, self._end : self._end + n] = y
+        self._end += n
+        self.count += n
+
+    def view(self, points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Read-only views ``(x[points], y[channels, points])`` of the newest points.
+
+        ``points`` defaults to the whole window; before the window has filled, the leading
+        points are zeros (use :attr:`filled` to show only real data).
+        """
+        points = self.size if points is None else min(points, self.size)
+        start = self._end - points
+        x, y = self._x[start : self._end], self._y[:, start : self._end]
+        x.flags.writeable = False
+        y.flags.writeable = False
+        return x, y
+
+    @property
+    def filled(self) -> int:
+        """How many points of the window hold real data."""
+        return min(self.count, self.size)
+
+    def copy(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the real data in the window (for callers that keep it)."""
+        x, y = self.view(self.filled)
+        return x.copy(), y.copy()
