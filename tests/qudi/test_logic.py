@@ -1,0 +1,192 @@
+"""TimeSeriesReaderLogic in a real qudi: frames, averaging, settings, recording, snapshots."""
+
+from __future__ import annotations
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+CHANNELS = ["ramp", "sine", "counts", "noise"]
+
+
+@pytest.fixture
+def logic(activate, module_manager):
+    logic = activate("trace_logic_a")
+    logic.set_channel_settings(CHANNELS, ["ramp", "noise"])
+    logic.set_trace_settings(
+        data_rate=1000.0, oversampling_factor=4, trace_window_size=2.0, moving_average_width=5
+    )
+    yield logic
+    for name in ("trace_logic_a", "trace_logic_b", "trace_logic_ts"):
+        module_manager.deactivate_module(name)
+    for name in ("buffer_a", "buffer_b", "timestamp_buffer"):
+        module_manager.deactivate_module(name)
+
+
+def wait_for_points(qtbot, logic, points, timeout=10_000):
+    qtbot.waitUntil(lambda: len(logic.trace_data[0]) >= points, timeout=timeout)
+
+
+def test_trace_is_the_oversampled_ramp_exactly(logic, qtbot):
+    logic.start_reading()
+    wait_for_points(qtbot, logic, 600)
+    x, raw = logic.trace_data
+    ramp = raw["ramp"]
+    # each point is the mean of 4 consecutive raw samples: 1.5, 5.5, 9.5, ...
+    np.testing.assert_array_equal(ramp, 1.5 + 4 * np.round((ramp - 1.5) / 4))
+    assert np.all(np.diff(ramp) == 4)
+    np.testing.assert_allclose(x, (ramp - 1.5) / 4 / 1000.0)
+    assert logic.trace_settings == {
+        "oversampling_factor": 4,
+        "moving_average_width": 5,
+        "trace_window_size": 2.0,
+        "data_rate": 1000.0,
+    }
+    assert logic.sampling_rate == 4000.0
+
+
+def test_moving_average_is_centred_and_raw_is_not_delayed(logic, qtbot):
+    logic.start_reading()
+    wait_for_points(qtbot, logic, 600)
+    logic.stop_reading()
+    x, raw = logic.trace_data
+    x_avg, averaged = logic.averaged_trace_data
+    assert set(averaged) == {"ramp", "noise"}
+    # a centred average of a straight line is the line itself, at the same x
+    index = np.searchsorted(x, x_avg)
+    np.testing.assert_allclose(averaged["ramp"], raw["ramp"][index])
+    # the newest raw point is shown; the average ends width//2 points earlier
+    assert x_avg[-1] == x[-3]
+    expected = np.convolve(raw["noise"], np.ones(5) / 5, mode="valid")
+    np.testing.assert_allclose(averaged["noise"], expected[-len(x_avg) :])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"oversampling_factor": 0}, "oversampling_factor must be an integer >= 1"),
+        ({"moving_average_width": 4}, "moving_average_width must be an odd integer"),
+        ({"data_rate": 5e6}, "outside the streamer's"),
+        ({"trace_window_size": 0.001}, "needs at least 5"),
+    ],
+)
+def test_bad_settings_are_refused_and_nothing_changes(logic, qtbot, change, message):
+    before = logic.trace_settings
+    with qtbot.waitSignal(logic.sigTraceSettingsChanged) as emitted:
+        with pytest.raises(ValueError, match=message):
+            logic.set_trace_settings(change)
+    assert logic.trace_settings == before
+    assert emitted.args == [before]
+
+
+def test_recording_while_idle_records_every_sample_once(logic, qtbot):
+    assert logic.module_state() == "idle"
+    logic.start_recording()  # starts reading too, and does not deadlock
+    assert logic.module_state() == "locked" and logic.data_recording_active
+    wait_for_points(qtbot, logic, 300)
+    info = logic.recording_info
+    assert info["running"] and info["path"].endswith(".h5")
+    path = logic.stop_recording()
+    assert not logic.data_recording_active and logic.module_state() == "locked"
+    logic.stop_reading()
+    with h5py.File(path, "r") as file:
+        data = file["data"][...]
+        attributes = dict(file.attrs)
+    assert data.shape[1] == 4 and len(data) > 1000
+    np.testing.assert_array_equal(np.diff(data[:, 0]), 1)  # every raw sample exactly once
+    assert list(attributes["channel_names"]) == CHANNELS
+    assert attributes["oversampling_factor"] == 4
+    assert attributes["streamer"] == "buffer_a"
+    assert attributes["samples_lost"] == 0
+    assert os.path.dirname(path).endswith("trace_logic_a")
+
+
+def test_settings_cannot_change_while_recording(logic, qtbot):
+    logic.start_recording()
+    with pytest.raises(RuntimeError, match="while recording"):
+        logic.set_trace_settings(data_rate=500.0)
+    assert logic.trace_settings["data_rate"] == 1000.0
+    logic.stop_reading()  # also finishes the recording
+    assert not logic.data_recording_active
+
+
+def test_recording_stops_cleanly_at_max_raw_data_bytes(activate, logic, qtbot, caplog):
+    other = activate("trace_logic_b")  # max_raw_data_bytes: 400000
+    other.set_trace_settings(data_rate=10_000.0, oversampling_factor=1)
+    other.start_recording()
+    qtbot.waitUntil(lambda: not other.data_recording_active, timeout=20_000)
+    info = other.recording_info
+    assert info["bytes"] <= 400_000 and not info["running"]
+    assert "max_raw_data_bytes" in caplog.text
+    assert other.module_state() == "locked"  # reading goes on
+    other.stop_reading()
+
+
+def test_snapshot_writes_text_data_and_a_thumbnail(logic, qtbot):
+    logic.start_reading()
+    wait_for_points(qtbot, logic, 200)
+    logic.stop_reading()
+    path = logic.save_trace_snapshot("first try")
+    assert path.endswith("_time_series_first_try.dat")
+    assert os.path.exists(path[: -len(".dat")] + ".png")
+    table = np.loadtxt(path)
+    x, raw = logic.trace_data
+    np.testing.assert_allclose(table[:, 0], x)
+    np.testing.assert_allclose(table[:, 1], raw["ramp"])
+    assert table.shape[1] == 1 + 4 + 2  # time, raw channels, averaged channels
+    assert np.isnan(table[-1, -1])  # the newest points have no centred average yet
+    assert logic.save_trace_snapshot("first try") != path  # never overwrites
+
+
+def test_counts_become_counts_per_second(logic, qtbot):
+    assert logic.channel_units["counts"] == "c/s"
+    logic.start_reading()
+    wait_for_points(qtbot, logic, 500)
+    counts = logic.trace_data[1]["counts"]
+    # the dummy's photon flux is 50 kHz: a few hundred thousand counts make the mean tight
+    assert 45_000 < counts.mean() < 55_000
+
+
+def test_streamer_fault_stops_logic_and_stream_and_a_restart_works(
+    logic, module_manager, qtbot, expected_qudi_errors
+):
+    logic.start_reading()
+    wait_for_points(qtbot, logic, 50)
+    with qtbot.waitSignal(logic.sigStatusChanged, timeout=10_000) as status:
+        module_manager["ramp_dummy"].instance.simulate_fault("clock lost")
+    assert status.args == [False, False]
+    assert logic.module_state() == "idle"
+    assert module_manager["buffer_a"].instance.module_state() == "idle"
+    errors = [m for m in expected_qudi_errors() if "clock lost" in m]
+    assert len(errors) == 2  # once by the hub that stopped the card, once by the logic
+    logic.start_reading()
+    wait_for_points(qtbot, logic, 50)
+    assert logic.module_state() == "locked"
+
+
+def test_two_logics_on_two_buffers_do_not_disturb_each_other(activate, logic, qtbot):
+    other = activate("trace_logic_b")
+    other.set_channel_settings(CHANNELS, [])
+    other.set_trace_settings(data_rate=4000.0, oversampling_factor=1)
+    logic.start_reading()
+    other.start_reading()
+    wait_for_points(qtbot, logic, 600)
+    wait_for_points(qtbot, other, 2400)
+    logic.stop_reading()
+    assert other.module_state() == "locked"
+    wait_for_points(qtbot, other, 4000)
+    assert np.all(np.diff(other.trace_data[1]["ramp"]) == 1)
+    assert np.all(np.diff(logic.trace_data[1]["ramp"]) == 4)
+    other.stop_reading()
+
+
+def test_timestamp_streams_use_real_timestamps_on_the_x_axis(activate, logic, qtbot):
+    ts_logic = activate("trace_logic_ts")
+    ts_logic.set_trace_settings(data_rate=1000.0, oversampling_factor=1, trace_window_size=1.0)
+    ts_logic.start_reading()
+    wait_for_points(qtbot, ts_logic, 300)
+    x, raw = ts_logic.trace_data
+    assert np.all(np.abs(x - raw["ramp"] / 1000.0) <= 0.2 / 1000.0)
+    ts_logic.stop_reading()
