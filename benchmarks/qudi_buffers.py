@@ -12,37 +12,12 @@ samples read, samples lost and ramp breaks, and the CPU used by this (the qudi) 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
-
-def make_config(path: Path, channels: int, buffers: int) -> None:
-    names = [f"ch{i}" for i in range(channels)]
-    lines = [
-        "global:",
-        "    startup_modules: []",
-        "hardware:",
-        "    dummy:",
-        "        module.Class: 'instream.dummy.InStreamDummy'",
-        "        options:",
-        f"            channel_names: {names}",
-        f"            channel_units: {['V'] * channels}",
-        f"            channel_signals: {['ramp'] * channels}",
-    ]
-    for index in range(1, buffers + 1):
-        lines += [
-            f"    buffer{index}:",
-            "        module.Class: 'instream.buffer.DataInStreamBuffer'",
-            "        options: {allow_overwrite: False, max_poll_rate: 30.0}",
-            "        connect: {streamer: 'dummy'}",
-        ]
-    path.write_text("\n".join(lines) + "\n")
+from qudi_harness import buffer_entry, dummy_entry, start_qudi, stop_qudi
 
 
 def consume(buffer, channels: int, chunk: int, stop: threading.Event, report: dict) -> None:
@@ -69,21 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--buffers", type=int, default=3)
     args = parser.parse_args(argv)
 
-    home = tempfile.mkdtemp(prefix="qudi-instream-bench-")
-    os.environ["HOME"] = home
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtWidgets import QApplication
-    from qudi.core.application import Qudi
-
+    names = [f"buffer{i}" for i in range(1, args.buffers + 1)]
+    hardware = dummy_entry("dummy", args.channels)
+    for name in names:
+        hardware += buffer_entry(name, "dummy")
+    app, qudi = start_qudi({"hardware": hardware})
     from qudi.interface.instream_interface import StreamingMode
 
-    config = Path(home) / "bench.cfg"
-    make_config(config, args.channels, args.buffers)
-    app = QApplication.instance() or QApplication(sys.argv)
-    qudi = Qudi(no_gui=True, log_dir=str(Path(home) / "log"), config_file=str(config))
-    qudi._configure_qudi()
     manager = qudi.module_manager
-    names = [f"buffer{i}" for i in range(1, args.buffers + 1)]
     for name in names:
         manager.activate_module(name)
     buffers = [manager[name].instance for name in names]
@@ -109,9 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = (time.process_time() - cpu_start) / (time.monotonic() - wall_start)
     for buffer in buffers:
         buffer.stop_stream()
-    manager.stop_all_modules()
-    qudi.thread_manager.quit_all_threads()
-    app.processEvents()
+    stop_qudi(app, qudi)
 
     print(f"{args.buffers} buffers x {args.channels} ch x {args.rate:g} S/s for {args.seconds:g} s")
     print(f"{'buffer':<10} {'samples read':>14} {'lost':>6} {'ramp breaks':>12}  error")

@@ -17,7 +17,11 @@ from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "cfg").glob("*.cfg")) + [Path(__file__).with_name("instream_test.cfg")]
-MODULES = ["qudi.hardware.instream.dummy", "qudi.hardware.instream.buffer"]
+MODULES = [
+    "qudi.hardware.instream.dummy",
+    "qudi.hardware.instream.buffer",
+    "qudi.logic.instream.time_series_reader_logic",
+]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -35,11 +39,12 @@ def test_config_is_valid_and_names_classes_that_exist(path):
 def test_docstring_example_config_is_valid(module_name):
     module = importlib.import_module(module_name)
     example = re.search(r"::\n\n((?:    .*\n|\n)+)", module.__doc__).group(1)
-    config = {"hardware": yaml_load_text(example)}
+    base = module_name.split(".")[1]  # hardware, logic or gui
+    config = {base: yaml_load_text(example)}
     validate_config(config)
-    for name, entry in config["hardware"].items():
+    for name, entry in config[base].items():
         module_path, class_name = entry["module.Class"].rsplit(".", 1)
-        assert f"qudi.hardware.{module_path}" == module_name
+        assert f"qudi.{base}.{module_path}" == module_name
         _check_against_class(name, entry, getattr(module, class_name))
 
 

@@ -74,7 +74,9 @@ def quit_qudi(connection) -> None:
     )
 
 
-def test_demo_config_streams_headless_and_other_processes_can_attach(headless_qudi):
+def test_demo_config_streams_headless_with_both_logics_and_other_processes_attach(
+    headless_qudi,
+):
     process, connection = headless_qudi
     manager = connection.root.get_namespace_dict()["qudi"].module_manager
     manager.activate_module("stream_buffer1")
@@ -103,6 +105,22 @@ def test_demo_config_streams_headless_and_other_processes_can_attach(headless_qu
     buffer1.stop_stream()
     assert dummy.module_state() == "locked"  # buffer2 still streams
     buffer2.stop_stream()
+    assert dummy.module_state() == "idle"
+
+    # both time-series logics read the stream at the same time, each through its buffer
+    manager.activate_module("time_series_logic1")
+    manager.activate_module("time_series_logic2")
+    namespace = connection.root.get_namespace_dict()
+    logics = [namespace["time_series_logic1"], namespace["time_series_logic2"]]
+    for logic in logics:
+        logic.start_reading()
+    deadline = time.monotonic() + 30
+    while min(len(logic.trace_data[0]) for logic in logics) < 100:
+        assert time.monotonic() < deadline, "the logics did not fill their traces"
+        time.sleep(0.2)
+    for logic in logics:
+        assert logic.module_state() == "locked"
+        logic.stop_reading()
     assert dummy.module_state() == "idle"
     quit_qudi(connection)
     assert process.wait(60) == 0

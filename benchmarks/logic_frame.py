@@ -1,0 +1,131 @@
+"""TimeSeriesReaderLogic in a real qudi: the cost of one frame, and recording at full rate.
+
+    python benchmarks/logic_frame.py            # 60 s recording of 8 ch x 1 MS/s
+    python benchmarks/logic_frame.py --quick    # 10 s recording, shorter frame run
+
+* **frame**: a dummy streams 4 channels (ramp, sine, counts, noise) at 500 kS/s through a
+  buffer into the logic with a 6 s window, i.e. 3 M points per channel, moving average on all
+  four. Once the window is full, frames are driven at 20 Hz and each is timed: reading what
+  arrived (25 000 samples), oversampling, appending to the trace rings, averaging, emitting.
+* **recording**: a second logic records a dummy's 8 'ramp' channels at 1 MS/s (64 MB/s) to
+  HDF5 while reading; RSS is sampled all along and the file is checked to hold every sample
+  exactly once. Then ``benchmarks/recording.py``'s lossless maximum gives the recorder's top
+  speed (the logic records through the same ``StreamRecorder``).
+
+Last line: ``logic: frame <F.F> ms at 3M window, recording <R> MB/s`` (F: median frame, R:
+the recorder's lossless maximum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import recording
+from qudi_harness import buffer_entry, dummy_entry, start_qudi, stop_qudi
+
+FRAME_RATE = 20.0
+
+
+def logic_entry(name: str, streamer: str) -> list[str]:
+    return [
+        f"    {name}:",
+        "        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'",
+        "        options: {max_frame_rate: 20, max_raw_data_bytes: 100000000000}",
+        f"        connect: {{streamer: '{streamer}'}}",
+    ]
+
+
+def measure_frames(logic, qapp, frames: int) -> list[float]:
+    """Fill the 3 M-point window, then time ``frames`` frames driven at 20 Hz."""
+    logic.set_channel_settings(["ch0", "ch1", "ch2", "ch3"], ["ch0", "ch1", "ch2", "ch3"])
+    logic.set_trace_settings(
+        data_rate=500_000.0, oversampling_factor=1, trace_window_size=6.0, moving_average_width=9
+    )
+    logic.start_reading()
+    logic._sigStopFrames.emit()  # this benchmark drives the frames itself, to time them
+    deadline = time.monotonic() + 60
+    while logic._trace.filled < logic._trace.size and time.monotonic() < deadline:
+        qapp.processEvents()
+        logic._read_frame()
+        time.sleep(1 / FRAME_RATE)
+    costs = []
+    for _ in range(frames):
+        started = time.perf_counter()
+        logic._read_frame()
+        costs.append(time.perf_counter() - started)
+        time.sleep(max(0.0, 1 / FRAME_RATE - costs[-1]))
+    points = len(logic.trace_data[0])
+    logic.stop_reading()
+    print(f"frame: 4 ch, window {points} points, {frames} frames at {FRAME_RATE:g} Hz")
+    return costs
+
+
+def measure_recording(logic, seconds: float) -> None:
+    """Record 8 ch x 1 MS/s for ``seconds``; check the file; print RSS along the way."""
+    channels = [f"ch{i}" for i in range(8)]
+    logic.set_channel_settings(channels, [])
+    logic.set_trace_settings(
+        data_rate=1e6, oversampling_factor=1, trace_window_size=1.0, moving_average_width=1
+    )
+    logic.start_recording()
+    rss = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        rss.append(recording.rss_bytes())
+    path = logic.stop_recording()
+    info = logic.recording_info
+    logic.stop_reading()
+    with h5py.File(path, "r") as file:
+        ramp = file["data"][:, 0]
+        intact = bool(np.all(np.diff(ramp) == 1)) and file.attrs["samples_lost"] == 0
+    settled = rss[min(4, len(rss) - 1)]  # after the first 2 s of allocations
+    print(
+        f"recording via the logic: {info['samples']} samples x 8 ch in {info['seconds']:.1f} s "
+        f"= {info['bytes'] / info['seconds'] / 1e6:.1f} MB/s, every sample once: {intact}; "
+        f"RSS {settled / 1e6:.0f} MB after 2 s, {rss[-1] / 1e6:.0f} MB at the end "
+        f"(growth {(rss[-1] - settled) / 1e6:+.1f} MB)"
+    )
+    Path(path).unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+
+    hardware = dummy_entry("frame_dummy", 4) + buffer_entry("frame_buffer", "frame_dummy")
+    hardware += dummy_entry("record_dummy", 8) + buffer_entry("record_buffer", "record_dummy")
+    logic = logic_entry("frame_logic", "frame_buffer")
+    logic += logic_entry("record_logic", "record_buffer")
+    app, qudi = start_qudi({"hardware": hardware, "logic": logic})
+    manager = qudi.module_manager
+    for name in ("frame_logic", "record_logic"):
+        manager.activate_module(name)
+
+    costs = measure_frames(manager["frame_logic"].instance, app, 40 if args.quick else 100)
+    median_ms = statistics.median(costs) * 1e3
+    p95_ms = sorted(costs)[int(0.95 * len(costs))] * 1e3
+    print(
+        f"frame cost: median {median_ms:.2f} ms, p95 {p95_ms:.2f} ms, max {max(costs) * 1e3:.2f} ms"
+    )
+    measure_recording(manager["record_logic"].instance, 10.0 if args.quick else 60.0)
+    stop_qudi(app, qudi)
+
+    plan = recording.QUICK if args.quick else recording.FULL
+    with tempfile.TemporaryDirectory(prefix="instream_logic_bench_") as directory:
+        top = recording.run_lossless_maximum(Path(directory), plan)
+    print(f"recorder lossless maximum: {top.rate / 1e6:.0f} MB/s")
+    print(f"logic: frame {median_ms:.1f} ms at 3M window, recording {top.rate / 1e6:.0f} MB/s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
