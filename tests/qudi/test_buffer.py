@@ -139,7 +139,7 @@ def test_streamer_fault_reaches_every_buffer_then_a_restart_works(
     flat = np.empty(4 * 1000)
     buffers[1].read_data_into_buffer(flat, 1000, timeout=5)
     assert flat.reshape(-1, 4)[0, 0] == 0  # a new acquisition from sample 0
-    assert any("ADC lost its clock" in message for message in expected_qudi_errors())
+    assert not expected_qudi_errors()  # the buffers' reads raised it; nobody else logs errors
 
 
 def test_blocking_reads_time_out_and_end_on_stop(buffers):

@@ -457,7 +457,8 @@ class StreamHub:
     def _on_pump_fault(self, ring: StreamRing, exc: BaseException) -> None:
         """Runs in the pump thread: stop the source, keep the error, tell the readers."""
         self._faults[ring.run_epoch] = exc
-        log.error("stream '%s': the source failed and was stopped: %s", self.name, exc)
+        # a warning: the error itself reaches every reader, whose owner reports it
+        log.warning("stream '%s': the source failed and was stopped: %s", self.name, exc)
         try:
             self._source.stop_stream()
         except Exception as stop_exc:
