@@ -189,4 +189,7 @@ def test_timestamp_streams_use_real_timestamps_on_the_x_axis(activate, logic, qt
     wait_for_points(qtbot, ts_logic, 300)
     x, raw = ts_logic.trace_data
     assert np.all(np.abs(x - raw["ramp"] / 1000.0) <= 0.2 / 1000.0)
+    qtbot.waitUntil(lambda: ts_logic.trace_data[0][-1] > 1.5, timeout=10_000)
+    x, _ = ts_logic.trace_data
+    assert x[-1] - x[0] <= 1.0 < x[-1] - x[0] + 0.01  # the window is a time span of 1 s
     ts_logic.stop_reading()

@@ -216,8 +216,8 @@ class TimeSeriesReaderLogic(LogicBase):
     def trace_data(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Copies ``(x, {channel: y})`` of the trace window (plain arrays, safe to keep)."""
         with self._lock:
-            x, y = self._trace.copy()
-            return x, dict(zip(self.active_channel_names, y, strict=True))
+            x, y = self._window(self._trace)
+            return x.copy(), dict(zip(self.active_channel_names, y.copy(), strict=True))
 
     @property
     def averaged_trace_data(self) -> tuple[np.ndarray | None, dict[str, np.ndarray] | None]:
@@ -225,8 +225,8 @@ class TimeSeriesReaderLogic(LogicBase):
         with self._lock:
             if not self._averaging_on:
                 return None, None
-            x, y = self._averaged.copy()
-            return x, dict(zip(self._averaged_channels, y, strict=True))
+            x, y = self._window(self._averaged)
+            return x.copy(), dict(zip(self._averaged_channels, y.copy(), strict=True))
 
     # ------------------------------------------------------------------------- settings
     @QtCore.Slot(dict)
@@ -328,11 +328,12 @@ class TimeSeriesReaderLogic(LogicBase):
         columns = [x] + list(raw.values())
         headers = ["time (s)"] + [f"{ch} ({units[ch]})" for ch in raw]
         if averaged:
-            aligned = np.full(len(x), np.nan)
-            offset = len(x) - self.moving_average_width // 2 - len(x_avg)
+            # each averaged point sits in the row of its centre (its x is that raw point's x)
+            rows = np.searchsorted(x, x_avg)
+            inside = rows < len(x)
             for channel, values in averaged.items():
-                column = aligned.copy()
-                column[offset : offset + len(values)] = values
+                column = np.full(len(x), np.nan)
+                column[rows[inside]] = values[inside]
                 columns.append(column)
                 headers.append(f"{channel} averaged ({units[channel]})")
         storage = TextDataStorage(root_dir=self.module_default_data_dir)
@@ -431,11 +432,20 @@ class TimeSeriesReaderLogic(LogicBase):
         self._averaged.append(x[half : half + new], (sums[:, width:] - sums[:, :-width]) / width)
         self._averaged_done = centres
 
+    def _window(self, trace: TraceWindow) -> tuple[np.ndarray, np.ndarray]:
+        """Views of the points in the window: the newest ``trace_window_size`` seconds for
+        TIMESTAMP streams (whose rate is only a hint), the newest points otherwise."""
+        x, y = trace.view(trace.filled)
+        if self._timing == SampleTiming.TIMESTAMP and len(x):
+            first = np.searchsorted(x, x[-1] - self.trace_window_size, side="left")
+            x, y = x[first:], y[:, first:]
+        return x, y
+
     def _emit_data(self) -> None:
-        x, y = self._trace.view(self._trace.filled)
+        x, y = self._window(self._trace)
         raw = dict(zip(self.active_channel_names, y, strict=True))
         if self._averaging_on:
-            x_avg, y_avg = self._averaged.view(self._averaged.filled)
+            x_avg, y_avg = self._window(self._averaged)
             self.sigDataChanged.emit(
                 x, raw, x_avg, dict(zip(self._averaged_channels, y_avg, strict=True))
             )
@@ -543,6 +553,8 @@ class TimeSeriesReaderLogic(LogicBase):
         ]
         self._count_scale = np.array(scale)
         points = max(2, round(self.trace_window_size * self.data_rate))
+        if self._timing == SampleTiming.TIMESTAMP:
+            points *= 2  # room for bursts: the window is cut by time (see _window)
         self._trace = TraceWindow(points, len(channels))
         self._averaged_rows = [channels.index(ch) for ch in self._averaged_channels]
         self._averaged = TraceWindow(points, len(self._averaged_rows))
