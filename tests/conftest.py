@@ -13,8 +13,9 @@ from qudi.util.instream import list_streams
 
 
 def _our_streams() -> set[str]:
-    """Streams made by tests (named test_*); other processes on this host may have their own."""
-    return {name for name in list_streams() if name.startswith("test_")}
+    """Shared streams this test process made (see ``stream_name``); other processes on this
+    host, another test run among them, may have their own."""
+    return {name for name in list_streams() if name.startswith(f"test_{os.getpid()}_")}
 
 
 def _our_threads() -> set[threading.Thread]:

@@ -153,12 +153,12 @@ def test_video_frames_round_trip():
         np.testing.assert_array_equal(out[:3], frames[4:])
 
 
-def test_structured_event_records_round_trip():
+def test_structured_event_records_round_trip(stream_name):
     event = np.dtype([("time", "<f8"), ("value", "<i4")])
     records = np.array([(0.5, 1), (0.75, -3), (1.25, 7)], dtype=event)
-    with StreamRing(4, (), event, shared=True, name="test_events") as ring:
+    with StreamRing(4, (), event, shared=True, name=stream_name) as ring:
         ring.write(records)
-        attached = StreamRing.attach("test_events")
+        attached = StreamRing.attach(stream_name)
         assert attached.dtype == event
         out = np.empty(3, event)
         attached.reader(from_oldest=True).read_into(out, timeout=0)
@@ -225,10 +225,10 @@ def test_timestamps_requested_from_a_stream_without_them():
         ({"info": StreamInfo(extra={"x": object()})}, TypeError, "JSON"),
     ],
 )
-def test_bad_ring_formats_are_refused(kwargs, error, message):
+def test_bad_ring_formats_are_refused(kwargs, error, message, stream_name):
     arguments = {"capacity": 8, "sample_shape": (3,), **kwargs}
     with pytest.raises(error, match=message):
-        StreamRing(**arguments, shared=True, name="test_bad_format")
+        StreamRing(**arguments, shared=True, name=stream_name)
 
 
 def test_writer_api_checks_its_arguments():
@@ -267,9 +267,9 @@ def test_reserved_slots_count_as_overwritten_for_readers():
         assert info.value.lost == 3
 
 
-def test_attached_ring_is_read_only():
-    with StreamRing(8, 1, shared=True, name="test_read_only") as ring:
-        attached = StreamRing.attach("test_read_only")
+def test_attached_ring_is_read_only(stream_name):
+    with StreamRing(8, 1, shared=True, name=stream_name) as ring:
+        attached = StreamRing.attach(stream_name)
         with pytest.raises(StreamError, match="read-only"):
             attached.write(np.zeros((1, 1)))
         assert attached.state is RingState.RUNNING
@@ -277,9 +277,9 @@ def test_attached_ring_is_read_only():
         ring.mark_stopped()
 
 
-def test_state_and_fault_message_are_visible_to_attached_readers():
-    with StreamRing(8, 1, shared=True, name="test_state") as ring:
-        attached = StreamRing.attach("test_state")
+def test_state_and_fault_message_are_visible_to_attached_readers(stream_name):
+    with StreamRing(8, 1, shared=True, name=stream_name) as ring:
+        attached = StreamRing.attach(stream_name)
         ring.mark_faulted(OSError("card unplugged"))
         assert attached.state is RingState.FAULTED
         assert attached.fault_message == "OSError: card unplugged"
