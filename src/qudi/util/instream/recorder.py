@@ -12,7 +12,9 @@ The file is flushed at least once a second, so a crash of the process loses at m
 last second. It is written in HDF5's default (oldest compatible) format on purpose: a killed
 recording then still opens as a valid file (its ``status`` attribute still says
 ``recording``), where the newest format (and SWMR) would refuse to open it until ``h5clear``
-had repaired it.
+had repaired it. After a crash, the first ``samples_recorded`` rows (an attribute written
+after every flush of the data) are complete; HDF5 may have stored a larger dataset extent
+whose last rows were never written.
 
 File layout::
 
@@ -576,6 +578,7 @@ class StreamRecorder:
         now = time.monotonic()
         if now >= self._next_flush:
             self._check_free_space()
+            self._file.flush()  # the data first: the counts must never claim unflushed rows
             self._write_counts()
             self._file.flush()
             self._next_flush = now + self._flush_interval
