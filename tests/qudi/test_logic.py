@@ -193,3 +193,13 @@ def test_timestamp_streams_use_real_timestamps_on_the_x_axis(activate, logic, qt
     x, _ = ts_logic.trace_data
     assert x[-1] - x[0] <= 1.0 < x[-1] - x[0] + 0.01  # the window is a time span of 1 s
     ts_logic.stop_reading()
+
+
+def test_stream_health_reports_rates_fill_and_loss(logic, qtbot):
+    logic.start_reading()
+    qtbot.wait(1500)
+    health = logic.stream_health
+    assert 0.8 * 4000 < health["sample_rate"] < 1.2 * 4000  # 1000 Hz x oversampling 4
+    assert 10 < health["frame_rate"] < 36  # max_frame_rate: 30 (a timer of 33 ms)
+    assert 0 <= health["buffer_fill"] < 1
+    assert health["lost_samples"] == 0 and health["streamer_state"] == "locked"

@@ -28,6 +28,8 @@ from __future__ import annotations
 import datetime
 import os
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -89,7 +91,7 @@ class TimeSeriesReaderLogic(LogicBase):
         self._record_ring: StreamRing | None = None  # private ring fed by frames (no shared one)
         self._recording_ring: StreamRing | None = None  # the ring the recorder reads
         self._last_recording = None
-        self._frame_count = 0
+        self._health = _Health()
 
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
@@ -213,6 +215,20 @@ class TimeSeriesReaderLogic(LogicBase):
         }
 
     @property
+    def stream_health(self) -> dict:
+        """How the stream fares: measured sample rate (Hz, last second), frame rate (Hz),
+        unread part of the streamer's buffer at the last frame (0..1), samples the streamer
+        reports lost, and the streamer's state."""
+        streamer = self._streamer()
+        return {
+            "sample_rate": self._health.sample_rate,
+            "frame_rate": self._health.frame_rate,
+            "buffer_fill": self._health.buffer_fill,
+            "lost_samples": int(getattr(streamer, "lost_samples", 0)),
+            "streamer_state": streamer.module_state(),
+        }
+
+    @property
     def trace_data(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Copies ``(x, {channel: y})`` of the trace window (plain arrays, safe to keep)."""
         with self._lock:
@@ -274,6 +290,7 @@ class TimeSeriesReaderLogic(LogicBase):
                 self.sigStatusChanged.emit(True, self.data_recording_active)
                 return
             self._reset_trace()
+            self._health = _Health()
             self._streamer().start_stream()
             self.module_state.lock()
             self._sigStartFrames.emit()
@@ -367,6 +384,9 @@ class TimeSeriesReaderLogic(LogicBase):
             channels = len(self.active_channel_names)
             blocks = []
             try:
+                self._health.buffer_fill = streamer.available_samples / max(
+                    1, streamer.channel_buffer_size
+                )
                 for _ in range(_MAX_READS_PER_FRAME):
                     count = streamer.read_available_data_into_buffer(
                         self._raw_block, self._raw_stamps
@@ -386,8 +406,8 @@ class TimeSeriesReaderLogic(LogicBase):
                     self._record_ring.write(data, stamps)
                 self._add_samples(data, stamps)
                 self.sigNewRawData.emit(data, stamps)
+            self._health.frame(sum(len(data) for data, _ in blocks))
             self._check_recording()
-            self._frame_count += 1
             self._emit_data()
 
     def _add_samples(self, data: np.ndarray, stamps: np.ndarray | None) -> None:
@@ -674,6 +694,33 @@ class TimeSeriesReaderLogic(LogicBase):
         axes.set_xlabel("time (s)")
         axes.legend(loc="upper right", fontsize="small")
         return figure
+
+
+class _Health:
+    """Sample and frame rates over the last second, from what each frame brought."""
+
+    def __init__(self):
+        self._frames: deque[tuple[float, int]] = deque()
+        self.buffer_fill = 0.0
+
+    def frame(self, samples: int) -> None:
+        now = time.monotonic()
+        self._frames.append((now, samples))
+        while self._frames and self._frames[0][0] < now - 1.0:
+            self._frames.popleft()
+
+    def _span(self) -> float:
+        return self._frames[-1][0] - self._frames[0][0] if len(self._frames) > 1 else 0.0
+
+    @property
+    def sample_rate(self) -> float:
+        span = self._span()
+        return sum(n for _, n in list(self._frames)[1:]) / span if span else 0.0
+
+    @property
+    def frame_rate(self) -> float:
+        span = self._span()
+        return (len(self._frames) - 1) / span if span else 0.0
 
 
 def _nametag(tag: str) -> str:

@@ -138,12 +138,6 @@ class SimulatedSource:
         with self._lock:
             return self._pending()
 
-    @property
-    def finished(self) -> bool:
-        """A FINITE acquisition has produced all its samples (they may still be unread)."""
-        with self._lock:
-            return self._arrived() >= self._end_index
-
     def read_available_data_into_buffer(
         self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
     ) -> int:
