@@ -203,3 +203,26 @@ def test_stream_health_reports_rates_fill_and_loss(logic, qtbot):
     assert 10 < health["frame_rate"] < 36  # max_frame_rate: 30 (a timer of 33 ms)
     assert 0 <= health["buffer_fill"] < 1
     assert health["lost_samples"] == 0 and health["streamer_state"] == "locked"
+
+
+def test_saved_settings_the_streamer_cannot_do_fall_back_to_defaults(module_manager, caplog):
+    name = f"restored_logic_{len(module_manager.module_names)}"
+    module_manager.add_module(
+        name,
+        "logic",
+        {
+            "module.Class": "instream.time_series_reader_logic.TimeSeriesReaderLogic",
+            "connect": {"streamer": "buffer_c"},
+        },
+    )
+    logic_module = module_manager[name]
+    # status variables as a former session saved them: a rate the dummy cannot do
+    from qudi.util.yaml import yaml_dump
+
+    yaml_dump(logic_module.status_file_path, {"data_rate": 5e7, "oversampling_factor": 1})
+    module_manager.activate_module(name)
+    logic = logic_module.instance
+    assert "saved trace settings not usable" in caplog.text
+    assert logic.data_rate == 50.0  # the dummy's default rate
+    module_manager.deactivate_module(name)
+    module_manager.deactivate_module("buffer_c")

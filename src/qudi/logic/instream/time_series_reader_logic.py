@@ -113,7 +113,21 @@ class TimeSeriesReaderLogic(LogicBase):
         self._sigStartFrames.connect(self._timer.start, QtCore.Qt.ConnectionType.QueuedConnection)
         self._sigStopFrames.connect(self._timer.stop, QtCore.Qt.ConnectionType.QueuedConnection)
         try:
-            self._apply(active, averaged, self._settings_from_status_variables(width))
+            try:
+                self._apply(active, averaged, self._settings_from_status_variables(width))
+            except ValueError as invalid:  # saved settings this streamer cannot do any more
+                self.log.warning(f"saved trace settings not usable ({invalid}); using defaults")
+                default_rate = float(streamer.constraints.sample_rate.default)
+                self._apply(
+                    active,
+                    averaged,
+                    {
+                        "oversampling_factor": 1,
+                        "data_rate": default_rate,
+                        "moving_average_width": 1,
+                        "trace_window_size": 100 / default_rate,
+                    },
+                )
         except StreamBusyError as busy:
             # another consumer streams with other settings: follow the stream as it is
             self.log.warning(f"{busy}; showing the stream with its current settings instead")
