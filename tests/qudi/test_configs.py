@@ -21,6 +21,7 @@ MODULES = [
     "qudi.hardware.instream.dummy",
     "qudi.hardware.instream.buffer",
     "qudi.logic.instream.time_series_reader_logic",
+    "qudi.gui.instream.time_series_gui",
 ]
 
 

@@ -1,0 +1,409 @@
+"""TimeSeriesGui: live plot, value readout, controls and stream health for a time series logic.
+
+Example config (copy into the ``gui:`` section)::
+
+    time_series_gui1:
+        module.Class: 'instream.time_series_gui.TimeSeriesGui'
+        options:
+            use_antialias: True           # optional: smooth curves (costs some drawing time)
+        connect:
+            _time_series_logic_con: 'time_series_logic1'
+
+The logic lives in its own thread. Start, stop and record go to it through queued signals,
+so the GUI never waits for it; a snapshot is saved by a short-lived thread that reports the
+file's path back; settings are applied with a direct (locked) call, so a refusal can be shown
+at once and the widgets reset to the settings the logic really has. Frames arrive queued from
+the logic; if several queue up, only the newest is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pyqtgraph as pg
+from PySide6 import QtCore
+from qudi.core.configoption import ConfigOption
+from qudi.core.connector import Connector
+from qudi.core.module import GuiBase
+
+from qudi.gui.instream.time_series_window import TimeSeriesWindow
+
+__all__ = ["TimeSeriesGui", "format_value"]
+
+_QUEUED = QtCore.Qt.ConnectionType.QueuedConnection
+_POLL_INTERVAL_MS = 500  # status bar refresh (stream health, recording progress)
+
+
+def format_value(value, unit: str = "", precision: int = 4) -> str:
+    """A number with SI prefix and unit, e.g. ``1.234 kHz``; ints, floats and numpy scalars."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(number):
+        return f"{number} {unit}".strip()
+    return pg.siFormat(number, precision=precision, suffix=unit)
+
+
+def format_bytes(size: int) -> str:
+    """File sizes as people read them: ``12.3 MB``."""
+    return pg.siFormat(float(size), precision=3, suffix="B")
+
+
+class TimeSeriesGui(GuiBase):
+    """Live plot of a ``TimeSeriesReaderLogic``; see the module docstring."""
+
+    sigStartReading = QtCore.Signal()
+    sigStopReading = QtCore.Signal()
+    sigStartRecording = QtCore.Signal()
+    sigStopRecording = QtCore.Signal()
+    _sigSnapshotDone = QtCore.Signal(str, str)  # path, error ("" if none)
+
+    _time_series_logic_con = Connector(
+        name="_time_series_logic_con", interface="TimeSeriesReaderLogic"
+    )
+
+    _use_antialias = ConfigOption("use_antialias", default=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._mw: TimeSeriesWindow | None = None
+        self._connections: list[tuple[object, object]] = []
+        self._raw_curves: dict[str, pg.PlotDataItem] = {}
+        self._averaged_curves: dict[str, pg.PlotDataItem] = {}
+        self._newest: dict[tuple[str, str], float] = {}
+        self._pending_frame: tuple | None = None
+        self._draw_timer: QtCore.QTimer | None = None
+        self._units: dict[str, str] = {}
+        self._running = False
+        self._recording = False
+        self._poll_timer: QtCore.QTimer | None = None
+        self._snapshot_thread: threading.Thread | None = None
+
+    # --------------------------------------------------------------------------- lifetime
+    def on_activate(self) -> None:
+        logic = self._time_series_logic_con()
+        self._mw = TimeSeriesWindow()
+        self._mw.plot_widget.setAntialiasing(bool(self._use_antialias))
+        self._restore_window_geometry(self._mw)
+        mw = self._mw
+        self._connect(self.sigStartReading, logic.start_reading, _QUEUED)
+        self._connect(self.sigStopReading, logic.stop_reading, _QUEUED)
+        self._connect(self.sigStartRecording, logic.start_recording, _QUEUED)
+        self._connect(self.sigStopRecording, logic.stop_recording, _QUEUED)
+        self._connect(self._sigSnapshotDone, self._snapshot_done, _QUEUED)
+        # frames queue up if drawing is slower than the logic: draw only the newest of them
+        self._draw_timer = QtCore.QTimer()
+        self._draw_timer.setSingleShot(True)
+        self._draw_timer.setInterval(0)
+        self._connect(self._draw_timer.timeout, self._draw_frame)
+        self._connect(logic.sigDataChanged, self._keep_frame, _QUEUED)
+        self._connect(logic.sigStatusChanged, self._update_status, _QUEUED)
+        self._connect(logic.sigTraceSettingsChanged, self._show_trace_settings, _QUEUED)
+        self._connect(logic.sigChannelSettingsChanged, self._show_channel_settings, _QUEUED)
+        self._connect(mw.action_start.triggered, self._start_stop_clicked)
+        self._connect(mw.action_record.triggered, self._record_clicked)
+        self._connect(mw.action_snapshot.triggered, self._snapshot_clicked)
+        self._connect(mw.action_freeze_y.toggled, self._freeze_y)
+        self._connect(mw.action_autoscale.triggered, self._autoscale)
+        self._connect(mw.trace_apply_button.clicked, self.apply_trace_settings)
+        self._connect(mw.channel_apply_button.clicked, self.apply_channel_settings)
+        self._connect(mw.readout_channel_combo.currentIndexChanged, self._show_readout)
+        self._connect(mw.readout_kind_combo.currentIndexChanged, self._show_readout)
+
+        # oversampling divides the sample rate: data rates below the streamer's minimum are real
+        _, high = logic.streamer_constraints.sample_rate.bounds
+        mw.data_rate_spinbox.setRange(1e-4, float(high))
+        self._show_trace_settings(logic.trace_settings)
+        self._show_channel_settings(*logic.channel_settings)
+        self._update_status(logic.module_state() == "locked", logic.data_recording_active)
+
+        self._poll_timer = QtCore.QTimer()
+        self._poll_timer.setInterval(_POLL_INTERVAL_MS)
+        self._connect(self._poll_timer.timeout, self._poll_status)
+        self._poll_timer.start()
+        self._poll_status()
+        self.show()
+
+    def on_deactivate(self) -> None:
+        if self._snapshot_thread is not None:
+            self._snapshot_thread.join(timeout=30)
+        self._poll_timer.stop()
+        self._draw_timer.stop()
+        for signal, slot in reversed(self._connections):
+            signal.disconnect(slot)
+        self._connections.clear()
+        self._poll_timer = self._draw_timer = None
+        self._pending_frame = None
+        self._save_window_geometry(self._mw)
+        self._mw.close()
+        self._mw.deleteLater()
+        self._mw = None
+        self._raw_curves.clear()
+        self._averaged_curves.clear()
+
+    def show(self) -> None:
+        self._mw.show()
+        self._mw.raise_()
+        self._mw.activateWindow()
+
+    @property
+    def window(self) -> TimeSeriesWindow:
+        """The main window (for scripts and tests)."""
+        return self._mw
+
+    def _connect(self, signal, slot, kind=QtCore.Qt.ConnectionType.AutoConnection) -> None:
+        signal.connect(slot, kind)
+        self._connections.append((signal, slot))
+
+    # ------------------------------------------------------------------------------ plot
+    @QtCore.Slot(object, object, object, object)
+    def _keep_frame(self, x, raw: dict, x_avg, averaged: dict | None) -> None:
+        """Keep the newest frame; it is drawn once the queued frames are all in."""
+        if self._mw is None:  # queued before deactivation, delivered after it
+            return
+        self._pending_frame = (x, raw, x_avg, averaged)
+        if not self._draw_timer.isActive():
+            self._draw_timer.start()
+
+    @QtCore.Slot()
+    def _draw_frame(self) -> None:
+        """The newest frame to the curves: whole arrays, no per-sample work. The arrays are
+        read-only views that the logic leaves unchanged for about a window of new points."""
+        if self._mw is None:  # queued before deactivation, delivered after it
+            return
+        frame, self._pending_frame = self._pending_frame, None
+        if frame is None:
+            return
+        x, raw, x_avg, averaged = frame
+        averaged = averaged or {}
+        if list(raw) != list(self._raw_curves) or list(averaged) != list(self._averaged_curves):
+            self._rebuild_curves(list(raw), list(averaged))
+        for channel, y in raw.items():
+            self._raw_curves[channel].setData(x, y)
+            if len(y):
+                self._newest[(channel, "raw")] = y[-1]
+        for channel, y in averaged.items():
+            self._averaged_curves[channel].setData(x_avg, y)
+            if len(y):
+                self._newest[(channel, "averaged")] = y[-1]
+        self._show_readout()
+
+    def _rebuild_curves(self, channels: list[str], averaged: list[str]) -> None:
+        plot = self._mw.plot_item
+        for curve in [*self._raw_curves.values(), *self._averaged_curves.values()]:
+            plot.removeItem(curve)  # also removes it from the legend
+        self._raw_curves.clear()
+        self._averaged_curves.clear()
+        self._newest.clear()
+        for index, channel in enumerate(channels):
+            colour = pg.intColor(index, hues=max(len(channels), 1), values=1, maxValue=230)
+            faint = pg.mkColor(colour)
+            faint.setAlpha(110 if channel in averaged else 255)
+            curve = plot.plot(pen=pg.mkPen(faint, width=1), name=channel)
+            curve.setZValue(0)
+            self._raw_curves[channel] = curve
+        for channel in averaged:
+            index = channels.index(channel) if channel in channels else len(channels)
+            colour = pg.intColor(index, hues=max(len(channels), 1), values=1, maxValue=230)
+            curve = plot.plot(pen=pg.mkPen(colour, width=3), name=f"{channel} (avg)")
+            curve.setZValue(10)  # averages on top of the raw curves
+            self._averaged_curves[channel] = curve
+        self._update_units()
+
+    def _update_units(self) -> None:
+        self._units = dict(self._time_series_logic_con().channel_units)
+        units = set(self._units.values())  # of the active channels
+        if len(units) == 1:
+            self._mw.plot_item.setLabel("left", "value", units=units.pop() or None)
+        else:
+            self._mw.plot_item.setLabel("left", "value", units=None)
+
+    @QtCore.Slot(bool)
+    def _freeze_y(self, frozen: bool) -> None:
+        view = self._mw.plot_item.getViewBox()
+        if frozen:
+            view.disableAutoRange(axis=pg.ViewBox.YAxis)
+        else:
+            view.enableAutoRange(axis=pg.ViewBox.YAxis)
+        view.setMouseEnabled(x=True, y=not frozen)
+
+    @QtCore.Slot()
+    def _autoscale(self) -> None:
+        self._mw.action_freeze_y.setChecked(False)
+        self._mw.plot_item.getViewBox().enableAutoRange(axis=pg.ViewBox.XYAxes)
+
+    # --------------------------------------------------------------------------- readout
+    @QtCore.Slot()
+    def _show_readout(self) -> None:
+        mw = self._mw
+        channel = mw.readout_channel_combo.currentText()
+        kind = mw.readout_kind_combo.currentText()
+        value = self._newest.get((channel, kind))
+        if value is None:
+            mw.readout_label.setText("—")
+        else:
+            mw.readout_label.setText(format_value(value, self._units.get(channel, "")))
+
+    # -------------------------------------------------------------------------- controls
+    @QtCore.Slot(bool)
+    def _start_stop_clicked(self, checked: bool) -> None:
+        # the action shows the logic's state, which arrives with sigStatusChanged
+        self._mw.action_start.setChecked(self._running)
+        (self.sigStartReading if checked else self.sigStopReading).emit()
+
+    @QtCore.Slot(bool)
+    def _record_clicked(self, checked: bool) -> None:
+        self._mw.action_record.setChecked(self._recording)
+        (self.sigStartRecording if checked else self.sigStopRecording).emit()
+
+    @QtCore.Slot()
+    def _snapshot_clicked(self) -> None:
+        # the logic's save_trace_snapshot returns the path but cannot be awaited through a
+        # queued signal; it is thread-safe (it copies the trace under its lock), so a short-lived
+        # thread calls it and reports back, and neither the GUI nor the logic's frames wait
+        if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
+            self._mw.statusBar().showMessage("a snapshot is still being saved", 5000)
+            return
+        tag = self._mw.name_tag_edit.text().strip()
+        logic = self._time_series_logic_con()
+        self._snapshot_thread = threading.Thread(
+            target=self._save_snapshot, args=(logic, tag), name="trace snapshot", daemon=True
+        )
+        self._snapshot_thread.start()
+        self._mw.statusBar().showMessage("saving snapshot ...")
+
+    def _save_snapshot(self, logic, tag: str) -> None:
+        """Runs in the snapshot thread."""
+        try:
+            path = logic.save_trace_snapshot(tag)
+        except Exception as error:
+            self._sigSnapshotDone.emit("", f"{type(error).__name__}: {error}")
+        else:
+            self._sigSnapshotDone.emit(str(path), "")
+
+    @QtCore.Slot(str, str)
+    def _snapshot_done(self, path: str, error: str) -> None:
+        if self._mw is None:  # queued before deactivation, delivered after it
+            return
+        if error:
+            message = f"snapshot failed: {error}"
+            self.log.error(message)
+        else:
+            message = f"snapshot saved to {path}"
+        self._mw.statusBar().showMessage(message)
+
+    @QtCore.Slot(bool, bool)
+    def _update_status(self, running: bool, recording: bool) -> None:
+        if self._mw is None:  # queued before deactivation, delivered after it
+            return
+        mw = self._mw
+        was_recording = self._recording
+        self._running, self._recording = running, recording
+        mw.action_start.setChecked(running)
+        mw.action_start.setText("Stop" if running else "Start")
+        mw.action_record.setChecked(recording)
+        mw.action_record.setText("Stop recording" if recording else "Record")
+        mw.trace_settings_dock.widget().setEnabled(not recording)
+        mw.channel_dock.widget().setEnabled(not recording)
+        if was_recording and not recording:
+            info = self._time_series_logic_con().recording_info
+            if info is not None:
+                message = f"recording saved to {info['path']}"
+                mw.statusBar().showMessage(message)
+                self.log.info(message)
+            mw.recording_label.setText("")
+        self._poll_status()
+
+    @QtCore.Slot()
+    def _poll_status(self) -> None:
+        """Stream health and recording progress in the status bar (~2 Hz)."""
+        if self._mw is None:  # queued before deactivation, delivered after it
+            return
+        logic = self._time_series_logic_con()
+        mw = self._mw
+        health = logic.stream_health
+        mw.health_label.setText(
+            f"rate {format_value(health['sample_rate'], 'Hz', 3)} | "
+            f"frames {health['frame_rate']:.1f} Hz | "
+            f"buffer {100 * health['buffer_fill']:.1f} % | "
+            f"streamer {health['streamer_state']}"
+        )
+        lost = int(health["lost_samples"])
+        mw.lost_label.setText(f"lost {lost}")
+        mw.lost_label.setStyleSheet("color: red; font-weight: bold;" if lost > 0 else "")
+        if self._recording:
+            info = logic.recording_info
+            if info is not None and info.get("running"):
+                elapsed = time.strftime("%H:%M:%S", time.gmtime(info["seconds"]))
+                mw.recording_label.setText(f"REC {elapsed} {format_bytes(info['bytes'])}")
+
+    # -------------------------------------------------------------------------- settings
+    @QtCore.Slot()
+    def apply_trace_settings(self) -> None:
+        """Send the spin boxes' values to the logic; a refusal shows and the real values return."""
+        mw = self._mw
+        settings = {
+            "data_rate": mw.data_rate_spinbox.value(),
+            "oversampling_factor": mw.oversampling_spinbox.value(),
+            "moving_average_width": mw.average_width_spinbox.value(),
+            "trace_window_size": mw.window_size_spinbox.value(),
+        }
+        logic = self._time_series_logic_con()
+        try:
+            logic.set_trace_settings(settings)
+        except Exception as error:
+            self._refused("trace settings", error)
+        self._show_trace_settings(logic.trace_settings)
+
+    @QtCore.Slot()
+    def apply_channel_settings(self) -> None:
+        """Send the ticked channels to the logic; a refusal shows and the real ones return."""
+        active, averaged = self._mw.checked_channels()
+        logic = self._time_series_logic_con()
+        try:
+            logic.set_channel_settings(active, averaged)
+        except Exception as error:
+            self._refused("channel settings", error)
+        self._show_channel_settings(*logic.channel_settings)
+
+    def _refused(self, what: str, error: Exception) -> None:
+        message = f"{what} refused: {error}"
+        self._mw.statusBar().showMessage(message, 15000)
+        self.log.warning(message)
+
+    @QtCore.Slot(dict)
+    def _show_trace_settings(self, settings: dict) -> None:
+        if self._mw is None:  # queued before deactivation, delivered after it
+            return
+        mw = self._mw
+        for spinbox, key in (
+            (mw.data_rate_spinbox, "data_rate"),
+            (mw.oversampling_spinbox, "oversampling_factor"),
+            (mw.average_width_spinbox, "moving_average_width"),
+            (mw.window_size_spinbox, "trace_window_size"),
+        ):
+            spinbox.blockSignals(True)
+            spinbox.setValue(settings[key])
+            spinbox.blockSignals(False)
+
+    @QtCore.Slot(object, object)
+    def _show_channel_settings(self, active, averaged) -> None:
+        if self._mw is None:  # queued before deactivation, delivered after it
+            return
+        mw = self._mw
+        logic = self._time_series_logic_con()
+        available = list(logic.streamer_constraints.channel_units)
+        mw.set_channels(available, list(active), list(averaged))
+        combo = mw.readout_channel_combo
+        current = combo.currentText()
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(list(active))
+        if current in active:
+            combo.setCurrentText(current)
+        combo.blockSignals(False)
+        self._update_units()
+        self._show_readout()

@@ -1,0 +1,181 @@
+"""The main window of the time series GUI: plot, value readout, toolbar, settings docks.
+
+The window only builds and lays out widgets; the GUI module (time_series_gui.py) wires them to
+the logic.
+"""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+__all__ = ["TimeSeriesWindow"]
+
+
+class TimeSeriesWindow(QtWidgets.QMainWindow):
+    """Plot with legend, current-value readout, acquisition toolbar, settings docks, status bar."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("qudi: time series")
+        self.setObjectName("time_series_window")
+        self.resize(1100, 700)
+        self._build_actions()
+        self._build_toolbar()
+        self._build_central_widget()
+        self._build_trace_settings_dock()
+        self._build_channel_dock()
+        self._build_status_bar()
+
+    # -------------------------------------------------------------------------- widgets
+    def _build_actions(self) -> None:
+        self.action_start = QtGui.QAction("Start", self)
+        self.action_start.setCheckable(True)
+        self.action_start.setToolTip("Start or stop reading the stream")
+        self.action_record = QtGui.QAction("Record", self)
+        self.action_record.setCheckable(True)
+        self.action_record.setToolTip("Record every raw sample to HDF5")
+        self.action_snapshot = QtGui.QAction("Snapshot", self)
+        self.action_snapshot.setToolTip("Save the trace window as a data file with a thumbnail")
+        self.action_freeze_y = QtGui.QAction("Freeze y", self)
+        self.action_freeze_y.setCheckable(True)
+        self.action_freeze_y.setToolTip("Keep the y range as it is now")
+        self.action_autoscale = QtGui.QAction("Autoscale", self)
+        self.action_autoscale.setToolTip("Fit both axes to the data and follow it again")
+        self.action_close = QtGui.QAction("Close", self)
+        self.action_close.setShortcut(QtGui.QKeySequence("Ctrl+Q"))
+        self.action_close.triggered.connect(self.close)
+        menu = self.menuBar().addMenu("File")
+        menu.addAction(self.action_close)
+
+    def _build_toolbar(self) -> None:
+        toolbar = QtWidgets.QToolBar("Acquisition", self)
+        toolbar.setObjectName("acquisition_toolbar")
+        toolbar.addAction(self.action_start)
+        toolbar.addAction(self.action_record)
+        toolbar.addSeparator()
+        self.name_tag_edit = QtWidgets.QLineEdit(toolbar)
+        self.name_tag_edit.setPlaceholderText("snapshot name tag")
+        self.name_tag_edit.setMaximumWidth(180)
+        toolbar.addWidget(self.name_tag_edit)
+        toolbar.addAction(self.action_snapshot)
+        toolbar.addSeparator()
+        toolbar.addAction(self.action_freeze_y)
+        toolbar.addAction(self.action_autoscale)
+        self.addToolBar(toolbar)
+        self.toolbar = toolbar
+
+    def _build_central_widget(self) -> None:
+        central = QtWidgets.QWidget(self)
+        layout = QtWidgets.QVBoxLayout(central)
+        readout = QtWidgets.QHBoxLayout()
+        self.readout_channel_combo = QtWidgets.QComboBox(central)
+        self.readout_channel_combo.setToolTip("Channel whose newest value is shown")
+        self.readout_kind_combo = QtWidgets.QComboBox(central)
+        self.readout_kind_combo.addItems(["raw", "averaged"])
+        self.readout_label = QtWidgets.QLabel("—", central)
+        font = self.readout_label.font()
+        font.setPointSize(28)
+        font.setBold(True)
+        self.readout_label.setFont(font)
+        self.readout_label.setAlignment(
+            QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter
+        )
+        readout.addWidget(QtWidgets.QLabel("Current value of", central))
+        readout.addWidget(self.readout_channel_combo)
+        readout.addWidget(self.readout_kind_combo)
+        readout.addWidget(self.readout_label, stretch=1)
+        layout.addLayout(readout)
+        self.plot_widget = pg.PlotWidget(central)
+        self.plot_item = self.plot_widget.getPlotItem()
+        self.plot_item.showGrid(x=True, y=True, alpha=0.3)
+        self.plot_item.setLabel("bottom", "time", units="s")
+        self.plot_item.setLabel("left", "value")
+        # draw only what is visible, peak-downsampled: spikes survive, cost stays bounded
+        self.plot_item.setClipToView(True)
+        self.plot_item.setDownsampling(auto=True, mode="peak")
+        self.legend = self.plot_item.addLegend(
+            offset=(10, 10), brush=pg.mkBrush(0, 0, 0, 170), pen=pg.mkPen(120, 120, 120)
+        )
+        layout.addWidget(self.plot_widget, stretch=1)
+        self.setCentralWidget(central)
+
+    def _build_trace_settings_dock(self) -> None:
+        dock = QtWidgets.QDockWidget("Trace settings", self)
+        dock.setObjectName("trace_settings_dock")
+        widget = QtWidgets.QWidget(dock)
+        form = QtWidgets.QFormLayout(widget)
+        self.data_rate_spinbox = QtWidgets.QDoubleSpinBox(widget)
+        self.data_rate_spinbox.setDecimals(4)  # data rate = sample rate / oversampling
+        self.data_rate_spinbox.setSuffix(" Hz")
+        self.oversampling_spinbox = QtWidgets.QSpinBox(widget)
+        self.oversampling_spinbox.setRange(1, 1_000_000)
+        self.average_width_spinbox = QtWidgets.QSpinBox(widget)
+        self.average_width_spinbox.setRange(1, 1_000_001)
+        self.average_width_spinbox.setSingleStep(2)  # the logic wants odd widths
+        self.window_size_spinbox = QtWidgets.QDoubleSpinBox(widget)
+        self.window_size_spinbox.setDecimals(4)
+        self.window_size_spinbox.setRange(0.0001, 1e6)
+        self.window_size_spinbox.setSuffix(" s")
+        form.addRow("Data rate", self.data_rate_spinbox)
+        form.addRow("Oversampling", self.oversampling_spinbox)
+        form.addRow("Moving average width", self.average_width_spinbox)
+        form.addRow("Window size", self.window_size_spinbox)
+        self.trace_apply_button = QtWidgets.QPushButton("Apply", widget)
+        form.addRow(self.trace_apply_button)
+        dock.setWidget(widget)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.trace_settings_dock = dock
+
+    def _build_channel_dock(self) -> None:
+        dock = QtWidgets.QDockWidget("Channels", self)
+        dock.setObjectName("channel_settings_dock")
+        widget = QtWidgets.QWidget(dock)
+        layout = QtWidgets.QVBoxLayout(widget)
+        self.channel_table = QtWidgets.QTableWidget(0, 2, widget)
+        self.channel_table.setHorizontalHeaderLabels(["active", "averaged"])
+        self.channel_table.verticalHeader().setVisible(False)
+        self.channel_table.horizontalHeader().setStretchLastSection(True)
+        layout.addWidget(self.channel_table)
+        self.channel_apply_button = QtWidgets.QPushButton("Apply", widget)
+        layout.addWidget(self.channel_apply_button)
+        dock.setWidget(widget)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.channel_dock = dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.recording_label = QtWidgets.QLabel("", bar)
+        self.health_label = QtWidgets.QLabel("", bar)
+        self.lost_label = QtWidgets.QLabel("", bar)
+        bar.addPermanentWidget(self.recording_label)
+        bar.addPermanentWidget(self.health_label)
+        bar.addPermanentWidget(self.lost_label)
+
+    # ----------------------------------------------------------------- channel table
+    def set_channels(self, available: list[str], active: list[str], averaged: list[str]) -> None:
+        """One row per available channel, checked as the logic has it."""
+        self.channel_table.setRowCount(len(available))
+        for row, channel in enumerate(available):
+            for column, chosen in ((0, active), (1, averaged)):
+                item = self.channel_table.item(row, column)
+                if item is None:
+                    item = QtWidgets.QTableWidgetItem()
+                    item.setFlags(
+                        QtCore.Qt.ItemFlag.ItemIsUserCheckable | QtCore.Qt.ItemFlag.ItemIsEnabled
+                    )
+                    self.channel_table.setItem(row, column, item)
+                item.setText(channel if column == 0 else "")
+                item.setData(QtCore.Qt.ItemDataRole.UserRole, channel)
+                checked = QtCore.Qt.CheckState.Checked if channel in chosen else None
+                item.setCheckState(checked or QtCore.Qt.CheckState.Unchecked)
+
+    def checked_channels(self) -> tuple[list[str], list[str]]:
+        """(active, averaged) as ticked in the table."""
+        chosen: tuple[list[str], list[str]] = ([], [])
+        for row in range(self.channel_table.rowCount()):
+            for column in (0, 1):
+                item = self.channel_table.item(row, column)
+                if item.checkState() == QtCore.Qt.CheckState.Checked:
+                    chosen[column].append(item.data(QtCore.Qt.ItemDataRole.UserRole))
+        return chosen

@@ -1,0 +1,269 @@
+"""TimeSeriesGui in a real qudi, driven through its own actions and buttons against the dummy."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui
+
+from qudi.gui.instream.time_series_gui import format_value
+
+CHANNELS = ["ramp", "sine", "counts", "noise"]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+@pytest.fixture
+def gui(activate, module_manager, qtbot):
+    logic = activate("trace_logic_a")
+    logic.set_channel_settings(CHANNELS, ["sine", "noise"])
+    logic.set_trace_settings(
+        data_rate=500.0, oversampling_factor=2, trace_window_size=2.0, moving_average_width=9
+    )
+    gui = activate("trace_gui_a")
+    qtbot.waitUntil(lambda: gui.window.data_rate_spinbox.value() == 500.0)
+    yield gui
+    for name in ("trace_gui_a", "trace_logic_a", "buffer_a"):
+        module_manager.deactivate_module(name)
+
+
+def logic_of(gui):
+    return gui._time_series_logic_con()
+
+
+def start(gui, qtbot):
+    gui.window.action_start.trigger()
+    qtbot.waitUntil(lambda: gui.window.action_start.isChecked(), timeout=5_000)
+    qtbot.waitUntil(lambda: curve_points(gui, "ramp") > 200, timeout=10_000)
+
+
+def stop(gui, qtbot):
+    gui.window.action_start.trigger()
+    qtbot.waitUntil(lambda: not gui.window.action_start.isChecked(), timeout=5_000)
+    assert logic_of(gui).module_state() == "idle"
+
+
+def curve_points(gui, channel, averaged=False) -> int:
+    curves = gui._averaged_curves if averaged else gui._raw_curves
+    if channel not in curves:
+        return 0
+    x, _ = curves[channel].getData()
+    return 0 if x is None else len(x)
+
+
+def test_start_plots_every_channel_with_a_legend_then_stop(gui, qtbot):
+    start(gui, qtbot)
+    assert logic_of(gui).module_state() == "locked"
+    for channel in CHANNELS:
+        assert curve_points(gui, channel) > 0
+    qtbot.waitUntil(lambda: curve_points(gui, "noise", averaged=True) > 0)
+    labels = [label.text for _, label in gui.window.legend.items]
+    assert labels[:4] == CHANNELS
+    assert set(labels[4:]) == {"sine (avg)", "noise (avg)"}
+    # the averaged curves are drawn on top of the raw ones
+    assert gui._averaged_curves["sine"].zValue() > gui._raw_curves["sine"].zValue()
+    # units differ between channels: the left axis says only 'value'
+    assert gui.window.plot_item.getAxis("left").labelText == "value"
+    assert gui.window.plot_item.getAxis("bottom").labelUnits == "s"
+    _, ramp = gui._raw_curves["ramp"].getData()
+    assert np.all(np.diff(ramp) > 0)
+    # the readout shows the newest ramp value with its unit
+    gui.window.readout_channel_combo.setCurrentText("ramp")
+    qtbot.waitUntil(lambda: "samples" in gui.window.readout_label.text())
+    stop(gui, qtbot)
+
+
+def test_readout_formats_ints_floats_and_numpy_scalars():
+    assert format_value(1234, "Hz") == "1.234 kHz"
+    assert format_value(np.int64(7), "counts") == "7 counts"
+    assert format_value(np.uint16(65000), "") == "65 k"
+    assert format_value(np.float32(0.00125), "V") == "1.25 mV"
+    assert format_value(-3.5e-9, "A") == "-3.5 nA"
+    assert format_value(float("nan"), "V") == "nan V"
+    assert format_value(None, "V") == "—"
+
+
+def test_freeze_y_and_autoscale(gui, qtbot):
+    start(gui, qtbot)
+    view = gui.window.plot_item.getViewBox()
+    gui.window.action_freeze_y.trigger()
+    assert not view.autoRangeEnabled()[1]
+    gui.window.action_autoscale.trigger()
+    assert not gui.window.action_freeze_y.isChecked()
+    assert all(view.autoRangeEnabled())
+    stop(gui, qtbot)
+
+
+def test_record_toggles_and_writes_a_file(gui, qtbot):
+    mw = gui.window
+    mw.action_record.trigger()
+    qtbot.waitUntil(lambda: mw.action_record.isChecked(), timeout=5_000)
+    assert mw.action_start.isChecked()  # recording starts reading
+    assert not mw.trace_settings_dock.widget().isEnabled()
+    assert not mw.channel_dock.widget().isEnabled()
+    qtbot.waitUntil(lambda: mw.recording_label.text().startswith("REC"), timeout=5_000)
+    mw.action_record.trigger()
+    qtbot.waitUntil(lambda: not mw.action_record.isChecked(), timeout=5_000)
+    info = logic_of(gui).recording_info
+    assert os.path.isfile(info["path"]) and info["samples"] > 0
+    assert info["path"] in mw.statusBar().currentMessage()
+    assert mw.trace_settings_dock.widget().isEnabled()
+    stop(gui, qtbot)
+
+
+def test_snapshot_writes_a_file_with_the_name_tag(gui, qtbot):
+    start(gui, qtbot)
+    gui.window.name_tag_edit.setText("guishot")
+    pattern = os.path.join(logic_of(gui).module_default_data_dir, "**", "*guishot*.dat")
+    before = set(glob.glob(pattern, recursive=True))
+    gui.window.action_snapshot.trigger()
+    qtbot.waitUntil(
+        lambda: len(set(glob.glob(pattern, recursive=True)) - before) == 1, timeout=10_000
+    )
+    (path,) = set(glob.glob(pattern, recursive=True)) - before
+    qtbot.waitUntil(lambda: path in gui.window.statusBar().currentMessage(), timeout=5_000)
+    stop(gui, qtbot)
+
+
+def test_apply_trace_settings_changes_the_logic(gui, qtbot):
+    mw = gui.window
+    mw.data_rate_spinbox.setValue(200.0)
+    mw.oversampling_spinbox.setValue(3)
+    mw.average_width_spinbox.setValue(5)
+    mw.window_size_spinbox.setValue(1.5)
+    mw.trace_apply_button.click()
+    assert logic_of(gui).trace_settings == {
+        "oversampling_factor": 3,
+        "moving_average_width": 5,
+        "trace_window_size": 1.5,
+        "data_rate": 200.0,
+    }
+    start(gui, qtbot)
+    stop(gui, qtbot)
+
+
+def test_refused_trace_settings_leave_the_real_values_shown(gui, qtbot):
+    mw = gui.window
+    before = logic_of(gui).trace_settings
+    mw.data_rate_spinbox.setValue(mw.data_rate_spinbox.maximum())
+    mw.oversampling_spinbox.setValue(10)  # rate x oversampling beyond the streamer's limit
+    mw.average_width_spinbox.setValue(4)
+    mw.trace_apply_button.click()
+    assert "refused" in mw.statusBar().currentMessage()
+    assert logic_of(gui).trace_settings == before
+    qtbot.wait(50)  # the logic's sigTraceSettingsChanged arrives queued: it must agree
+    assert mw.data_rate_spinbox.value() == before["data_rate"]
+    assert mw.oversampling_spinbox.value() == before["oversampling_factor"]
+    assert mw.average_width_spinbox.value() == before["moving_average_width"]
+    assert mw.window_size_spinbox.value() == pytest.approx(before["trace_window_size"])
+
+
+def test_channel_settings_apply_and_refusal(gui, qtbot):
+    mw = gui.window
+    mw.set_channels(CHANNELS, ["ramp", "sine"], ["sine"])
+    mw.channel_apply_button.click()
+    assert logic_of(gui).channel_settings == (["ramp", "sine"], ["sine"])
+    start(gui, qtbot)
+    assert set(gui._raw_curves) == {"ramp", "sine"}
+    labels = [label.text for _, label in gui.window.legend.items]
+    assert labels == ["ramp", "sine", "sine (avg)"]
+    assert gui.window.plot_item.getAxis("left").labelText == "value"
+    assert gui.window.plot_item.getAxis("left").labelUnits == ""
+    stop(gui, qtbot)
+    mw.set_channels(CHANNELS, [], [])  # no channel at all is refused
+    mw.channel_apply_button.click()
+    assert "refused" in mw.statusBar().currentMessage()
+    assert mw.checked_channels() == (["ramp", "sine"], ["sine"])
+    mw.set_channels(CHANNELS, CHANNELS, ["sine", "noise"])
+    mw.channel_apply_button.click()
+
+
+def test_stream_health_in_the_status_bar(gui, qtbot):
+    start(gui, qtbot)
+    qtbot.waitUntil(lambda: "kHz" in gui.window.health_label.text(), timeout=5_000)
+    assert "locked" in gui.window.health_label.text()
+    assert gui.window.lost_label.text() == "lost 0"
+    stop(gui, qtbot)
+
+
+def test_ctrl_q_closes_and_show_raises_the_window(gui, qtbot):
+    mw = gui.window
+    assert mw.isVisible()
+    assert mw.action_close.shortcut() == QtGui.QKeySequence("Ctrl+Q")
+    mw.action_close.trigger()
+    assert not mw.isVisible()
+    gui.show()
+    assert mw.isVisible()
+
+
+def test_window_geometry_persists(gui, activate, module_manager, qtbot):
+    # the offscreen screen is 800 x 800 and restoreGeometry keeps windows on it: test the height
+    gui.window.resize(gui.window.width(), 612)
+    gui.window.channel_dock.hide()
+    module_manager.deactivate_module("trace_gui_a")
+    gui = activate("trace_gui_a")
+    assert gui.window.height() == 612
+    assert not gui.window.channel_dock.isVisible()
+    gui.window.channel_dock.show()
+
+
+def test_screenshot_shows_curves(gui, qtbot, tmp_path):
+    # channels of one unit: the left axis shows it with an SI prefix
+    gui.window.set_channels(CHANNELS, ["sine", "noise"], ["sine", "noise"])
+    gui.window.channel_apply_button.click()
+    gui.window.action_start.trigger()
+    qtbot.waitUntil(lambda: curve_points(gui, "sine") > 200, timeout=10_000)
+    assert gui.window.plot_item.getAxis("left").labelUnits == "V"
+    qtbot.waitUntil(lambda: curve_points(gui, "noise", averaged=True) > 200, timeout=10_000)
+    gui.window.readout_channel_combo.setCurrentText("sine")
+    gui.window.readout_kind_combo.setCurrentText("averaged")
+    gui.window.resize(1100, 700)
+    qtbot.wait(300)
+    path = tmp_path / "time_series_gui.png"
+    assert gui.window.grab().save(str(path))
+    image = QtGui.QImage(str(path))
+    assert not image.isNull() and image.width() > 400
+    plot = gui.window.plot_widget
+    origin = plot.mapTo(gui.window, plot.rect().topLeft())
+    colours = {
+        image.pixel(origin.x() + x, origin.y() + y)
+        for x in range(0, plot.width(), 3)
+        for y in range(0, plot.height(), 3)
+    }
+    assert len(colours) > 20, "the plot area looks blank"
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT"):  # refresh docs/ only when asked to
+        DOCS.mkdir(exist_ok=True)
+        gui.window.grab().save(str(DOCS / "time_series_gui.png"))
+    stop(gui, qtbot)
+
+
+def test_only_the_newest_of_queued_frames_is_drawn(gui, qtbot):
+    x = np.arange(10.0)
+    for offset in range(5):
+        gui._keep_frame(x, {name: x + offset for name in CHANNELS}, None, None)
+    qtbot.waitUntil(lambda: gui._pending_frame is None)
+    _, ramp = gui._raw_curves["ramp"].getData()
+    np.testing.assert_array_equal(ramp, x + 4)
+
+
+def test_deactivation_disconnects_everything(gui, module_manager, qtbot):
+    logic = logic_of(gui)
+    signal = "sigDataChanged(PyObject,PyObject,PyObject,PyObject)"
+    connected = logic.receivers(QtCore.SIGNAL(signal))
+    assert connected >= 1
+    window = gui.window
+    # frames and status already queued when the GUI goes must not reach the closed window
+    logic.sigDataChanged.emit(np.arange(3.0), {"ramp": np.arange(3.0)}, None, None)
+    logic.sigStatusChanged.emit(False, False)
+    module_manager.deactivate_module("trace_gui_a")
+    assert logic.receivers(QtCore.SIGNAL(signal)) == connected - 1
+    assert not window.isVisible()
+    # the logic runs on without a GUI: nothing may call into the closed one
+    logic.start_reading()
+    qtbot.wait(300)
+    logic.set_trace_settings(logic.trace_settings)
+    logic.stop_reading()
+    qtbot.wait(100)
