@@ -46,6 +46,12 @@ def headless_qudi(tmp_path):
         "namespace_server_port: 18861", f"namespace_server_port: {namespace_port}"
     )
     config = config.replace("port: 12345", f"port: {remote_port}")
+    # without a screen there are no GUIs to start: start nothing and activate by hand
+    config = config.replace(
+        "    startup_modules:\n        - 'time_series_gui1'\n        - 'time_series_gui2'",
+        "    startup_modules: []",
+    )
+    assert "startup_modules: []" in config
     path = tmp_path / "instream_dummy.cfg"
     path.write_text(config)
     env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
