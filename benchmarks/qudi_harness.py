@@ -30,8 +30,10 @@ def buffer_entry(name: str, streamer: str) -> list[str]:
     ]
 
 
-def start_qudi(sections: dict[str, list[str]]):
-    """Start qudi in this process with the given config sections; returns (qapp, qudi)."""
+def start_qudi(sections: dict[str, list[str]], no_gui: bool = True):
+    """Start qudi in this process with the given config sections; returns (qapp, qudi).
+
+    ``no_gui=False`` is needed to activate GUI modules (QT_QPA_PLATFORM stays offscreen)."""
     home = tempfile.mkdtemp(prefix="qudi-instream-bench-")
     os.environ["HOME"] = home
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -44,7 +46,7 @@ def start_qudi(sections: dict[str, list[str]]):
     config = Path(home) / "bench.cfg"
     config.write_text("\n".join(lines) + "\n")
     app = QApplication.instance() or QApplication(sys.argv)
-    qudi = Qudi(no_gui=True, log_dir=str(Path(home) / "log"), config_file=str(config))
+    qudi = Qudi(no_gui=no_gui, log_dir=str(Path(home) / "log"), config_file=str(config))
     qudi._configure_qudi()
     return app, qudi
 

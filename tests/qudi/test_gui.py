@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 from PySide6 import QtCore, QtGui
 
@@ -54,20 +55,36 @@ def curve_points(gui, channel, averaged=False) -> int:
     return 0 if x is None else len(x)
 
 
+def legend_labels(gui) -> dict[str, list[str]]:
+    return {
+        unit: [label.text for _, label in legend.items]
+        for unit, legend in gui.window.legends.items()
+    }
+
+
+def axis_labels(gui) -> list[tuple[str, str]]:
+    return [
+        (plot.getAxis("left").labelText, plot.getAxis("left").labelUnits)
+        for plot in gui.window.plot_items.values()
+    ]
+
+
 def test_start_plots_every_channel_with_a_legend_then_stop(gui, qtbot):
     start(gui, qtbot)
     assert logic_of(gui).module_state() == "locked"
     for channel in CHANNELS:
         assert curve_points(gui, channel) > 0
     qtbot.waitUntil(lambda: curve_points(gui, "noise", averaged=True) > 0)
-    labels = [label.text for _, label in gui.window.legend.items]
-    assert labels[:4] == CHANNELS
-    assert set(labels[4:]) == {"sine (avg)", "noise (avg)"}
+    assert legend_labels(gui) == {
+        "samples": ["ramp"],
+        "V": ["sine", "noise", "sine (avg)", "noise (avg)"],
+        "c/s": ["counts"],
+    }
     # the averaged curves are drawn on top of the raw ones
     assert gui._averaged_curves["sine"].zValue() > gui._raw_curves["sine"].zValue()
-    # units differ between channels: the left axis says only 'value'
-    assert gui.window.plot_item.getAxis("left").labelText == "value"
-    assert gui.window.plot_item.getAxis("bottom").labelUnits == "s"
+    # one plot per unit: each left axis has its own unit, the bottom plot says 'time'
+    assert axis_labels(gui) == [("ramp", "samples"), ("value", "V"), ("counts", "c/s")]
+    assert list(gui.window.plot_items.values())[-1].getAxis("bottom").labelUnits == "s"
     _, ramp = gui._raw_curves["ramp"].getData()
     assert np.all(np.diff(ramp) > 0)
     # the readout shows the newest ramp value with its unit
@@ -88,12 +105,13 @@ def test_readout_formats_ints_floats_and_numpy_scalars():
 
 def test_freeze_y_and_autoscale(gui, qtbot):
     start(gui, qtbot)
-    view = gui.window.plot_item.getViewBox()
+    views = [plot.getViewBox() for plot in gui.window.plot_items.values()]
+    assert len(views) == 3
     gui.window.action_freeze_y.trigger()
-    assert not view.autoRangeEnabled()[1]
+    assert not any(view.autoRangeEnabled()[1] for view in views)
     gui.window.action_autoscale.trigger()
     assert not gui.window.action_freeze_y.isChecked()
-    assert all(view.autoRangeEnabled())
+    assert all(all(view.autoRangeEnabled()) for view in views)
     stop(gui, qtbot)
 
 
@@ -168,10 +186,8 @@ def test_channel_settings_apply_and_refusal(gui, qtbot):
     assert logic_of(gui).channel_settings == (["ramp", "sine"], ["sine"])
     start(gui, qtbot)
     assert set(gui._raw_curves) == {"ramp", "sine"}
-    labels = [label.text for _, label in gui.window.legend.items]
-    assert labels == ["ramp", "sine", "sine (avg)"]
-    assert gui.window.plot_item.getAxis("left").labelText == "value"
-    assert gui.window.plot_item.getAxis("left").labelUnits == ""
+    assert legend_labels(gui) == {"samples": ["ramp"], "V": ["sine", "sine (avg)"]}
+    assert axis_labels(gui) == [("ramp", "samples"), ("sine", "V")]
     stop(gui, qtbot)
     mw.set_channels(CHANNELS, [], [])  # no channel at all is refused
     mw.channel_apply_button.click()
@@ -210,13 +226,33 @@ def test_window_geometry_persists(gui, activate, module_manager, qtbot):
     gui.window.channel_dock.show()
 
 
+def test_two_units_make_two_linked_plots(gui, qtbot):
+    gui.window.set_channels(CHANNELS, ["sine", "counts"], [])
+    gui.window.channel_apply_button.click()
+    # the plots follow the channel settings at once, before any frame
+    assert axis_labels(gui) == [("sine", "V"), ("counts", "c/s")]
+    start_plots = dict(gui.window.plot_items)
+    gui.window.action_start.trigger()
+    qtbot.waitUntil(lambda: curve_points(gui, "counts") > 200, timeout=10_000)
+    volts, rates = gui.window.plot_items.values()
+    assert gui.window.plot_items == start_plots  # no rebuild on frames
+    assert gui._raw_curves["sine"] in volts.listDataItems()
+    assert gui._raw_curves["counts"] in rates.listDataItems()
+    assert rates.getViewBox().linkedView(pg.ViewBox.XAxis) is volts.getViewBox()
+    # each plot scales to its own data: the sine's ±1 V is not flattened by the counts
+    _, sine = gui._raw_curves["sine"].getData()
+    low, high = volts.getViewBox().viewRange()[1]
+    assert high - low < 10 * (np.max(sine) - np.min(sine) + 1e-9)
+    stop(gui, qtbot)
+
+
 def test_screenshot_shows_curves(gui, qtbot, tmp_path):
-    # channels of one unit: the left axis shows it with an SI prefix
-    gui.window.set_channels(CHANNELS, ["sine", "noise"], ["sine", "noise"])
+    # volts and counts: two stacked plots, each left axis with its own unit and SI prefix
+    gui.window.set_channels(CHANNELS, ["sine", "counts", "noise"], ["sine", "noise"])
     gui.window.channel_apply_button.click()
     gui.window.action_start.trigger()
     qtbot.waitUntil(lambda: curve_points(gui, "sine") > 200, timeout=10_000)
-    assert gui.window.plot_item.getAxis("left").labelUnits == "V"
+    assert axis_labels(gui) == [("value", "V"), ("counts", "c/s")]
     qtbot.waitUntil(lambda: curve_points(gui, "noise", averaged=True) > 200, timeout=10_000)
     gui.window.readout_channel_combo.setCurrentText("sine")
     gui.window.readout_kind_combo.setCurrentText("averaged")

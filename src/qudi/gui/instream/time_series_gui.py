@@ -9,6 +9,9 @@ Example config (copy into the ``gui:`` section)::
         connect:
             _time_series_logic_con: 'time_series_logic1'
 
+Channels are plotted by unit: one plot per unit (in the order the units first appear among the
+active channels), stacked, their time axes linked, each with its own y axis and legend.
+
 The logic lives in its own thread. Start, stop and record go to it through queued signals,
 so the GUI never waits for it; a snapshot is saved by a short-lived thread that reports the
 file's path back; settings are applied with a direct (locked) call, so a refusal can be shown
@@ -77,6 +80,7 @@ class TimeSeriesGui(GuiBase):
         self._pending_frame: tuple | None = None
         self._draw_timer: QtCore.QTimer | None = None
         self._units: dict[str, str] = {}
+        self._plotted: tuple[list[str], list[str]] | None = None  # (raw, averaged) curves
         self._running = False
         self._recording = False
         self._poll_timer: QtCore.QTimer | None = None
@@ -143,6 +147,7 @@ class TimeSeriesGui(GuiBase):
         self._mw = None
         self._raw_curves.clear()
         self._averaged_curves.clear()
+        self._plotted = None
 
     def show(self) -> None:
         self._mw.show()
@@ -179,7 +184,7 @@ class TimeSeriesGui(GuiBase):
             return
         x, raw, x_avg, averaged = frame
         averaged = averaged or {}
-        if list(raw) != list(self._raw_curves) or list(averaged) != list(self._averaged_curves):
+        if (list(raw), list(averaged)) != self._plotted:
             self._rebuild_curves(list(raw), list(averaged))
         for channel, y in raw.items():
             self._raw_curves[channel].setData(x, y)
@@ -189,51 +194,71 @@ class TimeSeriesGui(GuiBase):
             self._averaged_curves[channel].setData(x_avg, y)
             if len(y):
                 self._newest[(channel, "averaged")] = y[-1]
+        # fit the ranges now: left to the paint, the new range would ask for a second paint
+        for plot in self._mw.plot_items.values():
+            view = plot.getViewBox()
+            if getattr(view, "_autoRangeNeedsUpdate", False):  # pyqtgraph 0.13, 0.14
+                view.updateAutoRange()
         self._show_readout()
 
     def _rebuild_curves(self, channels: list[str], averaged: list[str]) -> None:
-        plot = self._mw.plot_item
-        for curve in [*self._raw_curves.values(), *self._averaged_curves.values()]:
-            plot.removeItem(curve)  # also removes it from the legend
+        """One plot per unit (in the order the units first appear), the curves in the plot of
+        their unit; the plots are made anew, so units that went away leave no empty plot."""
+        self._units = dict(self._time_series_logic_con().channel_units)
         self._raw_curves.clear()
         self._averaged_curves.clear()
         self._newest.clear()
+        units: list[str] = []
+        members: dict[str, list[str]] = {}
+        for channel in [*channels, *(ch for ch in averaged if ch not in channels)]:
+            unit = self._units.get(channel, "")
+            if unit not in members:
+                units.append(unit)
+                members[unit] = []
+            members[unit].append(channel)
+        if not units:
+            units = [""]
+        names = {unit: chs[0] if len(chs) == 1 else "value" for unit, chs in members.items()}
+        self._mw.set_plot_units(units, names)
+        self._plotted = (list(channels), list(averaged))
+        frozen = self._mw.action_freeze_y.isChecked()
+        for plot in self._mw.plot_items.values():
+            self._freeze_view(plot.getViewBox(), frozen)
+        hues = max(len(channels), 1)
         for index, channel in enumerate(channels):
-            colour = pg.intColor(index, hues=max(len(channels), 1), values=1, maxValue=230)
+            plot = self._mw.plot_items[self._units.get(channel, "")]
+            colour = pg.intColor(index, hues=hues, values=1, maxValue=230)
             faint = pg.mkColor(colour)
             faint.setAlpha(110 if channel in averaged else 255)
             curve = plot.plot(pen=pg.mkPen(faint, width=1), name=channel)
             curve.setZValue(0)
             self._raw_curves[channel] = curve
         for channel in averaged:
+            plot = self._mw.plot_items[self._units.get(channel, "")]
             index = channels.index(channel) if channel in channels else len(channels)
-            colour = pg.intColor(index, hues=max(len(channels), 1), values=1, maxValue=230)
+            colour = pg.intColor(index, hues=hues, values=1, maxValue=230)
             curve = plot.plot(pen=pg.mkPen(colour, width=3), name=f"{channel} (avg)")
             curve.setZValue(10)  # averages on top of the raw curves
             self._averaged_curves[channel] = curve
-        self._update_units()
 
-    def _update_units(self) -> None:
-        self._units = dict(self._time_series_logic_con().channel_units)
-        units = set(self._units.values())  # of the active channels
-        if len(units) == 1:
-            self._mw.plot_item.setLabel("left", "value", units=units.pop() or None)
-        else:
-            self._mw.plot_item.setLabel("left", "value", units=None)
-
-    @QtCore.Slot(bool)
-    def _freeze_y(self, frozen: bool) -> None:
-        view = self._mw.plot_item.getViewBox()
+    @staticmethod
+    def _freeze_view(view: pg.ViewBox, frozen: bool) -> None:
         if frozen:
             view.disableAutoRange(axis=pg.ViewBox.YAxis)
         else:
             view.enableAutoRange(axis=pg.ViewBox.YAxis)
         view.setMouseEnabled(x=True, y=not frozen)
 
+    @QtCore.Slot(bool)
+    def _freeze_y(self, frozen: bool) -> None:
+        for plot in self._mw.plot_items.values():
+            self._freeze_view(plot.getViewBox(), frozen)
+
     @QtCore.Slot()
     def _autoscale(self) -> None:
         self._mw.action_freeze_y.setChecked(False)
-        self._mw.plot_item.getViewBox().enableAutoRange(axis=pg.ViewBox.XYAxes)
+        for plot in self._mw.plot_items.values():
+            plot.getViewBox().enableAutoRange(axis=pg.ViewBox.XYAxes)
 
     # --------------------------------------------------------------------------- readout
     @QtCore.Slot()
@@ -405,5 +430,9 @@ class TimeSeriesGui(GuiBase):
         if current in active:
             combo.setCurrentText(current)
         combo.blockSignals(False)
-        self._update_units()
+        # the plots follow the channels now, not only once the next frame arrives; the
+        # settings come twice (direct reply, then the logic's queued signal): build them once
+        units = dict(logic.channel_units)
+        if (list(active), list(averaged)) != self._plotted or units != self._units:
+            self._rebuild_curves(list(active), list(averaged))
         self._show_readout()

@@ -86,17 +86,11 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
         readout.addWidget(self.readout_kind_combo)
         readout.addWidget(self.readout_label, stretch=1)
         layout.addLayout(readout)
-        self.plot_widget = pg.PlotWidget(central)
-        self.plot_item = self.plot_widget.getPlotItem()
-        self.plot_item.showGrid(x=True, y=True, alpha=0.3)
-        self.plot_item.setLabel("bottom", "time", units="s")
-        self.plot_item.setLabel("left", "value")
-        # draw only what is visible, peak-downsampled: spikes survive, cost stays bounded
-        self.plot_item.setClipToView(True)
-        self.plot_item.setDownsampling(auto=True, mode="peak")
-        self.legend = self.plot_item.addLegend(
-            offset=(10, 10), brush=pg.mkBrush(0, 0, 0, 170), pen=pg.mkPen(120, 120, 120)
-        )
+        # one plot per unit, stacked, x axes linked: see set_plot_units
+        self.plot_widget = pg.GraphicsLayoutWidget(central)
+        self.plot_items: dict[str, pg.PlotItem] = {}
+        self.legends: dict[str, pg.LegendItem] = {}
+        self.set_plot_units([""])
         layout.addWidget(self.plot_widget, stretch=1)
         self.setCentralWidget(central)
 
@@ -151,6 +145,48 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
         bar.addPermanentWidget(self.recording_label)
         bar.addPermanentWidget(self.health_label)
         bar.addPermanentWidget(self.lost_label)
+
+    # -------------------------------------------------------------------------- plots
+    @property
+    def plot_item(self) -> pg.PlotItem:
+        """The top plot."""
+        return next(iter(self.plot_items.values()))
+
+    @property
+    def legend(self) -> pg.LegendItem:
+        """The top plot's legend."""
+        return next(iter(self.legends.values()))
+
+    def set_plot_units(self, units: list[str], names: dict[str, str] | None = None) -> None:
+        """One plot per unit, top to bottom in the given order, x axes linked to the top one.
+
+        ``names`` gives the left axis' name per unit ('value' if not given)."""
+        names = names or {}
+        self.plot_widget.clear()
+        self.plot_items = {}
+        self.legends = {}
+        top = None
+        for row, unit in enumerate(units):
+            plot = self.plot_widget.addPlot(row=row, col=0)
+            plot.showGrid(x=True, y=True, alpha=0.3)
+            plot.setLabel("left", names.get(unit, "value"), units=unit or None)
+            # draw only what is visible, peak-downsampled: spikes survive, cost stays bounded
+            plot.setClipToView(True)
+            plot.setDownsampling(auto=True, mode="peak")
+            if top is None:
+                top = plot
+            else:
+                plot.setXLink(top)
+            self.plot_items[unit] = plot
+            self.legends[unit] = plot.addLegend(
+                offset=(10, 10), brush=pg.mkBrush(0, 0, 0, 170), pen=pg.mkPen(120, 120, 120)
+            )
+        # the time axis is labelled once, under the bottom plot
+        for plot in self.plot_items.values():
+            plot.setLabel("bottom", "time", units="s")
+            if plot is not list(self.plot_items.values())[-1]:
+                plot.getAxis("bottom").setStyle(showValues=False)
+                plot.getAxis("bottom").showLabel(False)
 
     # ----------------------------------------------------------------- channel table
     def set_channels(self, available: list[str], active: list[str], averaged: list[str]) -> None:

@@ -1,0 +1,170 @@
+"""TimeSeriesGui in a real qudi: frames drawn per second as the trace window grows.
+
+    python benchmarks/gui_fps.py            # 10 s windows at 1, 10, 100 kHz; 5 s per run
+    python benchmarks/gui_fps.py --quick    # 2 s windows at 5, 50, 500 kHz; 3 s per run
+
+One process: dummy (4 'noise' channels, the hardest case for peak downsampling) -> buffer ->
+logic (30 frames/s at most) -> TimeSeriesGui, offscreen. For windows of 10^4, 10^5 and 10^6
+points per channel the logic reads until the window is full; then the Qt event loop is spun
+(``QApplication.processEvents``) and we count
+
+* **drawn**: frames the GUI handed to its curves (calls of ``_draw_frame`` that had a frame;
+  several frames queued behind a slow draw count once, as the GUI draws only the newest),
+* **paints**: paint events of the plot's viewport, i.e. the scene really rendered,
+* **logic**: the logic's frame rate from ``stream_health``,
+* **CPU**: process CPU time over wall time (all threads: dummy, buffer, logic, GUI).
+
+Redraw cost should not grow with the window: curves draw only the visible part,
+peak-downsampled to about the plot's width in pixels.
+
+Last line: ``gui: <F> fps at 1M-point window`` (F: drawn frames per second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from qudi_harness import buffer_entry, dummy_entry, start_qudi, stop_qudi  # noqa: E402
+
+CHANNELS = ["ch0", "ch1", "ch2", "ch3"]
+
+
+def logic_entry(name: str, streamer: str) -> list[str]:
+    return [
+        f"    {name}:",
+        "        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'",
+        "        options: {max_frame_rate: 30}",
+        f"        connect: {{streamer: '{streamer}'}}",
+    ]
+
+
+def gui_entry(name: str, logic: str) -> list[str]:
+    return [
+        f"    {name}:",
+        "        module.Class: 'instream.time_series_gui.TimeSeriesGui'",
+        f"        connect: {{_time_series_logic_con: '{logic}'}}",
+    ]
+
+
+def count_draws(gui_class) -> list[int]:
+    """Count the GUI's frame draws: wraps ``_draw_frame`` on the class before activation
+    (the GUI connects the bound method when it activates). Returns the one-item counter."""
+    counter = [0]
+    original = gui_class._draw_frame
+
+    def draw_frame(self):
+        if self._pending_frame is not None:
+            counter[0] += 1
+        original(self)
+
+    gui_class._draw_frame = draw_frame
+    return counter
+
+
+def paint_counter(widget):
+    """An event filter on ``widget`` counting its paint events (``.count``)."""
+    from PySide6 import QtCore
+
+    class PaintCounter(QtCore.QObject):
+        count = 0
+
+        def eventFilter(self, watched, event):  # noqa: N802 (Qt's name)
+            if event.type() == QtCore.QEvent.Type.Paint:
+                self.count += 1
+            return False
+
+    counter = PaintCounter()
+    widget.installEventFilter(counter)
+    return counter
+
+
+def spin(app, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.001)
+
+
+def measure(app, logic, gui, draws, paints, rate: float, window: float, seconds: float) -> dict:
+    logic.set_channel_settings(CHANNELS, [])
+    logic.set_trace_settings(
+        data_rate=rate, oversampling_factor=1, trace_window_size=window, moving_average_width=1
+    )
+    points = round(rate * window)
+    logic.start_reading()
+    deadline = time.monotonic() + window * 3 + 30
+    while time.monotonic() < deadline:
+        spin(app, 0.1)
+        curve = gui._raw_curves.get("ch0")
+        if curve is not None and curve.xData is not None and len(curve.xData) >= points:
+            break
+    else:
+        raise RuntimeError(f"the window of {points} points did not fill")
+    spin(app, 1.0)  # settle: the first frames after filling
+    drawn, painted = draws[0], paints.count
+    wall, cpu = time.perf_counter(), time.process_time()
+    spin(app, seconds)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    result = {
+        "points": len(gui._raw_curves["ch0"].xData),
+        "drawn": (draws[0] - drawn) / wall,
+        "paints": (paints.count - painted) / wall,
+        "logic": logic.stream_health["frame_rate"],
+        "cpu": 100 * cpu / wall,
+    }
+    logic.stop_reading()
+    spin(app, 0.5)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    window, seconds = (2.0, 3.0) if args.quick else (10.0, 5.0)
+    rates = [10**4 / window, 10**5 / window, 10**6 / window]
+
+    app, qudi = start_qudi(
+        {
+            "hardware": dummy_entry("fps_dummy", 4, "noise")
+            + buffer_entry("fps_buffer", "fps_dummy"),
+            "logic": logic_entry("fps_logic", "fps_buffer"),
+            "gui": gui_entry("fps_gui", "fps_logic"),
+        },
+        no_gui=False,
+    )
+    from qudi.gui.instream.time_series_gui import TimeSeriesGui
+
+    draws = count_draws(TimeSeriesGui)
+    manager = qudi.module_manager
+    manager.activate_module("fps_gui")
+    gui = manager["fps_gui"].instance
+    logic = manager["fps_logic"].instance
+    gui.window.resize(1100, 700)
+    paints = paint_counter(gui.window.plot_widget.viewport())
+
+    print(f"4 ch 'noise', window {window:g} s, {seconds:g} s per run, offscreen")
+    print(
+        f"{'window points':>14} {'data rate':>10} {'drawn fps':>10} {'paints/s':>9} "
+        f"{'logic fps':>10} {'CPU %':>6}"
+    )
+    results = []
+    for rate in rates:
+        row = measure(app, logic, gui, draws, paints, rate, window, seconds)
+        results.append(row)
+        print(
+            f"{row['points']:>14} {rate:>8g}Hz {row['drawn']:>10.1f} {row['paints']:>9.1f} "
+            f"{row['logic']:>10.1f} {row['cpu']:>6.0f}"
+        )
+    manager.deactivate_module("fps_gui")
+    stop_qudi(app, qudi)
+    print(f"gui: {results[-1]['drawn']:.1f} fps at 1M-point window")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
