@@ -28,26 +28,16 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from qudi_harness import buffer_entry, dummy_entry, start_qudi, stop_qudi  # noqa: E402
+from qudi_harness import (  # noqa: E402
+    buffer_entry,
+    dummy_entry,
+    gui_entry,
+    logic_entry,
+    start_qudi,
+    stop_qudi,
+)
 
 CHANNELS = ["ch0", "ch1", "ch2", "ch3"]
-
-
-def logic_entry(name: str, streamer: str) -> list[str]:
-    return [
-        f"    {name}:",
-        "        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'",
-        "        options: {max_frame_rate: 30}",
-        f"        connect: {{streamer: '{streamer}'}}",
-    ]
-
-
-def gui_entry(name: str, logic: str) -> list[str]:
-    return [
-        f"    {name}:",
-        "        module.Class: 'instream.time_series_gui.TimeSeriesGui'",
-        f"        connect: {{_time_series_logic_con: '{logic}'}}",
-    ]
 
 
 def count_draws(gui_class) -> list[int]:
@@ -132,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "hardware": dummy_entry("fps_dummy", 4, "noise")
             + buffer_entry("fps_buffer", "fps_dummy"),
-            "logic": logic_entry("fps_logic", "fps_buffer"),
+            "logic": logic_entry("fps_logic", "fps_buffer", "{max_frame_rate: 30}"),
             "gui": gui_entry("fps_gui", "fps_logic"),
         },
         no_gui=False,

@@ -28,18 +28,12 @@ import h5py
 import numpy as np
 
 import recording
-from qudi_harness import buffer_entry, dummy_entry, start_qudi, stop_qudi
+from qudi_harness import buffer_entry, dummy_entry, logic_entry, start_qudi, stop_qudi
 
 FRAME_RATE = 20.0
 
 
-def logic_entry(name: str, streamer: str) -> list[str]:
-    return [
-        f"    {name}:",
-        "        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'",
-        "        options: {max_frame_rate: 20, max_raw_data_bytes: 100000000000}",
-        f"        connect: {{streamer: '{streamer}'}}",
-    ]
+RECORD_OPTIONS = "{max_frame_rate: 20, max_raw_data_bytes: 100000000000}"
 
 
 def measure_frames(logic, qapp, frames: int) -> list[float]:
@@ -103,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     hardware = dummy_entry("frame_dummy", 4) + buffer_entry("frame_buffer", "frame_dummy")
     hardware += dummy_entry("record_dummy", 8) + buffer_entry("record_buffer", "record_dummy")
-    logic = logic_entry("frame_logic", "frame_buffer")
-    logic += logic_entry("record_logic", "record_buffer")
+    logic = logic_entry("frame_logic", "frame_buffer", RECORD_OPTIONS)
+    logic += logic_entry("record_logic", "record_buffer", RECORD_OPTIONS)
     app, qudi = start_qudi({"hardware": hardware, "logic": logic})
     manager = qudi.module_manager
     for name in ("frame_logic", "record_logic"):

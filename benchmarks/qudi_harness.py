@@ -30,6 +30,24 @@ def buffer_entry(name: str, streamer: str) -> list[str]:
     ]
 
 
+def logic_entry(name: str, streamer: str, options: str = "{}") -> list[str]:
+    """Config lines of a TimeSeriesReaderLogic; ``options`` as a YAML flow mapping."""
+    return [
+        f"    {name}:",
+        "        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'",
+        f"        options: {options}",
+        f"        connect: {{streamer: '{streamer}'}}",
+    ]
+
+
+def gui_entry(name: str, logic: str) -> list[str]:
+    return [
+        f"    {name}:",
+        "        module.Class: 'instream.time_series_gui.TimeSeriesGui'",
+        f"        connect: {{_time_series_logic_con: '{logic}'}}",
+    ]
+
+
 def start_qudi(sections: dict[str, list[str]], no_gui: bool = True):
     """Start qudi in this process with the given config sections; returns (qapp, qudi).
 
