@@ -25,12 +25,14 @@ import math
 import threading
 import time
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 from qudi.core.module import GuiBase
 
+from qudi.gui.instream.decimate import peak_decimate, visible_slice
 from qudi.gui.instream.time_series_window import TimeSeriesWindow
 
 __all__ = ["TimeSeriesGui", "format_value"]
@@ -81,6 +83,7 @@ class TimeSeriesGui(GuiBase):
         self._draw_timer: QtCore.QTimer | None = None
         self._units: dict[str, str] = {}
         self._plotted: tuple[list[str], list[str]] | None = None  # (raw, averaged) curves
+        self._last_frame: tuple | None = None
         self._running = False
         self._recording = False
         self._poll_timer: QtCore.QTimer | None = None
@@ -182,16 +185,17 @@ class TimeSeriesGui(GuiBase):
         frame, self._pending_frame = self._pending_frame, None
         if frame is None:
             return
+        self._last_frame = frame
         x, raw, x_avg, averaged = frame
         averaged = averaged or {}
         if (list(raw), list(averaged)) != self._plotted:
             self._rebuild_curves(list(raw), list(averaged))
         for channel, y in raw.items():
-            self._raw_curves[channel].setData(x, y)
+            self._raw_curves[channel].setData(*self._drawable(x, y))
             if len(y):
                 self._newest[(channel, "raw")] = y[-1]
         for channel, y in averaged.items():
-            self._averaged_curves[channel].setData(x_avg, y)
+            self._averaged_curves[channel].setData(*self._drawable(x_avg, y))
             if len(y):
                 self._newest[(channel, "averaged")] = y[-1]
         # fit the ranges now: left to the paint, the new range would ask for a second paint
@@ -200,6 +204,26 @@ class TimeSeriesGui(GuiBase):
             if getattr(view, "_autoRangeNeedsUpdate", False):  # pyqtgraph 0.13, 0.14
                 view.updateAutoRange()
         self._show_readout()
+
+    def _drawable(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The points worth drawing: those in view (all of them while x follows the data),
+        min/max-decimated to about two per pixel column."""
+        view = self._mw.plot_item.getViewBox()
+        if not view.autoRangeEnabled()[0]:  # the user zoomed or panned in x
+            x_min, x_max = view.viewRange()[0]
+            visible = visible_slice(x, x_min, x_max)
+            x, y = x[visible], y[visible]
+        return peak_decimate(x, y, max(200, int(view.width())))
+
+    @QtCore.Slot()
+    def _redraw_after_zoom(self) -> None:
+        """Zooming in x shows more detail of the last frame, also while stopped."""
+        if self._mw is None or self._pending_frame is not None or self._last_frame is None:
+            return
+        if not self._mw.plot_item.getViewBox().autoRangeEnabled()[0]:
+            self._pending_frame = self._last_frame
+            if not self._draw_timer.isActive():
+                self._draw_timer.start()
 
     def _rebuild_curves(self, channels: list[str], averaged: list[str]) -> None:
         """One plot per unit (in the order the units first appear), the curves in the plot of
@@ -220,6 +244,7 @@ class TimeSeriesGui(GuiBase):
             units = [""]
         names = {unit: chs[0] if len(chs) == 1 else "value" for unit, chs in members.items()}
         self._mw.set_plot_units(units, names)
+        self._mw.plot_item.getViewBox().sigXRangeChanged.connect(self._redraw_after_zoom, _QUEUED)
         self._plotted = (list(channels), list(averaged))
         frozen = self._mw.action_freeze_y.isChecked()
         for plot in self._mw.plot_items.values():

@@ -170,9 +170,11 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
             plot = self.plot_widget.addPlot(row=row, col=0)
             plot.showGrid(x=True, y=True, alpha=0.3)
             plot.setLabel("left", names.get(unit, "value"), units=unit or None)
-            # draw only what is visible, peak-downsampled: spikes survive, cost stays bounded
-            plot.setClipToView(True)
-            plot.setDownsampling(auto=True, mode="peak")
+            # the GUI hands over only the visible points, min/max-decimated to the plot's width
+            # (qudi.gui.instream.decimate): spikes survive and drawing costs the same for any
+            # window; pyqtgraph's own clipping and downsampling would redo that work
+            plot.setClipToView(False)
+            plot.setDownsampling(False)
             if top is None:
                 top = plot
             else:

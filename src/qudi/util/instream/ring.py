@@ -210,13 +210,16 @@ class StreamRing:
             block = create_block(self.name, layout.total_bytes)
             buf = block.buf
             # Unlink the block even if close() is never called (garbage collection, exit).
-            self._finalizer = weakref.finalize(self, _release_block, block)
+            # Only unlink: at exit other threads may still read the mapping, which goes away
+            # with the process; close() unmaps it.
+            self._finalizer = weakref.finalize(self, block.unlink)
         else:
+            block = None
             buf = memoryview(np.zeros(layout.total_bytes, np.uint8))
             self._finalizer = None
         self.is_shared = bool(shared)
         self.is_writer = True
-        self._block = None
+        self._block = block
         self._bind(buf, layout, info)
         _PREFIX.pack_into(buf, 0, MAGIC, VERSION, layout.header_bytes, len(layout.metadata))
         buf[_METADATA_OFFSET : _METADATA_OFFSET + len(layout.metadata)] = layout.metadata
@@ -448,11 +451,12 @@ class StreamRing:
             self._set_state(RingState.CLOSED)
         self._control = self._data = self._timestamps = None
         self._buf = None
+        if self._block is not None:
+            with contextlib.suppress(BufferError):  # a view is still alive: unmapped at exit
+                self._block.close()
+            self._block = None
         if self._finalizer is not None:
             self._finalizer()
-        if self._block is not None:
-            self._block.close()
-            self._block = None
 
     def __enter__(self) -> StreamRing:
         return self
@@ -466,12 +470,6 @@ class StreamRing:
             f"<StreamRing '{self.name}' {where}, {self.capacity} x {self.sample_shape} "
             f"{self.dtype}, written {self.write_index if self._buf is not None else '-'}>"
         )
-
-
-def _release_block(block) -> None:
-    with contextlib.suppress(BufferError):  # a view is still alive: unmapped at process exit
-        block.close()
-    block.unlink()
 
 
 def _checked_format(capacity, sample_shape, dtype, info):
