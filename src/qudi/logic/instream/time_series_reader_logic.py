@@ -9,6 +9,7 @@ Example config (copy into the ``logic:`` section)::
             channel_buffer_size: 1048576  # optional: stream buffer asked of the streamer (1 Mi)
             max_raw_data_bytes: 1073741824  # optional: a recording stops at this size (1 GiB)
             calc_digital_freq: True       # optional: counts per sample -> counts per second
+            start_reading_on_activation: False  # optional: start the live trace at once
         connect:
             streamer: 'stream_buffer1'
 
@@ -68,6 +69,7 @@ class TimeSeriesReaderLogic(LogicBase):
     _max_raw_data_bytes = ConfigOption("max_raw_data_bytes", default=1024**3)
     _calc_digital_freq = ConfigOption("calc_digital_freq", default=True)
     _count_units = ConfigOption("count_units", default=["counts", "cts", "c"])
+    _start_on_activation = ConfigOption("start_reading_on_activation", default=False)
 
     _trace_window_size = StatusVar("trace_window_size", default=6.0)
     _moving_average_width = StatusVar("moving_average_width", default=9)
@@ -136,6 +138,8 @@ class TimeSeriesReaderLogic(LogicBase):
             self._averaged_channels = [c for c in averaged if c in self._active_channels]
             self._trace_window_size = float(self._trace_window_size)
             self._reset_trace()
+        if self._start_on_activation:  # once activation has finished (the module is idle then)
+            QtCore.QTimer.singleShot(0, self.start_reading)
 
     def on_deactivate(self) -> None:
         try:
@@ -499,10 +503,12 @@ class TimeSeriesReaderLogic(LogicBase):
             value = getattr(self, f"_{key}")
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"option '{key}' is {value!r}: use a positive integer")
-        if not isinstance(self._calc_digital_freq, bool):
-            raise ValueError(
-                f"option 'calc_digital_freq' is {self._calc_digital_freq!r}: use True or False"
-            )
+        for key, value in (
+            ("calc_digital_freq", self._calc_digital_freq),
+            ("start_reading_on_activation", self._start_on_activation),
+        ):
+            if not isinstance(value, bool):
+                raise ValueError(f"option '{key}' is {value!r}: use True or False")
 
     def _settings_from_status_variables(self, width: int) -> dict:
         return {
