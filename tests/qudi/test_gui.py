@@ -226,6 +226,19 @@ def test_window_geometry_persists(gui, activate, module_manager, qtbot):
     gui.window.channel_dock.show()
 
 
+def test_view_choices_persist(gui, activate, module_manager, qtbot):
+    window = gui.window
+    window.action_freeze_y.setChecked(True)
+    window.readout_channel_combo.setCurrentText("noise")
+    window.readout_kind_combo.setCurrentText("averaged")
+    module_manager.deactivate_module("trace_gui_a")
+    window = activate("trace_gui_a").window
+    assert window.action_freeze_y.isChecked()
+    assert window.readout_channel_combo.currentText() == "noise"
+    assert window.readout_kind_combo.currentText() == "averaged"
+    window.action_freeze_y.setChecked(False)
+
+
 def test_two_units_make_two_linked_plots(gui, qtbot):
     gui.window.set_channels(CHANNELS, ["sine", "counts"], [])
     gui.window.channel_apply_button.click()

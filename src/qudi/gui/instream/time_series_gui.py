@@ -31,6 +31,7 @@ from PySide6 import QtCore
 from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 from qudi.core.module import GuiBase
+from qudi.core.statusvariable import StatusVar
 
 from qudi.gui.instream.decimate import peak_decimate, visible_slice
 from qudi.gui.instream.time_series_window import TimeSeriesWindow
@@ -71,6 +72,9 @@ class TimeSeriesGui(GuiBase):
     )
 
     _use_antialias = ConfigOption("use_antialias", default=True)
+    # view choices that persist from one session to the next (the window geometry does too)
+    _saved_freeze_y = StatusVar("freeze_y", default=False)
+    _saved_readout = StatusVar("readout", default=None)  # [channel, "raw" | "averaged"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -126,6 +130,7 @@ class TimeSeriesGui(GuiBase):
         self._show_trace_settings(logic.trace_settings)
         self._show_channel_settings(*logic.channel_settings)
         self._update_status(logic.module_state() == "locked", logic.data_recording_active)
+        self._restore_view_choices()
 
         self._poll_timer = QtCore.QTimer()
         self._poll_timer.setInterval(_POLL_INTERVAL_MS)
@@ -135,6 +140,12 @@ class TimeSeriesGui(GuiBase):
         self.show()
 
     def on_deactivate(self) -> None:
+        mw = self._mw
+        self._saved_freeze_y = mw.action_freeze_y.isChecked()
+        self._saved_readout = [
+            mw.readout_channel_combo.currentText(),
+            mw.readout_kind_combo.currentText(),
+        ]
         if self._snapshot_thread is not None:
             self._snapshot_thread.join(timeout=30)
         self._poll_timer.stop()
@@ -151,6 +162,16 @@ class TimeSeriesGui(GuiBase):
         self._raw_curves.clear()
         self._averaged_curves.clear()
         self._plotted = None
+
+    def _restore_view_choices(self) -> None:
+        mw = self._mw
+        if isinstance(self._saved_readout, (list, tuple)) and len(self._saved_readout) == 2:
+            channel, kind = (str(choice) for choice in self._saved_readout)
+            if mw.readout_channel_combo.findText(channel) >= 0:
+                mw.readout_channel_combo.setCurrentText(channel)
+            if mw.readout_kind_combo.findText(kind) >= 0:
+                mw.readout_kind_combo.setCurrentText(kind)
+        mw.action_freeze_y.setChecked(bool(self._saved_freeze_y))
 
     def show(self) -> None:
         self._mw.show()
