@@ -180,6 +180,14 @@ class DataInStreamInterface(Base):
         """
         return 0
 
+    def _show_streaming(self, streaming: bool) -> None:
+        """Lock the module while it streams and unlock it when it stops (safe to repeat)."""
+        locked = self.module_state() == "locked"
+        if streaming and not locked:
+            self.module_state.lock()
+        elif locked and not streaming:
+            self.module_state.unlock()
+
     @abstractmethod
     def configure(
         self,

@@ -170,15 +170,13 @@ class DataInStreamBuffer(DataInStreamInterface):
         """Start this consumer (and the streamer if it is the first); harmless if running."""
         with self._state_lock:
             self._reader.start()
-            if self.module_state() != "locked":
-                self.module_state.lock()
+            self._show_streaming(True)
 
     def stop_stream(self) -> None:
         """Stop this consumer; the streamer stops when no buffer streams any more."""
         with self._state_lock:
             self._reader.stop()
-            if self.module_state() == "locked":
-                self.module_state.unlock()
+            self._show_streaming(False)
 
     def read_data_into_buffer(
         self,

@@ -153,14 +153,13 @@ class InStreamDummy(DataInStreamInterface):
             if self.module_state() == "locked":
                 return
             self._source.start_stream()
-            self.module_state.lock()
+            self._show_streaming(True)
 
     def stop_stream(self) -> None:
         """Stop streaming; samples already acquired stay readable."""
         with self._state_lock:
             self._source.stop_stream()
-            if self.module_state() == "locked":
-                self.module_state.unlock()
+            self._show_streaming(False)
 
     def read_data_into_buffer(
         self,
@@ -225,8 +224,8 @@ class InStreamDummy(DataInStreamInterface):
     def _unlock_if_stopped(self) -> None:
         """After an overflow the card has stopped: so does the module."""
         with self._state_lock:
-            if not self._source.is_running and self.module_state() == "locked":
-                self.module_state.unlock()
+            if not self._source.is_running:
+                self._show_streaming(False)
 
     def _checked_channels(self) -> tuple[list[str], list[str], list[str]]:
         names, units, signals = self._channel_names, self._channel_units, self._channel_signals
