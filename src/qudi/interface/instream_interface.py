@@ -228,14 +228,25 @@ class DataInStreamInterface(Base):
     ) -> int:
         """Read what is available now, never more than fits; returns samples per channel read."""
 
-    @abstractmethod
     def read_data(
         self, samples_per_channel: int | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Read into new arrays ``(data[samples, channels], timestamps | None)``.
 
-        ``samples_per_channel=None`` returns what is available now without waiting.
+        ``samples_per_channel=None`` returns what is available now without waiting. The
+        default allocates and calls :meth:`read_data_into_buffer`; implementations may
+        override it.
         """
+        if samples_per_channel is None:
+            samples_per_channel = self.available_samples
+        data = np.empty(
+            (samples_per_channel, len(self.active_channels)), self.constraints.data_type
+        )
+        timestamped = self.constraints.sample_timing == SampleTiming.TIMESTAMP
+        stamps = np.empty(samples_per_channel) if timestamped else None
+        if samples_per_channel:
+            self.read_data_into_buffer(data, samples_per_channel, stamps)
+        return data, stamps
 
     @abstractmethod
     def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:

@@ -199,18 +199,6 @@ class DataInStreamBuffer(DataInStreamInterface):
     ) -> int:
         return self._reader.read_available_into(data_buffer, timestamps=timestamp_buffer)
 
-    def read_data(
-        self, samples_per_channel: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        ring = self._hub.ring
-        if samples_per_channel is None:
-            samples_per_channel = self._reader.available
-        data = np.empty((samples_per_channel, *ring.sample_shape), ring.dtype)
-        stamps = np.empty(samples_per_channel) if ring.has_timestamps else None
-        if samples_per_channel:
-            self._reader.read_into(data, timestamps=stamps)
-        return data, stamps
-
     def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
         """The newest sample in the stream (nothing is consumed); the streamer's own newest
         sample if the stream has none yet."""

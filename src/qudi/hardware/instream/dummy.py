@@ -186,16 +186,6 @@ class InStreamDummy(DataInStreamInterface):
             self._unlock_if_stopped()
             raise
 
-    def read_data(
-        self, samples_per_channel: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        if samples_per_channel is None:
-            samples_per_channel = self.available_samples
-        data = np.empty((samples_per_channel, len(self.active_channels)), self._source_dtype)
-        stamps = np.empty(samples_per_channel) if self._source.has_timestamps else None
-        self.read_data_into_buffer(data, samples_per_channel, stamps)
-        return data, stamps
-
     def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
         """The newest sample of each active channel (nothing is consumed)."""
         data, stamp = self._source.newest_sample()
