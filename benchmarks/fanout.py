@@ -3,6 +3,7 @@
     python benchmarks/fanout.py            # full run (about 3 minutes)
     python benchmarks/fanout.py --quick    # shortened run (under a minute on 2 cores)
     python benchmarks/fanout.py --paced    # only the paced StreamHub run
+    python benchmarks/fanout.py --json fanout.json   # also write the numbers as JSON
 
 What it measures, all in one process on this machine:
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import sys
 import threading
@@ -26,6 +28,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -577,6 +580,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=RING_SAMPLES,
         help=f"ring capacity in samples, a multiple of the chunk (default {RING_SAMPLES})",
     )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="also write every number as JSON to PATH (benchmarks/run_all.py reads it)",
+    )
     args = parser.parse_args(argv)
     if args.chunk < 1 or args.ring < args.chunk or args.ring % args.chunk:
         parser.error("--ring must be a positive multiple of --chunk")
@@ -687,18 +697,39 @@ def report_latency(plan: Plan) -> dict[int, LatencyResult]:
     return latencies
 
 
-def report_paced(plan: Plan) -> None:
+def report_paced(plan: Plan) -> PacedResult:
     """Run and print the paced StreamHub part."""
     load = OtherLoad()
-    print_paced(run_paced(plan.paced_seconds, plan.paced_warmup), PACED_RATE)
+    result = run_paced(plan.paced_seconds, plan.paced_warmup)
+    print_paced(result, PACED_RATE)
     print(load.report())
+    return result
+
+
+def paced_json(result: PacedResult) -> dict:
+    return {
+        "channels": CHANNELS,
+        "sample_rate": PACED_RATE,
+        "readers": len(result.lost_per_reader),
+        "seconds": result.seconds,
+        "cpu_percent": result.cpu_percent,
+        "lost_per_reader": list(result.lost_per_reader),
+        "breaks_per_reader": list(result.breaks_per_reader),
+    }
+
+
+def write_json(path: Path, numbers: dict) -> None:
+    """The machine-readable copy of what was printed (rates in samples per second)."""
+    path.write_text(json.dumps(numbers, indent=1) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     plan = QUICK if args.quick else FULL
     if args.paced:
-        report_paced(plan)
+        paced = report_paced(plan)
+        if args.json is not None:
+            write_json(args.json, {"quick": args.quick, "paced": paced_json(paced)})
         return 0
 
     memcpy_rate = report_memcpy(plan)
@@ -708,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     latencies = report_latency(plan)
     print()
-    report_paced(plan)
+    paced = report_paced(plan)
     print()
 
     def at_four(design: str) -> FanoutResult:
@@ -718,15 +749,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             if r.readers == 4 and r.design == design and r.ring_samples == args.ring
         )
 
-    print(
-        summary_line(
-            at_four("single ring"),
-            at_four("copy/consumer"),
-            memcpy_rate,
-            bytes_per_reader,
-            latencies[4],
-        )
+    summary = summary_line(
+        at_four("single ring"),
+        at_four("copy/consumer"),
+        memcpy_rate,
+        bytes_per_reader,
+        latencies[4],
     )
+    print(summary)
+    if args.json is not None:
+        write_json(
+            args.json,
+            {
+                "quick": args.quick,
+                "sample_bytes": SAMPLE_BYTES,
+                "chunk_samples": args.chunk,
+                "ring_samples": args.ring,
+                "memcpy_rate": memcpy_rate,
+                "bytes_per_reader": bytes_per_reader,
+                "throughput": [
+                    {
+                        "design": r.design,
+                        "readers": r.readers,
+                        "ring_samples": r.ring_samples,
+                        "aggregate_rate": r.aggregate_rate,
+                        "cpu_percent": r.cpu_percent,
+                        "lost": r.lost,
+                    }
+                    for r in results
+                ],
+                "latency": {
+                    str(n): {"median_ms": lat.median_ms, "p99_ms": lat.p99_ms, "lost": lat.lost}
+                    for n, lat in latencies.items()
+                },
+                "paced": paced_json(paced),
+                "summary": summary,
+            },
+        )
     return 0
 
 
