@@ -26,6 +26,8 @@ import numpy as np
 from qudi.core.module import Base
 from qudi.util.constraints import ScalarConstraint
 
+from qudi.util.instream.sharing import StreamShare, share_module_stream
+
 __all__ = ["DataInStreamConstraints", "DataInStreamInterface", "SampleTiming", "StreamingMode"]
 
 
@@ -179,6 +181,16 @@ class DataInStreamInterface(Base):
         Optional: implementations that cannot lose samples silently may leave this at 0.
         """
         return 0
+
+    def share_stream(self, consumer: str, max_poll_rate: float = 30.0) -> StreamShare:
+        """Let ``consumer`` in another process join this module's shared stream.
+
+        A qudi-instream extension, called over qudi's remote modules by a
+        ``instream.buffer.DataInStreamBuffer`` in another qudi: that buffer starts, stops and
+        configures the stream through the returned share and reads the samples from shared
+        memory, never through the remote call.
+        """
+        return share_module_stream(self, consumer, max_poll_rate)
 
     def _show_streaming(self, streaming: bool) -> None:
         """Lock the module while it streams and unlock it when it stops (safe to repeat)."""

@@ -19,10 +19,12 @@ configuration can change only while no buffer streams (or when the change is non
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from collections.abc import Iterable
 
 import numpy as np
+import rpyc
 from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 
@@ -32,44 +34,38 @@ from qudi.interface.instream_interface import (
     StreamingMode,
 )
 from qudi.util.instream import HubReader, StreamHub
+from qudi.util.instream.sharing import (
+    RemoteHub,
+    StreamShare,
+    hubs,
+    module_hub,
+    share_module_stream,
+)
 
 __all__ = ["DataInStreamBuffer"]
 
 
-class _HubRegistry:
-    """The hubs of this process, one per streamer module, shared by that streamer's buffers."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._hubs: dict[object, tuple[StreamHub, set[str]]] = {}
-
-    def join(self, streamer, buffer_name: str, max_poll_rate: float) -> StreamHub:
-        with self._lock:
-            key = streamer.module_uuid
-            if key not in self._hubs:
-                name = f"{streamer.module_name}_{os.getpid()}"
-                self._hubs[key] = (
-                    StreamHub(streamer, name=name, max_poll_rate=max_poll_rate),
-                    set(),
-                )
-            hub, members = self._hubs[key]
-            members.add(buffer_name)
-            # one pump serves all buffers: poll as often as the most demanding one asks
-            hub.max_poll_rate = max(hub.max_poll_rate, max_poll_rate)
-            return hub
-
-    def leave(self, hub: StreamHub, buffer_name: str) -> None:
-        """The last buffer to leave closes the hub (its thread and shared memory)."""
-        with self._lock:
-            for key, (known, members) in list(self._hubs.items()):
-                if known is hub:
-                    members.discard(buffer_name)
-                    if not members:
-                        del self._hubs[key]
-                        hub.close()
+def is_remote(module: object) -> bool:
+    """True for a module that qudi's remote modules connected from another process."""
+    return isinstance(module, rpyc.BaseNetref)
 
 
-_registry = _HubRegistry()
+def _remote_hub(streamer, buffer_name: str, max_poll_rate: float) -> RemoteHub:
+    """Join the hub of ``streamer`` in its own process: control there, samples from here."""
+    consumer = f"{buffer_name}@{socket.gethostname()}:{os.getpid()}"
+    share_stream = getattr(streamer, "share_stream", None)
+    if share_stream is None:
+        raise TypeError(
+            f"connector 'streamer': remote module '{streamer.module_name}' is not a qudi-instream "
+            "module (it has no share_stream): put an 'instream.buffer.DataInStreamBuffer' next "
+            "to it in its qudi (with allow_remote: True) and connect this buffer to that one"
+        )
+    share = share_stream(consumer, max_poll_rate)
+    try:
+        return RemoteHub(share)
+    except BaseException:
+        share.close()
+        raise
 
 
 class DataInStreamBuffer(DataInStreamInterface):
@@ -95,7 +91,11 @@ class DataInStreamBuffer(DataInStreamInterface):
             raise ValueError(
                 f"option 'max_poll_rate' is {rate!r}: use a number of Hz above 0, at most 1000"
             )
-        self._hub = _registry.join(self._streamer(), self.module_name, float(rate))
+        streamer = self._streamer()
+        if is_remote(streamer):
+            self._hub = _remote_hub(streamer, self.module_name, float(rate))
+        else:
+            self._hub = module_hub(streamer, self.module_name, float(rate))
         self._reader = self._hub.open_reader(
             self.module_name, allow_overwrite=self._allow_overwrite
         )
@@ -105,8 +105,15 @@ class DataInStreamBuffer(DataInStreamInterface):
         self._hub = self._reader = None
         if reader is not None:
             reader.close()  # stops the streamer too, if this was its last running buffer
-        if hub is not None:
-            _registry.leave(hub, self.module_name)
+        if isinstance(hub, RemoteHub):
+            hub.close()
+        elif hub is not None:
+            hubs.leave(hub, self.module_name)
+
+    def share_stream(self, consumer: str, max_poll_rate: float = 30.0) -> StreamShare:
+        """Let ``consumer`` in another process join the stream this buffer reads (the hub of
+        this buffer's streamer), e.g. when that streamer is not a qudi-instream module."""
+        return share_module_stream(self._streamer(), consumer, max_poll_rate)
 
     # ---------------------------------------------------------------------------- extras
     @property

@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -516,6 +517,7 @@ class StreamHub:
             channel_units=tuple(constraints.channel_units[ch] for ch in channels),
             sample_rate=rate,
             sample_timing=timing,
+            extra={"stream_id": uuid.uuid4().hex},  # tells a replaced ring from the old one
         )
         ring = StreamRing(
             capacity,

@@ -1,0 +1,232 @@
+"""Consumers of a hub in other processes: a StreamShare for control, shared memory for data."""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import rpyc
+from rpyc.utils.server import ThreadedServer
+
+from qudi.util.instream import (
+    StreamBusyError,
+    StreamFaultError,
+    StreamHub,
+    StreamStoppedError,
+)
+from qudi.util.instream.sharing import HubRegistry, RemoteHub, StreamShare
+from qudi.util.instream.simulated import SimulatedSource
+
+SPAWN = multiprocessing.get_context("spawn")
+RPYC_CONFIG = {"allow_all_attrs": True, "allow_pickle": False}
+
+
+def assert_ramp(data: np.ndarray, first: float) -> None:
+    expected = np.arange(first, first + len(data), dtype=np.float64)
+    np.testing.assert_array_equal(data[:, 0], expected)
+
+
+@pytest.fixture
+def hub(stream_name):
+    source = SimulatedSource(("ramp",), sample_rate=50_000.0)
+    with StreamHub(source, name=stream_name, max_poll_rate=200.0) as hub:
+        yield hub
+
+
+def test_remote_reader_counts_as_a_consumer_and_reads_the_shared_ring(hub):
+    share = StreamShare(hub, "client")
+    remote = RemoteHub(share)
+    reader = remote.open_reader("client")
+    try:
+        assert not hub.running
+        reader.start()
+        assert hub.running and hub.running_readers == ["client"]
+        assert hub.source.is_running
+        first, second = np.empty((5000, 1)), np.empty((5000, 1))
+        reader.read_into(first, timeout=10)
+        reader.read_into(second, timeout=10)
+        assert_ramp(np.vstack([first, second]), first[0, 0])
+        assert reader.lost == 0
+
+        local = hub.open_reader("local")
+        local.start()
+        reader.stop()  # the local reader still runs: so does the source
+        assert hub.running and hub.running_readers == ["local"]
+        with pytest.raises(StreamStoppedError, match="'client' is stopped"):
+            reader.read_into(first, timeout=1)
+        local.stop()
+        assert not hub.source.is_running
+    finally:
+        remote.close()
+    assert [r.name for r in hub.readers] == ["local"]
+
+
+def test_configure_through_a_share_follows_the_replaced_ring(hub):
+    remote = RemoteHub(StreamShare(hub, "client"))
+    reader = remote.open_reader("client")
+    try:
+        old_id = remote.ring.info.extra["stream_id"]
+        remote.configure(["ramp"], "CONTINUOUS", 1000, 50_000.0)  # the running settings: a no-op
+        assert remote.ring.info.extra["stream_id"] == old_id
+        remote.configure(["ramp"], "CONTINUOUS", 1000, 20_000.0)
+        assert remote.ring.info.extra["stream_id"] == hub.ring.info.extra["stream_id"] != old_id
+        assert remote.ring.info.sample_rate == 20_000.0
+        reader.start()
+        out = np.empty((1000, 1))
+        reader.read_into(out, timeout=10)
+        assert_ramp(out, out[0, 0])
+        with pytest.raises(StreamBusyError, match="client"):
+            remote.configure(["ramp"], "CONTINUOUS", 1000, 10_000.0)
+    finally:
+        remote.close()
+
+
+def test_a_source_fault_reaches_the_remote_reader_once_and_a_restart_clears_it(hub):
+    remote = RemoteHub(StreamShare(hub, "client"))
+    reader = remote.open_reader("client")
+    out = np.empty((100, 1))
+    try:
+        reader.start()
+        reader.read_into(out, timeout=10)
+        hub.source.simulate_fault(OSError("card unplugged"))
+        with pytest.raises(StreamFaultError, match="card unplugged"):
+            reader.read_into(np.empty((40_000, 1)), timeout=10)
+        reader.read_available_into(np.empty((50_000, 1)))  # what came before the fault
+        with pytest.raises(StreamStoppedError, match="fault"):
+            reader.read_into(out, timeout=1)
+        assert not reader.running
+        reader.start()
+        reader.read_into(out, timeout=10)
+        assert_ramp(out, out[0, 0])
+    finally:
+        remote.close()
+
+
+def test_a_share_that_nobody_references_any_more_leaves_the_hub(hub):
+    share = StreamShare(hub, "vanished client")
+    share.start()
+    assert hub.running
+    del share
+    gc.collect()
+    assert not hub.running
+    assert hub.readers == ()
+
+
+def test_registry_refuses_a_second_consumer_of_the_same_name_and_closes_with_the_last(
+    stream_name,
+):
+    registry = HubRegistry()
+    opened = []
+
+    def open_hub():
+        opened.append(StreamHub(SimulatedSource(), name=stream_name))
+        return opened[-1]
+
+    hub = registry.join("key", "a", open_hub, 30.0)
+    assert registry.join("key", "b", open_hub, 60.0) is hub and len(opened) == 1
+    assert hub.max_poll_rate == 60.0
+    with pytest.raises(ValueError, match="already has a consumer named 'a'"):
+        registry.join("key", "a", open_hub, 30.0)
+    registry.leave(hub, "a")
+    assert not hub.ring.closed
+    registry.leave(hub, "b")
+    assert hub.ring.closed
+
+
+# ------------------------------------------------------------------ across real processes
+def _serve_hub(stream_name: str, port, stop) -> None:
+    """A child process owning a ramp source and its hub, sharing it over rpyc like qudi."""
+    source = SimulatedSource(("ramp", "minus"), ("ramp", "ramp"), sample_rate=100_000.0)
+    hub = StreamHub(source, name=stream_name, max_poll_rate=100.0)
+
+    class HubService(rpyc.Service):
+        def exposed_share(self, consumer):
+            return StreamShare(hub, consumer)
+
+        def exposed_running_consumers(self):
+            return tuple(hub.running_readers)
+
+        def exposed_consumers(self):
+            return tuple(r.name for r in hub.readers)
+
+    server = ThreadedServer(HubService, hostname="127.0.0.1", port=0, protocol_config=RPYC_CONFIG)
+    port.value = server.port
+    threading.Thread(target=server.start, daemon=True).start()
+    stop.wait(120)
+    server.close()
+    hub.close()
+
+
+@pytest.fixture
+def hub_server(stream_name, spawn_process):
+    port, stop = SPAWN.Value("i", 0), SPAWN.Event()
+    child = spawn_process(_serve_hub, stream_name, port, stop)
+    deadline = time.monotonic() + 60
+    while port.value == 0:
+        assert child.is_alive() and time.monotonic() < deadline
+        time.sleep(0.01)
+    yield port.value
+    stop.set()
+    child.join(30)
+    assert child.exitcode == 0
+
+
+def _connect(port: int):
+    return rpyc.connect("127.0.0.1", port, config=RPYC_CONFIG)
+
+
+def _read_remote_ramp(port: int, total: int, started, queue) -> None:
+    """A child process reading the served stream through a share; reports what it saw."""
+    connection = _connect(port)
+    remote = RemoteHub(connection.root.share(f"reader {os.getpid()}"))
+    reader = remote.open_reader("reader")
+    reader.start()
+    started.set()
+    out = np.empty((total, 2))  # several ring lengths, read a chunk at a time
+    for first in range(0, total, 10_000):
+        reader.read_into(out[first : first + 10_000], timeout=60)
+    breaks = int(np.count_nonzero(np.diff(out[:, 0]) != 1))
+    mirrored = bool(np.array_equal(out[:, 0], out[:, 1]))
+    queue.put((breaks, mirrored, reader.lost))
+    time.sleep(600)  # until killed
+
+
+def test_reader_processes_share_a_stream_and_a_killed_one_leaves_and_disturbs_nobody(
+    hub_server, spawn_process
+):
+    queue = SPAWN.Queue()
+    started = [SPAWN.Event(), SPAWN.Event()]
+    readers = [
+        spawn_process(_read_remote_ramp, hub_server, 300_000, event, queue) for event in started
+    ]
+    assert all(event.wait(60) for event in started)
+    results = [queue.get(timeout=60) for _ in readers]
+    assert results == [(0, True, 0), (0, True, 0)]  # every sample, once, in each process
+
+    control = _connect(hub_server)
+    try:
+        survivor = RemoteHub(control.root.share("survivor"))
+        reader = survivor.open_reader("survivor")
+        reader.start()
+        assert len(control.root.running_consumers()) == 3
+        for child in readers:
+            os.kill(child.pid, signal.SIGKILL)
+            child.join(30)
+        # the killed processes' connections drop, and with them their shares
+        deadline = time.monotonic() + 30
+        while control.root.consumers() != ("survivor",):
+            assert time.monotonic() < deadline, control.root.consumers()
+            time.sleep(0.05)
+        out = np.empty((20_000, 2))
+        reader.read_into(out, timeout=30)
+        assert_ramp(out, out[0, 0])
+        survivor.close()
+        assert control.root.consumers() == ()
+    finally:
+        control.close()
