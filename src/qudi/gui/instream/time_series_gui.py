@@ -95,9 +95,13 @@ class TimeSeriesGui(GuiBase):
 
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
+        if not isinstance(self._use_antialias, bool):  # before any window exists
+            raise ValueError(
+                f"option 'use_antialias' is {self._use_antialias!r}: use True or False"
+            )
         logic = self._time_series_logic_con()
         self._mw = TimeSeriesWindow()
-        self._mw.plot_widget.setAntialiasing(bool(self._use_antialias))
+        self._mw.plot_widget.setAntialiasing(self._use_antialias)
         self._restore_window_geometry(self._mw)
         mw = self._mw
         self._connect(self.sigStartReading, logic.start_reading, _QUEUED)

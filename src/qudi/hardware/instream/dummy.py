@@ -68,8 +68,10 @@ class InStreamDummy(DataInStreamInterface):
         dtype = self._checked_dtype()
         timing = self._checked_timing()
         seed = self._seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise _options_error("seed", seed, "use an integer, or null for fresh data each run")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise _options_error(
+                "seed", seed, "use an integer >= 0, or null for fresh data each run"
+            )
         self._constraints = DataInStreamConstraints(
             channel_units=dict(zip(names, units, strict=True)),
             sample_timing=timing,
@@ -129,6 +131,11 @@ class InStreamDummy(DataInStreamInterface):
         sample_rate: float,
     ) -> None:
         """Set channels, mode, buffer size and rate; checked against the constraints first."""
+        self._active_source()
+        if isinstance(active_channels, str) or not isinstance(active_channels, Iterable):
+            raise TypeError(
+                f"active_channels must be a list of channel names, got {active_channels!r}"
+            )
         channels = list(active_channels)
         mode = StreamingMode.coerce(streaming_mode, "streaming_mode")
         unknown = [ch for ch in channels if ch not in self._constraints.channel_units]
@@ -139,6 +146,13 @@ class InStreamDummy(DataInStreamInterface):
             )
         if mode not in self._constraints.streaming_modes:
             raise ValueError(f"streaming_mode {mode} is not supported")
+        if not isinstance(channel_buffer_size, (int, np.integer)) or isinstance(
+            channel_buffer_size, bool
+        ):
+            raise TypeError(
+                "channel_buffer_size must be an integer number of samples per channel, "
+                f"got {channel_buffer_size!r}"
+            )
         _check_in(self._constraints.channel_buffer_size, channel_buffer_size, "channel_buffer_size")
         _check_in(self._constraints.sample_rate, sample_rate, "sample_rate")
         with self._state_lock:
@@ -149,15 +163,18 @@ class InStreamDummy(DataInStreamInterface):
     # ----------------------------------------------------------------------- acquisition
     def start_stream(self) -> None:
         """Start streaming (harmless while already streaming)."""
+        source = self._active_source()
         with self._state_lock:
             if self.module_state() == "locked":
                 return
-            self._source.start_stream()
+            source.start_stream()
             self._show_streaming(True)
 
     def stop_stream(self) -> None:
         """Stop streaming; samples already acquired stay readable."""
         with self._state_lock:
+            if self._source is None:  # deactivated: nothing streams
+                return
             self._source.stop_stream()
             self._show_streaming(False)
 
@@ -168,8 +185,24 @@ class InStreamDummy(DataInStreamInterface):
         timestamp_buffer: np.ndarray | None = None,
         timeout: float | None = None,
     ) -> None:
+        """Block until ``samples_per_channel`` samples are copied into ``data_buffer``.
+
+        Raises ``TimeoutError`` (nothing consumed), ``RuntimeError`` if the stream is not
+        running (or ends) with fewer samples left, and the device buffer's overflow error.
+        """
         data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
         count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float, np.number))
+            or not timeout >= 0
+        ):
+            raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        if self.module_state() != "locked" and self._source.available_samples < count:
+            raise RuntimeError(
+                f"cannot wait for {count} samples: '{self.module_name}' is not streaming and "
+                f"holds {self._source.available_samples}; call start_stream() first"
+            )
         try:  # waits without holding the module's lock
             self._source.read_data_into_buffer(data.reshape(-1), count, stamps, timeout)
         except Exception:
@@ -188,7 +221,7 @@ class InStreamDummy(DataInStreamInterface):
 
     def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
         """The newest sample of each active channel (nothing is consumed)."""
-        data, stamp = self._source.newest_sample()
+        data, stamp = self._active_source().newest_sample()
         return data, None if stamp is None else np.float64(stamp)
 
     def simulate_fault(self, message: str = "simulated device failure") -> None:
@@ -200,7 +233,14 @@ class InStreamDummy(DataInStreamInterface):
     def _source_dtype(self) -> np.dtype:
         return np.dtype(self._constraints.data_type)
 
+    def _active_source(self) -> SimulatedSource:
+        """The simulated card; a clear error if the module is not active."""
+        if self._source is None:
+            raise RuntimeError(f"'{self.module_name}' is not active; activate it first")
+        return self._source
+
     def _checked_buffers(self, data_buffer, timestamp_buffer):
+        self._active_source()
         data = as_sample_array(
             data_buffer, (len(self.active_channels),), self._source_dtype, "data_buffer"
         )

@@ -233,6 +233,16 @@ class TimeSeriesReaderLogic(LogicBase):
         }
 
     @property
+    def stream_name(self) -> str | None:
+        """Name of the shared stream this logic reads, or None if its streamer shares none.
+
+        From Jupyter or any process on this host: ``qudi.util.instream.attach(name)`` and read
+        the samples from shared memory (see docs/remote.md).
+        """
+        name = getattr(self._streamer(), "stream_name", None)
+        return None if name is None else str(name)
+
+    @property
     def stream_health(self) -> dict:
         """How the stream fares: measured sample rate (Hz, last second), frame rate (Hz),
         unread part of the streamer's buffer at the last frame (0..1), samples the streamer
@@ -275,7 +285,17 @@ class TimeSeriesReaderLogic(LogicBase):
             try:
                 if self.data_recording_active:
                     raise RuntimeError("trace settings cannot change while recording")
-                settings = {**self.trace_settings, **(settings_dict or {}), **kwargs}
+                if settings_dict is not None and not isinstance(settings_dict, Mapping):
+                    raise TypeError(
+                        f"settings_dict must be a dict of trace settings, got {settings_dict!r}"
+                    )
+                changes = {**(settings_dict or {}), **kwargs}
+                unknown = sorted(str(key) for key in set(changes) - set(self.trace_settings))
+                if unknown:
+                    raise ValueError(
+                        f"unknown trace settings {unknown}; valid are {sorted(self.trace_settings)}"
+                    )
+                settings = {**self.trace_settings, **changes}
                 self._apply(self.active_channel_names, self.averaged_channel_names, settings)
             finally:
                 self.sigTraceSettingsChanged.emit(self.trace_settings)
@@ -287,12 +307,16 @@ class TimeSeriesReaderLogic(LogicBase):
             try:
                 if self.data_recording_active:
                     raise RuntimeError("channel settings cannot change while recording")
+                for name, channels in (("enabled", enabled), ("averaged", averaged)):
+                    if isinstance(channels, str) or not isinstance(channels, Iterable):
+                        raise TypeError(f"{name} must be a list of channel names, got {channels!r}")
                 enabled = list(enabled)
                 available = list(self.streamer_constraints.channel_units)
                 unknown = [ch for ch in enabled if ch not in available]
-                if not enabled or unknown:
+                if not enabled or unknown or len(set(enabled)) != len(enabled):
                     raise ValueError(
-                        f"active channels {enabled} must be a non-empty selection of {available}"
+                        f"active channels {enabled} must be a non-empty selection of {available}, "
+                        "each at most once"
                     )
                 averaged = [ch for ch in averaged if ch in enabled]
                 self._apply(enabled, averaged, self.trace_settings)
@@ -356,6 +380,8 @@ class TimeSeriesReaderLogic(LogicBase):
     @QtCore.Slot(str, bool)
     def save_trace_snapshot(self, name_tag: str = "", save_figure: bool = True) -> str:
         """Save the trace window (raw and averaged) as qudi text data, plus a PNG thumbnail."""
+        if not isinstance(name_tag, str):
+            raise TypeError(f"name_tag must be a string (may be empty), got {name_tag!r}")
         with self._lock:
             x, raw = self.trace_data
             x_avg, averaged = self.averaged_trace_data
@@ -509,6 +535,11 @@ class TimeSeriesReaderLogic(LogicBase):
         ):
             if not isinstance(value, bool):
                 raise ValueError(f"option '{key}' is {value!r}: use True or False")
+        units = self._count_units
+        if not isinstance(units, list) or not all(isinstance(u, str) for u in units):
+            raise ValueError(
+                f"option 'count_units' is {units!r}: use a list of unit names such as ['counts']"
+            )
 
     def _settings_from_status_variables(self, width: int) -> dict:
         return {
@@ -520,13 +551,10 @@ class TimeSeriesReaderLogic(LogicBase):
 
     def _checked_settings(self, settings: Mapping) -> dict:
         """Validated copies of trace settings, or ValueError naming the bad one."""
-        try:
-            oversampling = int(settings["oversampling_factor"])
-            width = int(settings["moving_average_width"])
-            rate = float(settings["data_rate"])
-            window = float(settings["trace_window_size"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"invalid trace settings {dict(settings)}: {error}") from None
+        oversampling = _setting_number(settings, "oversampling_factor", integer=True)
+        width = _setting_number(settings, "moving_average_width", integer=True)
+        rate = _setting_number(settings, "data_rate")
+        window = _setting_number(settings, "trace_window_size")
         if oversampling < 1:
             raise ValueError(f"oversampling_factor must be an integer >= 1, got {oversampling}")
         if width < 1 or width % 2 == 0:
@@ -633,10 +661,9 @@ class TimeSeriesReaderLogic(LogicBase):
 
     def _recording_reader(self):
         """A reader of its own for the recorder: on the shared stream, or on a private ring."""
-        streamer = self._streamer()
-        name = getattr(streamer, "stream_name", None)
+        name = self.stream_name
         if name is not None:
-            self._recording_ring = attach(str(name))
+            self._recording_ring = attach(name)
             return self._recording_ring.reader(f"{self.module_name} recording")
         channels = self.active_channel_names
         info = StreamInfo(
@@ -741,6 +768,19 @@ class _Health:
     def frame_rate(self) -> float:
         span = self._span()
         return (len(self._frames) - 1) / span if span else 0.0
+
+
+def _setting_number(settings: Mapping, key: str, integer: bool = False) -> float | int:
+    """One trace setting as a finite number (a whole one if ``integer``), else ValueError."""
+    if key not in settings:
+        raise ValueError(f"trace setting '{key}' is missing")
+    value = settings[key]
+    kind = "a whole number" if integer else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{key} must be {kind}, got {value!r}")
+    if not np.isfinite(value) or (integer and value != int(value)):
+        raise ValueError(f"{key} must be {kind}, got {value!r}")
+    return int(value) if integer else float(value)
 
 
 def _nametag(tag: str) -> str:
