@@ -189,6 +189,9 @@ class StreamPublisher:
         if chunk_samples < 1:
             raise ValueError(f"chunk_samples must be positive, got {chunk_samples}")
         self._chunk_samples = chunk_samples
+        # sample bytes zmq may hold zero-copy before sends fall back to copying
+        self._queue_limit = 2 * max(send_hwm, 2) * chunk_samples * (sample_bytes + 8)
+        self._spare: tuple[np.ndarray, np.ndarray] | None = None
         self._heartbeat = float(heartbeat)
         self._session = int.from_bytes(os.urandom(8), "little")
         self._generation = 0
@@ -281,7 +284,11 @@ class StreamPublisher:
                 reported = None
             try:
                 self._rejoin_hub()
-                self._drain(reader)
+                state = (_ring_state(ring), 0 if ring.closed else ring.run_epoch)
+                if state != reported and state[0] is RingState.RUNNING:
+                    self._send_control(reader, ring, state)  # a start goes before its data
+                    reported = state
+                self._drain(reader)  # a stop or fault goes after the data before it
                 state = (_ring_state(ring), 0 if ring.closed else ring.run_epoch)
                 if state != reported or time.monotonic() >= next_heartbeat:
                     self._send_control(reader, ring, state)
@@ -321,8 +328,15 @@ class StreamPublisher:
         ring = reader.ring
         while not self._stop.is_set() and not ring.closed:
             chunk = min(self._chunk_samples, max(reader.available, 1))
-            data = np.empty((chunk, *ring.sample_shape), ring.dtype)
-            stamps = np.empty(chunk) if ring.has_timestamps else None
+            # Zero-copy while zmq holds little of ours; past the limit (a stalled link, or
+            # pyzmq's release thread starved of the GIL) copy from one reused buffer instead,
+            # so what zmq holds is its own, bounded by the HWM.
+            zero_copy = self._queued < self._queue_limit
+            if zero_copy:
+                data = np.empty((chunk, *ring.sample_shape), ring.dtype)
+                stamps = np.empty(chunk) if ring.has_timestamps else None
+            else:
+                data, stamps = self._spare_buffers(ring, chunk)
             try:
                 count = reader.read_available_into(data, timestamps=stamps)
             except StreamStoppedError:
@@ -347,10 +361,19 @@ class StreamPublisher:
             ]
             if stamps is not None:
                 frames.append(stamps[:count])
-            self._track(data, stamps)
-            self._socket.send_multipart(frames, copy=False)
+            if zero_copy:
+                self._track(data, stamps)
+            self._socket.send_multipart(frames, copy=not zero_copy)
             self._sent_samples += count
             self._sent_messages += 1
+
+    def _spare_buffers(self, ring: StreamRing, chunk: int):
+        """One buffer per ring format, reused for copied sends."""
+        spare = self._spare
+        if spare is None or spare[0].shape[1:] != ring.sample_shape or spare[0].dtype != ring.dtype:
+            data = np.empty((self._chunk_samples, *ring.sample_shape), ring.dtype)
+            spare = self._spare = (data, np.empty(self._chunk_samples))
+        return spare[0][:chunk], spare[1][:chunk] if ring.has_timestamps else None
 
     def _track(self, data: np.ndarray, stamps: np.ndarray | None) -> None:
         """Count bytes zmq holds: it owns the arrays until it has written them (copy=False)."""
@@ -536,7 +559,8 @@ class StreamSubscriber(RingReader):
             if got == n:
                 return n
             self._settle(delivered=got)  # stopped at a gap: raises with the count delivered
-            return got  # not reached: a short copy only happens at a gap
+            if got:
+                return got  # not reached: only overwrite=False copies stop short, at a gap
 
     def read_available_into(self, out: np.ndarray, *, timestamps: np.ndarray | None = None) -> int:
         samples, stamps, room = self._checked_buffers(out, timestamps)
@@ -585,10 +609,8 @@ class StreamSubscriber(RingReader):
         position = max(self._position, ring.oldest_index)
         with self._gap_lock:
             gaps = list(self._pending)
-        if gaps and gaps[0][0] <= position:
-            return True  # a gap (or overrun) to report at once
-        if not self.allow_overwrite:
-            return bool(gaps) or write - position >= n
+        if not self.allow_overwrite:  # a gap or overrun ahead is reported at once
+            return bool(gaps) or self._position < position or write - position >= n
         missing = sum(max(0, min(end, write) - gap_start) for gap_start, end in gaps)
         return write - position - missing >= n
 
