@@ -31,9 +31,22 @@ def test_config_is_valid_and_names_classes_that_exist(path):
     validate_config(config)
     for base in ("hardware", "logic", "gui"):
         for name, module in (config.get(base) or {}).items():
+            if "native_module_name" in module:
+                continue  # another qudi's module: see test_remote_client_names_a_shared_module
             module_path, class_name = module["module.Class"].rsplit(".", 1)
             cls = getattr(importlib.import_module(f"qudi.{base}.{module_path}"), class_name)
             _check_against_class(name, module, cls)
+
+
+def test_remote_client_names_a_shared_module_of_the_server_config():
+    server = yaml_load(str(ROOT / "cfg" / "instream_remote_server.cfg"))
+    client = yaml_load(str(ROOT / "cfg" / "instream_remote_client.cfg"))
+    remote = client["hardware"]["instream_dummy"]
+    assert remote["port"] == server["global"]["remote_modules_server"]["port"]
+    assert remote["address"] == server["global"]["remote_modules_server"]["address"]
+    shared = server["hardware"][remote["native_module_name"]]
+    assert shared["allow_remote"] is True
+    assert client["global"]["namespace_server_port"] != server["global"]["namespace_server_port"]
 
 
 @pytest.mark.parametrize("module_name", MODULES)

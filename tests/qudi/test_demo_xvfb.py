@@ -11,7 +11,7 @@ import time
 
 import pytest
 from PIL import ImageGrab
-from test_headless import ROOT, connect, free_port, quit_qudi
+from qudi_process import ROOT, connect, free_port, quit_qudi
 
 pytestmark = pytest.mark.skipif(shutil.which("Xvfb") is None, reason="needs Xvfb")
 

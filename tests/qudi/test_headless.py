@@ -2,82 +2,28 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import rpyc
+from qudi_process import connect, free_port, headless_config, qudi_process, quit_qudi
 
 from qudi.util.instream import attach, list_streams
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return sock.getsockname()[1]
-
-
-def connect(port: int, qudi_process: subprocess.Popen, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return rpyc.connect(
-                "localhost", port, config={"allow_all_attrs": True, "allow_pickle": True}
-            )
-        except OSError:
-            if qudi_process.poll() is not None or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 @pytest.fixture
 def headless_qudi(tmp_path):
     """qudi with the demo config on free loopback ports and a private HOME."""
     namespace_port, remote_port = free_port(), free_port()
-    config = (ROOT / "cfg" / "instream_dummy.cfg").read_text()
-    config = config.replace(
-        "namespace_server_port: 18861", f"namespace_server_port: {namespace_port}"
+    config = headless_config(
+        "instream_dummy.cfg",
+        **{
+            "namespace_server_port: 18861": f"namespace_server_port: {namespace_port}",
+            "port: 12345": f"port: {remote_port}",
+        },
     )
-    config = config.replace("port: 12345", f"port: {remote_port}")
-    # without a screen there are no GUIs to start: start nothing and activate by hand
-    config = config.replace(
-        "    startup_modules:\n        - 'time_series_gui1'\n        - 'time_series_gui2'",
-        "    startup_modules: []",
-    )
-    assert "startup_modules: []" in config
-    path = tmp_path / "instream_dummy.cfg"
-    path.write_text(config)
-    env = {**os.environ, "HOME": str(tmp_path), "QT_QPA_PLATFORM": "offscreen"}
-    log = (tmp_path / "qudi.out").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qudi.core", "--no-gui", "-c", str(path)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with qudi_process(config, tmp_path, "demo") as process:
         yield process, connect(namespace_port, process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
-        log.close()
-
-
-def quit_qudi(connection) -> None:
-    """Ask qudi to quit from its own main thread (never call qudi.quit() over rpyc)."""
-    qudi = connection.root.get_namespace_dict()["qudi"]
-    remote_qt_core = qudi.quit.__func__.__globals__["QtCore"]
-    remote_qt_core.QMetaObject.invokeMethod(
-        qudi, "quit", remote_qt_core.Qt.ConnectionType.QueuedConnection
-    )
 
 
 def test_demo_config_streams_headless_with_both_logics_and_other_processes_attach(

@@ -27,6 +27,7 @@ import numpy as np
 import rpyc
 from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
+from qudi.util.constraints import ScalarConstraint
 
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
@@ -46,8 +47,11 @@ __all__ = ["DataInStreamBuffer"]
 
 
 def is_remote(module: object) -> bool:
-    """True for a module that qudi's remote modules connected from another process."""
-    return isinstance(module, rpyc.BaseNetref)
+    """True for a module that qudi's remote modules connected from another process.
+
+    qudi's connectors hand out a weakref proxy, which hides the rpyc netref's type; the
+    netref's connection attribute (``____conn__``) still answers through it."""
+    return isinstance(module, rpyc.BaseNetref) or getattr(module, "____conn__", None) is not None
 
 
 def _remote_hub(streamer, buffer_name: str, max_poll_rate: float) -> RemoteHub:
@@ -68,6 +72,29 @@ def _remote_hub(streamer, buffer_name: str, max_poll_rate: float) -> RemoteHub:
         raise
 
 
+def _scalar_copy(remote) -> ScalarConstraint:
+    return ScalarConstraint(
+        default=remote.default,
+        bounds=tuple(remote.bounds),
+        increment=remote.increment,
+        enforce_int=remote.enforce_int,
+    )
+
+
+def _constraints_copy(remote) -> DataInStreamConstraints:
+    """A local copy of a remote module's constraints: reading them then costs no RPC round
+    trip, and their enums and dtype are this process's own."""
+    rate = remote.sample_rate
+    return DataInStreamConstraints(
+        channel_units={str(ch): str(unit) for ch, unit in remote.channel_units.items()},
+        sample_timing=str(remote.sample_timing.name),
+        streaming_modes=[str(mode.name) for mode in remote.streaming_modes],
+        data_type=str(remote.data_type.__name__),
+        channel_buffer_size=_scalar_copy(remote.channel_buffer_size),
+        sample_rate=None if rate is None else _scalar_copy(rate),
+    )
+
+
 class DataInStreamBuffer(DataInStreamInterface):
     """One consumer's buffered view of a streamer; see the module docstring for its config."""
 
@@ -80,6 +107,7 @@ class DataInStreamBuffer(DataInStreamInterface):
         self._hub: StreamHub | None = None
         self._reader: HubReader | None = None
         self._state_lock = threading.Lock()
+        self._constraints: DataInStreamConstraints | None = None  # a remote streamer's
 
     def on_activate(self) -> None:
         if not isinstance(self._allow_overwrite, bool):
@@ -92,7 +120,9 @@ class DataInStreamBuffer(DataInStreamInterface):
                 f"option 'max_poll_rate' is {rate!r}: use a number of Hz above 0, at most 1000"
             )
         streamer = self._streamer()
+        self._constraints = None
         if is_remote(streamer):
+            self._constraints = _constraints_copy(streamer.constraints)
             self._hub = _remote_hub(streamer, self.module_name, float(rate))
         else:
             self._hub = module_hub(streamer, self.module_name, float(rate))
@@ -133,7 +163,7 @@ class DataInStreamBuffer(DataInStreamInterface):
     # --------------------------------------------------------------------------- settings
     @property
     def constraints(self) -> DataInStreamConstraints:
-        return self._streamer().constraints
+        return self._constraints or self._streamer().constraints
 
     @property
     def available_samples(self) -> int:
@@ -150,7 +180,8 @@ class DataInStreamBuffer(DataInStreamInterface):
 
     @property
     def streaming_mode(self) -> StreamingMode:
-        return StreamingMode.coerce(self._streamer().streaming_mode)
+        mode = self._streamer().streaming_mode
+        return StreamingMode.coerce(str(mode.name))  # also for a remote module's member
 
     @property
     def active_channels(self) -> list[str]:
@@ -210,7 +241,11 @@ class DataInStreamBuffer(DataInStreamInterface):
         """The newest sample in the stream (nothing is consumed); the streamer's own newest
         sample if the stream has none yet."""
         if self._hub.ring.write_index == 0:
-            return self._streamer().read_single_point()
+            data, stamp = self._streamer().read_single_point()
+            if self._constraints is not None:  # a remote module's: copy, element by element
+                data = np.array(tuple(data), dtype=self._constraints.data_type)
+                stamp = None if stamp is None else np.float64(stamp)
+            return data, stamp
         if self._hub.ring.has_timestamps:
             data, stamps = self._reader.latest(1, with_timestamps=True)
             return data[0], np.float64(stamps[0])

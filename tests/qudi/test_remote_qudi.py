@@ -1,0 +1,125 @@
+"""Two qudi processes: the server owns the dummy streamer, the client reads it through its
+own buffer and logic (cfg/instream_remote_server.cfg + cfg/instream_remote_client.cfg)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+import rpyc
+from qudi_process import connect, free_port, headless_config, qudi_process, quit_qudi
+
+from qudi.util.instream import attach, list_streams
+
+CHANNELS = ["APD", "analog 1", "sample index"]
+INDEX = CHANNELS.index("sample index")
+
+
+def wait_for(condition, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def two_qudis(tmp_path):
+    """(server process, server namespace, client process, client namespace connection)."""
+    server_ns, client_ns, remote = free_port(), free_port(), free_port()
+    server_config = headless_config(
+        "instream_remote_server.cfg",
+        **{
+            "namespace_server_port: 18861": f"namespace_server_port: {server_ns}",
+            "port: 12345": f"port: {remote}",
+        },
+    )
+    client_config = headless_config(
+        "instream_remote_client.cfg",
+        **{
+            "namespace_server_port: 18862": f"namespace_server_port: {client_ns}",
+            "port: 12345": f"port: {remote}",
+        },
+    )
+    with qudi_process(server_config, tmp_path, "server") as server:
+        server_connection = connect(server_ns, server)
+        with qudi_process(client_config, tmp_path, "client") as client:
+            yield server, server_connection, client, connect(client_ns, client)
+
+
+def namespace(connection):
+    return connection.root.get_namespace_dict()
+
+
+def read_index(buffer, samples: int) -> np.ndarray:
+    """The 'sample index' channel of the next ``samples`` samples read through ``buffer``."""
+    data, _ = buffer.read_data(samples)
+    return rpyc.classic.obtain(data).reshape(samples, len(CHANNELS))[:, INDEX]
+
+
+def test_client_qudi_streams_from_the_server_qudi_with_reference_counting_across_them(
+    two_qudis,
+):
+    server, server_connection, client, client_connection = two_qudis
+    server_manager = namespace(server_connection)["qudi"].module_manager
+    server_manager.activate_module("instream_dummy")  # qudi shares active modules only
+    client_manager = namespace(client_connection)["qudi"].module_manager
+    client_manager.activate_module("stream_buffer")  # activates the server's dummy too
+    client_buffer = namespace(client_connection)["stream_buffer"]
+    dummy = namespace(server_connection)["instream_dummy"]
+    assert dummy.module_state() == "idle"
+
+    client_buffer.configure(CHANNELS, 0, 2**16, 50_000.0)
+    assert dummy.sample_rate == 50_000.0  # configured through the client, applied on the server
+    client_buffer.start_stream()
+    assert dummy.module_state() == "locked"
+    # every sample, in order, across consecutive reads (the data came via shared memory)
+    index = np.concatenate([read_index(client_buffer, 20_000) for _ in range(10)])
+    np.testing.assert_array_equal(np.diff(index), 1)
+    assert client_buffer.lost_samples == 0
+
+    # the server's own consumer and the client's count together
+    server_manager.activate_module("stream_buffer")
+    server_buffer = namespace(server_connection)["stream_buffer"]
+    assert server_buffer.stream_name == client_buffer.stream_name
+    server_buffer.start_stream()
+    client_buffer.stop_stream()
+    assert dummy.module_state() == "locked"  # the server's buffer still streams
+    server_buffer.stop_stream()
+    assert dummy.module_state() == "idle"
+
+    # a changed configuration while another qudi streams is refused, naming that consumer
+    server_buffer.start_stream()
+    with pytest.raises(Exception, match="server.*stream_buffer|stream_buffer"):
+        client_buffer.configure(CHANNELS, 0, 2**16, 10_000.0)
+    server_buffer.stop_stream()
+
+    # the client's logic reads the remote stream (a Jupyter user finds its name there)
+    client_manager.activate_module("time_series_logic")
+    logic = namespace(client_connection)["time_series_logic"]
+    logic.start_reading()
+    assert dummy.module_state() == "locked"
+    wait_for(lambda: len(logic.trace_data[0]) > 100, "the client logic's trace fills")
+    name = logic.stream_name
+    assert name == client_buffer.stream_name and name in list_streams()
+    ring = attach(name)  # this process, like a Jupyter kernel: straight from shared memory
+    try:
+        out = np.empty((100, len(CHANNELS)))  # the logic set 50 samples/s
+        ring.reader("jupyter").read_into(out, timeout=30)
+        np.testing.assert_array_equal(np.diff(out[:, INDEX]), 1)
+    finally:
+        ring.close()
+
+    # the client qudi dies while streaming: its place among the consumers goes with it
+    client.send_signal(signal.SIGKILL)
+    client.wait(30)
+    wait_for(lambda: dummy.module_state() == "idle", "the dead client's stream stops")
+    assert name in list_streams()  # the dead client took nothing of the server's with it
+    server_buffer.start_stream()  # and the server's consumers carry on
+    assert dummy.module_state() == "locked"
+    server_buffer.stop_stream()
+
+    quit_qudi(server_connection)
+    assert server.wait(60) == 0
+    assert name not in list_streams()
