@@ -1,0 +1,526 @@
+"""A simulated NI X-series card behind nidaqmx's interpreter seam, driven by a virtual clock.
+
+nidaqmx routes every driver call through an interpreter object that
+``nidaqmx.utils._select_interpreter`` returns. :class:`FakeDaqmx` builds one from
+``create_autospec(BaseInterpreter, instance=True)``: calls are checked against the real
+signatures, the calls this fake implements behave like a card, and every other call fails the
+test. So nidaqmx's public layer (Task, channels, Timing, InStream, stream readers, errors) runs
+for real on top of it.
+
+The card: clocks tick only when the test calls :meth:`FakeDaqmx.advance`. Every sample clock
+edge ``e`` (counted from the clock's start, first edge at the start) gives analog input ``aiN``
+the value ``e + N / 8`` volts, and PFI line ``L`` ``e + L`` photons in the period that ends at
+that edge — ramps, so a test can prove samples are aligned, complete and not repeated.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+from dataclasses import dataclass, field
+from unittest import mock
+
+import numpy as np
+from nidaqmx._base_interpreter import BaseInterpreter
+from nidaqmx.constants import AcquisitionType, FillMode, OverwriteMode, TaskMode
+from nidaqmx.errors import DaqError, DaqReadError
+
+OVERFLOW = -200279
+TIMEOUT = -200284
+RESERVED = -50103
+DUPLICATE_TASK = -200089
+INVALID_TASK = -200088
+NOT_SUPPORTED_VALUE = -200077
+
+# attribute ids nidaqmx passes to the interpreter (from nidaqmx's generated property code)
+DEVICE_STRINGS = {0x631: "product_type", 0x231E: "ai", 0x2324: "ci", 0x2325: "co", 0x2A40: "terms"}
+DEVICE_DOUBLES = {
+    0x298C: "ai_max_single_rate",
+    0x298D: "ai_max_multi_rate",
+    0x298E: "ai_min_rate",
+    0x29A0: "counter_timebase",
+}
+TASK_NAME, NUM_CHANS, AVAIL, OVERWRITE = 0x1276, 0x217B, 0x1223, 0x1211
+INPUT_BUF_SIZE, SAMP_CLK_RATE, COUNT_EDGES_TERM, CO_PULSE_FREQ = 0x186C, 0x1344, 0x18C7, 0x1178
+SIMULTANEOUS, COUNTER_BITS, AI_RANGES, DEVICE_NAMES = 0x298F, 0x299F, 0x2990, 0x193B
+
+
+@dataclass
+class SimulatedCard:
+    """What the fake card offers; the defaults resemble a PCIe-6363."""
+
+    name: str = "Dev1"
+    product_type: str = "PCIe-6363"
+    analog_inputs: int = 32
+    counters: int = 4
+    pfi_lines: int = 16
+    ai_max_single_rate: float = 2e6
+    ai_max_multi_rate: float = 1e6
+    ai_min_rate: float = 0.0232831
+    simultaneous: bool = False
+    counter_timebase: float = 100e6
+    counter_bits: int = 32
+    ai_ranges: tuple[float, ...] = (-10.0, 10.0, -5.0, 5.0, -2.0, 2.0, -1.0, 1.0, -0.2, 0.2)
+    external_clocks: dict[str, float] = field(default_factory=dict)  # 'PFI11': Hz
+
+    def strings(self, what: str) -> str:
+        dev = self.name
+        if what == "product_type":
+            return self.product_type
+        if what == "ai":
+            return ", ".join(f"{dev}/ai{i}" for i in range(self.analog_inputs))
+        if what in ("ci", "co"):
+            return ", ".join(f"{dev}/ctr{i}" for i in range(self.counters))
+        terminals = [f"PFI{i}" for i in range(self.pfi_lines)]
+        terminals += ["ai/SampleClock", "100kHzTimebase", "20MHzTimebase"]
+        terminals += [f"Ctr{i}InternalOutput" for i in range(self.counters)]
+        return ", ".join(f"/{dev}/{t}" for t in terminals)
+
+
+@dataclass
+class FakeTask:
+    """One DAQmx task as the fake card sees it."""
+
+    handle: int
+    name: str
+    kind: str = ""  # 'ai', 'ci' or 'co'
+    channels: list[dict] = field(default_factory=list)
+    rate: float | None = None  # coerced sample clock rate (ai, co) or the rate given (ci)
+    source: str = ""
+    mode: int | None = None
+    samples: int = 0  # FINITE: samples per channel; CONTINUOUS: buffer size hint
+    buffer_size: int | None = None
+    overwrite: int | None = None
+    state: str = "created"  # created, verified, running, stopped, closed
+    started_at: float | None = None
+    stopped_at: float | None = None
+    first_edge: int = 0  # edges of its clock that happened before it started
+    read: int = 0  # samples per channel read since the start
+    overflowed: bool = False
+    frozen: int | None = None  # samples acquired when it stopped
+    fail_next_read: int | None = None
+
+
+class FakeDaqmx:
+    """The fake interpreter's behaviour and the card's state; ``interpreter`` is the seam object.
+
+    ``start_latency`` (s) passes on the virtual clock during each start, as on a real card: a
+    task started after its clock misses the edges of that time.
+    """
+
+    IMPLEMENTED = (
+        "create_task",
+        "clear_task",
+        "get_task_attribute_string",
+        "create_ai_voltage_chan",
+        "create_ci_count_edges_chan",
+        "create_co_pulse_chan_freq",
+        "internal_get_last_created_chan",
+        "set_chan_attribute_string",
+        "get_chan_attribute_double",
+        "cfg_samp_clk_timing",
+        "cfg_implicit_timing",
+        "get_timing_attribute_double",
+        "set_buffer_attribute_uint32",
+        "set_read_attribute_int32",
+        "get_read_attribute_uint32",
+        "task_control",
+        "start_task",
+        "stop_task",
+        "read_analog_f64",
+        "read_counter_u32_ex",
+        "get_device_attribute_string",
+        "get_device_attribute_double",
+        "get_device_attribute_bool",
+        "get_device_attribute_uint32",
+        "get_device_attribute_double_array",
+        "get_system_info_attribute_string",
+    )
+
+    def __init__(self, card: SimulatedCard | None = None, start_latency: float = 1e-3):
+        self.card = card or SimulatedCard()
+        self.start_latency = start_latency
+        self.now = 0.0
+        self.tasks: dict[int, FakeTask] = {}
+        self.starts: list[str] = []  # task names in the order they were started
+        self.reserved: set[str] = set()  # resources another program holds: 'ctr0', 'ai'
+        self._next_handle = 1
+        self._last_channel: str | None = None
+        self._lock = threading.RLock()
+        self.interpreter = mock.create_autospec(BaseInterpreter, instance=True)
+        for name, _ in inspect.getmembers(BaseInterpreter, inspect.isfunction):
+            method = getattr(self.interpreter, name)
+            if name in self.IMPLEMENTED:
+                method.side_effect = self._locked(getattr(self, name))
+            else:
+                method.side_effect = _unexpected(name)
+
+    def select_interpreter(self, grpc_options=None, interpreter=None):
+        """Stands in for ``nidaqmx.utils._select_interpreter``."""
+        assert grpc_options is None and interpreter is None
+        return self.interpreter
+
+    def _locked(self, function):
+        def call(*args, **kwargs):
+            with self._lock:
+                return function(*args, **kwargs)
+
+        return call
+
+    # ---------------------------------------------------------------------- test controls
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass on the card (any thread)."""
+        with self._lock:
+            self.now += seconds
+            for task in self.tasks.values():
+                if task.state == "running":
+                    self._acquired(task)  # a buffer that fills up overflows now
+
+    def open_tasks(self) -> list[FakeTask]:
+        with self._lock:
+            return [t for t in self.tasks.values() if t.state != "closed"]
+
+    def task(self, kind: str) -> FakeTask:
+        """The one open task of this kind."""
+        (found,) = [t for t in self.open_tasks() if t.kind == kind]
+        return found
+
+    def fail_next_read(self, task_name: str, code: int) -> None:
+        with self._lock:
+            (task,) = [t for t in self.open_tasks() if t.name == task_name]
+            task.fail_next_read = code
+
+    # ------------------------------------------------------------------------------ tasks
+    def create_task(self, session_name):
+        if any(t.name == session_name for t in self.open_tasks()):
+            raise DaqError(f"Task name {session_name!r} is already in use.", DUPLICATE_TASK)
+        handle = self._next_handle
+        self._next_handle += 1
+        self.tasks[handle] = FakeTask(handle, session_name or f"_unnamedTask<{handle}>")
+        return handle, True
+
+    def clear_task(self, task):
+        fake = self._task(task)
+        self.stop_task(task)
+        fake.state = "closed"
+
+    def get_task_attribute_string(self, task, attribute):
+        assert attribute == TASK_NAME, hex(attribute)
+        return self._task(task).name
+
+    def _task(self, handle) -> FakeTask:
+        task = self.tasks.get(handle)
+        if task is None or task.state == "closed":
+            raise DaqError("Task specified is invalid or does not exist.", INVALID_TASK)
+        return task
+
+    def _add_channel(self, task, kind, physical, name, **settings):
+        fake = self._task(task)
+        assert fake.kind in ("", kind), f"{kind} channel added to a {fake.kind} task"
+        assert fake.state == "created", "channels are added before the task is verified"
+        device, _, resource = physical.partition("/")
+        if device != self.card.name or resource not in self.card.strings(kind).replace(
+            f"{device}/", ""
+        ).split(", "):
+            raise DaqError(f"Physical channel {physical!r} does not exist.", -200170)
+        fake.kind = kind
+        fake.channels.append({"physical": resource, "name": name or physical, **settings})
+        self._last_channel = name or physical
+
+    def create_ai_voltage_chan(
+        self,
+        task,
+        physical_channel,
+        name_to_assign_to_channel,
+        terminal_config,
+        min_val,
+        max_val,
+        units,
+        custom_scale_name,
+    ):
+        self._add_channel(
+            task,
+            "ai",
+            physical_channel,
+            name_to_assign_to_channel,
+            terminal=terminal_config,
+            range=(min_val, max_val),
+        )
+
+    def create_ci_count_edges_chan(
+        self, task, counter, name_to_assign_to_channel, edge, initial_count, count_direction
+    ):
+        assert initial_count == 0
+        self._add_channel(task, "ci", counter, name_to_assign_to_channel, term=None)
+
+    def create_co_pulse_chan_freq(
+        self,
+        task,
+        counter,
+        name_to_assign_to_channel,
+        units,
+        idle_state,
+        initial_delay,
+        freq,
+        duty_cycle,
+    ):
+        self._add_channel(task, "co", counter, name_to_assign_to_channel, freq=freq)
+        self._task(task).rate = self._coerced(freq)
+
+    def internal_get_last_created_chan(self):
+        return self._last_channel
+
+    def set_chan_attribute_string(self, task, channel, attribute, value):
+        assert attribute == COUNT_EDGES_TERM, hex(attribute)
+        (entry,) = [c for c in self._task(task).channels if c["name"] == channel]
+        entry["term"] = value
+
+    def get_chan_attribute_double(self, task, channel, attribute):
+        assert attribute == CO_PULSE_FREQ, hex(attribute)
+        return self._task(task).rate
+
+    def cfg_samp_clk_timing(self, task, rate, source, active_edge, sample_mode, samps_per_chan):
+        fake = self._task(task)
+        fake.source, fake.mode, fake.samples = source, sample_mode, samps_per_chan
+        # a task on its own clock gets the nearest rate the timebase can divide down to
+        fake.rate = self._coerced(rate) if source == "" else rate
+
+    def cfg_implicit_timing(self, task, sample_mode, samps_per_chan):
+        fake = self._task(task)
+        assert fake.kind == "co"
+        fake.mode, fake.samples = sample_mode, samps_per_chan
+
+    def get_timing_attribute_double(self, task, attribute):
+        assert attribute == SAMP_CLK_RATE, hex(attribute)
+        return self._task(task).rate
+
+    def set_buffer_attribute_uint32(self, task, attribute, value):
+        assert attribute == INPUT_BUF_SIZE, hex(attribute)
+        self._task(task).buffer_size = value
+
+    def set_read_attribute_int32(self, task, attribute, value):
+        assert attribute == OVERWRITE, hex(attribute)
+        self._task(task).overwrite = value
+
+    def get_read_attribute_uint32(self, task, attribute):
+        fake = self._task(task)
+        if attribute == NUM_CHANS:
+            return len(fake.channels)
+        assert attribute == AVAIL, hex(attribute)
+        return self._acquired(fake) - fake.read
+
+    def task_control(self, task, action):
+        fake = self._task(task)
+        assert action == TaskMode.TASK_VERIFY.value, f"unexpected task_control({action})"
+        self._verify(fake)
+
+    def _verify(self, fake: FakeTask) -> None:
+        if fake.kind in ("ai", "ci"):
+            assert fake.mode is not None, "an input task needs sample clock timing"
+        if fake.kind == "ai" and fake.source == "":
+            count = len(fake.channels)
+            limit = self.card.ai_max_single_rate if count == 1 else self.card.ai_max_multi_rate
+            limit = limit if count == 1 or self.card.simultaneous else limit / count
+            if fake.rate > limit * (1 + 1e-12):
+                raise DaqError("Requested sample clock rate is not supported.", NOT_SUPPORTED_VALUE)
+        if fake.kind == "ci":
+            assert all(c["term"] for c in fake.channels), "counter without input terminal"
+            self._clock(fake.source)  # an unknown clock fails here, as in the driver
+        fake.state = "verified" if fake.state == "created" else fake.state
+
+    def start_task(self, task):
+        fake = self._task(task)
+        assert fake.state != "running", f"{fake.name} started twice"
+        self._verify(fake)
+        for channel in fake.channels:
+            resource = "ai" if fake.kind == "ai" else channel["physical"]
+            if resource in self.reserved:
+                raise DaqError(
+                    f"The specified resource is reserved ({resource}).", RESERVED, fake.name
+                )
+        if fake.kind in ("ai", "ci"):
+            assert fake.overwrite == OverwriteMode.DO_NOT_OVERWRITE_UNREAD_SAMPLES.value
+            assert fake.buffer_size is not None, "input buffer size left to the driver"
+        fake.state, fake.started_at, fake.stopped_at = "running", self.now, None
+        fake.read, fake.overflowed, fake.frozen = 0, False, None
+        if self._owns_clock(fake):
+            fake.first_edge = 0
+        else:  # a clock that is not running yet makes its edges for this task from 0
+            fake.first_edge = self._edges(fake.source)
+        self.starts.append(fake.name)
+        self.now += self.start_latency
+
+    def stop_task(self, task):
+        fake = self._task(task)
+        if fake.state == "running":
+            for other in self.open_tasks():  # tasks on this task's clock get no more edges
+                if (
+                    other.state == "running"
+                    and other.frozen is None
+                    and self._driven_by(other, fake)
+                ):
+                    other.frozen = self._acquired(other)
+            fake.frozen = self._acquired(fake)
+            fake.state, fake.stopped_at = "stopped", self.now
+
+    # ------------------------------------------------------------------------------ reads
+    def read_analog_f64(self, task, num_samps_per_chan, timeout, fill_mode, read_array):
+        fake = self._task(task)
+        assert fake.kind == "ai"
+        count = self._take(fake, num_samps_per_chan, fill_mode, read_array, np.float64)
+        edges = fake.first_edge + fake.read - count + np.arange(count)
+        block = read_array.reshape(len(fake.channels), num_samps_per_chan)
+        for row, channel in zip(block, fake.channels, strict=True):
+            row[:count] = edges + int(channel["physical"][2:]) / 8
+        return read_array, count
+
+    def read_counter_u32_ex(self, task, num_samps_per_chan, timeout, fill_mode, read_array):
+        fake = self._task(task)
+        assert fake.kind == "ci" and len(fake.channels) == 1
+        count = self._take(fake, num_samps_per_chan, fill_mode, read_array, np.uint32)
+        line = int(fake.channels[0]["term"].rsplit("PFI", 1)[1])
+        first = fake.first_edge
+        edges = first + fake.read - count + np.arange(count, dtype=np.int64)
+        # photons since the counter started, latched at each edge; a 32-bit counter wraps
+        since_start = _photons_until(edges, line) - _photons_until(first - 1, line)
+        read_array[:count] = (since_start % 2**32).astype(np.uint32)
+        return read_array, count
+
+    def _take(self, fake, count, fill_mode, array, dtype) -> int:
+        assert fill_mode == FillMode.GROUP_BY_CHANNEL.value
+        assert array.dtype == dtype and array.flags.c_contiguous
+        assert array.size == count * len(fake.channels), "array does not fit the request"
+        if fake.fail_next_read is not None:
+            code, fake.fail_next_read = fake.fail_next_read, None
+            raise DaqReadError(_MESSAGES.get(code, "Simulated failure."), code, 0, fake.name)
+        available = self._acquired(fake) - fake.read
+        if fake.overflowed:
+            raise DaqReadError(_MESSAGES[OVERFLOW], OVERFLOW, 0, fake.name)
+        taken = min(count, available)
+        fake.read += taken
+        if taken < count:  # virtual time does not pass while a read waits: it times out
+            raise DaqReadError(_MESSAGES[TIMEOUT], TIMEOUT, taken, fake.name)
+        return taken
+
+    # ----------------------------------------------------------------------------- clocks
+    def _coerced(self, rate: float) -> float:
+        divisor = max(1, round(self.card.counter_timebase / rate))
+        return self.card.counter_timebase / divisor
+
+    def _owns_clock(self, fake: FakeTask) -> bool:
+        return fake.kind == "co" or (fake.kind == "ai" and fake.source == "")
+
+    def _clock(self, source: str):
+        """The task (or external clock's rate) that makes the edges of terminal ``source``."""
+        prefix = f"/{self.card.name}/"
+        assert source.startswith(prefix), f"sample clock {source!r} is not on {self.card.name}"
+        terminal = source[len(prefix) :]
+        if terminal in self.card.external_clocks:
+            return self.card.external_clocks[terminal]
+        if terminal == "ai/SampleClock":  # the analog task's clock, whatever drives it
+            kind, counter = "ai", None
+        elif terminal.endswith("InternalOutput"):
+            kind, counter = "co", terminal[: -len("InternalOutput")].lower()
+        else:
+            raise DaqError(f"Sample clock source {source!r} makes no clock.", -89125)
+        for task in self.open_tasks():
+            if task.kind == kind and (counter is None or task.channels[0]["physical"] == counter):
+                return task
+        raise DaqError(f"Nothing drives {source!r}.", -89125)
+
+    def _driven_by(self, task: FakeTask, clock: FakeTask) -> bool:
+        if task is clock or self._owns_clock(task):
+            return False
+        try:
+            return self._clock(task.source) is clock
+        except DaqError:
+            return False
+
+    def _edges(self, source: str) -> int:
+        """Edges on terminal ``source`` so far (none once the task making them is closed)."""
+        try:
+            clock = self._clock(source)
+        except DaqError:
+            return 0
+        if isinstance(clock, float):  # an external clock runs all the time
+            return math.floor(self.now * clock + 1e-9) + 1
+        return self._clock_edges(clock) if clock.state == "running" else 0
+
+    def _clock_edges(self, fake: FakeTask) -> int:
+        """Edges of the task's sample clock since the task started (first edge at its start)."""
+        if fake.started_at is None:
+            return 0
+        if self._owns_clock(fake):
+            until = self.now if fake.stopped_at is None else fake.stopped_at
+            edges = math.floor((until - fake.started_at) * fake.rate + 1e-9) + 1
+        elif fake.frozen is not None:
+            return fake.frozen
+        else:
+            edges = max(0, self._edges(fake.source) - fake.first_edge)
+        if fake.mode == AcquisitionType.FINITE.value:
+            edges = min(edges, fake.samples)
+        return edges
+
+    def _acquired(self, fake: FakeTask) -> int:
+        """Samples per channel the task has taken into its buffer since it started.
+
+        With a full buffer (overwrite is off) the acquisition stops, as on the card.
+        """
+        acquired = self._clock_edges(fake)
+        if fake.kind != "co" and (fake.overflowed or acquired - fake.read > fake.buffer_size):
+            fake.overflowed = True
+            return fake.read + fake.buffer_size
+        return acquired
+
+    # ----------------------------------------------------------------------------- device
+    def _device(self, device_name):
+        if device_name != self.card.name:
+            raise DaqError(f"Device {device_name!r} is not present.", -200220)
+        return self.card
+
+    def get_device_attribute_string(self, device_name, attribute):
+        return self._device(device_name).strings(DEVICE_STRINGS[attribute])
+
+    def get_device_attribute_double(self, device_name, attribute):
+        return getattr(self._device(device_name), DEVICE_DOUBLES[attribute])
+
+    def get_device_attribute_bool(self, device_name, attribute):
+        assert attribute == SIMULTANEOUS, hex(attribute)
+        return self._device(device_name).simultaneous
+
+    def get_device_attribute_uint32(self, device_name, attribute):
+        assert attribute == COUNTER_BITS, hex(attribute)
+        return self._device(device_name).counter_bits
+
+    def get_device_attribute_double_array(self, device_name, attribute):
+        assert attribute == AI_RANGES, hex(attribute)
+        return list(self._device(device_name).ai_ranges)
+
+    def get_system_info_attribute_string(self, attribute):
+        assert attribute == DEVICE_NAMES, hex(attribute)
+        return self.card.name
+
+
+def _photons_until(edge, line: int):
+    """Photons on PFI ``line`` up to clock edge ``edge``: ``e + line`` in the period ending at
+    edge ``e``, for ``e`` from 0 (exact integers)."""
+    edge = np.asarray(edge, dtype=np.int64)
+    return edge * (edge + 1) // 2 + (edge + 1) * line
+
+
+def _unexpected(name: str):
+    def fail(*args, **kwargs):
+        raise AssertionError(f"unexpected DAQmx call: {name}{args}")
+
+    return fail
+
+
+_MESSAGES = {
+    OVERFLOW: (
+        "The application is not able to keep up with the hardware acquisition. Increasing the "
+        "buffer size, reading the data more frequently, or specifying a fixed number of samples "
+        "to read instead of reading all available samples might correct the problem."
+    ),
+    TIMEOUT: "Some or all of the samples requested have not yet been acquired.",
+}
