@@ -231,7 +231,7 @@ def test_publisher_falling_behind_counts_its_loss_and_it_shows_downstream_as_a_g
             with StreamSubscriber(publisher.endpoint) as sub:
                 gate = threading.Event()
                 drain = publisher._drain
-                publisher._drain = lambda reader: gate.wait(TIMEOUT) and drain(reader)
+                publisher._drain = lambda *args: gate.wait(TIMEOUT) and drain(*args)
                 write_ramp(ring, 0, 5000)  # the publisher's ring holds 1024 of them
                 gate.set()
                 out = np.empty((1024, 2))
@@ -388,6 +388,33 @@ def test_publisher_restart_is_followed_without_a_false_gap():
                 sub.read_into(out, timeout=TIMEOUT)
                 np.testing.assert_array_equal(out[:, 0], np.arange(100))
                 assert sub.position == 200 and sub.lost == 0 and sub.gaps == ()
+
+
+def test_a_new_stream_format_faults_the_subscriber_instead_of_mixing_formats():
+    with ramp_ring(channels=2) as first_ring:
+        first = StreamPublisher(first_ring, heartbeat=0.05)
+        endpoint = first.endpoint
+        with StreamSubscriber(endpoint, silence_timeout=30) as sub:
+            first.close()
+            with ramp_ring(channels=3) as other, StreamPublisher(other, endpoint, heartbeat=0.05):
+                with pytest.raises(StreamFaultError, match="format changed"):
+                    sub.read_into(np.empty((10, 2)), timeout=TIMEOUT)
+                with pytest.raises(StreamStoppedError):
+                    sub.read_into(np.empty((10, 2)), timeout=TIMEOUT)
+
+
+def test_a_consumer_slower_than_the_local_ring_gets_the_usual_overrun():
+    with ramp_ring(capacity=1 << 14, channels=2) as ring, StreamPublisher(ring) as publisher:
+        with StreamSubscriber(publisher.endpoint, capacity=1000) as sub:
+            write_ramp(ring, 0, 3000)
+            wait_until(lambda: sub.stats().samples_received == 3000, what="3000 received")
+            out = np.empty((1000, 2))
+            with pytest.raises(StreamOverrunError) as caught:
+                sub.read_into(out, timeout=TIMEOUT)
+            assert (caught.value.lost, caught.value.resume_position) == (2000, 2000)
+            sub.read_into(out, timeout=TIMEOUT)
+            np.testing.assert_array_equal(out[:, 1], np.arange(2000, 3000))
+            assert sub.lost == 2000 and sub.gaps == ()  # lost here, not on the way
 
 
 # --------------------------------------------------------------------------- hostile input

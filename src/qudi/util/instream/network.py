@@ -285,10 +285,12 @@ class StreamPublisher:
             try:
                 self._rejoin_hub()
                 state = (_ring_state(ring), 0 if ring.closed else ring.run_epoch)
-                if state != reported and state[0] is RingState.RUNNING:
-                    self._send_control(reader, ring, state)  # a start goes before its data
+                if reported is None or (state != reported and state[0] is RingState.RUNNING):
+                    # a new stream's description and a start go before their data
+                    self._send_control(reader, ring, state)
                     reported = state
-                self._drain(reader)  # a stop or fault goes after the data before it
+                    next_heartbeat = time.monotonic() + self._heartbeat
+                self._drain(reader, next_heartbeat)  # a stop or fault goes after its data
                 state = (_ring_state(ring), 0 if ring.closed else ring.run_epoch)
                 if state != reported or time.monotonic() >= next_heartbeat:
                     self._send_control(reader, ring, state)
@@ -323,10 +325,11 @@ class StreamPublisher:
             if hub.running and not reader.running and not hub.ring.closed:
                 reader.start()
 
-    def _drain(self, reader: RingReader) -> None:
-        """Send everything readable now, a chunk per message, into fresh arrays owned by zmq."""
+    def _drain(self, reader: RingReader, until: float) -> None:
+        """Send what is readable, a chunk per message; return when caught up or at ``until``
+        (a publisher that cannot catch up still sends its heartbeats)."""
         ring = reader.ring
-        while not self._stop.is_set() and not ring.closed:
+        while not self._stop.is_set() and not ring.closed and time.monotonic() < until:
             chunk = min(self._chunk_samples, max(reader.available, 1))
             # Zero-copy while zmq holds little of ours; past the limit (a stalled link, or
             # pyzmq's release thread starved of the GIL) copy from one reused buffer instead,
