@@ -73,6 +73,11 @@ class Run:
         return self.skipped is None and self.returncode == 0
 
     @property
+    def printed(self) -> str:
+        """What it printed, without qudi's own start-up lines ("> Applying configuration")."""
+        return "\n".join(line for line in self.stdout.splitlines() if not line.startswith("> "))
+
+    @property
     def headline(self) -> str:
         lines = [line for line in self.stdout.splitlines() if line.strip()]
         return lines[-1].strip() if lines else ""
@@ -208,14 +213,33 @@ def cpu_at_8x1e6(runs: dict[str, Run]) -> list[str]:
     buffers = runs.get("qudi_buffers")
     if buffers is not None and buffers.ok:
         cpu = re.search(r"CPU of the qudi process: ([\d.]+%)", buffers.stdout)
-        setup = buffers.stdout.splitlines()[0] if buffers.stdout else ""
-        if cpu:
+        setup = re.search(r"^(\d+) buffers x (\d+) ch x (\S+) S/s", buffers.stdout, re.M)
+        if cpu and setup:
+            count, channels, rate = setup.groups()
             lines.append(
-                f"- **qudi** (`qudi_buffers.py`, {setup}: dummy -> buffers, one reading thread "
-                f"per buffer): **{cpu.group(1)} of one core** for the qudi process; "
+                f"- **qudi** (`qudi_buffers.py`, an `InStreamDummy` at {channels} ch x "
+                f"{float(rate) / 1e6:g} MS/s read by {count} `DataInStreamBuffer`s, one thread "
+                f"each): **{cpu.group(1)} of one core** for the qudi process; "
                 f"{buffers.headline}."
             )
     return lines or ["- not measured (fanout.py and qudi_buffers.py did not run)"]
+
+
+def load_note(runs: list[Run]) -> list[str]:
+    """A warning when other processes competed for the cores (fanout.py measures it)."""
+    shares = [
+        int(share)
+        for run in runs
+        for share in re.findall(r"other processes used (\d+) % of one core", run.stdout)
+    ]
+    if not shares or max(shares) < 20:
+        return []
+    return [
+        f"While these ran, other processes used up to {max(shares)} % of one core "
+        f"({len(os.sched_getaffinity(0))} cores here): expect lower throughput and more scatter "
+        "than on an idle machine.",
+        "",
+    ]
 
 
 def plot_fanout(numbers: dict, path: Path) -> None:
@@ -307,7 +331,7 @@ def write_report(runs: list[Run], full: bool, png: Path | None, path: Path) -> N
             else f"FAILED (exit code {run.returncode})"
         )
         out.append(f"| `{run.name}.py` | {result.replace('|', '/')} |")
-    out += ["", "## CPU at 8 channels x 1 MS/s", "", *cpu_at_8x1e6(by_name), ""]
+    out += ["", *load_note(runs), "## CPU at 8 channels x 1 MS/s", "", *cpu_at_8x1e6(by_name), ""]
     if png is not None:
         out += [
             "## Throughput against the number of consumers",
@@ -326,13 +350,13 @@ def write_report(runs: list[Run], full: bool, png: Path | None, path: Path) -> N
     for run in runs:
         out += [f"### `{run.name}.py`", ""]
         if run.skipped:
-            out += [f"Skipped: {run.skipped}.", ""]
+            out += [f"Skipped: {run.skipped.rstrip('.')}.", ""]
             continue
         shown = [Path(run.command[1]).name, *run.command[2:]]
         if "--json" in shown:
             shown = shown[: shown.index("--json")]
         out += [f"`python benchmarks/{' '.join(shown)}`, {run.seconds:.0f} s", "", "```"]
-        out += [run.stdout.rstrip() or "(no output)", "```", ""]
+        out += [run.printed.rstrip() or "(no output)", "```", ""]
         if not run.ok:
             out += [f"Exit code {run.returncode}; the end of its error output:", "", "```"]
             out += [_tail(run.stderr), "```", ""]
