@@ -12,6 +12,7 @@ import rpyc
 from qudi_process import connect, free_port, headless_config, qudi_process, quit_qudi
 
 from qudi.util.instream import attach, list_streams
+from qudi.util.instream.sharing import RemoteHub
 
 CHANNELS = ["APD", "analog 1", "sample index"]
 INDEX = CHANNELS.index("sample index")
@@ -25,16 +26,30 @@ def wait_for(condition, what: str, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture
-def two_qudis(tmp_path):
-    """(server process, server namespace, client process, client namespace connection)."""
-    server_ns, client_ns, remote = free_port(), free_port(), free_port()
-    server_config = headless_config(
+def ports():
+    """(server namespace, client namespace, server's remote modules) ports."""
+    return free_port(), free_port(), free_port()
+
+
+@pytest.fixture
+def server_qudi(tmp_path, ports):
+    """The server qudi and a connection to its namespace (as a Jupyter kernel has it)."""
+    server_ns, _, remote = ports
+    config = headless_config(
         "instream_remote_server.cfg",
         **{
             "namespace_server_port: 18861": f"namespace_server_port: {server_ns}",
             "port: 12345": f"port: {remote}",
         },
     )
+    with qudi_process(config, tmp_path, "server") as server:
+        yield server, connect(server_ns, server)
+
+
+@pytest.fixture
+def two_qudis(tmp_path, ports, server_qudi):
+    """(server process, server namespace, client process, client namespace connection)."""
+    _, client_ns, remote = ports
     client_config = headless_config(
         "instream_remote_client.cfg",
         **{
@@ -42,10 +57,9 @@ def two_qudis(tmp_path):
             "port: 12345": f"port: {remote}",
         },
     )
-    with qudi_process(server_config, tmp_path, "server") as server:
-        server_connection = connect(server_ns, server)
-        with qudi_process(client_config, tmp_path, "client") as client:
-            yield server, server_connection, client, connect(client_ns, client)
+    server, server_connection = server_qudi
+    with qudi_process(client_config, tmp_path, "client") as client:
+        yield server, server_connection, client, connect(client_ns, client)
 
 
 def namespace(connection):
@@ -123,3 +137,26 @@ def test_client_qudi_streams_from_the_server_qudi_with_reference_counting_across
     quit_qudi(server_connection)
     assert server.wait(60) == 0
     assert name not in list_streams()
+
+
+def test_a_notebook_joins_the_stream_of_a_qudi_streamer_and_reads_shared_memory(server_qudi):
+    server, connection = server_qudi
+    namespace(connection)["qudi"].module_manager.activate_module("instream_dummy")
+    dummy = namespace(connection)["instream_dummy"]  # what a Jupyter kernel of qudi sees
+    hub = RemoteHub.join(dummy, "notebook")
+    reader = hub.open_reader("notebook")
+    try:
+        hub.configure(CHANNELS, "CONTINUOUS", 2**16, 100_000.0)
+        reader.start()  # nobody else streams: this starts the card
+        assert dummy.module_state() == "locked"
+        out = np.empty((50_000, len(CHANNELS)))
+        for _ in range(4):
+            reader.read_into(out, timeout=30)
+            np.testing.assert_array_equal(np.diff(out[:, INDEX]), 1)
+        assert reader.lost == 0
+        reader.stop()
+        assert dummy.module_state() == "idle"
+    finally:
+        hub.close()
+    quit_qudi(connection)
+    assert server.wait(60) == 0

@@ -54,24 +54,6 @@ def is_remote(module: object) -> bool:
     return isinstance(module, rpyc.BaseNetref) or getattr(module, "____conn__", None) is not None
 
 
-def _remote_hub(streamer, buffer_name: str, max_poll_rate: float) -> RemoteHub:
-    """Join the hub of ``streamer`` in its own process: control there, samples from here."""
-    consumer = f"{buffer_name}@{socket.gethostname()}:{os.getpid()}"
-    share_stream = getattr(streamer, "share_stream", None)
-    if share_stream is None:
-        raise TypeError(
-            f"connector 'streamer': remote module '{streamer.module_name}' is not a qudi-instream "
-            "module (it has no share_stream): put an 'instream.buffer.DataInStreamBuffer' next "
-            "to it in its qudi (with allow_remote: True) and connect this buffer to that one"
-        )
-    share = share_stream(consumer, max_poll_rate)
-    try:
-        return RemoteHub(share)
-    except BaseException:
-        share.close()
-        raise
-
-
 def _scalar_copy(remote) -> ScalarConstraint:
     return ScalarConstraint(
         default=remote.default,
@@ -123,7 +105,8 @@ class DataInStreamBuffer(DataInStreamInterface):
         self._constraints = None
         if is_remote(streamer):
             self._constraints = _constraints_copy(streamer.constraints)
-            self._hub = _remote_hub(streamer, self.module_name, float(rate))
+            consumer = f"{self.module_name}@{socket.gethostname()}:{os.getpid()}"
+            self._hub = RemoteHub.join(streamer, consumer, float(rate))
         else:
             self._hub = module_hub(streamer, self.module_name, float(rate))
         self._reader = self._hub.open_reader(

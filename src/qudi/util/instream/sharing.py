@@ -178,6 +178,24 @@ class RemoteHub:
         self._ring = _attach(self.name, str(share.stream_id))
         self._readers: list[HubReader] = []
 
+    @classmethod
+    def join(cls, streamer: Any, consumer: str, max_poll_rate: float = 30.0) -> RemoteHub:
+        """Join the stream of ``streamer``, a qudi-instream module in another process on this
+        host (e.g. from a qudi namespace over rpyc), as ``consumer``."""
+        share_stream = getattr(streamer, "share_stream", None)
+        if share_stream is None:
+            raise TypeError(
+                f"module '{streamer.module_name}' is not a qudi-instream streamer (it has no "
+                "share_stream): put an 'instream.buffer.DataInStreamBuffer' next to it in its "
+                "qudi and join that buffer instead"
+            )
+        share = share_stream(consumer, max_poll_rate)
+        try:
+            return cls(share)
+        except BaseException:
+            share.close()
+            raise
+
     @property
     def ring(self) -> StreamRing:
         return self._ring
