@@ -111,6 +111,22 @@ def test_ramp_arrives_end_to_end_without_loss():
             assert sub.stats().rejected == 0
 
 
+def test_a_ring_attached_by_name_can_be_published(stream_name):
+    with StreamRing(4096, (2,), shared=True, name=stream_name) as ring:
+        attached = StreamRing.attach(stream_name)
+        try:
+            with (
+                StreamPublisher(attached) as publisher,
+                StreamSubscriber(publisher.endpoint) as sub,
+            ):
+                write_ramp(ring, 0, 3000)
+                out = np.empty((3000, 2))
+                sub.read_into(out, timeout=TIMEOUT)
+                np.testing.assert_array_equal(out[:, 0], np.arange(3000))
+        finally:
+            attached.close()
+
+
 def test_timestamps_arrive_aligned_with_their_samples():
     source = HandFedSource(channels=("a",), timing="TIMESTAMP")
     with StreamHub(source, name="net_ts", shared=False, max_poll_rate=200.0) as hub:
