@@ -190,13 +190,16 @@ def test_slow_subscriber_raises_overrun_with_exact_counts_then_resumes():
         ):
             start = sub.position
             final = publish_while_held(ring, publisher, sub, total=1 << 21)
+            wait_until(  # every sample arrived or is known to be lost (heartbeats tell)
+                lambda: sub.stats().samples_received + sub.stats().samples_missed >= final - start
+            )
             received = lost = overruns = 0
             out = np.empty((50_000, 8))
             while sub.position < final:
                 position = sub.position
                 n = min(len(out), final - position)
                 try:
-                    sub.read_into(out, n, timeout=TIMEOUT)
+                    sub.read_into(out, n, timeout=1.0)  # all there: no read may wait
                     got = n
                 except StreamOverrunError as error:
                     overruns += 1
@@ -463,13 +466,15 @@ def data_frames(first, count, session=7, generation=1, magic=network.MAGIC, data
     return [header, data]
 
 
-def test_malformed_messages_are_rejected_and_logged_without_harm(caplog):
+@pytest.fixture
+def hand_made_stream():
+    """A raw PUB socket the test writes messages into by hand, and a subscriber on it."""
     context = zmq.Context()
     socket = context.socket(zmq.PUB)
     socket.setsockopt(zmq.LINGER, 0)
+    made = {}
     try:
         port = socket.bind_to_random_port("tcp://127.0.0.1")
-        made = {}
         maker = threading.Thread(
             target=lambda: made.update(sub=StreamSubscriber(f"tcp://127.0.0.1:{port}"))
         )
@@ -477,37 +482,70 @@ def test_malformed_messages_are_rejected_and_logged_without_harm(caplog):
         while maker.is_alive():  # the subscriber's constructor waits for a description
             socket.send_multipart(control_frames())
             maker.join(0.02)
-        sub = made["sub"]
-        try:
-            with caplog.at_level(logging.WARNING, logger=network.__name__):
-                bad = [
-                    data_frames(0, 10, magic=b"XXXX"),  # wrong magic
-                    [b"QIZM\x01"],  # truncated header
-                    data_frames(0, 10, data=b"\0" * 100),  # 100 bytes for 10 samples
-                    data_frames(0, 10)[:1],  # data frame missing
-                    data_frames(0, 10) + [b"extra"],  # timestamps where the stream has none
-                    data_frames(0, 0, data=b""),  # no samples
-                    [data_frames(0, 1)[0][:4] + b"\x09" + data_frames(0, 1)[0][5:], b""],
-                    control_frames(session=8, description={"dtype": "|O"}),  # objects: never
-                    [control_frames()[0], b"{not json", b""],  # on the followed stream
-                ]
-                for frames in bad:
-                    socket.send_multipart(frames)
-                socket.send_multipart(data_frames(0, 10))  # a good one after the garbage
-                out = np.empty((10, 2))
-                sub.read_into(out, timeout=TIMEOUT)
-            np.testing.assert_array_equal(out[:, 0], np.arange(10))
-            assert sub.rejected == len(bad)
-            assert sub.lost == 0 and sub.gaps == () and sub.available == 0
-            rejected_logs = [r for r in caplog.records if "rejected a message" in r.message]
-            assert len(rejected_logs) == len(bad)
-            assert any("wrong magic" in r.message for r in rejected_logs)
-            assert any("version 9" in r.message for r in rejected_logs)
-        finally:
-            sub.close()
+        yield socket, made["sub"]
     finally:
+        if "sub" in made:
+            made["sub"].close()
         socket.close(linger=0)
         context.term()
+
+
+def test_malformed_messages_are_rejected_and_logged_without_harm(hand_made_stream, caplog):
+    socket, sub = hand_made_stream
+    with caplog.at_level(logging.WARNING, logger=network.__name__):
+        bad = [
+            data_frames(0, 10, magic=b"XXXX"),  # wrong magic
+            [b"QIZM\x01"],  # truncated header
+            data_frames(0, 10, data=b"\0" * 100),  # 100 bytes for 10 samples
+            data_frames(0, 10)[:1],  # data frame missing
+            data_frames(0, 10) + [b"extra"],  # timestamps where the stream has none
+            data_frames(0, 0, data=b""),  # no samples
+            [data_frames(0, 1)[0][:4] + b"\x09" + data_frames(0, 1)[0][5:], b""],  # version 9
+            control_frames(session=8, description={"dtype": "|O"}),  # objects: never
+            [control_frames()[0], b"{not json", b""],  # on the followed stream
+        ]
+        for frames in bad:
+            socket.send_multipart(frames)
+        socket.send_multipart(data_frames(0, 10))  # a good one after the garbage
+        out = np.empty((10, 2))
+        sub.read_into(out, timeout=TIMEOUT)
+    np.testing.assert_array_equal(out[:, 0], np.arange(10))
+    assert sub.rejected == len(bad)
+    assert sub.lost == 0 and sub.gaps == () and sub.available == 0
+    rejected_logs = [r for r in caplog.records if "rejected a message" in r.message]
+    assert len(rejected_logs) == len(bad)
+    assert any("wrong magic" in r.message for r in rejected_logs)
+    assert any("version 9" in r.message for r in rejected_logs)
+
+
+def test_a_gap_arriving_during_a_blocked_read_ends_it_with_what_came_before(hand_made_stream):
+    socket, sub = hand_made_stream
+    socket.send_multipart(data_frames(0, 10))
+    wait_until(lambda: sub.available == 10, what="10 samples received")
+    outcome = {}
+    out = np.full((15, 2), -1.0)
+
+    def blocked_read():
+        try:
+            sub.read_into(out, timeout=TIMEOUT)
+        except Exception as exc:
+            outcome["error"] = exc
+
+    reader = threading.Thread(target=blocked_read)
+    reader.start()
+    started = time.monotonic()
+    # a heartbeat says the publisher is at 20: samples 10 to 19 were sent and never came
+    socket.send_multipart(control_frames(next_index=20))
+    reader.join(TIMEOUT)
+    assert time.monotonic() - started < TIMEOUT / 2  # woken by the gap, not by the timeout
+    error = outcome.get("error")
+    assert isinstance(error, StreamOverrunError), error
+    assert (error.delivered, error.lost, error.gap_start, error.resume_position) == (10, 10, 10, 20)
+    np.testing.assert_array_equal(out[:10, 0], np.arange(10))
+    assert sub.gaps == (Gap(10, 10, 10),)
+    socket.send_multipart(data_frames(20, 10))
+    sub.read_into(out, 10, timeout=TIMEOUT)
+    np.testing.assert_array_equal(out[:10, 0], np.arange(20, 30))
 
 
 def test_the_transport_never_unpickles_or_evaluates():

@@ -417,6 +417,7 @@ class _ReceiveRing(StreamRing):
         self._control[_WRITE] = index
         if claim:  # the very first position: nothing older is in the ring
             self._control[_CLAIM] = index
+        self.wake_waiters()  # a read waiting for samples may now have a gap to report
 
 
 class StreamSubscriber(RingReader):
