@@ -138,7 +138,7 @@ class FakeDaqmx:
         "get_system_info_attribute_string",
     )
 
-    def __init__(self, card: SimulatedCard | None = None, start_latency: float = 1e-3):
+    def __init__(self, card: SimulatedCard | None = None, start_latency: float = 1e-5):
         self.card = card or SimulatedCard()
         self.start_latency = start_latency
         self.now = 0.0

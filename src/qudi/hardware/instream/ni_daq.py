@@ -812,20 +812,27 @@ class NIXSeriesInStreamer(DataInStreamInterface):
         return float(timeout), limit
 
     def _checked_digital(self, device: _Device) -> tuple[str, ...]:
+        """PFI lines (any spelling: 'pfi8', '/Dev1/PFI8'), or any other terminal of the card
+        (such as '100kHzTimebase', counted without wiring)."""
         sources = self._digital_sources
         if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
             raise _options_error(
                 "digital_sources", sources, "use a list of PFI lines, e.g. ['PFI8']"
             )
-        names = tuple(_short_name(s).upper() for s in sources)
-        lines = [t for t in device.terminals if re.fullmatch(r"PFI\d+", t)]
-        unknown = [s for s, n in zip(sources, names, strict=True) if n not in lines]
+        names = tuple(
+            _short_name(s).upper()
+            if re.fullmatch(r"pfi\d+", _short_name(s).lower())
+            else _short_name(s)
+            for s in sources
+        )
+        unknown = [s for s, n in zip(sources, names, strict=True) if n not in device.terminals]
         if unknown or len(set(names)) != len(names):
+            lines = [t for t in device.terminals if re.fullmatch(r"PFI\d+", t)]
             raise _options_error(
                 "digital_sources",
                 sources,
-                f"name each PFI line of {device.name} at most once; unknown: {unknown}; "
-                f"valid: {lines}",
+                f"name each PFI line (or other terminal) of {device.name} at most once; "
+                f"unknown: {unknown}; PFI lines: {lines}",
             )
         return names
 

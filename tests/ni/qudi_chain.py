@@ -1,0 +1,69 @@
+"""The NI streamer on the fake card in a real in-process qudi: streamer -> two buffers -> two
+time-series logics, with every sample accounted for.
+
+Run by ``test_ni_in_qudi.py`` in a pytest process of its own: qudi is one application per
+process, and the suite's other qudi tests start theirs from another config. The fixtures are
+those of ``tests/qudi/conftest.py``, pointed at ``ni_test.cfg``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import tests.qudi.conftest as qudi_fixtures
+
+# qudi's fixtures for this module, with qudi started from our config
+qudi_fixtures.CONFIG = Path(__file__).resolve().with_name("ni_test.cfg")
+qudi_home = qudi_fixtures.qudi_home
+qudi = qudi_fixtures.qudi
+module_manager = qudi_fixtures.module_manager
+activate = qudi_fixtures.activate
+fail_on_qudi_errors = qudi_fixtures.fail_on_qudi_errors
+
+CHANNELS = ["PFI8", "PFI9", "ai0", "ai1"]
+RATE = 1000.0
+
+
+def expected(count: int) -> np.ndarray:
+    """The fake card's ramps for the first ``count`` samples (see fake_daqmx)."""
+    index = np.arange(1, count + 1, dtype=np.float64)
+    return np.stack([(index + 8) * RATE, (index + 9) * RATE, index, index + 0.125], axis=1)
+
+
+def test_every_sample_reaches_both_logics_through_the_buffers(
+    fake, activate, module_manager, qtbot
+):
+    recording, live = activate("ni_logic1"), activate("ni_logic2")
+    streamer = module_manager["ni_streamer"].instance
+    for logic in (recording, live):
+        logic.set_channel_settings(CHANNELS, [])
+        logic.set_trace_settings(
+            data_rate=RATE, oversampling_factor=1, trace_window_size=10.0, moving_average_width=1
+        )
+    assert streamer.sample_rate == RATE and streamer.active_channels == CHANNELS
+    recording.start_recording()
+    live.start_reading()
+    assert streamer.module_state() == "locked"
+    for _ in range(30):  # 3 s of virtual time, in steps the pump drains one by one
+        fake.advance(0.1)
+        qtbot.waitUntil(lambda: streamer.available_samples == 0, timeout=10_000)
+    delivered = int(streamer.read_single_point()[0][2])  # ai0 of sample j is j + 1
+    assert delivered >= 3000
+    qtbot.waitUntil(lambda: recording.recording_info["samples"] == delivered, timeout=10_000)
+    qtbot.waitUntil(lambda: len(live.trace_data[0]) == delivered, timeout=10_000)
+    path = recording.stop_recording()
+    recording.stop_reading()
+    _, trace = live.trace_data
+    live.stop_reading()
+    assert streamer.module_state() == "idle"  # the last consumer stopped the card
+    with h5py.File(path, "r") as file:
+        data = file["data"][...]
+        assert file.attrs["samples_lost"] == 0
+        assert list(file.attrs["channel_names"]) == CHANNELS
+        assert file.attrs["sample_rate"] == RATE
+    np.testing.assert_array_equal(data, expected(delivered))  # none lost, none repeated
+    live_data = np.stack([trace[ch] for ch in CHANNELS], axis=1)
+    np.testing.assert_array_equal(live_data, expected(delivered))
+    module_manager.deactivate_module("ni_streamer")  # deactivates the chain on it too
