@@ -109,6 +109,7 @@ def test_ramp_arrives_end_to_end_without_loss():
                 np.testing.assert_array_equal(out, np.repeat(expected[:, None], 4, axis=1))
             assert sub.lost == 0 and sub.gaps == () and publisher.lost == 0
             assert sub.stats().rejected == 0
+        assert not source.is_running  # the publisher was the hub's last running reader
 
 
 def test_a_ring_attached_by_name_can_be_published(stream_name):
@@ -161,6 +162,18 @@ def test_late_joiner_gets_the_description_and_the_data_from_its_start(hand_hub):
             out = np.empty((100, 2))
             sub.read_into(out, timeout=TIMEOUT)
             np.testing.assert_array_equal(out[:, 1], np.arange(3000, 3100))
+
+
+def test_bad_settings_are_refused_before_anything_starts():
+    with ramp_ring() as ring:
+        with pytest.raises(ValueError, match="send_hwm"):
+            StreamPublisher(ring, send_hwm=0)
+        with pytest.raises(ValueError, match="chunk_samples"):
+            StreamPublisher(ring, chunk_samples=0)
+        with pytest.raises(TypeError, match="StreamHub or a StreamRing"):
+            StreamPublisher(np.zeros(3))
+    with pytest.raises(ValueError, match="capacity"):
+        StreamSubscriber("tcp://127.0.0.1:1", capacity=0)
 
 
 def test_subscriber_without_publisher_times_out_clearly():

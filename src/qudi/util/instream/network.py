@@ -173,14 +173,9 @@ class StreamPublisher:
         if isinstance(send_hwm, bool) or not isinstance(send_hwm, int) or send_hwm < 1:
             raise ValueError(f"send_hwm must be a positive number of messages, got {send_hwm!r}")
         self.name = name
-        self._hub = source if isinstance(source, StreamHub) else None
-        if self._hub is not None:
-            self._reader: RingReader = self._hub.open_reader(name, allow_overwrite=True)
-        elif isinstance(source, StreamRing):
-            self._reader = source.reader(name, allow_overwrite=True)
-        else:
+        if not isinstance(source, (StreamHub, StreamRing)):
             raise TypeError(f"source must be a StreamHub or a StreamRing, got {type(source)}")
-        ring = self._reader.ring
+        ring = source.ring if isinstance(source, StreamHub) else source
         sample_bytes = math.prod(ring.sample_shape) * ring.dtype.itemsize
         if chunk_samples is None:
             chunk_samples = max(1, DEFAULT_CHUNK_BYTES // sample_bytes)
@@ -188,6 +183,11 @@ class StreamPublisher:
             raise TypeError(f"chunk_samples must be an integer, got {chunk_samples!r}")
         if chunk_samples < 1:
             raise ValueError(f"chunk_samples must be positive, got {chunk_samples}")
+        self._hub = source if isinstance(source, StreamHub) else None
+        if self._hub is not None:
+            self._reader: RingReader = self._hub.open_reader(name, allow_overwrite=True)
+        else:
+            self._reader = source.reader(name, allow_overwrite=True)
         self._chunk_samples = chunk_samples
         # sample bytes zmq may hold zero-copy before sends fall back to copying
         self._queue_limit = 2 * max(send_hwm, 2) * chunk_samples * (sample_bytes + 8)
@@ -450,6 +450,14 @@ class StreamSubscriber(RingReader):
         timeout: float = 5.0,
         silence_timeout: float = 5.0,
     ):
+        if capacity is not None and (
+            isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1
+        ):
+            raise ValueError(f"capacity must be a positive number of samples, got {capacity!r}")
+        if not (isinstance(seconds, (int, float)) and seconds > 0):
+            raise ValueError(f"seconds must be positive, got {seconds!r}")
+        if isinstance(receive_hwm, bool) or not isinstance(receive_hwm, int) or receive_hwm < 1:
+            raise ValueError(f"receive_hwm must be a positive number of messages: {receive_hwm!r}")
         self._endpoint = endpoint
         self._capacity_request = capacity
         self._seconds = float(seconds)
@@ -868,7 +876,11 @@ class StreamSubscriber(RingReader):
         ring = self._local
         start = ring.write_index
         gap = Gap(start, lost, start - self._offset)
+        oldest = ring.oldest_index
         with self._gap_lock:  # logged before the writer skips, so readers never read into it
+            # gaps the ring has moved past count as part of the reader's overrun: forget them
+            while self._pending and self._pending[0][1] <= oldest:
+                self._pending.popleft()
             self._pending.append((start, start + lost))
         self._gap_log.append(gap)
         self._gaps += 1
