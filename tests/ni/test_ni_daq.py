@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 import pytest
-from fake_daqmx import OVERFLOW, TIMEOUT
+from fake_daqmx import AVAIL, OVERFLOW, TIMEOUT
 from nidaqmx.constants import AcquisitionType, OverwriteMode, TerminalConfiguration
 from nidaqmx.errors import DaqError, DaqReadError
 
@@ -375,3 +375,20 @@ def test_too_many_pfi_lines_for_the_counters_fail_activation(make_streamer, card
     streamer = make_streamer(activate=False, analog_sources=[])
     with pytest.raises(ValueError, match="has 2 counters"):
         streamer.on_activate()
+
+
+def test_an_error_on_asking_for_available_samples_stops_the_stream(make_streamer, fake):
+    """A card may report the overflow when asked how many samples it holds."""
+    streamer = make_streamer()
+    streamer.start_stream()
+    working = fake.interpreter.get_read_attribute_uint32.side_effect
+
+    def overflowed(task, attribute):
+        if attribute == AVAIL:
+            raise DaqError("The application is not able to keep up.", OVERFLOW)
+        return working(task, attribute)
+
+    fake.interpreter.get_read_attribute_uint32.side_effect = overflowed
+    with pytest.raises(StreamFaultError, match="overflowed"):
+        streamer.available_samples  # noqa: B018 - the property asks the card
+    assert streamer.module_state() == "idle" and not fake.open_tasks()

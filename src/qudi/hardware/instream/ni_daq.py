@@ -472,7 +472,6 @@ class NIXSeriesInStreamer(DataInStreamInterface):
         with self._lock:
             self._stopped.set()
             self._close_tasks()
-            self._show_streaming(False)
 
     # --------------------------------------------------------------------------- settings
     @property
