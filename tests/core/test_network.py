@@ -341,6 +341,20 @@ def test_stop_ends_a_blocked_read_and_a_restart_resumes():
             np.testing.assert_array_equal(out[:, 0], np.arange(100))
 
 
+def test_a_vanished_publisher_counts_as_stopped_after_the_silence_timeout():
+    with ramp_ring(channels=2) as ring:
+        publisher = StreamPublisher(ring, heartbeat=0.05)
+        with StreamSubscriber(publisher.endpoint, silence_timeout=0.5) as sub:
+            write_ramp(ring, 0, 10)
+            wait_until(lambda: sub.available == 10, what="10 samples received")
+            publisher.close()  # gone without a word, as if its host died
+            with pytest.raises(StreamStoppedError, match="10 of 20"):
+                sub.read_into(np.empty((20, 2)), timeout=TIMEOUT)
+            out = np.empty((10, 2))
+            sub.read_into(out, timeout=TIMEOUT)  # what arrived is still there
+            np.testing.assert_array_equal(out[:, 0], np.arange(10))
+
+
 def test_source_fault_reaches_the_subscribers_read(hand_hub):
     hub, source = hand_hub
     with StreamPublisher(hub) as publisher, StreamSubscriber(publisher.endpoint) as sub:
