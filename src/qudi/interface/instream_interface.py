@@ -26,9 +26,17 @@ import numpy as np
 from qudi.core.module import Base
 from qudi.util.constraints import ScalarConstraint
 
+from qudi.util.instream.arrays import as_sample_array, as_timestamp_array
 from qudi.util.instream.sharing import StreamShare, share_module_stream
 
-__all__ = ["DataInStreamConstraints", "DataInStreamInterface", "SampleTiming", "StreamingMode"]
+__all__ = [
+    "DataInStreamConstraints",
+    "DataInStreamInterface",
+    "SampleTiming",
+    "StreamingMode",
+    "as_channel_list",
+    "check_read_buffers",
+]
 
 
 class _InterchangeableEnum(Enum):
@@ -75,6 +83,35 @@ class SampleTiming(_InterchangeableEnum):
     CONSTANT = 0  # sample i is taken at i / sample_rate after the start
     TIMESTAMP = 1  # each sample carries its float64 time in s since the start; rate is a hint
     RANDOM = 2  # only the order of samples is known
+
+
+def as_channel_list(active_channels: object) -> list[str]:
+    """The ``active_channels`` argument of :meth:`DataInStreamInterface.configure` as a list;
+    refuses a single string, which would otherwise become one channel per character."""
+    if isinstance(active_channels, str) or not isinstance(active_channels, Iterable):
+        raise TypeError(f"active_channels must be a list of channel names, got {active_channels!r}")
+    return list(active_channels)
+
+
+def check_read_buffers(
+    data_buffer: object,
+    timestamp_buffer: object,
+    channels: int,
+    dtype: np.dtype,
+    has_timestamps: bool,
+    timestamps_required: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """A read call's buffers, checked under the interface's argument names: the samples as a
+    ``[samples, channels]`` view, the timestamps (or None) and how many samples fit in both."""
+    data = as_sample_array(data_buffer, (channels,), dtype, "data_buffer")
+    if timestamp_buffer is None:
+        if has_timestamps and timestamps_required:
+            raise ValueError("this stream has SampleTiming.TIMESTAMP: pass a timestamp_buffer")
+        return data, None, len(data)
+    if not has_timestamps:
+        raise ValueError("this stream carries no timestamps: pass timestamp_buffer=None")
+    stamps = as_timestamp_array(timestamp_buffer, "timestamp_buffer")
+    return data, stamps, min(len(data), len(stamps))
 
 
 class DataInStreamConstraints:

@@ -33,8 +33,11 @@ from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
     StreamingMode,
+    as_channel_list,
+    check_read_buffers,
 )
 from qudi.util.instream import HubReader, StreamHub
+from qudi.util.instream.arrays import check_count
 from qudi.util.instream.sharing import (
     RemoteHub,
     StreamShare,
@@ -180,7 +183,7 @@ class DataInStreamBuffer(DataInStreamInterface):
         """Configure the shared stream. The running configuration is always accepted; a
         different one raises ``StreamBusyError`` naming the buffers that stream."""
         self._hub.configure(
-            list(active_channels),
+            as_channel_list(active_channels),
             StreamingMode.coerce(streaming_mode, "streaming_mode"),
             channel_buffer_size,
             sample_rate,
@@ -211,14 +214,27 @@ class DataInStreamBuffer(DataInStreamInterface):
         Raises ``StreamTimeoutError`` (nothing consumed), ``StreamStoppedError``,
         ``StreamFaultError`` (the streamer failed) or ``StreamOverrunError`` (samples lost).
         """
-        self._reader.read_into(
-            data_buffer, samples_per_channel, timeout=timeout, timestamps=timestamp_buffer
-        )
+        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
+        count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
+        self._reader.read_into(data, count, timeout=timeout, timestamps=stamps)
 
     def read_available_data_into_buffer(
         self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
     ) -> int:
-        return self._reader.read_available_into(data_buffer, timestamps=timestamp_buffer)
+        data, stamps, _ = self._checked_buffers(data_buffer, timestamp_buffer)
+        return self._reader.read_available_into(data, timestamps=stamps)
+
+    def _checked_buffers(self, data_buffer, timestamp_buffer):
+        ring = self._hub.ring
+        # timestamps are optional here: a consumer may read only the samples of any stream
+        return check_read_buffers(
+            data_buffer,
+            timestamp_buffer,
+            ring.sample_shape[0],
+            ring.dtype,
+            ring.has_timestamps,
+            timestamps_required=False,
+        )
 
     def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
         """The newest sample in the stream (nothing is consumed); the streamer's own newest

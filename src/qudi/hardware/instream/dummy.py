@@ -32,8 +32,10 @@ from qudi.interface.instream_interface import (
     DataInStreamInterface,
     SampleTiming,
     StreamingMode,
+    as_channel_list,
+    check_read_buffers,
 )
-from qudi.util.instream.arrays import as_sample_array, as_timestamp_array, check_count
+from qudi.util.instream.arrays import check_count
 from qudi.util.instream.simulated import SIGNALS, SimulatedSource
 
 __all__ = ["InStreamDummy"]
@@ -132,11 +134,7 @@ class InStreamDummy(DataInStreamInterface):
     ) -> None:
         """Set channels, mode, buffer size and rate; checked against the constraints first."""
         self._active_source()
-        if isinstance(active_channels, str) or not isinstance(active_channels, Iterable):
-            raise TypeError(
-                f"active_channels must be a list of channel names, got {active_channels!r}"
-            )
-        channels = list(active_channels)
+        channels = as_channel_list(active_channels)
         mode = StreamingMode.coerce(streaming_mode, "streaming_mode")
         unknown = [ch for ch in channels if ch not in self._constraints.channel_units]
         if not channels or unknown or len(set(channels)) != len(channels):
@@ -241,15 +239,13 @@ class InStreamDummy(DataInStreamInterface):
 
     def _checked_buffers(self, data_buffer, timestamp_buffer):
         self._active_source()
-        data = as_sample_array(
-            data_buffer, (len(self.active_channels),), self._source_dtype, "data_buffer"
+        return check_read_buffers(
+            data_buffer,
+            timestamp_buffer,
+            len(self.active_channels),
+            self._source_dtype,
+            self._source.has_timestamps,
         )
-        if not self._source.has_timestamps:
-            return data, None, len(data)
-        if timestamp_buffer is None:
-            raise ValueError("this stream has SampleTiming.TIMESTAMP: pass a timestamp_buffer")
-        stamps = as_timestamp_array(timestamp_buffer, "timestamp_buffer")
-        return data, stamps, min(len(data), len(stamps))
 
     def _unlock_if_stopped(self) -> None:
         """After an overflow the card has stopped: so does the module."""
