@@ -392,3 +392,17 @@ def test_an_error_on_asking_for_available_samples_stops_the_stream(make_streamer
     with pytest.raises(StreamFaultError, match="overflowed"):
         streamer.available_samples  # noqa: B018 - the property asks the card
     assert streamer.module_state() == "idle" and not fake.open_tasks()
+
+
+def test_a_stopped_stream_starts_again_from_a_fresh_reference(make_streamer, fake):
+    streamer = make_streamer()
+    streamer.configure(CHANNELS, StreamingMode.CONTINUOUS, 5000, 1000.0)
+    streamer.start_stream()
+    fake.advance(0.3)
+    assert_ramps(read_all(streamer), CHANNELS, 1000.0, at_least=300)
+    fake.advance(0.1)  # these samples are discarded by the stop
+    streamer.stop_stream()
+    assert streamer.module_state() == "idle" and streamer.available_samples == 0
+    streamer.start_stream()  # the counters restart at 0 and the first edge is a reference
+    fake.advance(0.2)
+    assert_ramps(read_all(streamer), CHANNELS, 1000.0, at_least=200)

@@ -280,7 +280,6 @@ class _Tasks:
             self.clock_task = task
             clock_source = f"/{dev}/ai/SampleClock"
             self.ai_reader = AnalogMultiChannelReader(task.in_stream)
-            self.ai_reader.verify_array_shape = True
             self.ai_columns = [s.channels.index(name) for name in ai_names]
         elif counter_names and not external_clock:
             clock_counter = free_counters.pop()  # the last counter, PFI lines take the first
