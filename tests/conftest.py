@@ -66,3 +66,18 @@ def spawn_process():
         if child.is_alive():
             child.kill()
         child.join(30)
+
+
+def pytest_addoption(parser):
+    """Options of the soak test in tests/stress (registered here: pytest reads them at startup)."""
+    group = parser.getgroup("qudi-instream soak")
+    group.addoption(
+        "--long",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="run the soak/chaos test (tests/stress) for SECONDS instead of its bounded CI run",
+    )
+    group.addoption(
+        "--seed", type=int, default=None, help="seed of the soak test's randomness (default: fixed)"
+    )
