@@ -406,3 +406,22 @@ def test_a_stopped_stream_starts_again_from_a_fresh_reference(make_streamer, fak
     streamer.start_stream()  # the counters restart at 0 and the first edge is a reference
     fake.advance(0.2)
     assert_ramps(read_all(streamer), CHANNELS, 1000.0, at_least=200)
+
+
+def test_bad_read_buffers_are_refused_before_anything_is_read(make_streamer, fake):
+    streamer = make_streamer()
+    streamer.configure(CHANNELS, StreamingMode.CONTINUOUS, 5000, 1000.0)
+    streamer.start_stream()
+    fake.advance(0.1)
+    with pytest.raises(TypeError, match="data_buffer has dtype float32"):
+        streamer.read_available_data_into_buffer(np.empty((10, 4), np.float32))
+    with pytest.raises(ValueError, match="data_buffer must be C-contiguous"):
+        streamer.read_available_data_into_buffer(np.empty((10, 8))[:, ::2])
+    with pytest.raises(ValueError, match="no timestamps"):
+        streamer.read_available_data_into_buffer(np.empty((10, 4)), np.empty(10))
+    with pytest.raises(ValueError, match="more than the buffer size"):
+        streamer.read_data_into_buffer(np.empty((6000, 4)), 5001)
+    assert_ramps(read_all(streamer), CHANNELS, 1000.0, at_least=100)  # nothing was consumed
+    streamer.stop_stream()
+    with pytest.raises(TypeError, match="active_channels must be a list"):
+        streamer.configure("ai0", StreamingMode.CONTINUOUS, 10, 1.0)

@@ -48,8 +48,10 @@ from qudi.interface.instream_interface import (
     DataInStreamInterface,
     SampleTiming,
     StreamingMode,
+    as_channel_list,
+    check_read_buffers,
 )
-from qudi.util.instream.arrays import as_sample_array, check_count
+from qudi.util.instream.arrays import check_count
 from qudi.util.instream.errors import (
     StreamFaultError,
     StreamStoppedError,
@@ -514,7 +516,7 @@ class NIXSeriesInStreamer(DataInStreamInterface):
         """Check the settings against the card, then build its tasks (the driver may coerce
         the rate: :attr:`sample_rate` tells what it set). Raises ``ValueError`` with the reason,
         ``RuntimeError`` while streaming; a refused change leaves the previous settings."""
-        channels = tuple(active_channels) if not isinstance(active_channels, str) else ()
+        channels = tuple(as_channel_list(active_channels))
         valid = list(self._constraints.channel_units)
         unknown = [ch for ch in channels if ch not in valid]
         if not channels or unknown or len(set(channels)) != len(channels):
@@ -600,7 +602,7 @@ class NIXSeriesInStreamer(DataInStreamInterface):
         stream stops or a FINITE acquisition ends before that many samples arrived, and
         :class:`StreamFaultError` when the card failed (then the stream has stopped).
         """
-        out = self._checked_buffer(data_buffer)
+        out = self._checked_buffer(data_buffer, timestamp_buffer)
         count = check_count(samples_per_channel, len(out), "samples_per_channel", "what fits")
         check_count(count, self._settings.buffer_size, "samples_per_channel", "the buffer size")
         timeout = self._timeout if timeout is None else timeout
@@ -633,7 +635,7 @@ class NIXSeriesInStreamer(DataInStreamInterface):
         self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
     ) -> int:
         """Read what the card holds now, never more than fits; 0 when not streaming."""
-        out = self._checked_buffer(data_buffer)
+        out = self._checked_buffer(data_buffer, timestamp_buffer)
         with self._lock:
             count = min(self._available(), len(out))
             if count:
@@ -741,10 +743,12 @@ class NIXSeriesInStreamer(DataInStreamInterface):
         if tasks is not None:
             tasks.close()
 
-    def _checked_buffer(self, data_buffer: np.ndarray) -> np.ndarray:
-        return as_sample_array(
-            data_buffer, (len(self._settings.channels),), np.dtype(np.float64), "data_buffer"
+    def _checked_buffer(self, data_buffer: np.ndarray, timestamp_buffer: object) -> np.ndarray:
+        """The caller's buffer as ``[samples, channels]``; this stream has no timestamps."""
+        data, _, _ = check_read_buffers(
+            data_buffer, timestamp_buffer, len(self._settings.channels), np.dtype(np.float64), False
         )
+        return data
 
     def _checked_rate(self, rate: object, analog_inputs: int) -> float:
         if not _is_number(rate):
