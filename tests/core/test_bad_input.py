@@ -58,23 +58,11 @@ def test_ring_capacity_of_the_wrong_type(capacity):
         assert ring.capacity == 8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ring.py: numpy's 'Maximum allowed dimension exceeded' names neither capacity nor "
-    "bytes; fix: _checked_format computes the ring's bytes and raises ValueError('capacity "
-    "2**62 x 16 bytes per sample = ... bytes is more than this machine can hold') for sizes "
-    "numpy or shm_open refuse (catch MemoryError/ValueError/OSError around the allocation)",
-)
 def test_ring_capacity_too_large_to_allocate():
     with pytest.raises((ValueError, MemoryError), match="capacity"):
         StreamRing(2**62, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ring.py: _checked_format does int(n) on each entry, so 2.5 becomes 2; fix: refuse "
-    "entries that are not integers (isinstance(n, (int, np.integer)) and not bool)",
-)
 def test_ring_sample_shape_with_a_fraction_is_refused():
     with pytest.raises(ValueError, match=r"sample_shape must be a tuple of positive integers"):
         StreamRing(8, (2.5,))
@@ -86,12 +74,6 @@ def test_ring_sample_shape_that_is_no_shape(shape):
         StreamRing(8, shape)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ring.py: info={...} fails with AttributeError 'dict' object has no attribute "
-    "'channel_names'; fix: _checked_format raises TypeError('info must be a StreamInfo (or "
-    "None), got dict') when not isinstance(info, StreamInfo)",
-)
 def test_ring_info_must_be_stream_info():
     with pytest.raises(TypeError, match="info must be a StreamInfo"):
         StreamRing(8, 2, info={"channel_names": ["a", "b"]})
@@ -237,12 +219,6 @@ def test_latest_timestamps_of_a_stream_without_them():
             ring.reader().latest(1, with_timestamps=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reader.py: timeout='1' fails deep inside with \"unsupported operand type(s) for +: "
-    "'float' and 'str'\"; fix: read_into checks timeout first and raises TypeError('timeout "
-    "must be a number of seconds >= 0 or None, got ...') (also for nan and negative values)",
-)
 def test_timeout_of_the_wrong_type_is_named():
     with ring_with(4) as ring:
         with pytest.raises(TypeError, match="timeout must be a number of seconds"):
@@ -266,12 +242,6 @@ def test_reads_of_a_closed_ring_say_so():
     assert reader.available == 0 and reader.fill == 0.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ring.py: reader() on a closed ring fails with TypeError \"'NoneType' object is not "
-    "subscriptable\"; fix: StreamRing.reader raises StreamStoppedError(f\"ring '{name}' is "
-    'closed") when self.closed',
-)
 def test_a_new_reader_on_a_closed_ring_is_refused():
     ring = ring_with(4)
     ring.close()
@@ -279,12 +249,6 @@ def test_a_new_reader_on_a_closed_ring_is_refused():
         ring.reader()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reader.py: after RingReader.close() reads still return data; fix: read_into and "
-    "read_available_into raise StreamStoppedError(f\"reader '{name}' is closed\") when "
-    "self._closed (as _stop_reason already says for blocked reads)",
-)
 def test_reading_through_a_closed_reader_is_refused():
     with ring_with(4) as ring:
         reader = ring.reader(from_oldest=True)
@@ -340,12 +304,6 @@ def test_hub_min_ring_seconds_is_checked(source, seconds):
         assert hub.ring.capacity >= 2 * source.sample_rate
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub.py: min_ring_seconds=inf passes the check and fails later with OverflowError "
-    "'cannot convert float infinity to integer'; fix: require math.isfinite(min_ring_seconds) "
-    "in StreamHub.__init__, as for max_poll_rate",
-)
 def test_hub_min_ring_seconds_must_be_finite(source):
     with pytest.raises(ValueError, match="min_ring_seconds must be positive"):
         StreamHub(source, name="bad", shared=False, min_ring_seconds=float("inf"))
@@ -360,7 +318,6 @@ _HUB_CONFIGURE_FIX = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=_HUB_CONFIGURE_FIX)
 @pytest.mark.parametrize(
     ("arguments", "key"),
     [
@@ -379,25 +336,12 @@ def test_hub_configure_names_the_bad_argument(hub, source, arguments, key):
     assert_hub_delivers(hub, source)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub.py: a buffer size the ring cannot allocate is found only after the old ring "
-    "was closed, so the hub stays closed ('stream ... is closed') for good; fix: in "
-    "_replace_ring, on failure of _new_ring, configure the source back to the previous "
-    "request and rebuild a ring for it (or plan and check the new layout before closing)",
-)
 def test_hub_stays_usable_after_a_buffer_size_it_cannot_hold(hub, source):
     with pytest.raises((ValueError, MemoryError), match="channel_buffer_size"):
         hub.configure(["a", "b"], "CONTINUOUS", 2**60, 1000.0)
     assert_hub_delivers(hub, source)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub.py/reader.py: allow_overwrite is passed through bool(), so 'no' means True; "
-    "fix: open_reader (and RingReader) raise TypeError('allow_overwrite must be True or False, "
-    "got ...') for anything but a bool; and reader names must be non-empty strings",
-)
 @pytest.mark.parametrize(("name", "allow_overwrite"), [("r", "no"), (5, False), ("", False)])
 def test_hub_open_reader_checks_its_arguments(hub, source, name, allow_overwrite):
     with pytest.raises(TypeError):
@@ -421,12 +365,6 @@ def test_hub_reader_reads_before_start_are_refused(hub, source):
     np.testing.assert_array_equal(out[:, 0], [0, 1, 2])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub.py: a closed HubReader can start() again (it restarts the source although "
-    "the hub forgot it) and still reads; fix: HubReader.start and the reads raise "
-    "StreamStoppedError(f\"reader '{name}' is closed\") once close() was called",
-)
 def test_a_closed_hub_reader_cannot_start_again(hub, source):
     reader = hub.open_reader("gone")
     reader.start()

@@ -313,13 +313,6 @@ def test_a_deactivated_dummy_says_so(activate, module_manager):
     module_manager.deactivate_module("ramp_dummy")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="interface: the default read_data passes samples_per_channel to np.empty, so -1 "
-    "fails with numpy's 'negative dimensions are not allowed' and 2.5 with 'float object "
-    "cannot be interpreted as an integer'; fix: DataInStreamInterface.read_data checks it "
-    "with qudi.util.instream.arrays.check_count(n, sys.maxsize, 'samples_per_channel', ...)",
-)
 @pytest.mark.parametrize("count", [-1, 2.5])
 def test_read_data_names_a_bad_sample_count(dummy, count):
     dummy.start_stream()

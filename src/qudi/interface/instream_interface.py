@@ -18,6 +18,7 @@ of either package. Where that interface was ambiguous, this one is explicit:
 
 from __future__ import annotations
 
+import sys
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from enum import Enum
@@ -26,7 +27,7 @@ import numpy as np
 from qudi.core.module import Base
 from qudi.util.constraints import ScalarConstraint
 
-from qudi.util.instream.arrays import as_sample_array, as_timestamp_array
+from qudi.util.instream.arrays import as_sample_array, as_timestamp_array, check_count
 from qudi.util.instream.sharing import StreamShare, share_module_stream
 
 __all__ = [
@@ -284,10 +285,17 @@ class DataInStreamInterface(Base):
 
         ``samples_per_channel=None`` returns what is available now without waiting. The
         default allocates and calls :meth:`read_data_into_buffer`; implementations may
-        override it.
+        override it. A count that is no integer >= 0 raises TypeError or ValueError.
         """
         if samples_per_channel is None:
             samples_per_channel = self.available_samples
+        else:
+            samples_per_channel = check_count(
+                samples_per_channel,
+                sys.maxsize,
+                "samples_per_channel",
+                "the largest possible array",
+            )
         data = np.empty(
             (samples_per_channel, len(self.active_channels)), self.constraints.data_type
         )

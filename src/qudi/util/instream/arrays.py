@@ -1,4 +1,4 @@
-"""Checks for arrays that cross the stream boundary (caller-owned output buffers).
+"""Checks for what crosses the stream boundary: caller-owned output buffers, counts, times.
 
 Like nidaqmx's stream readers, we check dtype, shape and contiguity up front and raise a
 precise error, instead of copying silently or failing deep inside numpy.
@@ -7,6 +7,7 @@ precise error, instead of copying silently or failing deep inside numpy.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,12 +54,56 @@ def as_timestamp_array(array: object, what: str = "timestamps") -> np.ndarray:
     return array
 
 
-def check_count(n: object, limit: int, what: str, limit_name: str) -> int:
-    """Validate a sample count: an integer in ``0 .. limit``."""
+def check_count(n: object, limit: int, what: str, limit_name: str, *, minimum: int = 0) -> int:
+    """Validate a sample count: an integer in ``minimum .. limit``."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"{what} must be an integer number of samples, got {n!r}")
-    if n < 0:
-        raise ValueError(f"{what} must not be negative, got {n}")
+    if n < minimum:
+        if minimum == 0:
+            raise ValueError(f"{what} must not be negative, got {n}")
+        raise ValueError(f"{what} must be at least {minimum}, got {n}")
     if n > limit:
         raise ValueError(f"{what}={n} is more than {limit_name} ({limit})")
     return int(n)
+
+
+def check_positive_number(value: object, what: str, meaning: str = "positive") -> float:
+    """Validate a finite number > 0 (a rate, a duration); ``meaning`` completes "must be ..."."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{what} must be {meaning}, got {value!r}")
+    return float(value)
+
+
+def check_timeout(timeout: object) -> float | None:
+    """Validate a timeout: None (no limit) or a finite number of seconds >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"timeout must be a number of seconds >= 0 or None (no limit), got {timeout!r}"
+        )
+    if not math.isfinite(timeout) or timeout < 0:
+        raise ValueError(
+            f"timeout must be a finite number of seconds >= 0 or None (no limit), got {timeout!r}"
+        )
+    return float(timeout)
+
+
+def as_channel_names(active_channels: object, what: str = "active_channels") -> tuple[str, ...]:
+    """Channel names as a tuple: a non-empty list of str; a lone str (which would become one
+    channel per character) is refused."""
+    if not isinstance(active_channels, (Sequence, np.ndarray)) or isinstance(
+        active_channels, (str, bytes)
+    ):
+        raise TypeError(f"{what} must be a list of channel names, got {active_channels!r}")
+    channels = tuple(active_channels)
+    if not channels:
+        raise ValueError(f"{what} must name at least one channel, got an empty list")
+    if not all(isinstance(channel, str) for channel in channels):
+        raise TypeError(f"{what} must be channel names (str), got {active_channels!r}")
+    return channels

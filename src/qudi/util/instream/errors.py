@@ -14,6 +14,16 @@ def format_count(count: int) -> str:
     return f"{count:,}".replace(",", " ")
 
 
+def format_bytes(count: int) -> str:
+    """A byte count for people: "61.0 MiB", "16.0 EiB"."""
+    size = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024:
+            return f"{count} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} EiB"
+
+
 class StreamError(RuntimeError):
     """Base class of every error raised by the stream core."""
 
@@ -64,3 +74,12 @@ class StreamFormatError(StreamError, ValueError):
 
 class StreamNotFoundError(StreamError, FileNotFoundError):
     """No stream of the given name exists on this host."""
+
+
+class StreamCapacityError(StreamError, ValueError):
+    """A ring of the asked-for capacity does not fit in this machine's (shared) memory."""
+
+    def __init__(self, message: str, capacity: int, nbytes: int):
+        self.capacity = capacity
+        self.nbytes = nbytes
+        super().__init__(message)

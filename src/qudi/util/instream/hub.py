@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 import uuid
@@ -20,7 +21,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qudi.util.instream.errors import StreamBusyError, StreamError, StreamStoppedError
+from qudi.util.instream.arrays import as_channel_names, check_count, check_positive_number
+from qudi.util.instream.errors import (
+    StreamBusyError,
+    StreamCapacityError,
+    StreamError,
+    StreamStoppedError,
+)
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.ring import RingState, StreamInfo, StreamRing
 
@@ -119,8 +126,11 @@ class HubReader(RingReader):
     def start(self) -> None:
         """Read new samples from now on; starts the source if no other reader runs.
 
-        Harmless on a running reader. Clears a fault this reader was stopped by.
+        Harmless on a running reader. Clears a fault this reader was stopped by. Raises
+        :class:`StreamStoppedError` once the reader is closed.
         """
+        if self._closed:
+            raise StreamStoppedError(f"reader '{self.name}' is closed; open a new one")
         self._hub._start_reader(self)
 
     def stop(self) -> None:
@@ -138,14 +148,13 @@ class HubReader(RingReader):
         self._run_epoch = ring.run_epoch
         self._started = True
         self._fault_reported = False
-        self._closed = False
 
     @property
     def available(self) -> int:
         return super().available if self._run_epoch >= 0 else 0
 
     def _require_open_ring(self) -> None:
-        if self._run_epoch < 0:  # a reader that never ran has no position in the stream
+        if self._run_epoch < 0 and not self._closed:  # never ran: no position in the stream
             raise StreamStoppedError(f"reader '{self.name}' has not been started")
         super()._require_open_ring()
 
@@ -259,21 +268,13 @@ class StreamHub:
         max_poll_rate: float = 30.0,
         min_ring_seconds: float = 1.0,
     ):
-        if not (
-            isinstance(max_poll_rate, (int, float))
-            and math.isfinite(max_poll_rate)
-            and max_poll_rate > 0
-        ):
-            raise ValueError(
-                f"max_poll_rate must be a positive number of Hz, got {max_poll_rate!r}"
-            )
-        if not (isinstance(min_ring_seconds, (int, float)) and min_ring_seconds > 0):
-            raise ValueError(f"min_ring_seconds must be positive, got {min_ring_seconds!r}")
+        self.max_poll_rate = check_positive_number(
+            max_poll_rate, "max_poll_rate", "a positive number of Hz"
+        )
+        self._min_ring_seconds = check_positive_number(min_ring_seconds, "min_ring_seconds")
         self.name = name
-        self.max_poll_rate = float(max_poll_rate)
         self._source = source
         self._shared = shared
-        self._min_ring_seconds = float(min_ring_seconds)
         self._requested_capacity = 0
         self._accepted_request: tuple | None = None
         self._lock = threading.RLock()
@@ -310,12 +311,15 @@ class StreamHub:
         return sorted(r.name for r in self._running if r.running)
 
     def open_reader(self, name: str, *, allow_overwrite: bool = False) -> HubReader:
-        """A new (stopped) reader; names are unique per hub so errors can name readers."""
+        """A new (stopped) reader; names are unique per hub so errors can name readers.
+
+        ``name`` is a non-empty str, ``allow_overwrite`` True or False (see :class:`RingReader`).
+        """
         with self._lock:
             self._require_open()
+            reader = HubReader(self, name, allow_overwrite)  # checks the arguments
             if name in self._readers:
                 raise ValueError(f"stream '{self.name}' already has a reader named '{name}'")
-            reader = HubReader(self, name, allow_overwrite)
             self._readers[name] = reader
             return reader
 
@@ -328,15 +332,28 @@ class StreamHub:
     ) -> None:
         """Configure the source and size the ring; a no-op when nothing changes.
 
-        ``channel_buffer_size`` means "at least this many samples": it is satisfied while the
-        ring is that big. Raises :class:`StreamBusyError` naming the running readers if a
-        change is asked for while any runs.
+        ``active_channels`` is a non-empty list of channel names, ``channel_buffer_size`` an
+        integer >= 1 and ``sample_rate`` a positive number of samples per second (TypeError or
+        ValueError naming the argument otherwise; the source checks ``streaming_mode`` and what
+        it supports). ``channel_buffer_size`` means "at least this many samples": it is
+        satisfied while the ring is that big. Raises :class:`StreamBusyError` naming the running
+        readers if a change is asked for while any runs, and
+        :class:`~qudi.util.instream.errors.StreamCapacityError` if the ring this needs does not
+        fit in memory; the previous configuration is then kept.
         """
         request = (
-            tuple(active_channels),
+            as_channel_names(active_channels),
             _member_name(streaming_mode),
-            int(channel_buffer_size),
-            float(sample_rate),
+            check_count(
+                channel_buffer_size,
+                sys.maxsize,
+                "channel_buffer_size",
+                "the largest possible array",
+                minimum=1,
+            ),
+            check_positive_number(
+                sample_rate, "sample_rate", "a positive number of samples per second"
+            ),
         )
         with self._lock:
             self._require_open()
@@ -347,12 +364,25 @@ class StreamHub:
             running = self.running_readers
             if running:
                 raise StreamBusyError(running, f"{change} of stream '{self.name}'")
-            self._source.configure(
-                active_channels, streaming_mode, channel_buffer_size, sample_rate
+            source = self._source
+            previous = (
+                list(source.active_channels),
+                source.streaming_mode,
+                source.channel_buffer_size,
+                source.sample_rate,
             )
+            source.configure(active_channels, streaming_mode, channel_buffer_size, sample_rate)
+            try:
+                self._replace_ring(request[2], previous)
+            except StreamCapacityError as exc:
+                raise StreamCapacityError(
+                    f"stream '{self.name}' cannot hold channel_buffer_size={request[2]} samples "
+                    f"at sample_rate={request[3]!r}: {exc}; it keeps its previous configuration",
+                    exc.capacity,
+                    exc.nbytes,
+                ) from exc
             self._accepted_request = request
-            self._requested_capacity = int(channel_buffer_size)
-            self._replace_ring()
+            self._requested_capacity = request[2]
 
     def stats(self) -> HubStats:
         pump = self._pump
@@ -500,15 +530,18 @@ class StreamHub:
         ]
         return "change " + ", ".join(changed)
 
-    def _new_ring(self) -> StreamRing:
+    def _new_ring(self, requested_capacity: int | None = None) -> StreamRing:
+        """A stopped ring for the source's configuration, of at least ``requested_capacity``."""
         source = self._source
         channels = tuple(source.active_channels)
         constraints = source.constraints
         rate = float(source.sample_rate)
         timing = _member_name(constraints.sample_timing)
+        if requested_capacity is None:
+            requested_capacity = self._requested_capacity
         capacity = max(
             MIN_RING_SAMPLES,
-            self._requested_capacity,
+            requested_capacity,
             math.ceil(rate * self._min_ring_seconds),
             math.ceil(4 * rate / self.max_poll_rate),
         )
@@ -531,9 +564,28 @@ class StreamHub:
         ring.mark_stopped()
         return ring
 
-    def _replace_ring(self) -> None:
-        self._ring.close()
-        self._ring = self._new_ring()
+    def _replace_ring(self, requested_capacity: int, previous: tuple) -> None:
+        """Put a ring for the source's new configuration in place of the old one.
+
+        If the new ring cannot be made, the source is configured back to ``previous`` and the
+        hub keeps (or, if the old ring had to make way for the new one's shared-memory name,
+        rebuilds) a ring for it, so a request that is too big leaves the hub usable.
+        """
+        old = self._ring
+        if self._shared:
+            old.close()  # the new ring takes over the old one's name
+        try:
+            ring = self._new_ring(requested_capacity)
+        except Exception:
+            self._source.configure(*previous)
+            if old.closed:
+                self._use_ring(self._new_ring())
+            raise
+        old.close()
+        self._use_ring(ring)
+
+    def _use_ring(self, ring: StreamRing) -> None:
+        self._ring = ring
         self._faults.clear()  # run epochs count again from 0 in the new ring
         for reader in self._readers.values():
             reader._ring = self._ring

@@ -11,7 +11,12 @@ import time
 
 import numpy as np
 
-from qudi.util.instream.arrays import as_sample_array, as_timestamp_array, check_count
+from qudi.util.instream.arrays import (
+    as_sample_array,
+    as_timestamp_array,
+    check_count,
+    check_timeout,
+)
 from qudi.util.instream.errors import (
     StreamFaultError,
     StreamOverrunError,
@@ -23,6 +28,8 @@ from qudi.util.instream.ring import RingState, StreamRing
 
 __all__ = ["RingReader"]
 
+_INF = float("inf")
+
 
 class RingReader:
     """A cursor on a :class:`StreamRing` with its own position and loss policy.
@@ -31,6 +38,9 @@ class RingReader:
     read yet, the next read raises :class:`StreamOverrunError` with the number lost, then
     continues after the gap. ``allow_overwrite=True``: the reader skips to the oldest intact
     sample and only counts the loss in :attr:`lost`.
+
+    ``name`` (a non-empty str) names the reader in errors. Raises :class:`StreamStoppedError`
+    if ``ring`` is closed.
     """
 
     __slots__ = (
@@ -51,6 +61,11 @@ class RingReader:
         allow_overwrite: bool = False,
         from_oldest: bool = False,
     ):
+        check_reader_options(name, allow_overwrite)
+        if ring.closed:
+            raise StreamStoppedError(
+                f"ring '{ring.name}' is closed; a new reader needs an open ring"
+            )
         self._ring = ring
         self.name = name
         self.allow_overwrite = bool(allow_overwrite)
@@ -101,10 +116,11 @@ class RingReader:
 
         ``out`` is ``[samples, *sample_shape]`` or flat (sample-major, interleaved); ``n``
         defaults to what fits. ``timestamps`` (float64) receives the samples' timestamps.
-        ``timeout`` in seconds, None waits as long as the stream runs.
+        ``timeout`` in seconds (finite, >= 0), None waits as long as the stream runs.
 
         Raises :class:`StreamTimeoutError` (nothing consumed), :class:`StreamStoppedError`
-        when the stream or reader stops with fewer than ``n`` samples left,
+        when the stream or reader stops with fewer than ``n`` samples left (or the reader is
+        closed),
         :class:`StreamFaultError` once after the writer failed, and
         :class:`StreamOverrunError` (overwrite not allowed) when samples were lost.
         """
@@ -112,6 +128,8 @@ class RingReader:
         n = room if n is None else check_count(n, room, "n", "the room in the output buffers")
         if n > self._ring.capacity:
             raise ValueError(f"n={n} is more than the ring holds ({self._ring.capacity} samples)")
+        if timeout is not None and not (type(timeout) is float and 0.0 <= timeout < _INF):
+            timeout = check_timeout(timeout)  # the common float is checked inline: hot path
         if n == 0:
             return 0
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -151,7 +169,9 @@ class RingReader:
                 return (data, stamps) if with_timestamps else data
 
     def close(self) -> None:
-        """Stop using the ring; a read blocked in another thread ends with StreamStoppedError."""
+        """Stop using the ring: later reads, and one blocked in another thread, raise
+        :class:`StreamStoppedError`.
+        """
         self._closed = True
         self._ring.wake_waiters()
 
@@ -195,6 +215,8 @@ class RingReader:
         return samples, stamps, min(len(samples), len(stamps))
 
     def _raise_pending_fault(self) -> None:
+        if self._closed:  # a closed reader is told that, not news of the stream
+            return
         fault = self._pending_fault()
         if fault is not None:
             message, cause = fault
@@ -205,6 +227,8 @@ class RingReader:
     def _require_open_ring(self) -> None:
         if self._ring.closed:
             raise StreamStoppedError(f"reader '{self.name}': the stream was closed")
+        if self._closed:
+            raise StreamStoppedError(f"reader '{self.name}' is closed")
 
     def _wait_for(self, n: int, deadline: float | None, timeout: float | None) -> None:
         """Return once ``n`` samples are unread; raise if that cannot or did not happen in time."""
@@ -261,3 +285,11 @@ class RingReader:
             return False
         self._position += count
         return True
+
+
+def check_reader_options(name: object, allow_overwrite: object) -> None:
+    """Refuse a reader name that is not a non-empty str and an allow_overwrite not a bool."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a reader's name must be a non-empty str, got {name!r}")
+    if not isinstance(allow_overwrite, (bool, np.bool_)):
+        raise TypeError(f"allow_overwrite must be True or False, got {allow_overwrite!r}")

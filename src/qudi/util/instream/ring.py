@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import json
 import math
+import os
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -33,8 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from qudi.util.instream.errors import StreamError, StreamFormatError
-from qudi.util.instream.shared_block import AttachedBlock, create_block
+from qudi.util.instream.errors import (
+    StreamCapacityError,
+    StreamError,
+    StreamFormatError,
+    format_bytes,
+    format_count,
+)
+from qudi.util.instream.shared_block import _LINUX_SHM_DIR, AttachedBlock, create_block
 
 __all__ = ["RingState", "StreamInfo", "StreamRing"]
 
@@ -206,17 +215,11 @@ class StreamRing:
         capacity, sample_shape, dtype, info = _checked_format(capacity, sample_shape, dtype, info)
         layout = _Layout.plan(capacity, sample_shape, dtype, bool(timestamps), info)
         self.name = name if name is not None else f"stream_{uuid.uuid4().hex[:12]}"
-        if shared:
-            block = create_block(self.name, layout.total_bytes)
-            buf = block.buf
-            # Unlink the block even if close() is never called (garbage collection, exit).
-            # Only unlink: at exit other threads may still read the mapping, which goes away
-            # with the process; close() unmaps it.
-            self._finalizer = weakref.finalize(self, block.unlink)
-        else:
-            block = None
-            buf = memoryview(np.zeros(layout.total_bytes, np.uint8))
-            self._finalizer = None
+        block, buf = _allocate(layout, self.name, bool(shared))
+        # Unlink the block even if close() is never called (garbage collection, exit).
+        # Only unlink: at exit other threads may still read the mapping, which goes away
+        # with the process; close() unmaps it.
+        self._finalizer = weakref.finalize(self, block.unlink) if block is not None else None
         self.is_shared = bool(shared)
         self.is_writer = True
         self._block = block
@@ -307,7 +310,10 @@ class StreamRing:
         return self._buf is None
 
     def reader(self, name: str = "reader", *, allow_overwrite: bool = False, from_oldest=False):
-        """A new cursor on this ring, starting at the newest sample (or the oldest kept one)."""
+        """A new cursor on this ring, starting at the newest sample (or the oldest kept one).
+
+        Raises :class:`~qudi.util.instream.errors.StreamStoppedError` if the ring is closed.
+        """
         from qudi.util.instream.reader import RingReader
 
         return RingReader(self, name=name, allow_overwrite=allow_overwrite, from_oldest=from_oldest)
@@ -472,23 +478,80 @@ class StreamRing:
         )
 
 
+def _allocate(layout: _Layout, name: str, shared: bool):
+    """The ring's memory: ``(block, buf)`` of a new shared block, or ``(None, buf)`` private.
+
+    A size this machine cannot hold raises :class:`StreamCapacityError`. A shared block is
+    checked against the free space of /dev/shm first: the kernel would hand out a bigger one,
+    and the writer would crash with SIGBUS once it fills pages that do not exist.
+    """
+    free = _shared_memory_free() if shared else None
+    if layout.total_bytes > sys.maxsize or (free is not None and layout.total_bytes > free):
+        raise _capacity_error(layout, shared, free)
+    try:
+        if shared:
+            block = create_block(name, layout.total_bytes)
+            return block, block.buf
+        return None, memoryview(np.zeros(layout.total_bytes, np.uint8))
+    except MemoryError as exc:
+        raise _capacity_error(layout, shared, free) from exc
+    except OSError as exc:
+        if exc.errno not in (errno.ENOMEM, errno.ENOSPC, errno.EFBIG):
+            raise
+        raise _capacity_error(layout, shared, free) from exc
+
+
+def _shared_memory_free() -> int | None:
+    """Bytes free in /dev/shm (Linux), None where that cannot be known."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        stats = os.statvfs(_LINUX_SHM_DIR)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def _capacity_error(layout: _Layout, shared: bool, free: int | None) -> StreamCapacityError:
+    per_sample = math.prod(layout.sample_shape) * layout.dtype.itemsize
+    per_sample += 8 if layout.has_timestamps else 0
+    total = layout.total_bytes
+    if free is not None:
+        limit = f"{_LINUX_SHM_DIR} has {format_bytes(free)} free"
+    else:
+        limit = f"more than this machine can allocate{' as shared memory' if shared else ''}"
+    return StreamCapacityError(
+        f"capacity={layout.capacity} samples x {per_sample} bytes needs "
+        f"{format_count(total)} bytes ({format_bytes(total)}); {limit}: "
+        "choose a smaller capacity",
+        layout.capacity,
+        total,
+    )
+
+
 def _checked_format(capacity, sample_shape, dtype, info):
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
         raise ValueError(f"capacity must be a positive number of samples, got {capacity!r}")
     given = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
     try:
-        sample_shape = tuple(int(n) for n in given)
-    except (TypeError, ValueError):
+        sample_shape = tuple(given)
+    except TypeError:
         sample_shape = (0,)  # reported just below
-    if any(n < 1 for n in sample_shape):
+    if any(
+        isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sample_shape
+    ):
         raise ValueError(f"sample_shape must be a tuple of positive integers, got {given!r}")
+    sample_shape = tuple(int(n) for n in sample_shape)
     try:
         dtype = np.dtype(dtype)
     except TypeError as exc:
         raise TypeError(f"dtype {dtype!r} is not a numpy dtype ({exc})") from None
     if dtype.hasobject or dtype.itemsize == 0:
         raise TypeError(f"dtype {dtype} cannot live in shared memory (use fixed-size fields)")
-    info = info if info is not None else StreamInfo()
+    if info is None:
+        info = StreamInfo()
+    elif not isinstance(info, StreamInfo):
+        raise TypeError(f"info must be a StreamInfo (or None), got {type(info).__name__}")
     channels = sample_shape[0] if sample_shape else 1
     if info.channel_names and len(info.channel_names) != channels:
         raise ValueError(
