@@ -19,8 +19,9 @@ from qudi.util.instream import (
     StreamFaultError,
     StreamHub,
     StreamStoppedError,
+    sharing,
 )
-from qudi.util.instream.sharing import HubRegistry, RemoteHub, StreamShare
+from qudi.util.instream.sharing import HubRegistry, RemoteHub, StreamShare, SubscribedHub
 from qudi.util.instream.simulated import SimulatedSource
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -108,6 +109,37 @@ def test_a_source_fault_reaches_the_remote_reader_once_and_a_restart_clears_it(h
         remote.close()
 
 
+def test_a_consumer_on_another_host_gets_the_stream_over_zeromq(hub):
+    remote = SubscribedHub(StreamShare(hub, "far away"))
+    reader = remote.open_reader("far away")
+    try:
+        assert remote.name is None  # nothing to attach to on this host
+        assert remote.ring.info.channel_names == ("ramp",)  # the format, before any start
+        with pytest.raises(StreamStoppedError, match="'far away' is stopped"):
+            reader.read_into(np.empty((10, 1)), timeout=1)
+        for _run in range(2):  # a restart subscribes afresh, without a gap
+            reader.start()
+            assert hub.running_readers == ["far away", "far away zmq"]
+            data = np.empty((30_000, 1))
+            for first in range(0, len(data), 10_000):
+                reader.read_into(data[first : first + 10_000], timeout=10)
+            assert_ramp(data, data[0, 0])
+            reader.stop()
+            assert not hub.running and hub.running_readers == []
+        assert reader.lost == 0
+
+        reader.start()
+        hub.source.simulate_fault(OSError("card unplugged"))
+        with pytest.raises(StreamFaultError, match="card unplugged"):
+            reader.read_into(np.empty((40_000, 1)), timeout=10)
+        reader.start()  # after a fault, a start works again
+        reader.read_into(data[:1000], timeout=10)
+        assert_ramp(data[:1000], data[0, 0])
+    finally:
+        remote.close()
+    assert hub.readers == ()
+
+
 def test_a_share_that_nobody_references_any_more_leaves_the_hub(hub):
     share = StreamShare(hub, "vanished client")
     share.start()
@@ -116,6 +148,28 @@ def test_a_share_that_nobody_references_any_more_leaves_the_hub(hub):
     gc.collect()
     assert not hub.running
     assert hub.readers == ()
+
+
+def test_share_errors_reach_the_caller_as_plain_values_and_keep_nothing_alive(hub):
+    local = hub.open_reader("local")
+    local.start()
+    share = StreamShare(hub, "remote")
+    assert share.call("start")[0] == "ok"
+    refused = share.call("configure", ("ramp",), "CONTINUOUS", 1000, 1.0)
+    assert refused[:2] == ("error", "StreamBusyError")
+    assert "while readers are running: 'local', 'remote'" in refused[2]
+    assert share.call("eval", "1") == (
+        "error",
+        "ValueError",
+        f"'eval' is not one of {list(sharing._REMOTE_METHODS)}",
+    )
+    gc.disable()  # no cycle collector: only reference counting may free the share
+    try:
+        del share
+        assert [r.name for r in hub.readers] == ["local"]
+    finally:
+        gc.enable()
+        local.stop()
 
 
 def test_registry_refuses_a_second_consumer_of_the_same_name_and_closes_with_the_last(

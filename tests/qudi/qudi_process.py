@@ -76,6 +76,8 @@ def quit_qudi(connection) -> None:
     """Ask qudi to quit from its own main thread (never call qudi.quit() over rpyc)."""
     qudi = connection.root.get_namespace_dict()["qudi"]
     remote_qt_core = qudi.quit.__func__.__globals__["QtCore"]
-    remote_qt_core.QMetaObject.invokeMethod(
-        qudi, "quit", remote_qt_core.Qt.ConnectionType.QueuedConnection
-    )
+    # qudi may close this connection on its way out before the call's reply is sent
+    with contextlib.suppress(EOFError):
+        remote_qt_core.QMetaObject.invokeMethod(
+            qudi, "quit", remote_qt_core.Qt.ConnectionType.QueuedConnection
+        )

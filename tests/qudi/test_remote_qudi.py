@@ -47,7 +47,12 @@ def server_qudi(tmp_path, ports):
 
 
 @pytest.fixture
-def two_qudis(tmp_path, ports, server_qudi):
+def transport():
+    return "auto"
+
+
+@pytest.fixture
+def two_qudis(tmp_path, ports, server_qudi, transport):
     """(server process, server namespace, client process, client namespace connection)."""
     _, client_ns, remote = ports
     client_config = headless_config(
@@ -55,6 +60,7 @@ def two_qudis(tmp_path, ports, server_qudi):
         **{
             "namespace_server_port: 18862": f"namespace_server_port: {client_ns}",
             "port: 12345": f"port: {remote}",
+            "transport: 'auto'": f"transport: '{transport}'",
         },
     )
     server, server_connection = server_qudi
@@ -105,7 +111,7 @@ def test_client_qudi_streams_from_the_server_qudi_with_reference_counting_across
 
     # a changed configuration while another qudi streams is refused, naming that consumer
     server_buffer.start_stream()
-    with pytest.raises(Exception, match="server.*stream_buffer|stream_buffer"):
+    with pytest.raises(Exception, match="while readers are running: 'stream_buffer';"):
         client_buffer.configure(CHANNELS, 0, 2**16, 10_000.0)
     server_buffer.stop_stream()
 
@@ -159,4 +165,38 @@ def test_a_notebook_joins_the_stream_of_a_qudi_streamer_and_reads_shared_memory(
     finally:
         hub.close()
     quit_qudi(connection)
+    assert server.wait(60) == 0
+
+
+@pytest.mark.parametrize("transport", ["zmq"])
+def test_client_qudi_streams_over_zeromq_when_told_to(two_qudis):
+    server, server_connection, client, client_connection = two_qudis
+    server_manager = namespace(server_connection)["qudi"].module_manager
+    server_manager.activate_module("instream_dummy")
+    client_manager = namespace(client_connection)["qudi"].module_manager
+    client_manager.activate_module("stream_buffer")
+    client_buffer = namespace(client_connection)["stream_buffer"]
+    dummy = namespace(server_connection)["instream_dummy"]
+    assert client_buffer.stream_name is None  # the samples do not come from shared memory
+
+    client_buffer.configure(CHANNELS, 0, 2**16, 50_000.0)
+    client_buffer.start_stream()
+    assert dummy.module_state() == "locked"
+    index = np.concatenate([read_index(client_buffer, 20_000) for _ in range(10)])
+    np.testing.assert_array_equal(np.diff(index), 1)
+    assert client_buffer.lost_samples == 0
+    client_buffer.stop_stream()
+    assert dummy.module_state() == "idle"
+
+    client_manager.activate_module("time_series_logic")
+    logic = namespace(client_connection)["time_series_logic"]
+    assert logic.stream_name is None
+    logic.start_reading()
+    assert dummy.module_state() == "locked"
+    wait_for(lambda: len(logic.trace_data[0]) > 100, "the client logic's trace fills")
+    logic.stop_reading()
+    assert dummy.module_state() == "idle"
+    quit_qudi(client_connection)
+    assert client.wait(60) == 0
+    quit_qudi(server_connection)
     assert server.wait(60) == 0

@@ -18,16 +18,19 @@ of either package. Where that interface was ambiguous, this one is explicit:
 
 from __future__ import annotations
 
+import re
 import sys
 from abc import abstractmethod
 from collections.abc import Iterable, Mapping
 from enum import Enum
 
 import numpy as np
+from qudi.core.configoption import ConfigOption
 from qudi.core.module import Base
 from qudi.util.constraints import ScalarConstraint
 
 from qudi.util.instream.arrays import as_sample_array, as_timestamp_array, check_count
+from qudi.util.instream.network import DEFAULT_ADDRESS
 from qudi.util.instream.sharing import StreamShare, share_module_stream
 
 __all__ = [
@@ -84,6 +87,16 @@ class SampleTiming(_InterchangeableEnum):
     CONSTANT = 0  # sample i is taken at i / sample_rate after the start
     TIMESTAMP = 1  # each sample carries its float64 time in s since the start; rate is a hint
     RANDOM = 2  # only the order of samples is known
+
+
+def checked_publish_address(address: object) -> str:
+    """Option ``publish_address``: a ZeroMQ TCP address to bind, e.g. ``tcp://127.0.0.1:*``."""
+    if not isinstance(address, str) or not re.fullmatch(r"tcp://[^:/\s]+:(\*|\d{1,5})", address):
+        raise ValueError(
+            f"option 'publish_address' is {address!r}: use 'tcp://<address of this host>:<port "
+            "or *>', e.g. 'tcp://127.0.0.1:*' (this host only) or 'tcp://192.168.1.5:5555'"
+        )
+    return address
 
 
 def as_channel_list(active_channels: object) -> list[str]:
@@ -182,6 +195,10 @@ class DataInStreamInterface(Base):
     until a FINITE acquisition ended and was stopped).
     """
 
+    # qudi-instream extension: a consumer on another host reads the stream over ZeroMQ from
+    # this address (no authentication: name another interface only on a trusted network)
+    _publish_address = ConfigOption("publish_address", default=DEFAULT_ADDRESS)
+
     @property
     @abstractmethod
     def constraints(self) -> DataInStreamConstraints:
@@ -226,9 +243,16 @@ class DataInStreamInterface(Base):
         A qudi-instream extension, called over qudi's remote modules by a
         ``instream.buffer.DataInStreamBuffer`` in another qudi: that buffer starts, stops and
         configures the stream through the returned share and reads the samples from shared
-        memory, never through the remote call.
+        memory (same host) or over ZeroMQ (published on option ``publish_address``), never
+        through the remote call.
         """
-        return share_module_stream(self, consumer, max_poll_rate)
+        return share_module_stream(self, consumer, max_poll_rate, self.publish_address)
+
+    @property
+    def publish_address(self) -> str:
+        """Where the stream is published for consumers on other hosts (option
+        ``publish_address``, loopback by default)."""
+        return checked_publish_address(self._publish_address)
 
     def _show_streaming(self, streaming: bool) -> None:
         """Lock the module while it streams and unlock it when it stops (safe to repeat)."""

@@ -7,6 +7,10 @@ Example config (copy into the ``hardware:`` section; one buffer per consumer)::
         options:
             allow_overwrite: False   # optional: False raises on lost samples, True skips them
             max_poll_rate: 30.0      # optional: most reads of the streamer per second (Hz)
+            transport: 'auto'        # optional, for a streamer in another qudi: 'auto',
+                                     # 'shared_memory' (same host) or 'zmq' (any host)
+            publish_address: 'tcp://127.0.0.1:*'  # optional: where consumers on other hosts
+                                                  # get this buffer's stream (ZeroMQ)
         connect:
             streamer: 'instream_dummy'
 
@@ -14,6 +18,12 @@ All buffers connected to the same streamer share one :class:`StreamHub`: one rin
 memory, one pump thread. Each buffer is a cursor on that ring, so a consumer costs no copy of
 the stream. The streamer runs while any buffer streams and stops with the last one; its
 configuration can change only while no buffer streams (or when the change is none at all).
+
+The streamer may live in another qudi (a remote module, see cfg/instream_remote_*.cfg). Then
+only control calls (configure, start, stop) travel over qudi's remote connection; the samples
+come through shared memory on the same host, or over ZeroMQ from another host, where the
+streamer's own ``publish_address`` option says on which address it publishes. The counting
+holds across processes: the streamer stops when the last consumer anywhere stops.
 """
 
 from __future__ import annotations
@@ -39,9 +49,12 @@ from qudi.interface.instream_interface import (
 from qudi.util.instream import HubReader, StreamHub
 from qudi.util.instream.arrays import check_count
 from qudi.util.instream.sharing import (
+    TRANSPORTS,
     RemoteHub,
     StreamShare,
+    SubscribedHub,
     hubs,
+    join_remote_stream,
     module_hub,
     share_module_stream,
 )
@@ -86,6 +99,7 @@ class DataInStreamBuffer(DataInStreamInterface):
     _streamer = Connector(name="streamer", interface="DataInStreamInterface")
     _allow_overwrite = ConfigOption("allow_overwrite", default=False)
     _max_poll_rate = ConfigOption("max_poll_rate", default=30.0)
+    _transport = ConfigOption("transport", default="auto")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -104,12 +118,17 @@ class DataInStreamBuffer(DataInStreamInterface):
             raise ValueError(
                 f"option 'max_poll_rate' is {rate!r}: use a number of Hz above 0, at most 1000"
             )
+        if self._transport not in TRANSPORTS:
+            raise ValueError(
+                f"option 'transport' is {self._transport!r}: use one of {list(TRANSPORTS)}"
+            )
+        self.publish_address  # noqa: B018 (checks the option now, not when a host joins)
         streamer = self._streamer()
         self._constraints = None
         if is_remote(streamer):
             self._constraints = _constraints_copy(streamer.constraints)
             consumer = f"{self.module_name}@{socket.gethostname()}:{os.getpid()}"
-            self._hub = RemoteHub.join(streamer, consumer, float(rate))
+            self._hub = join_remote_stream(streamer, consumer, float(rate), self._transport)
         else:
             self._hub = module_hub(streamer, self.module_name, float(rate))
         self._reader = self._hub.open_reader(
@@ -121,7 +140,7 @@ class DataInStreamBuffer(DataInStreamInterface):
         self._hub = self._reader = None
         if reader is not None:
             reader.close()  # stops the streamer too, if this was its last running buffer
-        if isinstance(hub, RemoteHub):
+        if isinstance(hub, (RemoteHub, SubscribedHub)):
             hub.close()
         elif hub is not None:
             hubs.leave(hub, self.module_name)
@@ -129,12 +148,13 @@ class DataInStreamBuffer(DataInStreamInterface):
     def share_stream(self, consumer: str, max_poll_rate: float = 30.0) -> StreamShare:
         """Let ``consumer`` in another process join the stream this buffer reads (the hub of
         this buffer's streamer), e.g. when that streamer is not a qudi-instream module."""
-        return share_module_stream(self._streamer(), consumer, max_poll_rate)
+        return share_module_stream(self._streamer(), consumer, max_poll_rate, self.publish_address)
 
     # ---------------------------------------------------------------------------- extras
     @property
-    def stream_name(self) -> str:
-        """Name of the shared stream: ``qudi.util.instream.attach(name)`` from any process."""
+    def stream_name(self) -> str | None:
+        """Name of the shared stream: ``qudi.util.instream.attach(name)`` from any process on
+        this host; None when the stream comes over ZeroMQ from another host."""
         return self._hub.name
 
     @property

@@ -74,6 +74,7 @@ class InStreamDummy(DataInStreamInterface):
             raise _options_error(
                 "seed", seed, "use an integer >= 0, or null for fresh data each run"
             )
+        self.publish_address  # noqa: B018 (checks the option now, not when a host joins)
         self._constraints = DataInStreamConstraints(
             channel_units=dict(zip(names, units, strict=True)),
             sample_timing=timing,

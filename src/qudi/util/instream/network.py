@@ -63,6 +63,8 @@ __all__ = [
     "StreamPublisher",
     "StreamSubscriber",
     "SubscriberStats",
+    "describe_ring",
+    "parse_description",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,7 +124,8 @@ def _header(kind, flags, session, generation, epoch, first, count) -> bytes:
     return HEADER.pack(MAGIC, VERSION, kind, flags, session, generation, epoch, first, count)
 
 
-def _description(ring: StreamRing) -> dict[str, Any]:
+def describe_ring(ring: StreamRing) -> dict[str, Any]:
+    """The stream's format and meaning as JSON-ready values (what a subscriber is told)."""
     info = ring.info
     return {
         "dtype": np.lib.format.dtype_to_descr(ring.dtype),
@@ -394,7 +397,7 @@ class StreamPublisher:
 
     def _send_control(self, reader: RingReader, ring: StreamRing, state) -> None:
         ring_state, epoch = state
-        description = b"{}" if ring.closed else json.dumps(_description(ring)).encode()
+        description = b"{}" if ring.closed else json.dumps(describe_ring(ring)).encode()
         fault = ring.fault_message.encode() if ring_state is RingState.FAULTED else b""
         header = _header(
             CONTROL,
@@ -788,7 +791,7 @@ class StreamSubscriber(RingReader):
     def _follow(self, stream, description: dict, next_index: int) -> bool:
         """Start following a (new) stream: build the local ring, or continue in it."""
         try:
-            new_format, info, remote_capacity = _parse_description(description)
+            new_format, info, remote_capacity = parse_description(description)
             if self._local is None:
                 dtype, shape, has_timestamps = new_format
                 rate = info.sample_rate or 0.0
@@ -929,7 +932,7 @@ def _check_n(n: object, limit: int, limit_name: str = "the room in the output bu
     return check_count(n, limit, "n", limit_name)
 
 
-def _parse_description(description: dict) -> tuple[tuple, StreamInfo, int]:
+def parse_description(description: dict) -> tuple[tuple, StreamInfo, int]:
     """Check a received description; only JSON values are used, nothing is evaluated."""
     try:
         dtype = np.lib.format.descr_to_dtype(_as_descr(description["dtype"]))

@@ -11,20 +11,43 @@ through a :class:`RemoteHub`, at memory speed.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
-from qudi.util.instream.errors import StreamError, StreamFaultError, StreamNotFoundError
+import zmq
+
+from qudi.util.instream.errors import (
+    StreamBusyError,
+    StreamError,
+    StreamFaultError,
+    StreamFormatError,
+    StreamNotFoundError,
+    StreamStoppedError,
+    StreamTimeoutError,
+)
 from qudi.util.instream.hub import HubReader, StreamHub
+from qudi.util.instream.network import (
+    DEFAULT_ADDRESS,
+    StreamPublisher,
+    StreamSubscriber,
+    describe_ring,
+    parse_description,
+)
 from qudi.util.instream.ring import RingState, StreamRing
 
 __all__ = [
     "HubRegistry",
     "RemoteHub",
     "StreamShare",
+    "SubscribedHub",
+    "SubscribedReader",
+    "TRANSPORTS",
+    "join_remote_stream",
     "hubs",
     "module_hub",
     "share_module_stream",
@@ -88,18 +111,32 @@ def module_hub(streamer: Any, member: str, max_poll_rate: float) -> StreamHub:
     )
 
 
-def share_module_stream(streamer: Any, consumer: str, max_poll_rate: float) -> StreamShare:
+def share_module_stream(
+    streamer: Any,
+    consumer: str,
+    max_poll_rate: float,
+    publish_address: str = DEFAULT_ADDRESS,
+) -> StreamShare:
     """A :class:`StreamShare` of ``streamer``'s hub for ``consumer`` in another process."""
     hub = module_hub(streamer, consumer, max_poll_rate)
     try:
-        return StreamShare(hub, consumer, on_close=functools.partial(hubs.leave, hub, consumer))
+        return StreamShare(
+            hub,
+            consumer,
+            on_close=functools.partial(hubs.leave, hub, consumer),
+            publish_address=publish_address,
+        )
     except BaseException:
         hubs.leave(hub, consumer)
         raise
 
 
-def _close_share(reader: HubReader, on_close: Callable[[], None] | None) -> None:
+def _close_share(
+    reader: HubReader, publishers: list[StreamPublisher], on_close: Callable[[], None] | None
+) -> None:
     try:
+        while publishers:
+            publishers.pop().close()
         reader.close()  # stops the source if this was its last running consumer
     finally:
         if on_close is not None:
@@ -113,13 +150,26 @@ class StreamShare:
     round trip over rpyc and nothing is passed by reference. If the consumer's process dies,
     its RPC connection drops the last reference to the share, which then closes itself: the
     source stops unless another consumer still runs.
+
+    A consumer on another host calls :meth:`start_publishing` instead of :meth:`start`: the
+    share then also publishes the stream over ZeroMQ on ``publish_address`` while it runs.
     """
 
-    def __init__(self, hub: StreamHub, consumer: str, on_close: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        hub: StreamHub,
+        consumer: str,
+        on_close: Callable[[], None] | None = None,
+        publish_address: str = DEFAULT_ADDRESS,
+    ):
         self._hub = hub
         # this reader is never read: it only gives the remote consumer its place in the count
         self._reader = hub.open_reader(consumer, allow_overwrite=True)
-        self._closer = weakref.finalize(self, _close_share, self._reader, on_close)
+        self._publish_address = self._bind_address = str(publish_address)
+        self._publishers: list[StreamPublisher] = []  # at most one, while publishing
+        self._closer = weakref.finalize(
+            self, _close_share, self._reader, self._publishers, on_close
+        )
 
     @property
     def consumer(self) -> str:
@@ -144,8 +194,22 @@ class StreamShare:
         self._reader.start()
         return self.stream_id
 
+    def start_publishing(self) -> str:
+        """:meth:`start`, and publish the stream over ZeroMQ; returns the endpoint."""
+        self._reader.start()
+        if not self._publishers:
+            self._publishers.append(self._new_publisher())
+        return self._publishers[0].endpoint
+
+    def describe(self) -> str:
+        """The stream's format and meaning, as JSON (see :func:`describe_ring`)."""
+        return json.dumps(describe_ring(self._hub.ring))
+
     def stop(self) -> None:
-        """Stop counting this consumer; the source stops if no other consumer runs."""
+        """Stop counting this consumer (and publishing); the source stops if no other
+        consumer runs."""
+        while self._publishers:
+            self._publishers.pop().close()
         self._reader.stop()
 
     def configure(
@@ -162,6 +226,61 @@ class StreamShare:
     def close(self) -> None:
         """Leave the hub for good (also done when the share is garbage-collected)."""
         self._closer()
+
+    def call(self, method: str, *args: Any) -> tuple:
+        """Run ``method`` for a caller in another process: ``('ok', result)`` or
+        ``('error', exception class name, message)``.
+
+        No exception crosses the RPC connection: a traceback sent back would keep this share
+        alive (its frames reference it) past the death of the caller's process.
+        """
+        if method not in _REMOTE_METHODS:
+            return ("error", "ValueError", f"{method!r} is not one of {list(_REMOTE_METHODS)}")
+        try:
+            return ("ok", getattr(self, method)(*args))
+        except Exception as exc:
+            return ("error", type(exc).__name__, str(exc))
+
+    def _new_publisher(self) -> StreamPublisher:
+        """A publisher on the port the last one had, so a subscriber's endpoint stays valid."""
+        name = f"{self.consumer} zmq"
+        try:
+            publisher = StreamPublisher(self._hub, self._bind_address, name=name)
+        except zmq.ZMQError:  # the port was taken meanwhile: any free one
+            publisher = StreamPublisher(self._hub, self._publish_address, name=name)
+        self._bind_address = publisher.endpoint
+        return publisher
+
+
+_REMOTE_METHODS = ("start", "start_publishing", "stop", "configure", "describe", "close")
+_REMOTE_ERRORS = {
+    cls.__name__: cls
+    for cls in (
+        StreamError,
+        StreamBusyError,
+        StreamStoppedError,
+        StreamFaultError,
+        StreamTimeoutError,
+        StreamFormatError,
+        StreamNotFoundError,
+        ValueError,
+        TypeError,
+        RuntimeError,
+    )
+}
+
+
+def _remote(share: Any, method: str, *args: Any) -> Any:
+    """Call ``method`` of a share in another process; its error is raised here, as the same
+    class where we know it (else as :class:`StreamError`)."""
+    result = share.call(method, *args)
+    if result[0] == "ok":
+        return result[1]
+    _, name, message = result
+    known = _REMOTE_ERRORS.get(str(name))
+    if known is None:
+        raise StreamError(f"{name}: {message}")
+    raise known.__new__(known, str(message))  # the message as given, without re-formatting
 
 
 class RemoteHub:
@@ -182,19 +301,7 @@ class RemoteHub:
     def join(cls, streamer: Any, consumer: str, max_poll_rate: float = 30.0) -> RemoteHub:
         """Join the stream of ``streamer``, a qudi-instream module in another process on this
         host (e.g. from a qudi namespace over rpyc), as ``consumer``."""
-        share_stream = getattr(streamer, "share_stream", None)
-        if share_stream is None:
-            raise TypeError(
-                f"module '{streamer.module_name}' is not a qudi-instream streamer (it has no "
-                "share_stream): put an 'instream.buffer.DataInStreamBuffer' next to it in its "
-                "qudi and join that buffer instead"
-            )
-        share = share_stream(consumer, max_poll_rate)
-        try:
-            return cls(share)
-        except BaseException:
-            share.close()
-            raise
+        return join_remote_stream(streamer, consumer, max_poll_rate, "shared_memory")
 
     @property
     def ring(self) -> StreamRing:
@@ -213,12 +320,8 @@ class RemoteHub:
         sample_rate: float,
     ) -> None:
         """Configure the remote hub (same rules as a local one: no-op or ``StreamBusyError``)."""
-        mode = getattr(streaming_mode, "name", streaming_mode)  # a name crosses packages
-        ring_id = self._share.configure(
-            tuple(str(ch) for ch in active_channels),
-            mode,
-            int(channel_buffer_size),
-            float(sample_rate),
+        ring_id = _configure_share(
+            self._share, active_channels, streaming_mode, channel_buffer_size, sample_rate
         )
         self._follow(str(ring_id))
 
@@ -227,18 +330,18 @@ class RemoteHub:
         for reader in self._readers:
             reader._closed = True
         try:
-            self._share.close()
+            _remote(self._share, "close")
         finally:
             self._ring.close()
 
     # ----------------------------------------------------- used by HubReader (like StreamHub)
     def _start_reader(self, reader: HubReader) -> None:
-        self._follow(str(self._share.start()))
+        self._follow(str(_remote(self._share, "start")))
         reader._joined_run(self._ring)
 
     def _stop_reader(self, reader: HubReader) -> None:
         reader._started = False
-        self._share.stop()
+        _remote(self._share, "stop")
 
     def _forget_reader(self, reader: HubReader) -> None:
         self._stop_reader(reader)
@@ -261,6 +364,195 @@ class RemoteHub:
             reader._position = 0
             reader._run_epoch = -1
             reader._started = False
+
+
+class SubscribedHub:
+    """A hub on another host, seen through its :class:`StreamShare`: control calls go to the
+    share, samples arrive over ZeroMQ. Serves one reader (see :meth:`open_reader`).
+
+    While the reader runs, the share publishes and a :class:`StreamSubscriber` refills a local
+    ring; while it is stopped, :attr:`ring` is an empty ring of the stream's format.
+    """
+
+    name = None  # no stream in this host's shared memory
+
+    def __init__(self, share: Any):
+        self._share = share
+        self._idle_ring = _idle_ring(str(_remote(share, "describe")))
+        self._reader: SubscribedReader | None = None
+
+    @property
+    def ring(self) -> StreamRing:
+        subscriber = self._reader._subscriber if self._reader is not None else None
+        return self._idle_ring if subscriber is None else subscriber.ring
+
+    def open_reader(self, name: str, *, allow_overwrite: bool = False) -> SubscribedReader:
+        if self._reader is not None:
+            raise StreamError(f"this remote stream already has a reader ('{self._reader.name}')")
+        self._reader = SubscribedReader(self, self._share, name, allow_overwrite)
+        return self._reader
+
+    def configure(
+        self,
+        active_channels: Sequence[str],
+        streaming_mode: Any,
+        channel_buffer_size: int,
+        sample_rate: float,
+    ) -> None:
+        """Configure the remote hub (same rules as a local one: no-op or ``StreamBusyError``)."""
+        _configure_share(
+            self._share, active_channels, streaming_mode, channel_buffer_size, sample_rate
+        )
+        self._idle_ring.close()
+        self._idle_ring = _idle_ring(str(_remote(self._share, "describe")))
+
+    def close(self) -> None:
+        try:
+            if self._reader is not None:
+                self._reader.close()
+            _remote(self._share, "close")
+        finally:
+            self._idle_ring.close()
+
+
+class SubscribedReader:
+    """The reader of a :class:`SubscribedHub`: starting it starts the remote source (if no
+    one else runs) and a fresh subscriber. Reads, ``available``, ``lost`` and the loss
+    policies are those of :class:`~qudi.util.instream.network.StreamSubscriber`."""
+
+    def __init__(self, hub: SubscribedHub, share: Any, name: str, allow_overwrite: bool):
+        self._hub = hub
+        self._share = share
+        self.name = name
+        self.allow_overwrite = bool(allow_overwrite)
+        self._subscriber: StreamSubscriber | None = None
+        self._lost_before = 0  # lost by this reader's earlier subscribers
+
+    @property
+    def running(self) -> bool:
+        subscriber = self._subscriber
+        return subscriber is not None and subscriber.ring.state is RingState.RUNNING
+
+    @property
+    def available(self) -> int:
+        return 0 if self._subscriber is None else self._subscriber.available
+
+    @property
+    def lost(self) -> int:
+        return self._lost_before + (0 if self._subscriber is None else self._subscriber.lost)
+
+    @property
+    def fill(self) -> float:
+        return 0.0 if self._subscriber is None else self._subscriber.fill
+
+    def start(self) -> None:
+        """Receive new samples from now on; harmless while running."""
+        if self.running:
+            return
+        self._end_subscription()
+        endpoint = str(_remote(self._share, "start_publishing"))
+        try:
+            self._subscriber = StreamSubscriber(
+                endpoint, name=self.name, allow_overwrite=self.allow_overwrite
+            )
+        except StreamTimeoutError as exc:
+            _remote(self._share, "stop")
+            raise StreamError(_unreachable(endpoint)) from exc
+
+    def stop(self) -> None:
+        """Stop receiving; the remote source stops if no other consumer runs."""
+        self._end_subscription()
+        _remote(self._share, "stop")
+
+    def close(self) -> None:
+        self._end_subscription()
+
+    def read_into(self, out, n=None, *, timeout=None, timestamps=None) -> int:
+        return self._running_subscriber().read_into(out, n, timeout=timeout, timestamps=timestamps)
+
+    def read_available_into(self, out, *, timestamps=None) -> int:
+        return self._running_subscriber().read_available_into(out, timestamps=timestamps)
+
+    def latest(self, n: int, *, with_timestamps: bool = False):
+        return self._running_subscriber().latest(n, with_timestamps=with_timestamps)
+
+    def _running_subscriber(self) -> StreamSubscriber:
+        if self._subscriber is None:
+            raise StreamStoppedError(f"reader '{self.name}' is stopped")
+        return self._subscriber
+
+    def _end_subscription(self) -> None:
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            self._lost_before += subscriber.lost
+            subscriber.close()
+
+
+def join_remote_stream(
+    streamer: Any, consumer: str, max_poll_rate: float = 30.0, transport: str = "auto"
+) -> RemoteHub | SubscribedHub:
+    """Join the stream of ``streamer``, a qudi-instream module in another process, as
+    ``consumer``: through shared memory when it runs on this host, else over ZeroMQ.
+
+    ``transport`` is ``'auto'``, ``'shared_memory'`` or ``'zmq'``.
+    """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport {transport!r} is not one of {list(TRANSPORTS)}")
+    share_stream = getattr(streamer, "share_stream", None)
+    if share_stream is None:
+        raise TypeError(
+            f"module '{streamer.module_name}' is not a qudi-instream streamer (it has no "
+            "share_stream): put an 'instream.buffer.DataInStreamBuffer' next to it in its "
+            "qudi and join that buffer instead"
+        )
+    share = share_stream(consumer, max_poll_rate)
+    try:
+        if transport == "zmq":
+            return SubscribedHub(share)
+        try:
+            return RemoteHub(share)
+        except StreamError:
+            if transport == "shared_memory":
+                raise
+            return SubscribedHub(share)  # not on this host
+    except BaseException:
+        _remote(share, "close")
+        raise
+
+
+TRANSPORTS = ("auto", "shared_memory", "zmq")
+
+
+def _configure_share(share, active_channels, streaming_mode, channel_buffer_size, sample_rate):
+    """Configure through a share with plain values; returns the id of the ring to read."""
+    mode = getattr(streaming_mode, "name", streaming_mode)  # a name crosses packages
+    return _remote(
+        share,
+        "configure",
+        tuple(str(ch) for ch in active_channels),
+        mode,
+        int(channel_buffer_size),
+        float(sample_rate),
+    )
+
+
+def _idle_ring(description: str) -> StreamRing:
+    """A small empty private ring with the format of a remote stream."""
+    (dtype, shape, has_timestamps), info, _ = parse_description(json.loads(description))
+    ring = StreamRing(1024, shape, dtype, timestamps=has_timestamps, info=info)
+    ring.mark_stopped()
+    return ring
+
+
+def _unreachable(endpoint: str) -> str:
+    host = urlsplit(endpoint).hostname or ""
+    advice = (
+        "it publishes on loopback only: set the option 'publish_address' of the streamer in "
+        "its qudi config to an address this host can reach (e.g. 'tcp://192.168.1.5:*')"
+        if host.startswith("127.") or host in ("localhost", "::1")
+        else "check that this host can reach it (firewall, address)"
+    )
+    return f"no stream arrived from the remote streamer's publisher at {endpoint}: {advice}"
 
 
 def _attach(name: str, expected_id: str) -> StreamRing:
