@@ -20,6 +20,7 @@ CONFIGS = sorted((ROOT / "cfg").glob("*.cfg")) + [Path(__file__).with_name("inst
 MODULES = [
     "qudi.hardware.instream.dummy",
     "qudi.hardware.instream.buffer",
+    "qudi.hardware.instream.ni_daq",
     "qudi.logic.instream.time_series_reader_logic",
     "qudi.gui.instream.time_series_gui",
 ]

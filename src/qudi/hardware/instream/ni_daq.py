@@ -442,6 +442,7 @@ class NIXSeriesInStreamer(DataInStreamInterface):
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
         timeout, buffer_limit = self._checked_limits()
+        self.publish_address  # noqa: B018 (checks the option now, not when a host joins)
         device = _read_device(self._checked_device_name())
         self._digital = self._checked_digital(device)
         self._analog = self._checked_analog(device)
