@@ -6,6 +6,7 @@ import gc
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -16,6 +17,7 @@ from rpyc.utils.server import ThreadedServer
 
 from qudi.util.instream import (
     StreamBusyError,
+    StreamError,
     StreamFaultError,
     StreamHub,
     StreamStoppedError,
@@ -138,6 +140,27 @@ def test_a_consumer_on_another_host_gets_the_stream_over_zeromq(hub):
     finally:
         remote.close()
     assert hub.readers == ()
+
+
+class _FarAwayShare(StreamShare):
+    """A share whose publisher is on the server's loopback, which this 'host' cannot reach."""
+
+    def start_publishing(self) -> str:
+        self.start()
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            return f"tcp://127.0.0.1:{unused.getsockname()[1]}"
+
+
+def test_a_publisher_out_of_reach_is_reported_with_what_to_set(hub):
+    remote = SubscribedHub(_FarAwayShare(hub, "far away"))
+    reader = remote.open_reader("far away")
+    try:
+        with pytest.raises(StreamError, match="set the option 'publish_address'"):
+            reader.start()
+        assert not hub.running  # the failed start left the source stopped
+    finally:
+        remote.close()
 
 
 def test_a_share_that_nobody_references_any_more_leaves_the_hub(hub):
