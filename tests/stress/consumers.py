@@ -10,6 +10,7 @@ overwriting allowed): then the jump must equal the loss, to the sample.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import threading
 import time
@@ -472,14 +473,21 @@ COUNTERS = (
     "timeouts",
     "failures",
     "runs",
+    "stage",  # how far the child got: 1 connected, 2 joined the stream, 3 reading
 )
 
 
-def remote_consumer(port: int, consumer: str, counters, seed: int, failure_file: str) -> None:
+def remote_consumer(port: int, consumer: str, counters, seed: int, workdir: str) -> None:
     """A child process: joins the stream over rpyc (StreamShare + RemoteHub), reads and checks
     the ramp until killed. Reports through ``counters`` (shared memory without a lock: SIGKILL
-    may come at any time) and writes its first failures to ``failure_file``."""
+    may come at any time); its output goes to ``<consumer>.log``, its first failures to
+    ``<consumer>_failures.txt`` in ``workdir``."""
     import rpyc
+
+    log = os.open(os.path.join(workdir, f"{consumer}.log"), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    failure_file = os.path.join(workdir, f"{consumer}_failures.txt")
 
     from qudi.util.instream.sharing import RemoteHub
 
@@ -488,8 +496,10 @@ def remote_consumer(port: int, consumer: str, counters, seed: int, failure_file:
     connection = rpyc.connect(
         "127.0.0.1", port, config={"allow_all_attrs": True, "allow_pickle": False}
     )
+    counters[index["stage"]] = 1
     remote = RemoteHub(connection.root.share(consumer))
     reader = remote.open_reader(consumer)
+    counters[index["stage"]] = 2
     rng = random.Random(seed)
     out = np.empty((MAX_CHUNK, len(CHANNELS)))
     reported = 0
@@ -501,6 +511,7 @@ def remote_consumer(port: int, consumer: str, counters, seed: int, failure_file:
         return reader.position, ledger.samples, ledger.lost
 
     run = begin_run()
+    counters[index["stage"]] = 3
     while True:
         count = rng.randint(1, MAX_CHUNK)
         try:

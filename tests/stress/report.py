@@ -34,5 +34,6 @@ def format_summary(summary: dict) -> str:
                 f"{len(res['threads_instream']):>11}{res['fds']:>6}{len(res['streams']):>8}"
                 f"{res['shm_maps']:>9}{res['rss_mb']:>8.1f}"
             )
+    lines.append(f"RSS after each phase (MB): {summary.get('rss_after_phases')}")
     lines.append(f"losses accounted for: {'all' if summary['all_accounted'] else 'NOT ALL'}")
     return "\n".join(lines)

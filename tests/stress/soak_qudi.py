@@ -14,6 +14,7 @@ The fixtures are those of ``tests/qudi/conftest.py``, pointed at ``stress.cfg``.
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import gc
 import json
@@ -65,15 +66,23 @@ SPAWN = multiprocessing.get_context("spawn")
 _LOGIC_STOP = re.compile(r"reading stopped: (Stream(?:Fault|Overrun|Stopped)Error): (.*)", re.S)
 _OVERRUN = re.compile(r"reader '(\w+)' fell behind and lost ([\d ]+) samples")
 _SOURCE_FAILED = re.compile(r"stream '\w+': the source failed and was stopped: (.*)", re.S)
+_LIBC = ctypes.CDLL("libc.so.6")
 _MODULES = ("buffer_strict", "buffer_slow", "buffer_overwrite", "logic1", "logic2")
 
 
 # ------------------------------------------------------------------------------ resources
 def resources() -> dict:
-    """This process's threads, descriptors, shared-memory streams and RSS."""
+    """This process's threads, descriptors, shared-memory streams and RSS (after a garbage
+    collection and giving the allocator's free memory back, so RSS counts memory in use)."""
+    gc.collect()
+    _LIBC.malloc_trim(0)
     pid = os.getpid()
     with open("/proc/self/status") as status:
-        rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        memory = {
+            key: int(value.split()[0])
+            for key, value in (line.split(":", 1) for line in status)
+            if key in ("VmRSS", "RssAnon", "RssShmem")
+        }
     with open("/proc/self/maps") as maps:
         shm_maps = {line.split()[-1] for line in maps if f"_{pid}" in line and "/dev/shm/" in line}
     return {
@@ -86,8 +95,18 @@ def resources() -> dict:
         "streams": sorted(n for n in list_streams() if n.endswith(f"_{pid}")),
         "shm_files": sorted(n for n in os.listdir("/dev/shm") if n.endswith(f"_{pid}")),
         "shm_maps": len(shm_maps),
-        "rss_mb": rss_kb / 1024,
+        "rss_mb": memory["VmRSS"] / 1024,
+        "rss_shmem_mb": memory["RssShmem"] / 1024,
+        "fd_targets": sorted(_fd_target(fd) for fd in os.listdir("/proc/self/fd")),
+        "python_objects": len(gc.get_objects()),
     }
+
+
+def _fd_target(fd: str) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # the directory's own descriptor, closed by now
+        return "?"
 
 
 class LogRecords(logging.Handler):
@@ -168,6 +187,9 @@ class Soak:
         self.phase_index = 0
         self.server: ShareServer | None = None
         self.children = []
+        self.rss_trace: list[float] = []  # RSS (MB) after each phase
+        self.spawned_at: dict[str, float] = {}
+        self.remote_log: list[dict] = []  # what each killed process had read
 
     # -------------------------------------------------------------------------- helpers
     def streamer(self):
@@ -221,7 +243,7 @@ class Soak:
         self.manager["buffer_strict"].instance.configure(
             CHANNELS, StreamingMode.CONTINUOUS, BUFFER_SIZE, RATES[0]
         )
-        self.run_phase("warm-up", 4.0)
+        self.run_phase("everything", 10.0)
 
     # ------------------------------------------------------------------------ a phase
     def run_phase(self, kind: str, seconds: float) -> None:
@@ -316,6 +338,9 @@ class Soak:
                 process, counters, name = child
                 if kill_at is None and counters[COUNTERS.index("reads")] > 0:
                     kill_at = now + self.rng.uniform(1.0, 5.0)
+                elif kill_at is None and now - self.spawned_at[name] > 20.0:
+                    self.watchdog.dump()
+                    kill_at = now  # and kill_remote says that it read nothing
                 if kill_at is not None and now >= kill_at:
                     remote.append(self.kill_remote(child))
                     child, kill_at = None, None
@@ -339,6 +364,7 @@ class Soak:
             lambda: not resources()["threads_instream"], 10, "every instream-* thread ends"
         )
         left = resources()
+        self.rss_trace.append(round(left["rss_mb"], 1))
         if left["streams"] or left["shm_files"] or left["shm_maps"]:
             self.fail(f"shared memory left after deactivation: {left}")
         elapsed = time.monotonic() - started
@@ -380,21 +406,29 @@ class Soak:
         name = f"remote{self.events['processes_started']}"
         self.events["processes_started"] += 1
         counters = SPAWN.RawArray("q", len(COUNTERS))
-        failure_file = self.workdir / f"{name}_failures.txt"
         process = SPAWN.Process(
             target=remote_consumer,
-            args=(self.server.port, name, counters, self.rng.randrange(2**32), str(failure_file)),
+            args=(self.server.port, name, counters, self.rng.randrange(2**32), str(self.workdir)),
             daemon=True,
         )
         process.start()
         self.children.append(process)
+        self.spawned_at[name] = time.monotonic()
         return process, counters, name
 
     def kill_remote(self, child, reads_required: bool = True) -> dict:
         """SIGKILL the child; its share must leave the hub, and what it read must add up."""
         process, counters, name = child
+        if process.exitcode is not None:
+            log = self.workdir / f"{name}.log"
+            self.fail(
+                f"{name} ended by itself with exit code {process.exitcode}:\n"
+                + (log.read_text()[-3000:] if log.exists() else "")
+            )
         os.kill(process.pid, signal.SIGKILL)
         process.join(JOIN_TIMEOUT_S)
+        process.close()  # its sentinel descriptor
+        self.children.remove(process)
         self.events["processes_killed"] += 1
         seen = dict(zip(COUNTERS, counters, strict=True))
         failure_file = self.workdir / f"{name}_failures.txt"
@@ -405,8 +439,14 @@ class Soak:
             failure_count=seen.pop("failures"),
             failures=failure_file.read_text().splitlines() if failure_file.exists() else [],
         )
-        if reads_required and not seen["reads"]:
-            self.fail(f"{name} read nothing before it was killed")
+        seen["alive_s"] = round(time.monotonic() - self.spawned_at.pop(name), 1)
+        self.remote_log.append({"phase": self.phase_index, **seen})
+        if not seen["reads"] and (reads_required or seen["alive_s"] > 15.0):
+            log = self.workdir / f"{name}.log"
+            self.fail(
+                f"{name} read nothing before it was killed ({seen}):\n"
+                + (log.read_text()[-3000:] if log.exists() else "")
+            )
         shares = self.server.shares
         self.wait_until(lambda: name not in shares, 30, f"the killed {name}'s share leaves the hub")
         return seen
@@ -433,6 +473,8 @@ class Soak:
                 reported_faults.append(source_failed.group(1))
             elif logic_stopped:
                 self.events[f"logic stops on {logic_stopped.group(1)}"] += 1
+                if logic_stopped.group(1) == "StreamFaultError":
+                    self.totals["logic"]["faults"] += 1
                 overrun = _OVERRUN.search(text)
                 if overrun:
                     lost = int(overrun.group(2).replace(" ", ""))
@@ -441,7 +483,7 @@ class Soak:
                     self.totals["logic"]["overruns"] += 1
             elif level >= logging.ERROR:
                 self.fail(f"unexpected error logged: {text}")
-        natural = [f for f in reported_faults if not f.startswith("RuntimeError: stress fault")]
+        natural = [f for f in reported_faults if not f.startswith("stress fault")]
         self.events["faults_natural"] += len(natural)
         injected_seen = [f for f in reported_faults if f not in natural]
         pending = self.streamer()._source._injected_fault
@@ -480,7 +522,6 @@ def test_soak(qudi, module_manager, qapp, request, tmp_path):
     summary["resources"]["start"] = resources()
     try:
         soak.warm_up()
-        gc.collect()
         baseline = summary["resources"]["baseline"] = resources()
         soak.totals.clear()
         soak.events.clear()
@@ -498,7 +539,6 @@ def test_soak(qudi, module_manager, qapp, request, tmp_path):
         soak.close()
         logging.getLogger().removeHandler(soak.logs)
         watchdog.close()
-    gc.collect()
     end = summary["resources"]["end"] = resources()
     cpu = (cpu_end.ru_utime + cpu_end.ru_stime) - (cpu_start.ru_utime + cpu_start.ru_stime)
     summary.update(
@@ -507,6 +547,8 @@ def test_soak(qudi, module_manager, qapp, request, tmp_path):
         cpu_percent=100 * cpu / elapsed,
         kinds={kind: dict(totals) for kind, totals in soak.totals.items()},
         events=dict(soak.events),
+        rss_after_phases=soak.rss_trace,
+        remote_processes=soak.remote_log,
         all_accounted=not any(t["failure_count"] for t in soak.totals.values()),
         failures=soak.failures,
     )
@@ -517,5 +559,6 @@ def test_soak(qudi, module_manager, qapp, request, tmp_path):
     assert not end["threads_instream"] and not end["streams"] and not end["shm_maps"], text
     assert end["threads_os"] <= baseline["threads_os"], text
     assert end["threads_py"] <= baseline["threads_py"], text
-    assert end["fds"] <= baseline["fds"], text
+    leaked_fds = Counter(end["fd_targets"]) - Counter(baseline["fd_targets"])
+    assert end["fds"] <= baseline["fds"], f"descriptors left open: {leaked_fds}\n{text}"
     assert end["rss_mb"] <= baseline["rss_mb"] + RSS_TOLERANCE_MB, text
