@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stress import BOUNDED_SECONDS, HARD_LIMIT_MARGIN_S
+from tests.stress import BOUNDED_SECONDS, hard_limit
 
 SUMMARY = pytest.StashKey[list]()
 
@@ -14,7 +14,7 @@ def soak_seconds(config) -> float:
 
 
 def pytest_collection_modifyitems(config, items):
-    limit = soak_seconds(config) + HARD_LIMIT_MARGIN_S
+    limit = hard_limit(soak_seconds(config))
     for item in items:
         if item.path.name == "test_soak.py":
             item.add_marker(pytest.mark.timeout(limit + 60))

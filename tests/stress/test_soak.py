@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.stress import HARD_LIMIT_MARGIN_S
+from tests.stress import hard_limit
 from tests.stress.conftest import SUMMARY, soak_seconds
 from tests.stress.report import format_summary
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_soak(request, tmp_path):
     seconds = soak_seconds(request.config)
-    limit = seconds + HARD_LIMIT_MARGIN_S
+    limit = hard_limit(seconds)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o"]
     command += [f"timeout={limit:.0f}", "tests/stress/soak_qudi.py", "--long", str(seconds)]
     seed = request.config.getoption("--seed")
