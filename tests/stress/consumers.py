@@ -43,7 +43,7 @@ class RampLedger:
         self.samples = self.reads = self.runs = 0
         self.lost = 0  # samples lost and reported (overrun errors or the lost counter)
         self.overruns = self.faults = self.stops = self.timeouts = self.busy = 0
-        self.reconfigured = self.reactivations = 0
+        self.reconfigured = self.reactivations = self.stalls = 0
         self.failures: list[str] = []
         self.failure_count = 0
         self._expected: float | None = None  # the next ramp value, None at a run's start
@@ -126,6 +126,7 @@ class RampLedger:
                 "busy",
                 "reconfigured",
                 "reactivations",
+                "stalls",
                 "failure_count",
                 "failures",
             )
@@ -262,6 +263,7 @@ class _ReaderWorker(Worker):
             self.ledger.reported_loss(lost)
 
     def _stall(self) -> None:
+        self.ledger.stalls += 1
         self.pause(self.rng.uniform(0.3, 1.6))  # the ring holds about 1 s
 
     def _restart(self) -> None:
@@ -446,15 +448,25 @@ class LogicDriver(Worker):
     def step(self) -> None:
         logic = self._logic
         if logic.module_state() == "locked":
-            if self.rng.random() < 0.3:
+            chance = self.rng.random()
+            if chance < 0.3:
                 logic.stop_reading()
                 self.ledger.stops += 1
+            elif chance < 0.4:
+                self.stall(logic)
         else:
             # idle: no frame can emit until start_reading (frames emit under the logic's lock,
             # and only while it is locked), so the ledger's new run cannot mix with the last
             self.ledger.new_run()
             logic.start_reading()
         self.pause(self.rng.uniform(0.2, 1.5))
+
+    def stall(self, logic) -> None:
+        """Keep the logic busy longer than the ring holds, as a long call into it would (its
+        frames wait for its lock): its next frame meets an overrun and the logic stops."""
+        with logic._lock:
+            self.ledger.stalls += 1
+            self.pause(self.rng.uniform(1.2, 2.0))
 
     def teardown(self) -> None:
         logic = self._logic

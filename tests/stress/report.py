@@ -10,12 +10,13 @@ def format_summary(summary: dict) -> str:
         f"(seed {summary['seed']}), stream {summary['rate']:.0f} S/s x {summary['channels']} ch; "
         f"qudi process CPU {summary['cpu_percent']:.0f} % of one core",
         f"{'consumer kind':<14}{'samples read':>16}{'lost':>14}{'overruns':>10}"
-        f"{'faults seen':>12}{'runs':>8}{'unaccounted':>13}",
+        f"{'faults seen':>12}{'runs':>8}{'stalls':>8}{'unaccounted':>13}",
     ]
     for kind, row in summary["kinds"].items():
         lines.append(
             f"{kind:<14}{row['samples']:>16,}{row['lost']:>14,}{row['overruns']:>10}"
-            f"{row['faults']:>12}{row['runs']:>8}{row['failure_count']:>13}"
+            f"{row['faults']:>12}{row['runs']:>8}{row.get('stalls', 0):>8}"
+            f"{row['failure_count']:>13}"
         )
     events = summary["events"]
     lines.append(

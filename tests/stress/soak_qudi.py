@@ -200,7 +200,8 @@ class Soak:
             self.manager.activate_module(name)
 
     def deactivate_all(self) -> None:
-        self._note_logic_buffer_losses()
+        self._note_lost("buffer_logic1")
+        self._note_lost("buffer_logic2")
         self.manager.deactivate_module("ramp_dummy")  # and everything that depends on it
         self.process_events()
 
@@ -221,11 +222,11 @@ class Soak:
     def fail(self, message: str) -> None:
         self.failures.append(f"phase {self.phase_index}: {message}")
 
-    def _note_logic_buffer_losses(self) -> None:
-        for name in ("buffer_logic1", "buffer_logic2"):
-            module = self.manager[name]
-            if module.is_active:
-                self.logic_buffer_lost[name] += module.instance.lost_samples
+    def _note_lost(self, buffer: str) -> None:
+        """Before a logic's buffer is deactivated: add up what its reader lost."""
+        module = self.manager[buffer]
+        if module.is_active:
+            self.logic_buffer_lost[buffer] += module.instance.lost_samples
 
     # ---------------------------------------------------------------------- warm-up
     def warm_up(self) -> None:
@@ -383,18 +384,10 @@ class Soak:
             self.watchdog.dump()
             self.fail(f"worker {worker.name} did not pause within its timeout (hang?)")
             return
-        if target == "buffer_logic2":
-            self._note_logic_buffer_losses()
-        elif target == "logic1":
-            self.logic_buffer_lost["buffer_logic1"] += self.manager[
-                "buffer_logic1"
-            ].instance.lost_samples
-        self.manager.deactivate_module(target)
+        if target == "buffer_logic2":  # a new reader follows: keep what this one lost
+            self._note_lost("buffer_logic2")
+        self.manager.deactivate_module(target)  # a logic alone: its buffer's count goes on
         self.process_events()
-        if target == "logic1":  # its buffer stays: its lost counter goes on
-            self.logic_buffer_lost["buffer_logic1"] -= self.manager[
-                "buffer_logic1"
-            ].instance.lost_samples
         self.manager.activate_module(activate)
         self.events["reactivations"] += 1
         worker.unpark()
@@ -463,8 +456,8 @@ class Soak:
             if ledger["kind"] != "remote" and not ledger["samples"]:
                 self.fail(f"{ledger['name']} read nothing in phase '{kind}'")
             totals = self.totals.setdefault(ledger["kind"], Counter())
-            for key in ("samples", "lost", "overruns", "faults", "runs", "failure_count"):
-                totals[key] += ledger[key]
+            for key in ("samples", "lost", "overruns", "faults", "runs", "stalls", "failure_count"):
+                totals[key] += ledger.get(key, 0)
         reported_faults = []
         for level, text in self.logs.take():
             source_failed = _SOURCE_FAILED.search(text)
