@@ -202,7 +202,7 @@ def assert_dummy_delivers(dummy) -> None:
         (("ramp", 0, 1000, 1000.0), TypeError, "active_channels must be a list of channel names"),
         ((None, 0, 1000, 1000.0), TypeError, "active_channels must be a list of channel names"),
         ((["ramp", "ramp"], 0, 1000, 1000.0), ValueError, "at most once"),
-        (([], 0, 1000, 1000.0), ValueError, r"\(at least one\)"),
+        (([], 0, 1000, 1000.0), ValueError, "active_channels must name at least one channel"),
         ((CHANNELS, None, 1000, 1000.0), ValueError, "streaming_mode must be one of CONTINUOUS"),
         ((CHANNELS, 0, 1000.5, 1000.0), TypeError, "channel_buffer_size must be an integer"),
         ((CHANNELS, 0, "1000", 1000.0), TypeError, "channel_buffer_size must be an integer"),

@@ -38,7 +38,6 @@ __all__ = [
     "DataInStreamInterface",
     "SampleTiming",
     "StreamingMode",
-    "as_channel_list",
     "check_read_buffers",
 ]
 
@@ -97,14 +96,6 @@ def checked_publish_address(address: object) -> str:
             "or *>', e.g. 'tcp://127.0.0.1:*' (this host only) or 'tcp://192.168.1.5:5555'"
         )
     return address
-
-
-def as_channel_list(active_channels: object) -> list[str]:
-    """The ``active_channels`` argument of :meth:`DataInStreamInterface.configure` as a list;
-    refuses a single string, which would otherwise become one channel per character."""
-    if isinstance(active_channels, str) or not isinstance(active_channels, Iterable):
-        raise TypeError(f"active_channels must be a list of channel names, got {active_channels!r}")
-    return list(active_channels)
 
 
 def check_read_buffers(

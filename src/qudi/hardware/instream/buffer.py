@@ -43,11 +43,10 @@ from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
     StreamingMode,
-    as_channel_list,
     check_read_buffers,
 )
 from qudi.util.instream import HubReader, StreamHub
-from qudi.util.instream.arrays import check_count
+from qudi.util.instream.arrays import as_channel_names, check_count
 from qudi.util.instream.sharing import (
     TRANSPORTS,
     RemoteHub,
@@ -203,7 +202,7 @@ class DataInStreamBuffer(DataInStreamInterface):
         """Configure the shared stream. The running configuration is always accepted; a
         different one raises ``StreamBusyError`` naming the buffers that stream."""
         self._hub.configure(
-            as_channel_list(active_channels),
+            as_channel_names(active_channels),
             StreamingMode.coerce(streaming_mode, "streaming_mode"),
             channel_buffer_size,
             sample_rate,

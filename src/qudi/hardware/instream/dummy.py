@@ -32,10 +32,9 @@ from qudi.interface.instream_interface import (
     DataInStreamInterface,
     SampleTiming,
     StreamingMode,
-    as_channel_list,
     check_read_buffers,
 )
-from qudi.util.instream.arrays import check_count
+from qudi.util.instream.arrays import as_channel_names, check_count
 from qudi.util.instream.simulated import SIGNALS, SimulatedSource
 
 __all__ = ["InStreamDummy"]
@@ -135,7 +134,7 @@ class InStreamDummy(DataInStreamInterface):
     ) -> None:
         """Set channels, mode, buffer size and rate; checked against the constraints first."""
         self._active_source()
-        channels = as_channel_list(active_channels)
+        channels = list(as_channel_names(active_channels))
         mode = StreamingMode.coerce(streaming_mode, "streaming_mode")
         unknown = [ch for ch in channels if ch not in self._constraints.channel_units]
         if not channels or unknown or len(set(channels)) != len(channels):

@@ -48,10 +48,9 @@ from qudi.interface.instream_interface import (
     DataInStreamInterface,
     SampleTiming,
     StreamingMode,
-    as_channel_list,
     check_read_buffers,
 )
-from qudi.util.instream.arrays import check_count
+from qudi.util.instream.arrays import as_channel_names, check_count
 from qudi.util.instream.errors import (
     StreamFaultError,
     StreamStoppedError,
@@ -517,7 +516,7 @@ class NIXSeriesInStreamer(DataInStreamInterface):
         """Check the settings against the card, then build its tasks (the driver may coerce
         the rate: :attr:`sample_rate` tells what it set). Raises ``ValueError`` with the reason,
         ``RuntimeError`` while streaming; a refused change leaves the previous settings."""
-        channels = tuple(as_channel_list(active_channels))
+        channels = as_channel_names(active_channels)
         valid = list(self._constraints.channel_units)
         unknown = [ch for ch in channels if ch not in valid]
         if not channels or unknown or len(set(channels)) != len(channels):

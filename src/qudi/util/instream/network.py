@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import zmq
 
-from qudi.util.instream.arrays import check_count
+from qudi.util.instream.arrays import check_count, check_timeout
 from qudi.util.instream.errors import (
     StreamError,
     StreamFormatError,
@@ -51,7 +51,7 @@ from qudi.util.instream.errors import (
     format_count,
 )
 from qudi.util.instream.hub import StreamHub
-from qudi.util.instream.reader import RingReader
+from qudi.util.instream.reader import RingReader, check_reader_options
 
 # the ring's control-word indices: _ReceiveRing jumps its write index over lost samples
 from qudi.util.instream.ring import _CLAIM, _WRITE, RingState, StreamInfo, StreamRing, _as_descr
@@ -461,6 +461,7 @@ class StreamSubscriber(RingReader):
             raise ValueError(f"seconds must be positive, got {seconds!r}")
         if isinstance(receive_hwm, bool) or not isinstance(receive_hwm, int) or receive_hwm < 1:
             raise ValueError(f"receive_hwm must be a positive number of messages: {receive_hwm!r}")
+        check_reader_options(name, allow_overwrite)  # before a thread or socket exists
         self._endpoint = endpoint
         self._capacity_request = capacity
         self._seconds = float(seconds)
@@ -563,6 +564,7 @@ class StreamSubscriber(RingReader):
             raise ValueError(f"n={n} is more than the ring holds ({self._ring.capacity} samples)")
         if n == 0:
             return 0
+        timeout = check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._wait_for(n, deadline, timeout)
