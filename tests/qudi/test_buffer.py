@@ -17,6 +17,7 @@ from qudi.util.instream import (
     StreamTimeoutError,
     list_streams,
 )
+from qudi.util.instream.sharing import RemoteHub
 
 CHANNELS = ["ramp", "sine", "counts", "noise"]
 RATE = 200_000.0
@@ -195,3 +196,26 @@ def test_read_data_and_single_point(buffers):
     np.testing.assert_array_equal(data[:, 0], np.arange(data[0, 0], data[0, 0] + 1000))
     newest, stamp = a.read_single_point()
     assert newest.shape == (4,) and stamp is None and newest[0] >= data[-1, 0]
+
+
+def test_a_buffer_shares_its_streamers_stream_with_a_consumer_elsewhere(buffers, module_manager):
+    """What a buffer in another qudi gets when it connects to this buffer (not the streamer)."""
+    buffer_a, buffer_b, _ = buffers
+    remote = RemoteHub(buffer_a.share_stream("elsewhere"))  # the other side, via shared memory
+    reader = remote.open_reader("elsewhere")
+    try:
+        assert remote.name == buffer_a.stream_name  # the streamer's one stream, not a copy
+        reader.start()
+        assert dummy(module_manager).module_state() == "locked"
+        buffer_b.start_stream()
+        data = np.empty((50_000, len(CHANNELS)))
+        reader.read_into(data, timeout=10)
+        np.testing.assert_array_equal(np.diff(data[:, 0]), 1)
+        with pytest.raises(StreamBusyError, match="'buffer_b', 'elsewhere'"):
+            buffer_b.configure(CHANNELS, StreamingMode.CONTINUOUS, 2**17, RATE / 2)
+        buffer_b.stop_stream()
+        assert dummy(module_manager).module_state() == "locked"  # 'elsewhere' still runs
+        reader.stop()
+        assert dummy(module_manager).module_state() == "idle"
+    finally:
+        remote.close()
