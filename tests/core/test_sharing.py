@@ -163,6 +163,29 @@ def test_a_publisher_out_of_reach_is_reported_with_what_to_set(hub):
         remote.close()
 
 
+def test_a_remote_reader_stopped_by_a_fault_never_reads_into_the_next_run(hub):
+    remote = RemoteHub(StreamShare(hub, "client"))
+    stale = remote.open_reader("client")
+    restarter = hub.open_reader("restarter")
+    try:
+        stale.start()
+        restarter.start()
+        stale.read_into(np.empty((1000, 1)), timeout=10)
+        hub.source.simulate_fault(OSError("card unplugged"))
+        for reader in (stale, restarter):
+            with pytest.raises(StreamFaultError):
+                reader.read_into(np.empty((40_000, 1)), timeout=10)
+        restarter.start()  # a new run: the ramp starts again at 0
+        restarter.read_into(np.empty((20_000, 1)), timeout=10)
+        left = np.empty((50_000, 1))
+        count = stale.read_available_into(left)  # what is left of its own run, no more
+        np.testing.assert_array_equal(np.diff(left[:count, 0]), 1)
+        assert stale.available == 0
+    finally:
+        restarter.stop()
+        remote.close()
+
+
 def test_a_share_that_nobody_references_any_more_leaves_the_hub(hub):
     share = StreamShare(hub, "vanished client")
     share.start()

@@ -13,11 +13,6 @@ from qudi.util.instream import StreamFaultError, StreamHub, StreamStoppedError
 from qudi.util.instream.simulated import SimulatedSource
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hub/reader: a reader stopped by a fault reads on into the next acquisition that "
-    "another reader started, glued to the old one without an error (reported, not ours to fix)",
-)
 def test_a_reader_stopped_by_a_fault_does_not_read_into_the_next_run(stream_name):
     source = SimulatedSource(("ramp",), sample_rate=100_000.0)
     with StreamHub(source, name=stream_name, max_poll_rate=200.0) as hub:

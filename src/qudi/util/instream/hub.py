@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MIN_RING_SAMPLES = 1024
 _RATE_WINDOW_S = 1.0
 _JOIN_TIMEOUT_S = 10.0
+_RUNS_REMEMBERED = 64  # a reader stopped this many runs ago gets nothing more of its run
 
 
 class StreamSource(Protocol):
@@ -152,6 +153,17 @@ class HubReader(RingReader):
     @property
     def available(self) -> int:
         return super().available if self._run_epoch >= 0 else 0
+
+    def _end(self) -> int:
+        """This reader's run ends where the next run starts: never read on into a run that
+        another reader started after this one was stopped (by a fault, say)."""
+        ring = self._ring
+        epoch = ring.run_epoch
+        if epoch == self._run_epoch or self._run_epoch < 0:
+            return ring.write_index
+        if epoch == self._run_epoch + 1:
+            return ring.run_start_index
+        return self._hub._run_end(self._run_epoch, self._position)
 
     def _require_open_ring(self) -> None:
         if self._run_epoch < 0 and not self._closed:  # never ran: no position in the stream
@@ -282,6 +294,7 @@ class StreamHub:
         self._running: set[HubReader] = set()
         self._pump: _Pump | None = None
         self._faults: dict[int, BaseException] = {}
+        self._run_starts: dict[int, int] = {}  # run epoch: index of its first sample
         self._ring = self._new_ring()
 
     # ------------------------------------------------------------------------- public API
@@ -439,6 +452,9 @@ class StreamHub:
             if first:
                 self._source.start_stream()
                 self._ring.mark_running()
+                self._run_starts[self._ring.run_epoch] = self._ring.run_start_index
+                if len(self._run_starts) > _RUNS_REMEMBERED:
+                    del self._run_starts[min(self._run_starts)]
             reader._joined_run(self._ring)  # before the pump runs: the first reader misses nothing
             self._running.add(reader)
             if first:
@@ -461,6 +477,10 @@ class StreamHub:
 
     def _fault_of_run(self, run_epoch: int) -> BaseException | None:
         return self._faults.get(run_epoch)
+
+    def _run_end(self, run_epoch: int, fallback: int) -> int:
+        """Index where run ``run_epoch`` ended (the next run's start), if this hub knows."""
+        return self._run_starts.get(run_epoch + 1, fallback)
 
     # -------------------------------------------------------------------------- internals
     def _require_open(self) -> None:
@@ -587,6 +607,7 @@ class StreamHub:
     def _use_ring(self, ring: StreamRing) -> None:
         self._ring = ring
         self._faults.clear()  # run epochs count again from 0 in the new ring
+        self._run_starts.clear()
         for reader in self._readers.values():
             reader._ring = self._ring
             reader._position = 0

@@ -96,7 +96,7 @@ class RingReader:
         ring = self._ring
         if ring.closed:
             return 0
-        return max(0, ring.write_index - max(self._position, ring.oldest_index))
+        return max(0, self._end() - max(self._position, ring.oldest_index))
 
     @property
     def fill(self) -> float:
@@ -145,7 +145,7 @@ class RingReader:
         self._require_open_ring()
         while True:
             self._skip_lost_samples()
-            count = min(self._ring.write_index - self._position, room)
+            count = min(self._end() - self._position, room)
             if count <= 0 or self._copy(samples, stamps, count):
                 return max(count, 0)
 
@@ -182,6 +182,10 @@ class RingReader:
         )
 
     # ------------------------------------------------------------- hooks for subclasses
+    def _end(self) -> int:
+        """Index after the last sample this reader may read (the ring's write index)."""
+        return self._ring.write_index
+
     def _stop_reason(self) -> str | None:
         """Why no more data will come for this reader, or None while it can."""
         if self._closed:
@@ -236,9 +240,7 @@ class RingReader:
 
         def ready() -> bool:
             return (
-                ring.closed
-                or ring.write_index - self._position >= n
-                or self._stop_reason() is not None
+                ring.closed or self._end() - self._position >= n or self._stop_reason() is not None
             )
 
         self._raise_pending_fault()
@@ -247,7 +249,7 @@ class RingReader:
         ring.wait(ready, remaining)
         self._raise_pending_fault()
         self._require_open_ring()
-        unread = ring.write_index - self._position
+        unread = self._end() - self._position
         if unread >= n:
             return
         reason = self._stop_reason()
@@ -276,7 +278,7 @@ class RingReader:
     def _copy(self, samples: np.ndarray, stamps: np.ndarray | None, count: int) -> bool:
         """Copy ``count`` samples and consume them; False if a gap was skipped (read again)."""
         self._skip_lost_samples()
-        if self._ring.write_index - self._position < count:
+        if self._end() - self._position < count:
             return False  # skipping a gap left fewer samples than asked for: wait again
         self._ring.copy_out(self._position, count, samples, stamps)
         oldest = self._ring.oldest_index

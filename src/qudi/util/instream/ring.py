@@ -3,7 +3,8 @@
 Memory layout (identical for private and shared memory, so one code path serves both)::
 
     0     magic b"QISTREAM", version, header size, metadata size
-    64    control words (uint64): write index, claim index, state, run epoch, fault length
+    64    control words (uint64): write index, claim index, state, run epoch, fault length,
+          start index of the current run
     128   fault message (UTF-8, 1 KiB)
     1152  metadata (JSON): dtype, sample shape, capacity, offsets, channel names, units, rate ...
     ...   data ring    [capacity, *sample_shape]     (64-byte aligned)
@@ -56,7 +57,7 @@ _FAULT_OFFSET = 128
 _FAULT_BYTES = 1024
 _METADATA_OFFSET = _FAULT_OFFSET + _FAULT_BYTES
 _ALIGN = 64
-_WRITE, _CLAIM, _STATE, _EPOCH, _FAULT_LENGTH = range(5)
+_WRITE, _CLAIM, _STATE, _EPOCH, _FAULT_LENGTH, _RUN_START = range(6)
 
 # Waiting without a condition variable (a reader in another process): poll, backing off.
 _POLL_MIN_S = 50e-6
@@ -296,6 +297,11 @@ class StreamRing:
         return int(self._control[_EPOCH])
 
     @property
+    def run_start_index(self) -> int:
+        """Index of the first sample of the current run (where the run before it ended)."""
+        return int(self._control[_RUN_START])
+
+    @property
     def fault_message(self) -> str:
         length = int(self._control[_FAULT_LENGTH])
         return bytes(self._buf[_FAULT_OFFSET : _FAULT_OFFSET + length]).decode(errors="replace")
@@ -421,6 +427,7 @@ class StreamRing:
         self._require_writer()
         self._fault_exception = None
         self._control[_FAULT_LENGTH] = 0
+        self._control[_RUN_START] = self._control[_WRITE]  # before the epoch says "new run"
         self._control[_EPOCH] = int(self._control[_EPOCH]) + 1
         self._set_state(RingState.RUNNING)
 
