@@ -521,12 +521,14 @@ def test_soak(qudi, module_manager, qapp, request, tmp_path):
         soak.logic_buffer_lost.clear()
         soak.logged_overrun_lost.clear()
         cpu_start = resource.getrusage(resource.RUSAGE_SELF)
+        children_start = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         phases = max(1, round(seconds / PHASE_SECONDS))
         for index in range(phases):
             soak.run_phase(PHASE_KINDS[index % len(PHASE_KINDS)], seconds / phases)
         elapsed = time.monotonic() - started
         cpu_end = resource.getrusage(resource.RUSAGE_SELF)
+        children_end = resource.getrusage(resource.RUSAGE_CHILDREN)
         soak.check_logic_losses()
     finally:
         soak.close()
@@ -534,10 +536,13 @@ def test_soak(qudi, module_manager, qapp, request, tmp_path):
         watchdog.close()
     end = summary["resources"]["end"] = resources()
     cpu = (cpu_end.ru_utime + cpu_end.ru_stime) - (cpu_start.ru_utime + cpu_start.ru_stime)
+    children = children_end.ru_utime + children_end.ru_stime
+    children -= children_start.ru_utime + children_start.ru_stime
     summary.update(
         seconds=elapsed,
         phases=phases,
         cpu_percent=100 * cpu / elapsed,
+        children_cpu_percent=100 * children / elapsed,
         kinds={kind: dict(totals) for kind, totals in soak.totals.items()},
         events=dict(soak.events),
         rss_after_phases=soak.rss_trace,
