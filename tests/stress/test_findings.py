@@ -1,7 +1,7 @@
 """What the soak found in the stream core, each as a small reproducer.
 
-Each is marked ``xfail(strict=True)`` while the bug stands: fixing it makes the test pass,
-and pytest then asks for the mark to go.
+A reproducer is marked ``xfail(strict=True)`` while its bug stands and stays as a regression
+test once fixed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from qudi.util.instream.simulated import SimulatedSource
 
 
 def test_a_reader_stopped_by_a_fault_does_not_read_into_the_next_run(stream_name):
+    """Found by the soak (fixed in 50d307a): the samples left after a fault, then a stop; never
+    the next acquisition's samples glued on without an error."""
     source = SimulatedSource(("ramp",), sample_rate=100_000.0)
     with StreamHub(source, name=stream_name, max_poll_rate=200.0) as hub:
         stale, restarter = hub.open_reader("stale"), hub.open_reader("restarter")
