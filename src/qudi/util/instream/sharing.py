@@ -1,11 +1,13 @@
-"""Consumers of a hub in other processes: control over RPC, samples from shared memory.
+"""Consumers of a hub in other processes: control over RPC, samples by a faster path.
 
 The process that owns a source keeps one hub per source in :data:`hubs`. A consumer in another
-process (a second qudi, over qudi's remote modules) asks that process for a
+process (a second qudi, over qudi's remote modules, or a notebook) asks that process for a
 :class:`StreamShare`: a place among the hub's readers. Starting it starts the source if no one
 else runs, and the source stops when the last consumer anywhere stops. The samples never travel
 with the calls: on the same host the consumer attaches to the shared ring by name and reads it
-through a :class:`RemoteHub`, at memory speed.
+through a :class:`RemoteHub`, at memory speed; on another host the share publishes the stream
+over ZeroMQ while the consumer runs, and a :class:`SubscribedHub` receives it.
+:func:`join_remote_stream` picks the path.
 """
 
 from __future__ import annotations
