@@ -171,6 +171,19 @@ def test_source_fault_reaches_every_reader_once_chained_then_restart_clears_it(h
     assert len(read_ramp(readers[1], 5)) == 5
 
 
+def test_a_long_lived_hub_keeps_only_recent_faults(hub, source):
+    reader = hub.open_reader("logic")
+    for run in range(80):
+        reader.start()
+        cause = OSError(f"fault {run}")
+        source.fail_next_read(cause)
+        with pytest.raises(StreamFaultError) as info:
+            read_ramp(reader, 10, timeout=30)
+        assert info.value.__cause__ is cause  # each fault is still reported, once
+    assert hub.error is cause
+    assert len(hub._faults) <= 64  # not one exception (and its traceback) per fault ever
+
+
 def test_configure_is_allowed_after_a_fault_stopped_everyone(hub, source):
     hub.open_reader("logic").start()
     source.fail_next_read(RuntimeError("boom"))

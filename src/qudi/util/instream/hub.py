@@ -508,6 +508,8 @@ class StreamHub:
     def _on_pump_fault(self, ring: StreamRing, exc: BaseException) -> None:
         """Runs in the pump thread: stop the source, keep the error, tell the readers."""
         self._faults[ring.run_epoch] = exc
+        if len(self._faults) > _RUNS_REMEMBERED:  # a long-lived hub keeps the recent ones
+            del self._faults[min(self._faults)]
         # a warning: the error itself reaches every reader, whose owner reports it
         log.warning("stream '%s': the source failed and was stopped: %s", self.name, exc)
         try:
