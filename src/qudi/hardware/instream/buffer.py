@@ -130,9 +130,13 @@ class DataInStreamBuffer(DataInStreamInterface):
             self._hub = join_remote_stream(streamer, consumer, float(rate), self._transport)
         else:
             self._hub = module_hub(streamer, self.module_name, float(rate))
-        self._reader = self._hub.open_reader(
-            self.module_name, allow_overwrite=self._allow_overwrite
-        )
+        try:
+            self._reader = self._hub.open_reader(
+                self.module_name, allow_overwrite=self._allow_overwrite
+            )
+        except BaseException:
+            self.on_deactivate()  # leave the hub: nothing half-done stays behind
+            raise
 
     def on_deactivate(self) -> None:
         hub, reader = self._hub, self._reader
