@@ -29,7 +29,8 @@ from qudi.core.configoption import ConfigOption
 from qudi.core.module import Base
 from qudi.util.constraints import ScalarConstraint
 
-from qudi.util.instream.arrays import as_sample_array, as_timestamp_array, check_count
+from qudi.util.instream import arrays
+from qudi.util.instream.arrays import check_count
 from qudi.util.instream.network import DEFAULT_ADDRESS
 from qudi.util.instream.sharing import StreamShare, share_module_stream
 
@@ -108,15 +109,15 @@ def check_read_buffers(
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """A read call's buffers, checked under the interface's argument names: the samples as a
     ``[samples, channels]`` view, the timestamps (or None) and how many samples fit in both."""
-    data = as_sample_array(data_buffer, (channels,), dtype, "data_buffer")
-    if timestamp_buffer is None:
-        if has_timestamps and timestamps_required:
-            raise ValueError("this stream has SampleTiming.TIMESTAMP: pass a timestamp_buffer")
-        return data, None, len(data)
-    if not has_timestamps:
-        raise ValueError("this stream carries no timestamps: pass timestamp_buffer=None")
-    stamps = as_timestamp_array(timestamp_buffer, "timestamp_buffer")
-    return data, stamps, min(len(data), len(stamps))
+    return arrays.check_read_buffers(
+        data_buffer,
+        timestamp_buffer,
+        (channels,),
+        dtype,
+        has_timestamps,
+        timestamps_required=timestamps_required,
+        names=("data_buffer", "timestamp_buffer"),
+    )
 
 
 class DataInStreamConstraints:

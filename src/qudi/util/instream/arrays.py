@@ -54,6 +54,31 @@ def as_timestamp_array(array: object, what: str = "timestamps") -> np.ndarray:
     return array
 
 
+def check_read_buffers(
+    out: object,
+    timestamps: object,
+    sample_shape: tuple[int, ...],
+    dtype: np.dtype,
+    has_timestamps: bool,
+    *,
+    timestamps_required: bool = False,
+    names: tuple[str, str] = ("out", "timestamps"),
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """A read call's buffers: the samples as a ``[samples, *sample_shape]`` view, the
+    timestamps (or None) and how many samples fit in both. ``names`` are the caller's
+    argument names, for the error messages."""
+    out_name, stamps_name = names
+    samples = as_sample_array(out, sample_shape, dtype, out_name)
+    if timestamps is None:
+        if has_timestamps and timestamps_required:
+            raise ValueError(f"this stream has SampleTiming.TIMESTAMP: pass a {stamps_name}")
+        return samples, None, len(samples)
+    if not has_timestamps:
+        raise ValueError(f"this stream carries no timestamps: pass {stamps_name}=None")
+    stamps = as_timestamp_array(timestamps, stamps_name)
+    return samples, stamps, min(len(samples), len(stamps))
+
+
 def check_count(n: object, limit: int, what: str, limit_name: str, *, minimum: int = 0) -> int:
     """Validate a sample count: an integer in ``minimum .. limit``."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):

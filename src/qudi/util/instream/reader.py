@@ -12,9 +12,8 @@ import time
 import numpy as np
 
 from qudi.util.instream.arrays import (
-    as_sample_array,
-    as_timestamp_array,
     check_count,
+    check_read_buffers,
     check_timeout,
 )
 from qudi.util.instream.errors import (
@@ -210,13 +209,9 @@ class RingReader:
     # -------------------------------------------------------------------------- internals
     def _checked_buffers(self, out, timestamps):
         ring = self._ring
-        samples = as_sample_array(out, ring.sample_shape, ring.dtype)
-        if timestamps is None:
-            return samples, None, len(samples)
-        if not ring.has_timestamps:
-            raise ValueError("this stream carries no timestamps; pass timestamps=None")
-        stamps = as_timestamp_array(timestamps)
-        return samples, stamps, min(len(samples), len(stamps))
+        return check_read_buffers(
+            out, timestamps, ring.sample_shape, ring.dtype, ring.has_timestamps
+        )
 
     def _raise_pending_fault(self) -> None:
         if self._closed:  # a closed reader is told that, not news of the stream
