@@ -131,6 +131,22 @@ def test_stopped_stream_ends_a_blocking_read_and_leaves_data_readable():
         assert reader.read_into(np.empty((2, 3)), timeout=0) == 2
 
 
+def test_a_plain_reader_runs_while_its_writer_runs_and_it_is_open():
+    with StreamRing(10, 3) as ring:
+        reader, other = ring.reader("a"), ring.reader("b")
+        assert reader.running and other.running
+        ring.mark_stopped()
+        assert not reader.running
+        ring.mark_running()
+        assert reader.running
+        ring.mark_faulted(RuntimeError("card unplugged"))
+        assert not reader.running
+        ring.mark_running()
+        reader.close()
+        assert not reader.running and other.running
+    assert not other.running  # the ring is closed
+
+
 def test_read_of_closed_ring_raises_stopped():
     ring = StreamRing(10, 3)
     reader = ring.reader()

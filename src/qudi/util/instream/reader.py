@@ -90,6 +90,13 @@ class RingReader:
         return self._lost
 
     @property
+    def running(self) -> bool:
+        """True while new samples can reach this reader: it is open, its ring is open and the
+        writer is running. (A hub's reader also needs to be started.)"""
+        ring = self._ring
+        return not self._closed and not ring.closed and ring.state is RingState.RUNNING
+
+    @property
     def available(self) -> int:
         """Unread samples that are still intact in the ring (what a read can return now)."""
         ring = self._ring
