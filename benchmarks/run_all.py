@@ -40,7 +40,8 @@ DOCS = HERE.parent / "docs"
 ORDER = ("fanout", "qudi_buffers", "recording", "logic_frame", "gui_fps", "remote")
 QUICK_ARGS = {"qudi_buffers": ["--seconds", "5"]}
 FULL_ARGS = {"qudi_buffers": ["--seconds", "30"]}
-NEEDS_QT = {"qudi_buffers", "logic_frame", "gui_fps"}  # start a QApplication (offscreen)
+# These start a QApplication (offscreen, or under Xvfb for gui_idle).
+NEEDS_QT = {"qudi_buffers", "logic_frame", "gui_fps", "gui_idle"}
 TIMEOUT_S = {"quick": 900.0, "full": 3600.0}
 HELPERS = {"run_all", "qudi_harness"}  # modules in benchmarks/ that are not benchmarks
 
@@ -302,6 +303,46 @@ def plot_fanout(numbers: dict, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- report
+README = HERE.parent / "README.md"
+#: README.md shows the report's headline table between these lines; run_all.py rewrites it, so
+#: the README and docs/performance.md always show the numbers of the same run.
+README_BEGIN = "<!-- performance headlines: written by benchmarks/run_all.py -->"
+README_END = "<!-- end of performance headlines -->"
+
+
+def headlines(runs: list[Run]) -> list[str]:
+    """The table of each benchmark's last line, as Markdown lines."""
+    out = ["| benchmark | result |", "| --- | --- |"]
+    for run in runs:
+        result = (
+            f"skipped: {run.skipped}"
+            if run.skipped
+            else run.headline
+            if run.ok
+            else f"FAILED (exit code {run.returncode})"
+        )
+        out.append(f"| `{run.name}.py` | {result.replace('|', '/')} |")
+    return out
+
+
+def report_headlines(report: str) -> list[str]:
+    """The headline table of a written report (its lines under ``## Headlines``)."""
+    lines = report.splitlines()
+    start = lines.index("## Headlines") + 2
+    end = lines.index("", start)
+    return lines[start:end]
+
+
+def update_readme(table: list[str], readme: Path = README) -> None:
+    """Put ``table`` between the README's headline markers (which must both be there)."""
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme} lacks the lines {README_BEGIN!r} and {README_END!r}")
+    before, rest = text.split(README_BEGIN, 1)
+    _, after = rest.split(README_END, 1)
+    readme.write_text(before + README_BEGIN + "\n" + "\n".join(table) + "\n" + README_END + after)
+
+
 def write_report(runs: list[Run], full: bool, png: Path | None, path: Path) -> None:
     by_name = {run.name: run for run in runs}
     mode = "full runs" if full else "quick runs (`--quick`: shorter, so noisier)"
@@ -322,19 +363,14 @@ def write_report(runs: list[Run], full: bool, png: Path | None, path: Path) -> N
         "",
         "## Headlines",
         "",
-        "| benchmark | result |",
-        "| --- | --- |",
+        *headlines(runs),
+        "",
+        *load_note(runs),
+        "## CPU at 8 channels x 1 MS/s",
+        "",
+        *cpu_at_8x1e6(by_name),
+        "",
     ]
-    for run in runs:
-        result = (
-            f"skipped: {run.skipped}"
-            if run.skipped
-            else run.headline
-            if run.ok
-            else f"FAILED (exit code {run.returncode})"
-        )
-        out.append(f"| `{run.name}.py` | {result.replace('|', '/')} |")
-    out += ["", *load_note(runs), "## CPU at 8 channels x 1 MS/s", "", *cpu_at_8x1e6(by_name), ""]
     if png is not None:
         out += [
             "## Throughput against the number of consumers",
@@ -400,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = args.out / "performance.md"
     write_report(runs, args.full, png, report)
     print(f"wrote {report}" + (f" and {png}" if png else ""))
+    if args.out.resolve() == DOCS.resolve() and not args.only:
+        update_readme(report_headlines(report.read_text()))
+        print(f"updated the headline table in {README}")
     return 0 if all(run.ok or run.skipped for run in runs) else 1
 
 
