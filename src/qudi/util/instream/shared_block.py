@@ -1,28 +1,103 @@
 """Named shared-memory blocks for stream rings.
 
-The writer creates a block with :class:`multiprocessing.shared_memory.SharedMemory` (mode 0600,
-owner only) and unlinks it on close; Python's resource tracker removes it should the writer
-die without closing. Readers open the block without registering it with their own resource
-tracker, so a reader that exits (or is killed) never destroys a block it does not own.
+Where blocks live
+-----------------
+On Linux a stream's block is the file ``/dev/shm/qudi_instream_<stream name>``. The environment
+variable ``QUDI_INSTREAM_SHM_DIR`` (an absolute path, read at every call) puts them in another
+directory instead, for tests or for a bigger tmpfs than a container's /dev/shm; the writer and
+every reader must then see the same value, and a writer that is killed leaves its block there
+(Python's resource tracker removes blocks in /dev/shm only). Elsewhere (macOS, Windows) blocks
+are :class:`multiprocessing.shared_memory.SharedMemory` objects and none of the checks below
+apply.
+
+The writer
+----------
+The writer creates the block exclusively (never over an existing entry, never through a
+symbolic link), owner only (mode 0600), and reserves every page of it at once
+(``posix_fallocate``). A block is a tmpfs file, sparse unless reserved: two 40 MiB rings in a
+64 MiB /dev/shm would both be accepted, and the writer would die of SIGBUS on the first page the
+kernel could not back. Reserved, a block that does not fit is refused at creation with a
+:class:`~qudi.util.instream.errors.StreamCapacityError`, and a block that was created can be
+written to the end whatever else fills /dev/shm later. The writer unlinks its block on close;
+Python's resource tracker removes it should the writer die without closing.
+
+Readers
+-------
+/dev/shm is writable by every local user, so anything may be found under a stream's name. A
+reader looks before it opens (``lstat``), opens without following a symbolic link and without
+blocking (a FIFO would block ``open`` forever), and checks again what it opened (``fstat``). It
+maps a block only if it is a non-empty regular file owned by this user (the effective uid)
+that no other user may write; anything else (a FIFO, a directory, a socket, a device, a
+symbolic link, another user's file, a group- or world-writable file) is refused with a
+:class:`~qudi.util.instream.errors.StreamFormatError` that names the stream and what was found.
+:func:`list_streams` lists only the names that pass these checks. Readers map the block
+read-only and never register it with their resource tracker, so a reader that exits, or is
+killed, never removes a block it does not own.
+
+What is and is not protected
+----------------------------
+- *Other users* cannot read a block (mode 0600), cannot unlink or replace it (/dev/shm is
+  sticky), and cannot make a reader attach a block they planted. They can take a name before
+  its writer exists: the writer is then refused with a message that says what holds the name.
+- *Processes of the same user* can do anything the writer can. They can rewrite the data and
+  the header (the ring checks the header and the control words it reads, but cannot tell
+  plausible data from the writer's). And they can **truncate** the block (``os.truncate``,
+  ``ftruncate``): the pages past the new end are then gone from every mapping, and the next
+  access to one of them kills the process that makes it with SIGBUS, the writer and every
+  attached reader alike. That is inherent to shared mappings of a named file: nothing stops
+  the owner of a file from truncating it (file seals exist for anonymous memfds only), and a
+  Python process cannot recover from SIGBUS. Readers check the size when they attach, not on
+  every access.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import re
+import stat
 import sys
 from multiprocessing import shared_memory
 
-from qudi.util.instream.errors import StreamError, StreamNotFoundError
+from qudi.util.instream.errors import StreamError, StreamFormatError, StreamNotFoundError
 
 BLOCK_PREFIX = "qudi_instream_"
+SHM_DIR_ENV = "QUDI_INSTREAM_SHM_DIR"
 _LINUX_SHM_DIR = "/dev/shm"
 _STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_ON_LINUX = sys.platform.startswith("linux")
+# Open without following a link, without blocking on a FIFO, without taking a terminal.
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_READ_FLAGS |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFLNK: "a symbolic link",
+}
 
 
 def block_name(stream_name: str) -> str:
-    """Name of the shared-memory block that holds the stream ``stream_name``."""
+    """Name of the shared-memory block that holds the stream ``stream_name``.
+
+    Parameters
+    ----------
+    stream_name
+        1 to 100 letters, digits, ``_``, ``.`` or ``-``, starting with a letter or digit.
+
+    Returns
+    -------
+    str
+        ``"qudi_instream_" + stream_name``.
+
+    Raises
+    ------
+    ValueError
+        If ``stream_name`` is not a valid stream name.
+    """
     if not isinstance(stream_name, str) or not _STREAM_NAME.match(stream_name):
         raise ValueError(
             f"invalid stream name {stream_name!r}: use 1 to 100 letters, digits, '_', '.' or '-', "
@@ -31,13 +106,64 @@ def block_name(stream_name: str) -> str:
     return BLOCK_PREFIX + stream_name
 
 
+def block_directory() -> str | None:
+    """The directory that holds the blocks: ``$QUDI_INSTREAM_SHM_DIR``, else /dev/shm.
+
+    Returns
+    -------
+    str or None
+        The directory on Linux; None elsewhere, where blocks are not files.
+
+    Raises
+    ------
+    StreamError
+        If ``QUDI_INSTREAM_SHM_DIR`` is set to a relative path (processes with different
+        working directories would not find each other's streams).
+    """
+    if not _ON_LINUX:
+        return None
+    directory = os.environ.get(SHM_DIR_ENV, "")
+    if not directory:
+        return _LINUX_SHM_DIR
+    if not os.path.isabs(directory):
+        raise StreamError(
+            f"{SHM_DIR_ENV}={directory!r} is not an absolute path; set it to the absolute "
+            f"path of a directory (a tmpfs), or unset it to use {_LINUX_SHM_DIR}"
+        )
+    return os.path.normpath(directory)
+
+
 def list_streams() -> list[str]:
-    """Names of the shared-memory streams on this host (Linux only; elsewhere an empty list)."""
+    """Names of the shared-memory streams on this host that :class:`AttachedBlock` accepts.
+
+    Entries under the block prefix that are no stream of this user (a bad name, anything but a
+    non-empty regular file of this user that others cannot write) are left out. On platforms
+    other than Linux the list is empty.
+
+    Returns
+    -------
+    list of str
+        Stream names, sorted.
+    """
+    directory = block_directory()
+    if directory is None:
+        return []
     try:
-        entries = os.listdir(_LINUX_SHM_DIR)
+        entries = os.listdir(directory)
     except OSError:
         return []
-    return sorted(e[len(BLOCK_PREFIX) :] for e in entries if e.startswith(BLOCK_PREFIX))
+    names = []
+    for entry in entries:
+        name = entry[len(BLOCK_PREFIX) :]
+        if not entry.startswith(BLOCK_PREFIX) or not _STREAM_NAME.match(name):
+            continue
+        try:
+            fd, _ = _open_block(name, os.path.join(directory, entry))
+        except StreamError:
+            continue
+        os.close(fd)
+        names.append(name)
+    return sorted(names)
 
 
 def create_block(stream_name: str, size: int) -> shared_memory.SharedMemory:
@@ -46,22 +172,37 @@ def create_block(stream_name: str, size: int) -> shared_memory.SharedMemory:
     try:
         return shared_memory.SharedMemory(name=name, create=True, size=size)
     except FileExistsError:
-        raise StreamError(
-            f"a stream named '{stream_name}' already exists on this host (shared-memory block "
-            f"'{name}'); choose another name, or close the process that owns it"
-        ) from None
+        raise _name_taken(stream_name) from None
 
 
 class AttachedBlock:
-    """A read-only view of another process's block: ``buf``, ``size`` and ``close()``."""
+    """A read-only view of another process's block: ``buf``, ``size`` and ``close()``.
+
+    Parameters
+    ----------
+    stream_name
+        The stream whose block to map.
+
+    Raises
+    ------
+    ValueError
+        If ``stream_name`` is not a valid stream name.
+    StreamNotFoundError
+        If there is no entry of that name.
+    StreamFormatError
+        If the entry is not a block of this user (see the module's docstring).
+    StreamError
+        If the block cannot be mapped.
+    """
 
     def __init__(self, stream_name: str):
         name = block_name(stream_name)
-        self._shm = None
-        self._mmap = None
+        self._shm: shared_memory.SharedMemory | None = None
+        self._mmap: mmap.mmap | None = None
         try:
-            if sys.platform.startswith("linux"):
-                self._mmap = _map_read_only(os.path.join(_LINUX_SHM_DIR, name))
+            directory = block_directory()
+            if directory is not None:
+                self._mmap = _map_read_only(stream_name, os.path.join(directory, name))
                 self.buf = memoryview(self._mmap)
             else:
                 self._shm = _open_untracked(name)
@@ -85,15 +226,110 @@ class AttachedBlock:
             self._shm = None
 
 
-def _map_read_only(path: str) -> mmap.mmap:
-    fd = os.open(path, os.O_RDONLY)
+def _refusal(entry: os.stat_result, path: str, link: bool) -> str | None:
+    """Why ``entry`` is no block of this user (None if it is one)."""
+    kind = stat.S_IFMT(entry.st_mode)
+    if kind != stat.S_IFREG:
+        what = _KINDS.get(kind, f"a file of type {kind:#o}")
+        if link:
+            with contextlib.suppress(OSError):
+                what += f" to '{os.readlink(path)}'"
+        return f"is {what}, not a regular file"
+    euid = os.geteuid()
+    if entry.st_uid != euid:
+        return f"belongs to {_user(entry.st_uid)}, not to this user ({_user(euid)})"
+    if entry.st_mode & 0o022:
+        return f"is writable by other users (mode {entry.st_mode & 0o7777:04o}; a block is 0600)"
+    if entry.st_size == 0:
+        return "is empty (0 bytes)"
+    return None
+
+
+def _user(uid: int) -> str:
     try:
-        size = os.fstat(fd).st_size
-        if size == 0:
-            raise StreamError(f"shared-memory block '{path}' is empty")
-        return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        import pwd
+
+        return f"uid {uid} ('{pwd.getpwuid(uid).pw_name}')"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _refused(stream_name: str, path: str, reason: str) -> StreamFormatError:
+    return StreamFormatError(
+        f"cannot attach stream '{stream_name}': '{path}' {reason}. A stream's block is a "
+        "non-empty regular file of this user that only its owner can write; this entry was not "
+        "made by a qudi-instream writer of yours: remove it if no stream should have that name"
+    )
+
+
+def _open_block(stream_name: str, path: str) -> tuple[int, os.stat_result]:
+    """Open the block at ``path`` read-only after checking what it is; ``(fd, fstat)``.
+
+    Raises FileNotFoundError if there is nothing at ``path``, StreamFormatError if what is
+    there is not a block of this user. Never follows a link, never blocks.
+    """
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StreamError(
+            f"cannot attach stream '{stream_name}': cannot look at '{path}' ({exc.strerror})"
+        ) from None
+    reason = _refusal(found, path, link=True)
+    if reason is not None:  # refused before opening: opening some devices does things
+        raise _refused(stream_name, path, reason)
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # replaced since lstat (ELOOP: by a link), or not readable
+        raise _refused(stream_name, path, f"cannot be opened ({exc.strerror})") from None
+    try:
+        opened = os.fstat(fd)
+        reason = _refusal(opened, path, link=False)
+        if reason is not None:
+            raise _refused(stream_name, path, reason)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, opened
+
+
+def _map_read_only(stream_name: str, path: str) -> mmap.mmap:
+    fd, opened = _open_block(stream_name, path)
+    try:
+        return mmap.mmap(fd, opened.st_size, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, OverflowError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise StreamError(
+            f"cannot attach stream '{stream_name}': mapping its block '{path}' "
+            f"({opened.st_size} bytes) failed: {reason}"
+        ) from None
     finally:
         os.close(fd)
+
+
+def _name_taken(stream_name: str) -> StreamError:
+    """The error for a writer whose block name exists already, saying what holds it."""
+    name = block_name(stream_name)
+    directory = block_directory()
+    if directory is not None:
+        path = os.path.join(directory, name)
+        try:
+            found = os.lstat(path)
+        except OSError:
+            found = None
+        reason = None if found is None else _refusal(found, path, link=True)
+        if reason is not None:
+            return StreamError(
+                f"cannot create stream '{stream_name}': '{path}' already exists and {reason}, "
+                "so it is no stream of yours; remove it, or choose another name"
+            )
+    return StreamError(
+        f"a stream named '{stream_name}' already exists on this host (shared-memory block "
+        f"'{name}'); choose another name, or close the process that owns it"
+    )
 
 
 def _open_untracked(name: str) -> shared_memory.SharedMemory:
