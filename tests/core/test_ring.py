@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -281,6 +284,68 @@ def test_reserved_slots_count_as_overwritten_for_readers():
         with pytest.raises(StreamOverrunError) as info:
             reader.read_into(np.empty((1, 1)), timeout=0)
         assert info.value.lost == 3
+
+
+def test_skip_to_places_an_empty_ring_at_a_receivers_first_index():
+    with StreamRing(8, 1) as ring:
+        ring.skip_to(1000, first=True)
+        assert (ring.write_index, ring.oldest_index) == (1000, 1000)
+        reader = ring.reader(from_oldest=True)
+        assert reader.position == 1000 and reader.available == 0  # nothing kept is older
+        ring.write(np.arange(3.0)[:, None])
+        out = np.empty((3, 1))
+        assert reader.read_into(out, timeout=0) == 3 and reader.position == 1003
+        ring.write(np.arange(3.0, 11.0)[:, None])  # the ring wraps: claims follow the writes
+        assert (ring.write_index, ring.oldest_index) == (1011, 1003)
+        assert reader.read_into(np.empty((8, 1)), timeout=0) == 8
+
+
+def test_skip_to_jumps_over_indices_that_never_come_and_wakes_a_waiting_read():
+    with StreamRing(8, 1) as ring:
+        reader = ring.reader()
+        ring.write(np.zeros((2, 1)))
+        threading.Timer(0.05, ring.skip_to, args=(5,)).start()
+        out = np.empty((5, 1))
+        started = time.monotonic()
+        assert reader.read_into(out, timeout=5) == 5  # woken by the skip, not by a timeout
+        assert time.monotonic() - started < 4
+        assert ring.write_index == 5
+
+
+@pytest.mark.parametrize(
+    ("index", "first", "message"),
+    [
+        (3, False, "from the write index 4"),
+        (2**64 - 8, False, "up to 18446744073709551607"),
+        (5.0, False, "a whole number"),
+        (True, False, "a whole number"),
+        (10, True, "was written already"),
+    ],
+)
+def test_a_refused_skip_to_changes_nothing(index, first, message):
+    with StreamRing(8, 1) as ring:
+        ring.write(np.zeros((4, 1)))
+        with pytest.raises(ValueError, match=message):
+            ring.skip_to(index, first=first)
+        assert (ring.write_index, ring.oldest_index) == (4, 0)
+
+
+def test_skip_to_waits_for_reserved_samples_to_be_published():
+    with StreamRing(8, 1) as ring:
+        ring.reserve(2)
+        with pytest.raises(ValueError, match="2 reserved samples are not published"):
+            ring.skip_to(5)
+        ring.publish(2)
+        ring.skip_to(5)
+        assert ring.write_index == 5
+
+
+def test_only_the_creator_may_skip(stream_name):
+    with StreamRing(8, 1, shared=True, name=stream_name):
+        attached = StreamRing.attach(stream_name)
+        with pytest.raises(StreamError, match="read-only"):
+            attached.skip_to(5)
+        attached.close()
 
 
 def test_attached_ring_is_read_only(stream_name):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -26,6 +28,16 @@ from qudi.util.instream import (
     list_streams,
 )
 from qudi.util.instream.shared_block import block_name
+from qudi.util.instream.stream_format import (
+    CONTROL_OFFSET,
+    HEADER_PREFIX,
+    MAGIC,
+    METADATA_OFFSET,
+    VERSION,
+    Control,
+    RingLayout,
+    RingState,
+)
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -97,6 +109,87 @@ def test_truncated_block_is_refused(stream_name):
     try:
         with pytest.raises(StreamFormatError, match="needs .* bytes"):
             attach(stream_name)
+    finally:
+        block.close()
+        block.unlink()
+
+
+def _block_claiming_dtype(name: str, dtype_description) -> shared_memory.SharedMemory:
+    """A running ring block of 16 float64 pairs, 2 of them written (bytes 0x41, which as
+    pointers point nowhere), whose header says its dtype is ``dtype_description``."""
+    layout = RingLayout.plan(16, (2,), np.dtype(np.float64), False, StreamInfo())
+    metadata = json.loads(layout.metadata)
+    metadata["dtype"] = dtype_description
+    metadata = json.dumps(metadata).encode()
+    header_bytes = layout.header_bytes + 1024  # room for the longest description here
+    image = bytearray(b"A" * (layout.total_bytes + 4096))
+    image[:header_bytes] = bytes(header_bytes)
+    HEADER_PREFIX.pack_into(image, 0, MAGIC, VERSION, header_bytes, len(metadata))
+    words = {Control.WRITE: 2, Control.CLAIM: 2, Control.STATE: RingState.RUNNING}
+    for word, value in words.items():
+        struct.pack_into("<Q", image, CONTROL_OFFSET + 8 * word, value)
+    image[METADATA_OFFSET : METADATA_OFFSET + len(metadata)] = metadata
+    return _foreign_block(name, bytes(image), len(image))
+
+
+# Found by the hostile-input probes (HOSTILE_FINDINGS.md, D1): numpy built an object view over
+# the mapping, and the first read dereferenced sample bytes as pointers (SIGSEGV: without the
+# check, the first case below ends its subprocess with signal 11).
+HARMFUL_DTYPES = {
+    "object": ("|O", "holds Python objects"),
+    "struct with an object field": ([["t", "<f8"], ["a", "|O"]], "holds Python objects"),
+    "subarray of objects": ([["a", "|O", [2]]], "holds Python objects"),
+    "zero bytes": ("|V0", "zero bytes"),
+    "empty struct": ([], "zero bytes"),
+}
+
+
+@pytest.mark.parametrize("harmful", list(HARMFUL_DTYPES))
+def test_a_header_claiming_a_harmful_dtype_is_refused_before_any_read(stream_name, harmful):
+    """A reader in another process is the one that crashed: run the attach and a read there."""
+    description, reason = HARMFUL_DTYPES[harmful]
+    block = _block_claiming_dtype(stream_name, description)
+    script = (
+        "import sys\n"
+        "from qudi.util.instream import attach, StreamFormatError\n"
+        "try:\n"
+        f"    attach({stream_name!r}).reader('victim').latest(2)\n"
+        "except StreamFormatError as exc:\n"
+        "    print(exc)\n"
+        "    sys.exit(3)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        block.close()
+        block.unlink()
+    assert done.returncode == 3, f"exit {done.returncode}: {done.stdout}{done.stderr}"
+    message = done.stdout
+    assert f"'{stream_name}' has a corrupted header" in message
+    assert reason in message and "use a fixed-size dtype of numbers or bytes" in message
+
+
+def test_a_harmful_dtype_is_refused_in_this_process_too(stream_name):
+    block = _block_claiming_dtype(stream_name, [["a", "|O"]])
+    try:
+        with pytest.raises(StreamFormatError, match=r"dtype \[\('a', 'O'\)\] holds Python"):
+            attach(stream_name)
+    finally:
+        block.close()
+        block.unlink()
+
+
+def test_a_harmless_dtype_in_such_a_block_attaches(stream_name):
+    """The crafted block itself is fine: only the dtype makes the difference above."""
+    block = _block_claiming_dtype(stream_name, "<i8")
+    try:
+        ring = attach(stream_name)
+        assert ring.dtype == np.int64 and ring.capacity == 16
+        newest = ring.reader("fine").latest(2)
+        np.testing.assert_array_equal(newest, np.full((2, 2), 0x41414141_41414141))
+        ring.close()
     finally:
         block.close()
         block.unlink()

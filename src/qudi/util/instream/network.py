@@ -52,9 +52,8 @@ from qudi.util.instream.errors import (
 )
 from qudi.util.instream.hub import StreamHub
 from qudi.util.instream.reader import RingReader, check_reader_options
-
-# the ring's control-word indices: _ReceiveRing jumps its write index over lost samples
-from qudi.util.instream.ring import _CLAIM, _WRITE, RingState, StreamInfo, StreamRing, _as_descr
+from qudi.util.instream.ring import RingState, StreamRing
+from qudi.util.instream.stream_format import parse_description
 
 __all__ = [
     "Gap",
@@ -125,20 +124,9 @@ def _header(kind, flags, session, generation, epoch, first, count) -> bytes:
 
 
 def describe_ring(ring: StreamRing) -> dict[str, Any]:
-    """The stream's format and meaning as JSON-ready values (what a subscriber is told)."""
-    info = ring.info
-    return {
-        "dtype": np.lib.format.dtype_to_descr(ring.dtype),
-        "sample_shape": list(ring.sample_shape),
-        "timestamps": ring.has_timestamps,
-        "capacity": ring.capacity,
-        "channel_names": list(info.channel_names),
-        "channel_units": list(info.channel_units),
-        "sample_rate": info.sample_rate,
-        "sample_timing": info.sample_timing,
-        "extra": dict(info.extra),
-        "name": ring.name,
-    }
+    """The stream's format and meaning as JSON-ready values (what a subscriber is told); the
+    same as :meth:`StreamRing.description`."""
+    return ring.description()
 
 
 def _ring_state(ring: StreamRing) -> RingState:
@@ -397,7 +385,7 @@ class StreamPublisher:
 
     def _send_control(self, reader: RingReader, ring: StreamRing, state) -> None:
         ring_state, epoch = state
-        description = b"{}" if ring.closed else json.dumps(describe_ring(ring)).encode()
+        description = b"{}" if ring.closed else json.dumps(ring.description()).encode()
         fault = ring.fault_message.encode() if ring_state is RingState.FAULTED else b""
         header = _header(
             CONTROL,
@@ -412,17 +400,6 @@ class StreamPublisher:
 
 
 # ===================================================================================== subscriber
-class _ReceiveRing(StreamRing):
-    """The subscriber's private ring; its writer can jump over indices that never arrived."""
-
-    def skip_to(self, index: int, *, claim: bool = False) -> None:
-        """Make ``index`` the next write index without writing (readers see a gap there)."""
-        self._control[_WRITE] = index
-        if claim:  # the very first position: nothing older is in the ring
-            self._control[_CLAIM] = index
-        self.wake_waiters()  # a read waiting for samples may now have a gap to report
-
-
 class StreamSubscriber(RingReader):
     """Receive a published stream into a private local ring and read it like a ring reader.
 
@@ -474,7 +451,7 @@ class StreamSubscriber(RingReader):
         self._gaps = self._missed = 0
         self._last_gap_end = 0
         self._received = self._messages = self._rejected = self._resyncs = 0
-        self._local: _ReceiveRing | None = None
+        self._local: StreamRing | None = None
         self._format: tuple | None = None
         self._stream: tuple[int, int] | None = None  # (session, generation) followed
         self._offset = 0  # local index = remote index + offset
@@ -800,7 +777,7 @@ class StreamSubscriber(RingReader):
                 capacity = self._capacity_request or max(
                     remote_capacity, math.ceil(rate * self._seconds), 1024
                 )
-                ring = _ReceiveRing(capacity, shape, dtype, timestamps=has_timestamps, info=info)
+                ring = StreamRing(capacity, shape, dtype, timestamps=has_timestamps, info=info)
         except (StreamFormatError, TypeError, ValueError) as exc:
             self._reject(f"unusable stream description ({exc})")
             if self._local is None:
@@ -810,7 +787,7 @@ class StreamSubscriber(RingReader):
                 self._described.set()
             return False
         if self._local is None:
-            ring.skip_to(next_index, claim=True)
+            ring.skip_to(next_index, first=True)
             self._local, self._format, self._start_index = ring, new_format, next_index
             self._last_gap_end = next_index
         elif new_format != self._format:
@@ -932,27 +909,3 @@ class StreamSubscriber(RingReader):
 
 def _check_n(n: object, limit: int, limit_name: str = "the room in the output buffers") -> int:
     return check_count(n, limit, "n", limit_name)
-
-
-def parse_description(description: dict) -> tuple[tuple, StreamInfo, int]:
-    """Check a received description; only JSON values are used, nothing is evaluated."""
-    try:
-        dtype = np.lib.format.descr_to_dtype(_as_descr(description["dtype"]))
-        shape = tuple(int(n) for n in description["sample_shape"])
-        has_timestamps = bool(description["timestamps"])
-        capacity = int(description["capacity"])
-        rate = description.get("sample_rate")
-        info = StreamInfo(
-            channel_names=tuple(str(c) for c in description.get("channel_names", ())),
-            channel_units=tuple(str(u) for u in description.get("channel_units", ())),
-            sample_rate=None if rate is None else float(rate),
-            sample_timing=str(description.get("sample_timing", "CONSTANT")),
-            extra=dict(description.get("extra", {})),
-        )
-    except (KeyError, ValueError, TypeError, AttributeError) as exc:
-        raise StreamFormatError(f"bad field: {exc!r}") from None
-    if dtype.hasobject or dtype.itemsize == 0:
-        raise StreamFormatError(f"dtype {dtype} cannot be streamed")
-    if any(n < 1 for n in shape) or capacity < 1:
-        raise StreamFormatError(f"impossible format: shape {shape}, capacity {capacity}")
-    return (dtype, shape, has_timestamps), info, capacity

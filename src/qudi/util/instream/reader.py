@@ -8,6 +8,7 @@ and are checked against the writer afterwards, so torn data is never returned.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,7 +24,10 @@ from qudi.util.instream.errors import (
     StreamTimeoutError,
     format_count,
 )
-from qudi.util.instream.ring import RingState, StreamRing
+from qudi.util.instream.stream_format import RingState
+
+if TYPE_CHECKING:
+    from qudi.util.instream.ring import StreamRing
 
 __all__ = ["RingReader"]
 

@@ -1,38 +1,30 @@
 """StreamRing: the one copy of a stream, written by one producer and read by many cursors.
 
-Memory layout (identical for private and shared memory, so one code path serves both)::
-
-    0     magic b"QISTREAM", version, header size, metadata size
-    64    control words (uint64): write index, claim index, state, run epoch, fault length,
-          start index of the current run
-    128   fault message (UTF-8, 1 KiB)
-    1152  metadata (JSON): dtype, sample shape, capacity, offsets, channel names, units, rate ...
-    ...   data ring    [capacity, *sample_shape]     (64-byte aligned)
-    ...   timestamps   [capacity] float64, optional  (64-byte aligned)
+The ring's memory is the same for private and shared memory, so one code path serves both:
+a header (see :mod:`qudi.util.instream.stream_format`: control words, fault message, the
+stream's description as JSON), then the data ring and an optional timestamp ring.
 
 Indices are absolute sample counts since the ring was created; sample ``i`` lives in slot
 ``i % capacity``. The writer raises the *claim index* before it touches a slot and the
 *write index* after the samples are complete. A reader copies, then re-reads the claim index:
 if the writer claimed the slots it was copying meanwhile, the copy may be torn and is rejected.
-This relies on stores becoming visible in program order, which holds on x86-64.
+This relies on stores becoming visible in program order, which holds on x86-64. Only the ring
+writes its control words; a receiver that knows some indices will never arrive says so with
+:meth:`StreamRing.skip_to`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import errno
-import json
 import math
 import os
-import struct
 import sys
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,151 +32,37 @@ import numpy as np
 from qudi.util.instream.errors import (
     StreamCapacityError,
     StreamError,
-    StreamFormatError,
     format_bytes,
     format_count,
 )
+from qudi.util.instream.reader import RingReader
 from qudi.util.instream.shared_block import _LINUX_SHM_DIR, AttachedBlock, create_block
+from qudi.util.instream.stream_format import (
+    CONTROL_OFFSET,
+    CONTROL_WORDS,
+    FAULT_BYTES,
+    FAULT_OFFSET,
+    HEADER_PREFIX,
+    MAGIC,
+    METADATA_OFFSET,
+    VERSION,
+    Control,
+    RingLayout,
+    RingState,
+    StreamInfo,
+    checked_format,
+    describe,
+)
 
 __all__ = ["RingState", "StreamInfo", "StreamRing"]
 
-MAGIC = b"QISTREAM"
-VERSION = 1
-_PREFIX = struct.Struct("<8sIII")  # magic, version, header size, metadata size
-_CONTROL_OFFSET = 64
-_CONTROL_WORDS = 8
-_FAULT_OFFSET = 128
-_FAULT_BYTES = 1024
-_METADATA_OFFSET = _FAULT_OFFSET + _FAULT_BYTES
-_ALIGN = 64
-_WRITE, _CLAIM, _STATE, _EPOCH, _FAULT_LENGTH, _RUN_START = range(6)
+# the control words' indices as plain ints: write_index and friends are on every read's path
+_WRITE, _CLAIM, _STATE, _EPOCH, _FAULT_LENGTH, _RUN_START = map(int, Control)
+_LAST_INDEX = 2**64 - 1  # the control words are uint64
 
 # Waiting without a condition variable (a reader in another process): poll, backing off.
 _POLL_MIN_S = 50e-6
 _POLL_MAX_S = 2e-3
-
-
-class RingState(enum.IntEnum):
-    """Whether the writer is producing; readers use it to end waits that cannot be satisfied."""
-
-    STOPPED = 0
-    RUNNING = 1
-    FAULTED = 2
-    CLOSED = 3
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """What the samples mean; stored in the ring's header so other processes can read it."""
-
-    channel_names: tuple[str, ...] = ()
-    channel_units: tuple[str, ...] = ()
-    sample_rate: float | None = None
-    sample_timing: str = "CONSTANT"
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _aligned(offset: int) -> int:
-    return -(-offset // _ALIGN) * _ALIGN
-
-
-@dataclass(frozen=True)
-class _Layout:
-    capacity: int
-    sample_shape: tuple[int, ...]
-    dtype: np.dtype
-    has_timestamps: bool
-    header_bytes: int  # the data ring starts right after the header
-    timestamp_offset: int
-    total_bytes: int
-    metadata: bytes
-
-    @classmethod
-    def plan(
-        cls,
-        capacity,
-        sample_shape,
-        dtype,
-        has_timestamps,
-        info: StreamInfo,
-        header_bytes: int | None = None,
-    ) -> _Layout:
-        """Offsets follow from the header size and the format, so they need not be stored."""
-        metadata = json.dumps(
-            {
-                "dtype": np.lib.format.dtype_to_descr(dtype),
-                "sample_shape": list(sample_shape),
-                "capacity": capacity,
-                "timestamps": has_timestamps,
-                "channel_names": list(info.channel_names),
-                "channel_units": list(info.channel_units),
-                "sample_rate": info.sample_rate,
-                "sample_timing": info.sample_timing,
-                "extra": dict(info.extra),
-            }
-        ).encode()
-        if header_bytes is None:
-            header_bytes = _aligned(_METADATA_OFFSET + len(metadata))
-        sample_bytes = math.prod(sample_shape) * dtype.itemsize
-        timestamp_offset = _aligned(header_bytes + capacity * sample_bytes)
-        total = timestamp_offset + (8 * capacity if has_timestamps else 0)
-        return cls(
-            capacity,
-            sample_shape,
-            dtype,
-            has_timestamps,
-            header_bytes,
-            timestamp_offset,
-            total,
-            metadata,
-        )
-
-    @classmethod
-    def read(cls, buf: memoryview, name: str) -> tuple[_Layout, StreamInfo]:
-        """Parse and check the header of an existing block."""
-        if len(buf) < _METADATA_OFFSET:
-            raise StreamFormatError(f"'{name}' is too small ({len(buf)} bytes) to be a stream ring")
-        magic, version, header_bytes, metadata_bytes = _PREFIX.unpack_from(buf, 0)
-        if magic != MAGIC:
-            raise StreamFormatError(f"'{name}' is not a stream ring (magic {magic!r})")
-        if version != VERSION:
-            raise StreamFormatError(
-                f"'{name}' has ring layout version {version}; this qudi-instream reads version "
-                f"{VERSION} (update the package on one side)"
-            )
-        if _METADATA_OFFSET + metadata_bytes > min(header_bytes, len(buf)):
-            raise StreamFormatError(f"'{name}' has a corrupted header (metadata size)")
-        try:
-            meta = json.loads(bytes(buf[_METADATA_OFFSET : _METADATA_OFFSET + metadata_bytes]))
-            dtype = np.lib.format.descr_to_dtype(_as_descr(meta["dtype"]))
-            sample_shape = tuple(int(n) for n in meta["sample_shape"])
-            capacity = int(meta["capacity"])
-            has_timestamps = bool(meta["timestamps"])
-            info = StreamInfo(
-                channel_names=tuple(meta["channel_names"]),
-                channel_units=tuple(meta["channel_units"]),
-                sample_rate=meta["sample_rate"],
-                sample_timing=meta["sample_timing"],
-                extra=meta["extra"],
-            )
-            if capacity < 1 or any(n < 1 for n in sample_shape) or header_bytes % _ALIGN:
-                raise ValueError("impossible ring format")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StreamFormatError(f"'{name}' has a corrupted header ({exc})") from None
-        layout = cls.plan(capacity, sample_shape, dtype, has_timestamps, info, header_bytes)
-        if layout.total_bytes > len(buf):
-            raise StreamFormatError(
-                f"'{name}' has a corrupted header: its format needs {layout.total_bytes} bytes, "
-                f"the block has {len(buf)}"
-            )
-        return layout, info
-
-
-def _as_descr(descr: Any) -> Any:
-    """JSON turns the tuples of a structured dtype description into lists; turn them back."""
-    if isinstance(descr, list):
-        return [tuple(_as_descr(item) for item in field) for field in descr]
-    return descr
 
 
 class StreamRing:
@@ -192,14 +70,30 @@ class StreamRing:
 
     Parameters
     ----------
-    capacity: number of samples the ring holds.
-    sample_shape: shape of one sample: ``(channels,)`` for the qudi interface, ``(h, w)`` for
-        video frames, ``()`` for a scalar or structured record per sample.
-    dtype: numpy dtype of the samples (any fixed-size dtype, structured ones included).
-    timestamps: keep a float64 timestamp per sample in lock-step with the data.
-    info: what the samples mean (channel names, units, rate, timing); stored in the header.
-    shared: put the ring in a named shared-memory block that other processes can attach to
-        with :meth:`attach`. ``name`` names it (default: a unique name); see :attr:`name`.
+    capacity
+        Number of samples the ring holds.
+    sample_shape
+        Shape of one sample: ``(channels,)`` for the qudi interface, ``(h, w)`` for video
+        frames, ``()`` for a scalar or structured record per sample.
+    dtype
+        numpy dtype of the samples (any fixed-size dtype, structured ones included).
+    timestamps
+        Keep a float64 timestamp per sample in lock-step with the data.
+    info
+        What the samples mean (channel names, units, rate, timing); stored in the header.
+    shared
+        Put the ring in a named shared-memory block that other processes can attach to with
+        :meth:`attach`.
+    name
+        The stream's name (default: a unique one); other processes attach by it.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a format that is impossible (see
+        :func:`~qudi.util.instream.stream_format.checked_format`).
+    StreamCapacityError
+        If a ring this big does not fit in this machine's (shared) memory.
     """
 
     def __init__(
@@ -213,8 +107,8 @@ class StreamRing:
         shared: bool = False,
         name: str | None = None,
     ):
-        capacity, sample_shape, dtype, info = _checked_format(capacity, sample_shape, dtype, info)
-        layout = _Layout.plan(capacity, sample_shape, dtype, bool(timestamps), info)
+        capacity, sample_shape, dtype, info = checked_format(capacity, sample_shape, dtype, info)
+        layout = RingLayout.plan(capacity, sample_shape, dtype, bool(timestamps), info)
         self.name = name if name is not None else f"stream_{uuid.uuid4().hex[:12]}"
         block, buf = _allocate(layout, self.name, bool(shared))
         # Unlink the block even if close() is never called (garbage collection, exit).
@@ -225,8 +119,8 @@ class StreamRing:
         self.is_writer = True
         self._block = block
         self._bind(buf, layout, info)
-        _PREFIX.pack_into(buf, 0, MAGIC, VERSION, layout.header_bytes, len(layout.metadata))
-        buf[_METADATA_OFFSET : _METADATA_OFFSET + len(layout.metadata)] = layout.metadata
+        HEADER_PREFIX.pack_into(buf, 0, MAGIC, VERSION, layout.header_bytes, len(layout.metadata))
+        buf[METADATA_OFFSET : METADATA_OFFSET + len(layout.metadata)] = layout.metadata
         self._control[_STATE] = RingState.RUNNING
         self._published = threading.Condition()
         self._reserved = 0
@@ -243,7 +137,7 @@ class StreamRing:
         block = AttachedBlock(name)
         ring = cls.__new__(cls)
         try:
-            layout, info = _Layout.read(block.buf, name)
+            layout, info = RingLayout.read(block.buf, name)
         except BaseException:
             block.close()
             raise
@@ -258,7 +152,7 @@ class StreamRing:
         ring._fault_exception = None
         return ring
 
-    def _bind(self, buf: memoryview, layout: _Layout, info: StreamInfo) -> None:
+    def _bind(self, buf: memoryview, layout: RingLayout, info: StreamInfo) -> None:
         self._buf = buf
         self.capacity = layout.capacity
         self.sample_shape = layout.sample_shape
@@ -266,7 +160,7 @@ class StreamRing:
         self.has_timestamps = layout.has_timestamps
         self.info = info
         self.nbytes = layout.total_bytes
-        self._control = np.ndarray((_CONTROL_WORDS,), np.uint64, buf, _CONTROL_OFFSET)
+        self._control = np.ndarray((CONTROL_WORDS,), np.uint64, buf, CONTROL_OFFSET)
         self._data = np.ndarray(
             (layout.capacity, *layout.sample_shape), layout.dtype, buf, layout.header_bytes
         )
@@ -304,7 +198,7 @@ class StreamRing:
     @property
     def fault_message(self) -> str:
         length = int(self._control[_FAULT_LENGTH])
-        return bytes(self._buf[_FAULT_OFFSET : _FAULT_OFFSET + length]).decode(errors="replace")
+        return bytes(self._buf[FAULT_OFFSET : FAULT_OFFSET + length]).decode(errors="replace")
 
     @property
     def fault_exception(self) -> BaseException | None:
@@ -315,13 +209,23 @@ class StreamRing:
     def closed(self) -> bool:
         return self._buf is None
 
-    def reader(self, name: str = "reader", *, allow_overwrite: bool = False, from_oldest=False):
+    def description(self) -> dict[str, Any]:
+        """The stream's format, meaning and name as JSON-ready values: what its header holds
+        and what a subscriber is told (read it back with
+        :func:`~qudi.util.instream.stream_format.parse_description`)."""
+        fmt = (self.capacity, self.sample_shape, self.dtype, self.has_timestamps)
+        return {**describe(*fmt, self.info), "name": self.name}
+
+    def reader(
+        self, name: str = "reader", *, allow_overwrite: bool = False, from_oldest: bool = False
+    ) -> RingReader:
         """A new cursor on this ring, starting at the newest sample (or the oldest kept one).
 
-        Raises :class:`~qudi.util.instream.errors.StreamStoppedError` if the ring is closed.
+        Raises
+        ------
+        StreamStoppedError
+            If the ring is closed.
         """
-        from qudi.util.instream.reader import RingReader
-
         return RingReader(self, name=name, allow_overwrite=allow_overwrite, from_oldest=from_oldest)
 
     def copy_out(
@@ -399,6 +303,47 @@ class StreamRing:
             with self._published:
                 self._published.notify_all()
 
+    def skip_to(self, index: int, *, first: bool = False) -> None:
+        """Say that the indices up to ``index`` will never be written: ``index`` becomes the
+        next write index, and readers waiting for samples re-check (a receiver's gap).
+
+        The skipped slots keep what they held: the receiver that skips tells its readers where
+        the gap is (as :class:`~qudi.util.instream.network.StreamSubscriber` does), since a
+        plain :class:`RingReader` cannot know. ``first=True`` places an empty ring at ``index``
+        before anything was written: nothing older counts as kept, not even for a reader
+        ``from_oldest``.
+
+        Raises
+        ------
+        ValueError
+            If ``index`` is not a whole number from the write index up to 2**64 - 1 minus the
+            capacity (room for the samples after it), if samples are reserved and not yet
+            published, or with ``first=True`` on a ring that was written. Nothing changes
+            then.
+        StreamError
+            On a ring attached read-only or closed.
+        """
+        self._require_writer()
+        write = int(self._control[_WRITE])
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise ValueError(f"skip_to(index={index!r}): index must be a whole number")
+        last = _LAST_INDEX - self.capacity
+        if not write <= index <= last:
+            raise ValueError(
+                f"skip_to(index={index}): index must be from the write index {write} up to "
+                f"{last} (a ring never goes back, and its indices are 64-bit)"
+            )
+        if self._reserved:
+            raise ValueError(
+                f"skip_to(index={index}): {self._reserved} reserved samples are not published"
+            )
+        if first and int(self._control[_CLAIM]) != 0:
+            raise ValueError(f"skip_to(index={index}, first=True): the ring was written already")
+        if first:  # the slots below index were never filled: count them as overwritten
+            self._control[_CLAIM] = index + self.capacity
+        self._control[_WRITE] = index
+        self.wake_waiters()
+
     def write(self, samples: np.ndarray, timestamps: np.ndarray | None = None) -> None:
         """Copy ``samples`` (``[n, *sample_shape]``) into the ring: reserve, copy, publish."""
         samples = np.asarray(samples)
@@ -440,8 +385,8 @@ class StreamRing:
         """The producer failed: keep its exception (and its message for other processes)."""
         self._require_writer()
         self._fault_exception = exception
-        message = f"{type(exception).__name__}: {exception}".encode()[:_FAULT_BYTES]
-        self._buf[_FAULT_OFFSET : _FAULT_OFFSET + len(message)] = message
+        message = f"{type(exception).__name__}: {exception}".encode()[:FAULT_BYTES]
+        self._buf[FAULT_OFFSET : FAULT_OFFSET + len(message)] = message
         self._control[_FAULT_LENGTH] = len(message)
         self._set_state(RingState.FAULTED)
 
@@ -485,7 +430,7 @@ class StreamRing:
         )
 
 
-def _allocate(layout: _Layout, name: str, shared: bool):
+def _allocate(layout: RingLayout, name: str, shared: bool):
     """The ring's memory: ``(block, buf)`` of a new shared block, or ``(None, buf)`` private.
 
     A size this machine cannot hold raises :class:`StreamCapacityError`. A shared block is
@@ -519,7 +464,7 @@ def _shared_memory_free() -> int | None:
     return stats.f_bavail * stats.f_frsize
 
 
-def _capacity_error(layout: _Layout, shared: bool, free: int | None) -> StreamCapacityError:
+def _capacity_error(layout: RingLayout, shared: bool, free: int | None) -> StreamCapacityError:
     per_sample = math.prod(layout.sample_shape) * layout.dtype.itemsize
     per_sample += 8 if layout.has_timestamps else 0
     total = layout.total_bytes
@@ -534,42 +479,3 @@ def _capacity_error(layout: _Layout, shared: bool, free: int | None) -> StreamCa
         layout.capacity,
         total,
     )
-
-
-def _checked_format(capacity, sample_shape, dtype, info):
-    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
-        raise ValueError(f"capacity must be a positive number of samples, got {capacity!r}")
-    given = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
-    try:
-        sample_shape = tuple(given)
-    except TypeError:
-        sample_shape = (0,)  # reported just below
-    if any(
-        isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in sample_shape
-    ):
-        raise ValueError(f"sample_shape must be a tuple of positive integers, got {given!r}")
-    sample_shape = tuple(int(n) for n in sample_shape)
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype {dtype!r} is not a numpy dtype ({exc})") from None
-    if dtype.hasobject or dtype.itemsize == 0:
-        raise TypeError(f"dtype {dtype} cannot live in shared memory (use fixed-size fields)")
-    if info is None:
-        info = StreamInfo()
-    elif not isinstance(info, StreamInfo):
-        raise TypeError(f"info must be a StreamInfo (or None), got {type(info).__name__}")
-    channels = sample_shape[0] if sample_shape else 1
-    if info.channel_names and len(info.channel_names) != channels:
-        raise ValueError(
-            f"{len(info.channel_names)} channel names for {channels} channels per sample"
-        )
-    if info.channel_units and len(info.channel_units) != len(info.channel_names):
-        raise ValueError(
-            f"{len(info.channel_units)} channel units for {len(info.channel_names)} channel names"
-        )
-    try:
-        json.dumps(dict(info.extra))
-    except TypeError as exc:
-        raise TypeError(f"info.extra must be JSON-serialisable: {exc}") from None
-    return int(capacity), sample_shape, dtype, info

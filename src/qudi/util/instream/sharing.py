@@ -33,14 +33,9 @@ from qudi.util.instream.errors import (
     StreamTimeoutError,
 )
 from qudi.util.instream.hub import HubReader, StreamHub
-from qudi.util.instream.network import (
-    DEFAULT_ADDRESS,
-    StreamPublisher,
-    StreamSubscriber,
-    describe_ring,
-    parse_description,
-)
+from qudi.util.instream.network import DEFAULT_ADDRESS, StreamPublisher, StreamSubscriber
 from qudi.util.instream.ring import RingState, StreamRing
+from qudi.util.instream.stream_format import parse_description
 
 __all__ = [
     "HubRegistry",
@@ -204,8 +199,8 @@ class StreamShare:
         return self._publishers[0].endpoint
 
     def describe(self) -> str:
-        """The stream's format and meaning, as JSON (see :func:`describe_ring`)."""
-        return json.dumps(describe_ring(self._hub.ring))
+        """The stream's format and meaning, as JSON (see :meth:`StreamRing.description`)."""
+        return json.dumps(self._hub.ring.description())
 
     def stop(self) -> None:
         """Stop counting this consumer (and publishing); the source stops if no other
