@@ -30,9 +30,17 @@ from qudi.util.instream import (
     attach,
     list_streams,
 )
-from qudi.util.instream.shared_block import BLOCK_PREFIX, AttachedBlock, block_name
+from qudi.util.instream.errors import StreamCapacityError
+from qudi.util.instream.shared_block import (
+    BLOCK_PREFIX,
+    SHM_DIR_ENV,
+    AttachedBlock,
+    block_name,
+    create_block,
+)
 
 SHM = "/dev/shm"
+MiB = 2**20
 OTHER_UID = 65534  # "nobody" on Debian; any uid that is not ours will do
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="planting another user's file needs root")
@@ -244,7 +252,6 @@ def _run_isolated(script: str, shm_size: str = "16m") -> subprocess.CompletedPro
 
 
 # -------------------------------------------------------- item 2: no SIGBUS from a full /dev/shm
-@pytest.mark.xfail(strict=True, reason="blocks are still sparse: reserved in the next commit")
 def test_two_rings_larger_than_dev_shm_never_kill_the_writer():
     # The reproducer of the finding: a 16 MiB /dev/shm and two 10 MiB rings. Before the fix
     # both were accepted (sparse blocks), and filling the second killed the writer (SIGBUS).
@@ -270,3 +277,128 @@ def test_two_rings_larger_than_dev_shm_never_kill_the_writer():
     done = _run_isolated(script)
     assert done.returncode == 0, f"writer died (code {done.returncode}): {done.stderr}"
     assert "refused:" in done.stdout and "first filled" in done.stdout, done.stdout
+
+
+@pytest.fixture
+def small_shm(tmp_path, monkeypatch) -> Iterator[str]:
+    """An 8 MiB tmpfs of its own, made the block directory through QUDI_INSTREAM_SHM_DIR."""
+    if not IS_ROOT:
+        pytest.skip("mounting a tmpfs needs root")
+    directory = tmp_path / "shm"
+    directory.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=1777", "tmpfs", str(directory)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    monkeypatch.setenv(SHM_DIR_ENV, str(directory))
+    try:
+        yield str(directory)
+    finally:
+        subprocess.run(["umount", str(directory)], check=True)
+
+
+def used_bytes(directory: str) -> int:
+    stats = os.statvfs(directory)
+    return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+
+
+def test_a_block_has_its_pages_reserved_when_it_is_created(small_shm, stream_name):
+    with no_leaks():
+        block = create_block(stream_name, 3 * MiB, capacity=1000)
+        try:
+            path = os.path.join(small_shm, block_name(stream_name))
+            assert os.stat(path).st_blocks * 512 >= 3 * MiB  # backed, not sparse
+            assert used_bytes(small_shm) >= 3 * MiB  # before a single byte was written
+            assert os.stat(path).st_mode & 0o777 == 0o600
+        finally:
+            block.close()
+            block.unlink()
+        assert os.listdir(small_shm) == []
+        assert used_bytes(small_shm) == 0
+
+
+def test_a_block_that_does_not_fit_is_refused_and_nothing_is_left(small_shm, stream_name):
+    first = create_block(f"{stream_name}_first", 5 * MiB)
+    try:
+        used = used_bytes(small_shm)
+        with no_leaks():
+            for _ in range(2):  # refused again the same way: the first refusal left nothing
+                with pytest.raises(StreamCapacityError) as refused:
+                    create_block(stream_name, 4 * MiB, capacity=4242)
+                assert os.listdir(small_shm) == [block_name(f"{stream_name}_first")]
+                assert used_bytes(small_shm) == used
+        message = str(refused.value)
+        assert f"stream '{stream_name}'" in message
+        assert "needs 4.0 MiB (4 194 304 bytes)" in message
+        assert f"{small_shm} has 3.0 MiB free" in message
+        assert "smaller capacity" in message and "--shm-size" in message
+        assert (refused.value.nbytes, refused.value.capacity) == (4 * MiB, 4242)
+        first.buf[:] = b"\x01" * len(first.buf)  # the first block is whole and writable
+    finally:
+        first.close()
+        first.unlink()
+    assert used_bytes(small_shm) == 0
+
+
+def test_a_ring_that_does_not_fit_is_refused(small_shm, stream_name):
+    with no_leaks(), pytest.raises(StreamCapacityError):
+        StreamRing(2 * MiB, 1, shared=True, name=stream_name)  # 16 MiB of float64
+    assert os.listdir(small_shm) == []
+
+
+def test_the_writer_survives_when_someone_fills_the_tmpfs_later(small_shm):
+    # A ring is created, then another file takes every free byte; writing the whole ring must
+    # still work (a sparse block would be killed by SIGBUS here, hence the child process).
+    script = textwrap.dedent(
+        f"""
+        import errno, os
+        import numpy as np
+        from qudi.util.instream import StreamRing
+        samples = 4 * 2**20 // 8
+        ring = StreamRing(samples, 1, shared=True, name="survivor")
+        fd = os.open({small_shm!r} + "/filler", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"x" * 65536)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+        os.close(fd)
+        ring.write(np.ones((samples, 1)))
+        print("written", ring.write_index, flush=True)
+        ring.close()
+        os.unlink({small_shm!r} + "/filler")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"writer died (code {done.returncode}): {done.stderr}"
+    assert done.stdout.split() == ["written", str(4 * MiB // 8)]
+    assert os.listdir(small_shm) == []
+
+
+def test_a_relative_block_directory_is_refused(monkeypatch, stream_name):
+    monkeypatch.setenv(SHM_DIR_ENV, "relative/shm")
+    with pytest.raises(StreamError, match=f"{SHM_DIR_ENV}='relative/shm' is not an absolute"):
+        create_block(stream_name, 4096)
+    with pytest.raises(StreamError, match="not an absolute"):
+        attach(stream_name)
+
+
+def test_a_missing_block_directory_is_named(monkeypatch, tmp_path, stream_name):
+    missing = tmp_path / "missing"
+    monkeypatch.setenv(SHM_DIR_ENV, str(missing))
+    with no_leaks():
+        with pytest.raises(StreamError, match=f"'{stream_name}'.*{missing}.*{SHM_DIR_ENV}"):
+            create_block(stream_name, 4096)
+        with pytest.raises(StreamNotFoundError, match=f"no stream named '{stream_name}'"):
+            attach(stream_name)
+        assert list_streams() == []
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, True, "4096"])
+def test_a_bad_block_size_is_refused(stream_name, size):
+    with pytest.raises(ValueError, match=f"positive number of bytes, got {size!r}"):
+        create_block(stream_name, size)

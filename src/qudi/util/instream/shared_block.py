@@ -53,6 +53,7 @@ What is and is not protected
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import re
@@ -60,7 +61,14 @@ import stat
 import sys
 from multiprocessing import shared_memory
 
-from qudi.util.instream.errors import StreamError, StreamFormatError, StreamNotFoundError
+from qudi.util.instream.errors import (
+    StreamCapacityError,
+    StreamError,
+    StreamFormatError,
+    StreamNotFoundError,
+    format_bytes,
+    format_count,
+)
 
 BLOCK_PREFIX = "qudi_instream_"
 SHM_DIR_ENV = "QUDI_INSTREAM_SHM_DIR"
@@ -70,6 +78,9 @@ _ON_LINUX = sys.platform.startswith("linux")
 # Open without following a link, without blocking on a FIFO, without taking a terminal.
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
 _READ_FLAGS |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+# Python 3.13 can map without keeping a duplicate of the file descriptor.
+_MMAP_OPTIONS = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 _KINDS = {
     stat.S_IFDIR: "a directory",
     stat.S_IFIFO: "a FIFO (named pipe)",
@@ -166,13 +177,167 @@ def list_streams() -> list[str]:
     return sorted(names)
 
 
-def create_block(stream_name: str, size: int) -> shared_memory.SharedMemory:
-    """Create the block for a new stream; fails if a stream of that name exists on this host."""
-    name = block_name(stream_name)
+def free_bytes() -> int | None:
+    """Bytes free for new blocks in :func:`block_directory`, None where that cannot be known."""
+    directory = block_directory()
+    if directory is None:
+        return None
     try:
-        return shared_memory.SharedMemory(name=name, create=True, size=size)
-    except FileExistsError:
-        raise _name_taken(stream_name) from None
+        stats = os.statvfs(directory)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def create_block(
+    stream_name: str, size: int, *, capacity: int | None = None
+) -> CreatedBlock | shared_memory.SharedMemory:
+    """Create the block for a new stream, with all of its pages reserved.
+
+    Parameters
+    ----------
+    stream_name
+        The stream's name (see :func:`block_name`).
+    size
+        Bytes of the block, at least 1.
+    capacity
+        Samples the ring will hold; only carried by a :class:`StreamCapacityError`.
+
+    Returns
+    -------
+    CreatedBlock or multiprocessing.shared_memory.SharedMemory
+        The block, mapped read-write: ``buf``, ``size``, ``close()`` and ``unlink()``. A
+        :class:`CreatedBlock` on Linux, a ``SharedMemory`` elsewhere.
+
+    Raises
+    ------
+    ValueError
+        If ``stream_name`` is not a valid stream name or ``size`` is not a positive integer.
+    StreamCapacityError
+        If the block does not fit in the free shared memory; nothing is left behind.
+    StreamError
+        If something of that name exists on this host, or the block cannot be created.
+    """
+    name = block_name(stream_name)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"block size must be a positive number of bytes, got {size!r}")
+    directory = block_directory()
+    if directory is None:
+        try:
+            return shared_memory.SharedMemory(name=name, create=True, size=size)
+        except FileExistsError:
+            raise _name_taken(stream_name) from None
+    return CreatedBlock._create(stream_name, directory, int(size), capacity)
+
+
+class CreatedBlock:
+    """The writer's block on Linux: a tmpfs file with every page reserved, mapped read-write.
+
+    Made by :func:`create_block`; has the parts of ``SharedMemory`` the ring uses: ``buf``,
+    ``name``, ``size``, ``close()`` and ``unlink()``.
+    """
+
+    def __init__(self, path: str, mapping: mmap.mmap, identity: tuple[int, int], tracked: bool):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.size = len(mapping)
+        self._mmap: mmap.mmap | None = mapping
+        self.buf = memoryview(mapping)
+        self._identity = identity
+        self._tracked = tracked
+        self._unlinked = False
+
+    @classmethod
+    def _create(
+        cls, stream_name: str, directory: str, size: int, capacity: int | None
+    ) -> CreatedBlock:
+        path = os.path.join(directory, block_name(stream_name))
+        try:
+            fd = os.open(path, _CREATE_FLAGS, 0o600)
+        except FileExistsError:
+            raise _name_taken(stream_name) from None
+        except OSError as exc:
+            raise _creation_failed(stream_name, path, size, capacity, exc) from None
+        identity = None
+        try:
+            opened = os.fstat(fd)
+            identity = (opened.st_dev, opened.st_ino)
+            os.fchmod(fd, 0o600)  # whatever the umask: owner only
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)  # reserve every page now: no SIGBUS later
+            else:
+                os.ftruncate(fd, size)
+            mapping = mmap.mmap(fd, size, **_MMAP_OPTIONS)
+        except BaseException as exc:
+            os.close(fd)
+            _remove_if_same(path, identity)
+            if isinstance(exc, OSError):
+                raise _creation_failed(stream_name, path, size, capacity, exc) from None
+            raise
+        os.close(fd)
+        tracked = directory == _LINUX_SHM_DIR
+        if tracked:  # the resource tracker unlinks it should this process die
+            from multiprocessing import resource_tracker
+
+            resource_tracker.register("/" + block_name(stream_name), "shared_memory")
+        return cls(path, mapping, identity, tracked)
+
+    def close(self) -> None:
+        """Unmap the block (raises BufferError while views of ``buf`` are alive)."""
+        if self._mmap is not None:
+            self.buf.release()
+            self._mmap.close()
+            self._mmap = None
+
+    def unlink(self) -> None:
+        """Remove the block's name (mappings stay valid until closed); a second call does nothing.
+
+        A file that has replaced the block under its name since is left alone.
+        """
+        if self._unlinked:
+            return
+        self._unlinked = True
+        _remove_if_same(self.path, self._identity)
+        if self._tracked:
+            from multiprocessing import resource_tracker
+
+            resource_tracker.unregister("/" + self.name, "shared_memory")
+
+
+def _remove_if_same(path: str, identity: tuple[int, int] | None) -> None:
+    """Unlink ``path`` if it is still the file ``identity`` (device, inode)."""
+    if identity is None:
+        return
+    with contextlib.suppress(OSError):
+        found = os.lstat(path)
+        if (found.st_dev, found.st_ino) == identity:
+            os.unlink(path)
+
+
+def _creation_failed(
+    stream_name: str, path: str, size: int, capacity: int | None, exc: OSError
+) -> StreamError:
+    directory = os.path.dirname(path)
+    needs = f"{format_bytes(size)} ({format_count(size)} bytes)"
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.ENOMEM, errno.EDQUOT):
+        free = free_bytes()
+        room = f"{directory} has {format_bytes(free)} free" if free is not None else ""
+        if free is None or free >= size or exc.errno != errno.ENOSPC:
+            room = ", ".join(filter(None, [room, f"the kernel refused: {exc.strerror}"]))
+        return StreamCapacityError(
+            f"cannot create stream '{stream_name}': its shared-memory block needs {needs}, "
+            f"and {room}. Choose a smaller capacity (buffer size), close other streams or "
+            f"remove files from {directory} that are no longer needed, or give {directory} "
+            f"more room (Docker: --shm-size; or set {SHM_DIR_ENV} to a bigger tmpfs for the "
+            "writer and all its readers)",
+            capacity,
+            size,
+        )
+    where = f" (set by {SHM_DIR_ENV})" if directory != _LINUX_SHM_DIR else ""
+    return StreamError(
+        f"cannot create stream '{stream_name}': creating its {needs} block '{path}'{where} "
+        f"failed: {exc.strerror or exc}"
+    )
 
 
 class AttachedBlock:
@@ -299,7 +464,7 @@ def _open_block(stream_name: str, path: str) -> tuple[int, os.stat_result]:
 def _map_read_only(stream_name: str, path: str) -> mmap.mmap:
     fd, opened = _open_block(stream_name, path)
     try:
-        return mmap.mmap(fd, opened.st_size, access=mmap.ACCESS_READ)
+        return mmap.mmap(fd, opened.st_size, access=mmap.ACCESS_READ, **_MMAP_OPTIONS)
     except (OSError, ValueError, OverflowError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise StreamError(
