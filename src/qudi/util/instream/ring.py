@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
-import os
 import sys
 import threading
 import time
@@ -36,7 +35,12 @@ from qudi.util.instream.errors import (
     format_count,
 )
 from qudi.util.instream.reader import RingReader
-from qudi.util.instream.shared_block import _LINUX_SHM_DIR, AttachedBlock, create_block
+from qudi.util.instream.shared_block import (
+    AttachedBlock,
+    block_directory,
+    create_block,
+    free_bytes,
+)
 from qudi.util.instream.stream_format import (
     CONTROL_OFFSET,
     CONTROL_WORDS,
@@ -434,15 +438,16 @@ def _allocate(layout: RingLayout, name: str, shared: bool):
     """The ring's memory: ``(block, buf)`` of a new shared block, or ``(None, buf)`` private.
 
     A size this machine cannot hold raises :class:`StreamCapacityError`. A shared block is
-    checked against the free space of /dev/shm first: the kernel would hand out a bigger one,
-    and the writer would crash with SIGBUS once it fills pages that do not exist.
+    checked against the free space of the block directory first (/dev/shm, see
+    :func:`~qudi.util.instream.shared_block.block_directory`), so the error names the ring's
+    capacity; :func:`~qudi.util.instream.shared_block.create_block` then reserves every page.
     """
-    free = _shared_memory_free() if shared else None
+    free = free_bytes() if shared else None
     if layout.total_bytes > sys.maxsize or (free is not None and layout.total_bytes > free):
         raise _capacity_error(layout, shared, free)
     try:
         if shared:
-            block = create_block(name, layout.total_bytes)
+            block = create_block(name, layout.total_bytes, capacity=layout.capacity)
             return block, block.buf
         return None, memoryview(np.zeros(layout.total_bytes, np.uint8))
     except MemoryError as exc:
@@ -453,23 +458,12 @@ def _allocate(layout: RingLayout, name: str, shared: bool):
         raise _capacity_error(layout, shared, free) from exc
 
 
-def _shared_memory_free() -> int | None:
-    """Bytes free in /dev/shm (Linux), None where that cannot be known."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        stats = os.statvfs(_LINUX_SHM_DIR)
-    except OSError:
-        return None
-    return stats.f_bavail * stats.f_frsize
-
-
 def _capacity_error(layout: RingLayout, shared: bool, free: int | None) -> StreamCapacityError:
     per_sample = math.prod(layout.sample_shape) * layout.dtype.itemsize
     per_sample += 8 if layout.has_timestamps else 0
     total = layout.total_bytes
     if free is not None:
-        limit = f"{_LINUX_SHM_DIR} has {format_bytes(free)} free"
+        limit = f"{block_directory()} has {format_bytes(free)} free"
     else:
         limit = f"more than this machine can allocate{' as shared memory' if shared else ''}"
     return StreamCapacityError(
