@@ -15,7 +15,7 @@ from fake_daqmx import AVAIL, OVERFLOW, TIMEOUT
 from nidaqmx.constants import AcquisitionType, OverwriteMode, TerminalConfiguration
 from nidaqmx.errors import DaqError, DaqReadError
 
-from qudi.hardware.instream import ni_daq
+from qudi.hardware.instream import ni_tasks
 from qudi.interface.instream_interface import StreamingMode
 from qudi.util.instream.errors import StreamFaultError, StreamStoppedError, StreamTimeoutError
 
@@ -178,7 +178,7 @@ def test_the_alignment_check_catches_a_clock_started_first(make_streamer, fake, 
             task.start()
         tasks.running = True
 
-    monkeypatch.setattr(ni_daq._Tasks, "start", clock_first)
+    monkeypatch.setattr(ni_tasks.Tasks, "start", clock_first)
     streamer = make_streamer()
     streamer.configure(CHANNELS, StreamingMode.CONTINUOUS, 5000, 1000.0)
     streamer.start_stream()

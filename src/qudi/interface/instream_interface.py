@@ -1,4 +1,8 @@
-"""DataInStreamInterface: a continuous or finite stream of samples from a device into qudi.
+"""DataInStreamInterface: the contract of a device that streams samples into qudi.
+
+The abstract module class, its enums and constraints, and the argument checks every
+implementation shares. Nothing here moves data: sharing a stream with other processes and
+hosts is :class:`qudi.hardware.instream.stream_sharing.SharedStreamer`, a mixin.
 
 Signature-compatible with the interface of the same name in qudi-iqo-modules, so qudi's
 ``Connector(interface='DataInStreamInterface')`` (which matches by class name) connects modules
@@ -14,6 +18,12 @@ of either package. Where that interface was ambiguous, this one is explicit:
 - :meth:`read_single_point` returns the **newest** sample.
 - Samples lost because the device buffer overflowed are never hidden: reads raise, and
   :attr:`lost_samples` (optional for implementers) counts them.
+- **Units**: a channel whose unit is a rate (``Hz``, ``c/s``, ``cps``, ...) carries a rate,
+  whatever the sample rate: a counting channel in ``c/s`` holds counts per second, not counts
+  per sample (as qudi-iqo-modules' NI streamer delivers them).
+- **Enums** of either package are accepted wherever a mode or a timing is passed:
+  ``StreamingMode(theirs.StreamingMode.FINITE)``, ``StreamingMode("finite")`` and
+  ``StreamingMode(1)`` all give our ``StreamingMode.FINITE``, and our members equal theirs.
 """
 
 from __future__ import annotations
@@ -21,7 +31,8 @@ from __future__ import annotations
 import re
 import sys
 from abc import abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
@@ -30,16 +41,16 @@ from qudi.core.module import Base
 from qudi.util.constraints import ScalarConstraint
 
 from qudi.util.instream import arrays
-from qudi.util.instream.arrays import check_count
-from qudi.util.instream.network import DEFAULT_ADDRESS
-from qudi.util.instream.sharing import StreamShare, share_module_stream
+from qudi.util.instream.arrays import as_channel_names, check_count, check_in_range
 
 __all__ = [
     "DataInStreamConstraints",
     "DataInStreamInterface",
     "SampleTiming",
+    "StreamRequest",
     "StreamingMode",
     "check_read_buffers",
+    "check_stream_request",
 ]
 
 
@@ -48,8 +59,13 @@ class _InterchangeableEnum(Enum):
 
     qudi-iqo-modules has its own ``StreamingMode`` and ``SampleTiming``. Its modules compare our
     members with theirs (``timing == SampleTiming.TIMESTAMP``) and pass theirs to us, so both
-    must work: equality and hashing match, and :meth:`coerce` turns any member, name or int into
-    ours.
+    must work: equality and hashing match, construction (``StreamingMode(x)``) takes their
+    members, names (any case) and ints, and :meth:`coerce` does the same with a clear error.
+
+    Their enums cannot take ours the same way (``theirs.StreamingMode(ours)`` raises): a plain
+    ``Enum`` finds a member by hashing the value, and ours hash like their members (by name),
+    not like ints. Pass ``member.value`` (an int, which both interfaces accept) to a module of
+    theirs.
     """
 
     def __eq__(self, other: object) -> bool:
@@ -61,42 +77,68 @@ class _InterchangeableEnum(Enum):
         return hash(self._name_)  # what a plain Enum member hashes to
 
     @classmethod
-    def coerce(cls, value: object, what: str | None = None):
-        """Our member for ``value``: a member of either package, a name or an int value."""
+    def _missing_(cls, value: object):
+        """Our member for a namesake package's member or for a name; None if there is none."""
         if isinstance(value, Enum) and type(value).__name__ == cls.__name__:
-            value = value.value
-        try:
-            if isinstance(value, str):
-                return cls[value.strip().upper()]
-            if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-                return cls(int(value))
-        except (KeyError, ValueError):
-            pass
+            member = cls.__members__.get(value.name)
+            return member if member is not None and member.value == value.value else None
+        if isinstance(value, str):
+            name = value.strip().upper()
+            prefix = f"{cls.__name__.upper()}."
+            return cls.__members__.get(name[len(prefix) :] if name.startswith(prefix) else name)
+        if isinstance(value, np.integer):
+            return cls._value2member_map_.get(int(value))
+        return None
+
+    @classmethod
+    def coerce(cls, value: object, what: str | None = None):
+        """Our member for ``value``, with an error that names what is valid.
+
+        Parameters
+        ----------
+        value : object
+            A member of ours or of the namesake enum of another package, a member's name (any
+            case) or its int value. A ``bool`` or a ``float`` is none of these.
+        what : str, optional
+            The argument's name, for the error message (default: the enum's name).
+
+        Returns
+        -------
+        StreamingMode or SampleTiming
+            Our member (``INVALID`` too, if ``value`` names it).
+
+        Raises
+        ------
+        ValueError
+            If ``value`` names no member.
+        """
+        named = isinstance(value, (Enum, str, np.integer)) or (
+            isinstance(value, int) and not isinstance(value, bool)
+        )
+        if named:
+            try:
+                return cls(value)
+            except ValueError:
+                pass
         valid = ", ".join(m.name for m in cls if m.value >= 0)
         raise ValueError(f"{what or cls.__name__} must be one of {valid}, got {value!r}")
 
 
 class StreamingMode(_InterchangeableEnum):
+    """How long a stream runs."""
+
     INVALID = -1
     CONTINUOUS = 0  # runs until stopped; the device buffer is a ring that must be read in time
     FINITE = 1  # stops by itself after channel_buffer_size samples per channel
 
 
 class SampleTiming(_InterchangeableEnum):
+    """When the samples of a stream were taken."""
+
     INVALID = -1
     CONSTANT = 0  # sample i is taken at i / sample_rate after the start
     TIMESTAMP = 1  # each sample carries its float64 time in s since the start; rate is a hint
     RANDOM = 2  # only the order of samples is known
-
-
-def checked_publish_address(address: object) -> str:
-    """Option ``publish_address``: a ZeroMQ TCP address to bind, e.g. ``tcp://127.0.0.1:*``."""
-    if not isinstance(address, str) or not re.fullmatch(r"tcp://[^:/\s]+:(\*|\d{1,5})", address):
-        raise ValueError(
-            f"option 'publish_address' is {address!r}: use 'tcp://<address of this host>:<port "
-            "or *>', e.g. 'tcp://127.0.0.1:*' (this host only) or 'tcp://192.168.1.5:5555'"
-        )
-    return address
 
 
 def check_read_buffers(
@@ -107,8 +149,35 @@ def check_read_buffers(
     has_timestamps: bool,
     timestamps_required: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """A read call's buffers, checked under the interface's argument names: the samples as a
-    ``[samples, channels]`` view, the timestamps (or None) and how many samples fit in both."""
+    """A read call's buffers, checked under the interface's argument names.
+
+    Parameters
+    ----------
+    data_buffer : object
+        The caller's sample buffer: ``[samples, channels]`` or flat, C-contiguous, writable.
+    timestamp_buffer : object
+        The caller's float64 timestamp buffer, or None.
+    channels : int
+        Values per sample (the active channels).
+    dtype : numpy.dtype
+        The stream's sample dtype.
+    has_timestamps : bool
+        Whether the stream carries timestamps (``SampleTiming.TIMESTAMP``).
+    timestamps_required : bool, optional
+        Whether a stream with timestamps needs a ``timestamp_buffer``.
+
+    Returns
+    -------
+    tuple
+        The samples as a ``[samples, channels]`` view, the timestamps (or None) and how many
+        samples fit in both.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a buffer is of the wrong type, dtype, shape or layout, named as the caller's
+        argument.
+    """
     return arrays.check_read_buffers(
         data_buffer,
         timestamp_buffer,
@@ -120,11 +189,102 @@ def check_read_buffers(
     )
 
 
+@dataclass(frozen=True)
+class StreamRequest:
+    """The arguments of one ``configure`` call, checked against the constraints."""
+
+    channels: tuple[str, ...]
+    mode: StreamingMode
+    buffer_size: int  # samples per channel
+    rate: float  # Hz, as requested (the device may coerce it)
+
+
+def check_stream_request(
+    constraints: DataInStreamConstraints,
+    active_channels: object,
+    streaming_mode: object,
+    channel_buffer_size: object,
+    sample_rate: object,
+    *,
+    rate_check: Callable[[object, tuple[str, ...]], float] | None = None,
+    buffer_note: str = "",
+) -> StreamRequest:
+    """Check the arguments of ``configure`` against ``constraints``, each by its own name.
+
+    Parameters
+    ----------
+    constraints : DataInStreamConstraints
+        What the device can do.
+    active_channels, streaming_mode, channel_buffer_size, sample_rate : object
+        The arguments of :meth:`DataInStreamInterface.configure`, as the caller gave them.
+    rate_check : callable, optional
+        ``rate_check(sample_rate, channels) -> float`` for devices whose rate limits depend
+        on the channels; by default the rate must lie within ``constraints.sample_rate``.
+    buffer_note : str, optional
+        Where the buffer size limit comes from, for its message (e.g. the option that sets it).
+
+    Returns
+    -------
+    StreamRequest
+        The checked settings.
+
+    Raises
+    ------
+    TypeError
+        If an argument is of the wrong type (e.g. a str for ``active_channels``).
+    ValueError
+        If an argument is outside what ``constraints`` allow; the message names the argument,
+        the value and what is valid.
+    """
+    channels = as_channel_names(active_channels, known=list(constraints.channel_units))
+    mode = StreamingMode.coerce(streaming_mode, "streaming_mode")
+    if mode not in constraints.streaming_modes:
+        supported = [m.name for m in constraints.streaming_modes]
+        raise ValueError(f"streaming_mode {mode.name} is not supported; supported: {supported}")
+    size = check_in_range(
+        channel_buffer_size,
+        constraints.channel_buffer_size.bounds,
+        "channel_buffer_size",
+        integer=True,
+        unit=" samples per channel",
+        note=buffer_note,
+    )
+    if rate_check is None:
+        rate = check_in_range(
+            sample_rate, constraints.sample_rate.bounds, "sample_rate", unit=" Hz"
+        )
+    else:
+        rate = rate_check(sample_rate, channels)
+    return StreamRequest(channels, mode, size, rate)
+
+
 class DataInStreamConstraints:
     """What a streaming device can do: channels and units, timing, modes, dtype, rates, buffers.
 
     ``data_type`` is stored as a numpy scalar *type* (``np.float64``), as consumers of the
     qudi-iqo-modules interface call ``issubclass`` on it.
+
+    Parameters
+    ----------
+    channel_units : mapping of str to str
+        Unit of every channel the device offers, in the device's channel order.
+    sample_timing : SampleTiming, int or str
+        When the samples are taken (a member of either package, a name or an int).
+    streaming_modes : iterable of StreamingMode, int or str
+        The modes the device supports.
+    data_type : type, numpy.dtype or str
+        The samples' numpy dtype.
+    channel_buffer_size : qudi.util.constraints.ScalarConstraint
+        Allowed device buffer sizes, in samples per channel.
+    sample_rate : qudi.util.constraints.ScalarConstraint, optional
+        Allowed sample rates in Hz; required for ``SampleTiming.CONSTANT``.
+
+    Raises
+    ------
+    TypeError
+        If a size or rate constraint is no ``ScalarConstraint``.
+    ValueError
+        If a timing or mode names no member, or ``sample_rate`` is missing for CONSTANT timing.
     """
 
     def __init__(
@@ -158,10 +318,12 @@ class DataInStreamConstraints:
 
     @property
     def sample_timing(self) -> SampleTiming:
+        """When the samples are taken."""
         return self._sample_timing
 
     @property
     def streaming_modes(self) -> list[StreamingMode]:
+        """The modes the device supports."""
         return list(self._streaming_modes)
 
     @property
@@ -187,9 +349,23 @@ class DataInStreamInterface(Base):
     until a FINITE acquisition ended and was stopped).
     """
 
-    # qudi-instream extension: a consumer on another host reads the stream over ZeroMQ from
-    # this address (no authentication: name another interface only on a trusted network)
-    _publish_address = ConfigOption("publish_address", default=DEFAULT_ADDRESS)
+    # Transitional, for buffer.py alone: it reads this option through the interface until it
+    # mixes in qudi.hardware.instream.stream_sharing.SharedStreamer (which declares the option
+    # for the package's streamers, with the full check); delete these lines then.
+    _publish_address = ConfigOption("publish_address", default="tcp://127.0.0.1:*")
+
+    @property
+    def publish_address(self) -> str:
+        """Transitional (see ``_publish_address``): the option, with its former check."""
+        address = self._publish_address
+        if not isinstance(address, str) or not re.fullmatch(
+            r"tcp://[^:/\s]+:(\*|\d{1,5})", address
+        ):
+            raise ValueError(
+                f"option 'publish_address' is {address!r}: use 'tcp://<address of this host>:"
+                "<port or *>', e.g. 'tcp://127.0.0.1:*' (this host only)"
+            )
+        return address
 
     @property
     @abstractmethod
@@ -229,23 +405,6 @@ class DataInStreamInterface(Base):
         """
         return 0
 
-    def share_stream(self, consumer: str, max_poll_rate: float = 30.0) -> StreamShare:
-        """Let ``consumer`` in another process join this module's shared stream.
-
-        A qudi-instream extension, called over qudi's remote modules by a
-        ``instream.buffer.DataInStreamBuffer`` in another qudi: that buffer starts, stops and
-        configures the stream through the returned share and reads the samples from shared
-        memory (same host) or over ZeroMQ (published on option ``publish_address``), never
-        through the remote call.
-        """
-        return share_module_stream(self, consumer, max_poll_rate, self.publish_address)
-
-    @property
-    def publish_address(self) -> str:
-        """Where the stream is published for consumers on other hosts (option
-        ``publish_address``, loopback by default)."""
-        return checked_publish_address(self._publish_address)
-
     def _show_streaming(self, streaming: bool) -> None:
         """Lock the module while it streams and unlock it when it stops (safe to repeat)."""
         locked = self.module_state() == "locked"
@@ -262,7 +421,24 @@ class DataInStreamInterface(Base):
         channel_buffer_size: int,
         sample_rate: float,
     ) -> None:
-        """Configure the stream while it is stopped; raises with the reason if refused."""
+        """Configure the stream while it is stopped.
+
+        Parameters
+        ----------
+        active_channels : list of str
+            The channels to stream, in the order their values appear in each sample.
+        streaming_mode : StreamingMode or int
+            CONTINUOUS or FINITE (a member of either package, a name or an int).
+        channel_buffer_size : int
+            Device buffer size in samples per channel (FINITE: the samples to acquire).
+        sample_rate : float
+            Samples per second per channel; the device may coerce it (see :attr:`sample_rate`).
+
+        Raises
+        ------
+        TypeError, ValueError
+            If an argument is refused; the message says why. A refused call changes nothing.
+        """
 
     @abstractmethod
     def start_stream(self) -> None:
@@ -281,27 +457,64 @@ class DataInStreamInterface(Base):
     ) -> None:
         """Block until ``samples_per_channel`` samples are read into ``data_buffer``.
 
-        ``data_buffer``: flat, C-contiguous, of ``constraints.data_type``, at least
-        ``samples_per_channel * len(active_channels)`` values, filled sample-major interleaved.
-        ``timestamp_buffer``: float64, at least ``samples_per_channel`` long; required for
-        ``SampleTiming.TIMESTAMP``. Implementations should accept a keyword ``timeout`` (s,
-        default None = no limit) after these parameters.
+        Implementations should accept a keyword ``timeout`` (s, default None = no limit) after
+        these parameters, and raise ``TimeoutError`` (nothing consumed) when it expires.
+
+        Parameters
+        ----------
+        data_buffer : numpy.ndarray
+            Flat (or ``[samples, channels]``), C-contiguous, of ``constraints.data_type``, at
+            least ``samples_per_channel * len(active_channels)`` values; filled sample-major
+            interleaved.
+        samples_per_channel : int
+            How many samples of every active channel to read.
+        timestamp_buffer : numpy.ndarray, optional
+            float64, at least ``samples_per_channel`` long; required for
+            ``SampleTiming.TIMESTAMP``.
         """
 
     @abstractmethod
     def read_available_data_into_buffer(
         self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
     ) -> int:
-        """Read what is available now, never more than fits; returns samples per channel read."""
+        """Read what is available now, never more than fits.
+
+        Parameters
+        ----------
+        data_buffer : numpy.ndarray
+            As for :meth:`read_data_into_buffer`.
+        timestamp_buffer : numpy.ndarray, optional
+            As for :meth:`read_data_into_buffer`.
+
+        Returns
+        -------
+        int
+            Samples per channel read.
+        """
 
     def read_data(
         self, samples_per_channel: int | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Read into new arrays ``(data[samples, channels], timestamps | None)``.
+        """Read into new arrays.
 
-        ``samples_per_channel=None`` returns what is available now without waiting. The
-        default allocates and calls :meth:`read_data_into_buffer`; implementations may
-        override it. A count that is no integer >= 0 raises TypeError or ValueError.
+        The default allocates and calls :meth:`read_data_into_buffer`; implementations may
+        override it.
+
+        Parameters
+        ----------
+        samples_per_channel : int, optional
+            How many samples to wait for; None returns what is available now without waiting.
+
+        Returns
+        -------
+        tuple
+            ``(data[samples, channels], timestamps)``; timestamps are None unless the stream
+            has ``SampleTiming.TIMESTAMP``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``samples_per_channel`` is no integer >= 0.
         """
         if samples_per_channel is None:
             samples_per_channel = self.available_samples

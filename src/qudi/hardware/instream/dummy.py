@@ -27,14 +27,16 @@ import numpy as np
 from qudi.core.configoption import ConfigOption
 from qudi.util.constraints import ScalarConstraint
 
+from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
     SampleTiming,
     StreamingMode,
     check_read_buffers,
+    check_stream_request,
 )
-from qudi.util.instream.arrays import as_channel_names, check_count
+from qudi.util.instream.arrays import check_count, check_timeout, option_error
 from qudi.util.instream.simulated import SIGNALS, SimulatedSource
 
 __all__ = ["InStreamDummy"]
@@ -43,11 +45,7 @@ SAMPLE_RATE_LIMITS = (0.1, 1e6)  # Hz
 BUFFER_SIZE_LIMITS = (128, 2**30)  # samples per channel
 
 
-def _options_error(key: str, value: object, valid: str) -> ValueError:
-    return ValueError(f"option '{key}' is {value!r}: {valid}")
-
-
-class InStreamDummy(DataInStreamInterface):
+class InStreamDummy(SharedStreamer, DataInStreamInterface):
     """A simulated streaming card; see the module docstring for its example config."""
 
     _channel_names = ConfigOption("channel_names", missing="error")
@@ -70,10 +68,8 @@ class InStreamDummy(DataInStreamInterface):
         timing = self._checked_timing()
         seed = self._seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise _options_error(
-                "seed", seed, "use an integer >= 0, or null for fresh data each run"
-            )
-        self.publish_address  # noqa: B018 (checks the option now, not when a host joins)
+            raise option_error("seed", seed, "use an integer >= 0, or null for fresh data each run")
+        self.check_publish_address()
         self._constraints = DataInStreamConstraints(
             channel_units=dict(zip(names, units, strict=True)),
             sample_timing=timing,
@@ -132,31 +128,25 @@ class InStreamDummy(DataInStreamInterface):
         channel_buffer_size: int,
         sample_rate: float,
     ) -> None:
-        """Set channels, mode, buffer size and rate; checked against the constraints first."""
+        """Set channels, mode, buffer size and rate; checked against the constraints first.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If an argument is refused (see :func:`check_stream_request`); nothing changes.
+        RuntimeError
+            While the dummy streams, or when it is not active.
+        """
         self._active_source()
-        channels = list(as_channel_names(active_channels))
-        mode = StreamingMode.coerce(streaming_mode, "streaming_mode")
-        unknown = [ch for ch in channels if ch not in self._constraints.channel_units]
-        if not channels or unknown or len(set(channels)) != len(channels):
-            raise ValueError(
-                f"active_channels {channels} must name each of "
-                f"{list(self._constraints.channel_units)} at most once (at least one)"
-            )
-        if mode not in self._constraints.streaming_modes:
-            raise ValueError(f"streaming_mode {mode} is not supported")
-        if not isinstance(channel_buffer_size, (int, np.integer)) or isinstance(
-            channel_buffer_size, bool
-        ):
-            raise TypeError(
-                "channel_buffer_size must be an integer number of samples per channel, "
-                f"got {channel_buffer_size!r}"
-            )
-        _check_in(self._constraints.channel_buffer_size, channel_buffer_size, "channel_buffer_size")
-        _check_in(self._constraints.sample_rate, sample_rate, "sample_rate")
+        request = check_stream_request(
+            self._constraints, active_channels, streaming_mode, channel_buffer_size, sample_rate
+        )
         with self._state_lock:
             if self.module_state() == "locked":
                 raise RuntimeError("cannot configure the dummy while it streams; stop it first")
-            self._source.configure(channels, mode.name, int(channel_buffer_size), sample_rate)
+            self._source.configure(
+                list(request.channels), request.mode.name, request.buffer_size, request.rate
+            )
 
     # ----------------------------------------------------------------------- acquisition
     def start_stream(self) -> None:
@@ -190,12 +180,7 @@ class InStreamDummy(DataInStreamInterface):
         """
         data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
         count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float, np.number))
-            or not timeout >= 0
-        ):
-            raise ValueError(f"timeout must be a number of seconds >= 0 or None, got {timeout!r}")
+        timeout = check_timeout(timeout)
         if self.module_state() != "locked" and self._source.available_samples < count:
             raise RuntimeError(
                 f"cannot wait for {count} samples: '{self.module_name}' is not streaming and "
@@ -261,20 +246,20 @@ class InStreamDummy(DataInStreamInterface):
             ("channel_signals", signals),
         ):
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise _options_error(key, values, "use a list of strings, one per channel")
+                raise option_error(key, values, "use a list of strings, one per channel")
         if not names:
-            raise _options_error("channel_names", names, "name at least one channel")
+            raise option_error("channel_names", names, "name at least one channel")
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise _options_error("channel_names", names, f"names must be unique ({duplicates})")
+            raise option_error("channel_names", names, f"names must be unique ({duplicates})")
         for key, values in (("channel_units", units), ("channel_signals", signals)):
             if len(values) != len(names):
-                raise _options_error(
+                raise option_error(
                     key, values, f"give {len(names)} entries, one per channel in channel_names"
                 )
         for signal in signals:
             if signal not in SIGNALS:
-                raise _options_error("channel_signals", signal, f"valid are {list(SIGNALS)}")
+                raise option_error("channel_signals", signal, f"valid are {list(SIGNALS)}")
         return names, units, signals
 
     def _checked_dtype(self) -> type:
@@ -283,7 +268,7 @@ class InStreamDummy(DataInStreamInterface):
         except TypeError:
             dtype = None
         if dtype is None or dtype.kind not in "iuf":
-            raise _options_error(
+            raise option_error(
                 "data_type", self._data_type, "use a numpy number type such as 'float64' or 'int32'"
             )
         return dtype.type
@@ -294,15 +279,7 @@ class InStreamDummy(DataInStreamInterface):
         except ValueError:
             timing = SampleTiming.INVALID
         if timing == SampleTiming.INVALID:
-            raise _options_error(
+            raise option_error(
                 "sample_timing", self._sample_timing, "valid are 'CONSTANT', 'TIMESTAMP', 'RANDOM'"
             )
         return timing
-
-
-def _check_in(constraint: ScalarConstraint, value: object, name: str) -> None:
-    low, high = constraint.bounds
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name}={value} is outside the allowed range {low} to {high}")

@@ -1,7 +1,9 @@
-"""Checks for what crosses the stream boundary: caller-owned output buffers, counts, times.
+"""Checks of the arguments that cross the stream boundary, each raising an error that names them.
 
-Like nidaqmx's stream readers, we check dtype, shape and contiguity up front and raise a
-precise error, instead of copying silently or failing deep inside numpy.
+Caller-owned output buffers, sample counts, numbers in a range, timeouts, channel selections and
+config options. Like nidaqmx's stream readers, we check dtype, shape and contiguity up front and
+raise a precise error (the argument, the value, what is valid), instead of copying silently or
+failing deep inside numpy.
 """
 
 from __future__ import annotations
@@ -92,36 +94,169 @@ def check_count(n: object, limit: int, what: str, limit_name: str, *, minimum: i
     return int(n)
 
 
+def _is_finite(value: int | float | np.number) -> bool:
+    """math.isfinite that says False for an int too large for a float, instead of raising."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def check_positive_number(value: object, what: str, meaning: str = "positive") -> float:
     """Validate a finite number > 0 (a rate, a duration); ``meaning`` completes "must be ..."."""
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float, np.integer, np.floating))
-        or not math.isfinite(value)
+        or not _is_finite(value)
         or value <= 0
     ):
         raise ValueError(f"{what} must be {meaning}, got {value!r}")
     return float(value)
 
 
+class ArgumentTypeError(TypeError, ValueError):
+    """An argument of the wrong type, where callers have caught ``ValueError`` for any bad value.
+
+    Both a ``TypeError`` and a ``ValueError``, as ``io.UnsupportedOperation`` is both an
+    ``OSError`` and a ``ValueError``: the streamers of this package refused a timeout of the
+    wrong type with ``ValueError`` before they shared :func:`check_timeout`.
+    """
+
+
 def check_timeout(timeout: object) -> float | None:
-    """Validate a timeout: None (no limit) or a finite number of seconds >= 0."""
+    """Validate a timeout: None (no limit) or a finite number of seconds >= 0.
+
+    Parameters
+    ----------
+    timeout : object
+        What the caller passed.
+
+    Returns
+    -------
+    float or None
+        The timeout in seconds, or None for no limit.
+
+    Raises
+    ------
+    ArgumentTypeError
+        If ``timeout`` is no number (a ``bool`` is none); it is a ``TypeError`` and a
+        ``ValueError``.
+    ValueError
+        If ``timeout`` is negative, NaN or infinite (None is how to wait without a limit).
+    """
     if timeout is None:
         return None
+    refused = f"timeout must be a number of seconds >= 0 or None, got {timeout!r}"
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.integer, np.floating)):
-        raise TypeError(
-            f"timeout must be a number of seconds >= 0 or None (no limit), got {timeout!r}"
-        )
-    if not math.isfinite(timeout) or timeout < 0:
-        raise ValueError(
-            f"timeout must be a finite number of seconds >= 0 or None (no limit), got {timeout!r}"
-        )
+        raise ArgumentTypeError(refused)
+    if timeout == math.inf:
+        raise ValueError(f"{refused}: pass None to wait without a limit")
+    if not timeout >= 0 or not _is_finite(timeout):
+        raise ValueError(refused)
     return float(timeout)
 
 
-def as_channel_names(active_channels: object, what: str = "active_channels") -> tuple[str, ...]:
-    """Channel names as a tuple: a non-empty list of str; a lone str (which would become one
-    channel per character) is refused."""
+def check_in_range(
+    value: object,
+    bounds: tuple[float, float],
+    what: str,
+    *,
+    integer: bool = False,
+    unit: str = "",
+    note: str = "",
+) -> float | int:
+    """Validate a number within ``bounds`` (inclusive), such as a rate or a buffer size.
+
+    Parameters
+    ----------
+    value : object
+        What the caller passed.
+    bounds : tuple of float
+        The lowest and the highest allowed value.
+    what : str
+        The argument's name, for the error messages.
+    integer : bool, optional
+        Whether only integers are valid (a ``bool`` is none).
+    unit : str, optional
+        The unit shown after the bounds in the message, e.g. ``" Hz"``.
+    note : str, optional
+        Where the bounds come from, appended to the message, e.g. ``"(option max_buffer)"``.
+
+    Returns
+    -------
+    float or int
+        ``value`` as an ``int`` if ``integer``, as a ``float`` otherwise.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is no number (no integer, with ``integer``).
+    ValueError
+        If ``value`` is outside ``bounds`` or NaN.
+    """
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{what} must be {kind}, got {value!r}")
+    low, high = bounds
+    if not low <= value <= high:
+        raise ValueError(
+            f"{what}={value} is outside the allowed range {low} to {high}{unit}"
+            + (f" {note}" if note else "")
+        )
+    return int(value) if integer else float(value)
+
+
+def option_error(key: str, value: object, valid: str) -> ValueError:
+    """The error for a config option: ``option 'key' is value: what is valid``.
+
+    Parameters
+    ----------
+    key : str
+        The option's name as the user types it in the config.
+    value : object
+        The value the config gave.
+    valid : str
+        What would be valid, as a remedy the user can act on.
+
+    Returns
+    -------
+    ValueError
+        The error, for the caller to raise.
+    """
+    return ValueError(f"option '{key}' is {value!r}: {valid}")
+
+
+def as_channel_names(
+    active_channels: object,
+    what: str = "active_channels",
+    *,
+    known: Sequence[str] | None = None,
+) -> tuple[str, ...]:
+    """Channel names as a tuple: a non-empty list of str, checked against ``known``.
+
+    Parameters
+    ----------
+    active_channels : object
+        What the caller passed; a lone str (which would become one channel per character)
+        is refused.
+    what : str, optional
+        The argument's name, for the error messages.
+    known : sequence of str, optional
+        The channels there are: then each name must be one of them, and at most once.
+
+    Returns
+    -------
+    tuple of str
+        The channel names, in the caller's order.
+
+    Raises
+    ------
+    TypeError
+        If ``active_channels`` is no list of str.
+    ValueError
+        If it is empty, or (with ``known``) names an unknown channel or one twice.
+    """
     if not isinstance(active_channels, (Sequence, np.ndarray)) or isinstance(
         active_channels, (str, bytes)
     ):
@@ -131,4 +266,15 @@ def as_channel_names(active_channels: object, what: str = "active_channels") -> 
         raise ValueError(f"{what} must name at least one channel, got an empty list")
     if not all(isinstance(channel, str) for channel in channels):
         raise TypeError(f"{what} must be channel names (str), got {active_channels!r}")
+    if known is not None:
+        valid = list(known)
+        unknown = [ch for ch in channels if ch not in valid]
+        repeated = sorted({ch for ch in channels if channels.count(ch) > 1})
+        if unknown or repeated:
+            raise ValueError(
+                f"{what} {list(channels)} must be a non-empty selection of {valid}, each at "
+                "most once"
+                + (f"; unknown: {unknown}" if unknown else "")
+                + (f"; repeated: {repeated}" if repeated else "")
+            )
     return channels

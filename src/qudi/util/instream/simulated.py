@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from qudi.util.instream.arrays import as_channel_names
+
 __all__ = ["SIGNALS", "SimulatedSource", "SourceConstraints", "SourceOverflowError"]
 
 SIGNALS = ("ramp", "sine", "counts", "noise")
@@ -102,15 +104,10 @@ class SimulatedSource:
         """Set what :meth:`start_stream` acquires; refused while acquiring."""
         if self.is_running:
             raise RuntimeError("cannot configure a running source; stop it first")
-        unknown = [ch for ch in active_channels if ch not in self._signals]
-        if unknown or not active_channels:
-            raise ValueError(
-                f"active_channels {list(active_channels)} must be a non-empty selection of "
-                f"{list(self._signals)}"
-            )
+        channels = as_channel_names(active_channels, known=list(self._signals))
         if streaming_mode not in MODES:
             raise ValueError(f"unknown streaming mode {streaming_mode!r}; valid are {list(MODES)}")
-        self.active_channels = list(active_channels)
+        self.active_channels = list(channels)
         self.streaming_mode = streaming_mode
         self.channel_buffer_size = int(channel_buffer_size)
         self.sample_rate = float(sample_rate)

@@ -1,0 +1,330 @@
+"""The NI streamer's config options, checked against the card: what it may stream, how fast.
+
+:func:`checked_options` turns the options of ``ni_daq.NIXSeriesInStreamer`` into
+:class:`CardOptions`, asking the driver what the card offers; every refusal names the option,
+the value and what the card would take. :class:`CardOptions` then knows the stream's
+constraints and checks each configuration's rate and counters.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from qudi.util.constraints import ScalarConstraint
+
+from qudi.hardware.instream.ni_tasks import AnalogInput, Device, read_device, short_name
+from qudi.interface.instream_interface import (
+    DataInStreamConstraints,
+    SampleTiming,
+    StreamingMode,
+)
+from qudi.util.instream.arrays import option_error
+
+__all__ = ["TERMINALS", "CardOptions", "checked_options"]
+
+TERMINALS = ("DEFAULT", "RSE", "NRSE", "DIFF", "PSEUDO_DIFF")
+COUNT_UNIT = "c/s"  # counting channels carry counts per second, whatever the sample rate
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+
+
+def _is_positive(value: object) -> bool:
+    """A finite number above 0 (NaN, inf and ints too large for a float are not)."""
+    if not _is_number(value):
+        return False
+    try:
+        return 0 < float(value) < math.inf
+    except OverflowError:
+        return False
+
+
+@dataclass(frozen=True)
+class CardOptions:
+    """The accepted options: the card, its channels and clock, and the stream's limits."""
+
+    device: Device
+    digital: tuple[str, ...]  # counted terminals, by channel name
+    analog: dict[str, AnalogInput]  # analog inputs, by channel name
+    external_clock: tuple[str, float] | None  # terminal and frequency (Hz), or None
+    timeout: float  # s, default limit of blocking reads and of each driver read
+    buffer_limit: int  # largest buffer, samples per channel
+
+    def constraints(self) -> DataInStreamConstraints:
+        """What the module offers: every source as a channel, counters in c/s, inputs in V.
+
+        Returns
+        -------
+        DataInStreamConstraints
+            Channels in option order (digital sources first), float64 samples, CONSTANT timing.
+        """
+        units = {name: COUNT_UNIT for name in self.digital}
+        units.update({name: "V" for name in self.analog})
+        if self.external_clock is not None:
+            frequency = self.external_clock[1]
+            rate = ScalarConstraint(default=frequency, bounds=(frequency, frequency))
+        else:
+            analog = int(len(self.analog) > 0)
+            low, high = self.device.min_rate(analog), self.device.max_rate(analog)
+            rate = ScalarConstraint(default=min(max(50.0, low), high), bounds=(low, high))
+        return DataInStreamConstraints(
+            channel_units=units,
+            sample_timing=SampleTiming.CONSTANT,
+            streaming_modes=[StreamingMode.CONTINUOUS, StreamingMode.FINITE],
+            data_type=np.float64,
+            channel_buffer_size=ScalarConstraint(
+                default=min(1024**2, self.buffer_limit),
+                bounds=(2, self.buffer_limit),
+                increment=1,
+                enforce_int=True,
+            ),
+            sample_rate=rate,
+        )
+
+    def checked_rate(self, rate: object, channels: tuple[str, ...]) -> float:
+        """The sample rate for streaming ``channels``: within the card's range for that many
+        analog inputs, or the external clock's frequency.
+
+        Parameters
+        ----------
+        rate : object
+            The requested ``sample_rate`` in Hz.
+        channels : tuple of str
+            The channels to stream (known to be valid).
+
+        Returns
+        -------
+        float
+            The rate to ask the driver for.
+
+        Raises
+        ------
+        TypeError
+            If ``rate`` is no number.
+        ValueError
+            If the card cannot run at ``rate`` with these channels.
+        """
+        if not _is_number(rate):
+            raise TypeError(f"sample_rate must be a number, got {rate!r}")
+        try:
+            value = float(rate)
+        except OverflowError:
+            value = math.inf  # an int too large for a float: outside every range
+        if self.external_clock is not None:
+            frequency = self.external_clock[1]
+            if not np.isclose(value, frequency, rtol=1e-9, atol=0):
+                raise ValueError(
+                    f"sample_rate={rate} Hz: the external sample clock runs at {frequency} Hz "
+                    "(option external_sample_clock_frequency)"
+                )
+            return float(frequency)
+        analog_inputs = sum(ch in self.analog for ch in channels)
+        low = self.device.min_rate(analog_inputs)
+        high = self.device.max_rate(analog_inputs)
+        if not low <= value <= high:
+            raise ValueError(
+                f"sample_rate={rate} Hz is outside {low} to {high} Hz, the range of "
+                f"{self.device.name} with {analog_inputs} analog inputs"
+            )
+        return value
+
+    def check_counters(self, channels: tuple[str, ...]) -> None:
+        """Refuse ``channels`` if the card has too few counters for them and their clock.
+
+        Raises
+        ------
+        ValueError
+            If the channels need more counters than the card has.
+        """
+        counters = sum(ch in self.digital for ch in channels)
+        if not any(ch in self.analog for ch in channels) and self.external_clock is None:
+            counters += 1  # the clock
+        if counters > len(self.device.counters):
+            raise ValueError(
+                f"{list(channels)} need {counters} counters (one per PFI line, one more for the "
+                f"clock without analog inputs); {self.device.name} has "
+                f"{list(self.device.counters)}"
+            )
+
+
+def checked_options(options: Mapping[str, object]) -> CardOptions:
+    """Check the NI streamer's options and the card they name.
+
+    Parameters
+    ----------
+    options : mapping of str to object
+        Every option of ``NIXSeriesInStreamer`` by its config name (``device_name``,
+        ``digital_sources``, ...), defaults filled in.
+
+    Returns
+    -------
+    CardOptions
+        The accepted options.
+
+    Raises
+    ------
+    ValueError
+        If an option is refused; the message names the option, its value and what is valid.
+    RuntimeError
+        Without nidaqmx or the NI-DAQmx driver (see :func:`ni_tasks.read_device`).
+    """
+    timeout, buffer_limit = _checked_limits(
+        options["read_write_timeout"], options["max_channel_samples_buffer"]
+    )
+    device = read_device(_checked_device_name(options["device_name"]))
+    digital = _checked_digital(options["digital_sources"], device)
+    analog = _checked_analog(options, device)
+    external_clock = _checked_external_clock(
+        options["external_sample_clock_source"],
+        options["external_sample_clock_frequency"],
+        digital,
+        device,
+    )
+    if len(digital) > len(device.counters) - (0 if analog else 1):
+        raise option_error(
+            "digital_sources",
+            options["digital_sources"],
+            f"{device.name} has {len(device.counters)} counters {list(device.counters)}; "
+            "each PFI line needs one, and a clock needs one more without analog sources",
+        )
+    return CardOptions(device, digital, analog, external_clock, timeout, buffer_limit)
+
+
+def _checked_device_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip() or "/" in name.strip("/"):
+        raise option_error("device_name", name, "use the card's name in NI MAX, e.g. 'Dev1'")
+    return name.strip("/")
+
+
+def _checked_limits(timeout: object, limit: object) -> tuple[float, int]:
+    if not _is_positive(timeout):
+        raise option_error("read_write_timeout", timeout, "use a number of seconds above 0")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 2 <= limit <= 2**31:
+        raise option_error(
+            "max_channel_samples_buffer", limit, "use an integer number of samples, 2 to 2**31"
+        )
+    return float(timeout), limit
+
+
+def _checked_digital(sources: object, device: Device) -> tuple[str, ...]:
+    """PFI lines (any spelling: 'pfi8', '/Dev1/PFI8'), or any other terminal of the card
+    (such as '100kHzTimebase', counted without wiring)."""
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise option_error("digital_sources", sources, "use a list of PFI lines, e.g. ['PFI8']")
+    names = tuple(
+        short_name(s).upper() if re.fullmatch(r"pfi\d+", short_name(s).lower()) else short_name(s)
+        for s in sources
+    )
+    unknown = [s for s, n in zip(sources, names, strict=True) if n not in device.terminals]
+    if unknown or len(set(names)) != len(names):
+        lines = [t for t in device.terminals if re.fullmatch(r"PFI\d+", t)]
+        raise option_error(
+            "digital_sources",
+            sources,
+            f"name each PFI line (or other terminal) of {device.name} at most once; "
+            f"unknown: {unknown}; PFI lines: {lines}",
+        )
+    return names
+
+
+def _checked_analog(options: Mapping[str, object], device: Device) -> dict[str, AnalogInput]:
+    sources = options["analog_sources"]
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise option_error("analog_sources", sources, "use a list of inputs, e.g. ['ai0']")
+    names = tuple(short_name(s).lower() for s in sources)
+    unknown = [s for s, n in zip(sources, names, strict=True) if n not in device.analog_inputs]
+    if unknown or len(set(names)) != len(names):
+        raise option_error(
+            "analog_sources",
+            sources,
+            f"name each analog input of {device.name} at most once; unknown: {unknown}; "
+            f"valid: {list(device.analog_inputs)}",
+        )
+    if not names and not options["digital_sources"]:
+        raise option_error(
+            "analog_sources", sources, "configure at least one analog or digital source"
+        )
+    default_range = _checked_range("adc_voltage_range", options["adc_voltage_range"], device)
+    settings = options["analog_channel_settings"]
+    if not isinstance(settings, dict):
+        raise option_error(
+            "analog_channel_settings", settings, "use a mapping such as {ai0: {range: [-5, 5]}}"
+        )
+    per_channel = {short_name(str(k)).lower(): v for k, v in settings.items()}
+    stray = [k for k in per_channel if k not in names]
+    if stray:
+        raise option_error(
+            "analog_channel_settings", settings, f"{stray} are not in analog_sources {names}"
+        )
+    return {
+        name: _checked_input(name, per_channel.get(name) or {}, default_range, device)
+        for name in names
+    }
+
+
+def _checked_input(
+    name: str, entry: object, default_range: tuple[float, float], device: Device
+) -> AnalogInput:
+    key = f"analog_channel_settings.{name}"
+    if not isinstance(entry, dict) or set(entry) - {"range", "terminal"}:
+        raise option_error(key, entry, "use keys 'range' ([low, high] in V), 'terminal'")
+    low, high = default_range
+    if "range" in entry:
+        low, high = _checked_range(f"{key}.range", entry["range"], device)
+    terminal = entry.get("terminal", "DEFAULT")
+    if not isinstance(terminal, str) or terminal.upper() not in TERMINALS:
+        raise option_error(f"{key}.terminal", terminal, f"valid are {list(TERMINALS)}")
+    return AnalogInput(low, high, terminal.upper())
+
+
+def _checked_range(key: str, value: object, device: Device) -> tuple[float, float]:
+    ranges = device.ai_voltage_ranges
+    lowest = min((low for low, _ in ranges), default=-np.inf)
+    highest = max((high for _, high in ranges), default=np.inf)
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(_is_number(v) for v in value)
+        or not lowest <= value[0] < value[1] <= highest
+    ):
+        raise option_error(
+            key, value, f"use [low, high] in V within {device.name}'s {lowest} to {highest} V"
+        )
+    return float(value[0]), float(value[1])
+
+
+def _checked_external_clock(
+    source: object, frequency: object, digital: tuple[str, ...], device: Device
+) -> tuple[str, float] | None:
+    if source is None:
+        if frequency is not None:
+            raise option_error(
+                "external_sample_clock_frequency",
+                frequency,
+                "only meaningful with external_sample_clock_source",
+            )
+        return None
+    terminal = short_name(source) if isinstance(source, str) else None
+    pfi = [t for t in device.terminals if re.fullmatch(r"PFI\d+", t)]
+    if terminal is not None and terminal.upper() in pfi:
+        terminal = terminal.upper()
+    if terminal not in device.terminals:
+        raise option_error(
+            "external_sample_clock_source", source, f"use a terminal of {device.name}: {pfi}"
+        )
+    if terminal in digital:
+        raise option_error(
+            "external_sample_clock_source", source, "it is also one of the digital_sources"
+        )
+    if not _is_positive(frequency):
+        raise option_error(
+            "external_sample_clock_frequency",
+            frequency,
+            "give the external clock's frequency in Hz (above 0)",
+        )
+    return terminal, float(frequency)

@@ -1,0 +1,405 @@
+"""The DAQmx side of the NI streamer: what a card offers, and the tasks of one configuration.
+
+Pure nidaqmx, public API only: :func:`read_device` asks the driver what a card offers
+(:class:`Device`); :class:`Tasks` builds, starts, reads and closes the tasks that stream one
+configuration (an analog task, a counter task per counted terminal and, for counters alone, a
+counter-output task that makes their clock), with every sample of every task aligned. The qudi
+module around it is ``ni_daq.NIXSeriesInStreamer``.
+
+Counting channels are delivered as rates: the counts of each sample clock period times the rate
+the driver set, in counts per second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from qudi.interface.instream_interface import StreamingMode, StreamRequest
+from qudi.util.instream.arrays import option_error
+
+try:  # the module must import without nidaqmx, so activation can say what is missing
+    import nidaqmx
+    import nidaqmx.constants as daq
+    import nidaqmx.errors
+    import nidaqmx.system
+    from nidaqmx.stream_readers import AnalogMultiChannelReader, CounterReader
+except ImportError:  # pragma: no cover - nidaqmx is a dependency of this package
+    nidaqmx = None
+
+__all__ = [
+    "DRIVER_HELP",
+    "OVERFLOW",
+    "READ_TIMEOUT",
+    "RESOURCE_RESERVED",
+    "AnalogInput",
+    "Device",
+    "Tasks",
+    "daq_reason",
+    "read_device",
+    "short_name",
+]
+
+DRIVER_HELP = (
+    "Install the NI-DAQmx driver from https://www.ni.com/en/support/downloads/drivers/download."
+    "ni-daq-mx.html (Linux: the ni-daqmx package of NI's Linux device drivers), or run "
+    "'python -m nidaqmx installdriver' with this Python, then restart qudi."
+)
+OVERFLOW = -200279  # the acquisition stopped: unread samples would have been overwritten
+READ_TIMEOUT = -200284
+RESOURCE_RESERVED = -50103
+CHUNK_SAMPLES = 65_536  # samples per channel moved per driver read (bounds the scratch memory)
+
+
+def short_name(name: str) -> str:
+    """'PFI8', '/Dev1/PFI8' and 'Dev1/PFI8' all name 'PFI8'."""
+    return name.strip().strip("/").rsplit("/", 1)[-1]
+
+
+def daq_reason(exc: BaseException) -> str:
+    """The first line of a DAQmx message with its error code, for messages of our own."""
+    code = getattr(exc, "error_code", None)
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{first_line} (DAQmx error {code})" if code is not None else first_line
+
+
+@dataclass(frozen=True)
+class AnalogInput:
+    """How one analog input is measured."""
+
+    low: float
+    high: float
+    terminal: str
+
+
+@dataclass(frozen=True)
+class Device:
+    """What the card offers, read from the driver once at activation."""
+
+    name: str
+    product_type: str
+    analog_inputs: tuple[str, ...]  # 'ai0', ...
+    counters: tuple[str, ...]  # 'ctr0', ...
+    terminals: tuple[str, ...]  # 'PFI0', 'ai/SampleClock', ...
+    ai_max_single_rate: float
+    ai_max_multi_rate: float
+    ai_min_rate: float
+    ai_simultaneous: bool
+    ai_voltage_ranges: tuple[tuple[float, float], ...]
+    counter_timebase: float  # Hz, fastest counter timebase
+    counter_bits: int
+
+    def max_rate(self, analog_inputs: int) -> float:
+        """Fastest sample clock with this many analog inputs (per channel, Hz)."""
+        if analog_inputs == 0:  # the clock is a counter output: half its fastest timebase
+            return self.counter_timebase / 2
+        if analog_inputs == 1:
+            return self.ai_max_single_rate
+        if self.ai_simultaneous:  # every input has its own converter
+            return min(self.ai_max_single_rate, self.ai_max_multi_rate)
+        return min(self.ai_max_single_rate, self.ai_max_multi_rate / analog_inputs)
+
+    def min_rate(self, analog_inputs: int) -> float:
+        """Slowest sample clock (Hz): the analog timing engine's, or a full counter period."""
+        if analog_inputs:
+            return self.ai_min_rate
+        return self.counter_timebase / 2**self.counter_bits
+
+
+def read_device(name: str) -> Device:
+    """Ask the driver what the card ``name`` offers.
+
+    Parameters
+    ----------
+    name : str
+        The card's name in NI MAX, e.g. ``'Dev1'``.
+
+    Returns
+    -------
+    Device
+        What the card offers.
+
+    Raises
+    ------
+    RuntimeError
+        Without nidaqmx or without the NI-DAQmx driver, saying how to install them.
+    ValueError
+        If there is no such card (naming option ``device_name`` and the cards present).
+    """
+    if nidaqmx is None:
+        raise RuntimeError(
+            "the Python package 'nidaqmx' is missing: 'pip install nidaqmx', then install the "
+            f"NI-DAQmx driver. {DRIVER_HELP}"
+        )
+    try:
+        device = nidaqmx.system.Device(name)
+        product_type = device.product_type
+    except nidaqmx.errors.DaqNotFoundError as exc:
+        raise RuntimeError(
+            f"the NI-DAQmx driver is not installed on this computer. {DRIVER_HELP}"
+        ) from exc
+    except nidaqmx.errors.Error as exc:
+        present = device_names()
+        raise option_error(
+            "device_name", name, f"no such NI device ({daq_reason(exc)}); present: {present}"
+        ) from exc
+    ranges = list(device.ai_voltage_rngs)
+    return Device(
+        name=name,
+        product_type=product_type,
+        analog_inputs=tuple(short_name(c) for c in device.ai_physical_chans.channel_names),
+        counters=tuple(short_name(c) for c in device.ci_physical_chans.channel_names),
+        terminals=tuple(t.strip("/").split("/", 1)[-1] for t in device.terminals),
+        ai_max_single_rate=float(device.ai_max_single_chan_rate),
+        ai_max_multi_rate=float(device.ai_max_multi_chan_rate),
+        ai_min_rate=float(device.ai_min_rate),
+        ai_simultaneous=bool(device.ai_simultaneous_sampling_supported),
+        ai_voltage_ranges=tuple(zip(ranges[::2], ranges[1::2], strict=True)),
+        counter_timebase=float(device.ci_max_timebase),
+        counter_bits=int(device.ci_max_size),
+    )
+
+
+def device_names() -> list[str]:
+    """The names of the NI devices present (empty if the driver cannot tell)."""
+    try:
+        return list(nidaqmx.system.System.local().devices.device_names)
+    except nidaqmx.errors.Error:
+        return []
+
+
+class Tasks:
+    """The DAQmx tasks of one configuration, built, started, read and closed together.
+
+    One analog task (if analog inputs stream), one counter task per PFI line and, when only
+    counters stream on the internal clock, a counter-output task that makes their clock. Every
+    task this object created is closed by :meth:`close`, also when building fails half-way.
+
+    Parameters
+    ----------
+    owner : str
+        Prefix of the task names (the qudi module's name).
+    device : Device
+        The card.
+    settings : StreamRequest
+        The checked configuration: channels, mode, buffer size and requested rate.
+    digital : tuple of str
+        The terminals counted (``'PFI8'``, ...), by channel name.
+    analog : dict of str to AnalogInput
+        The analog inputs and how each is measured, by channel name.
+    external_clock : tuple of (str, float), optional
+        The external sample clock's terminal and frequency (Hz), or None for the internal one.
+    timeout : float
+        Seconds a driver read may take.
+
+    Raises
+    ------
+    nidaqmx.errors.Error
+        If the driver refuses the configuration; every task made so far is closed.
+    """
+
+    def __init__(
+        self,
+        owner: str,
+        device: Device,
+        settings: StreamRequest,
+        digital: tuple[str, ...],
+        analog: dict[str, AnalogInput],
+        external_clock: tuple[str, float] | None,
+        timeout: float,
+    ):
+        self.device = device
+        self.settings = settings
+        self.timeout = timeout
+        self._all: list[nidaqmx.Task] = []
+        self.ai_task = None
+        self.ai_reader = None
+        self.ai_columns: list[int] = []
+        self.counters: list[tuple[int, nidaqmx.Task, CounterReader]] = []
+        self.clock_task = None  # the task whose start starts the clock (None: external clock)
+        self.rate = float(settings.rate)
+        self.running = False
+        try:
+            self._build(owner, digital, analog, external_clock)
+        except BaseException:
+            self.close()
+            raise
+        self._last_counts = [np.zeros(1, np.uint32) for _ in self.counters]
+        self._new_run()
+        chunk = min(CHUNK_SAMPLES, settings.buffer_size + 1)
+        self._ai_scratch = np.empty(len(self.ai_columns) * chunk)
+        self._counter_scratch = np.empty(chunk, np.uint32)
+        self._diff_scratch = np.empty(chunk, np.uint32)
+        self._chunk = chunk
+
+    # --------------------------------------------------------------------------- build
+    def _new_task(self, name: str):
+        task = nidaqmx.Task(name)
+        self._all.append(task)
+        return task
+
+    def _build(self, owner, digital, analog, external_clock) -> None:
+        dev = self.device.name
+        s = self.settings
+        finite = s.mode == StreamingMode.FINITE
+        mode = daq.AcquisitionType.FINITE if finite else daq.AcquisitionType.CONTINUOUS
+        samples = s.buffer_size + 1  # plus the reference edge
+        ai_names = [ch for ch in s.channels if ch in analog]
+        counter_names = [ch for ch in s.channels if ch in digital]
+        free_counters = list(self.device.counters)
+
+        clock_source = f"/{dev}/{external_clock[0]}" if external_clock else ""
+        if external_clock:
+            self.rate = float(external_clock[1])
+        if ai_names:
+            task = self.ai_task = self._new_task(f"{owner}_ai")
+            for name in ai_names:
+                config = analog[name]
+                task.ai_channels.add_ai_voltage_chan(
+                    f"{dev}/{name}",
+                    name_to_assign_to_channel=name,
+                    terminal_config=daq.TerminalConfiguration[config.terminal],
+                    min_val=config.low,
+                    max_val=config.high,
+                )
+            task.timing.cfg_samp_clk_timing(
+                self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
+            )
+            self._configure_buffer(task, samples)
+            task.control(daq.TaskMode.TASK_VERIFY)  # the driver coerces the rate here
+            if not external_clock:
+                self.rate = float(task.timing.samp_clk_rate)
+            # the counters count on the analog task's clock, even when an external clock
+            # drives it: they then see exactly its edges, from its start on
+            self.clock_task = task
+            clock_source = f"/{dev}/ai/SampleClock"
+            self.ai_reader = AnalogMultiChannelReader(task.in_stream)
+            self.ai_columns = [s.channels.index(name) for name in ai_names]
+        elif counter_names and not external_clock:
+            clock_counter = free_counters.pop()  # the last counter, PFI lines take the first
+            task = self.clock_task = self._new_task(f"{owner}_clock")
+            channel = task.co_channels.add_co_pulse_chan_freq(
+                f"{dev}/{clock_counter}", freq=self.rate, duty_cycle=0.5
+            )
+            task.timing.cfg_implicit_timing(sample_mode=mode, samps_per_chan=samples)
+            task.control(daq.TaskMode.TASK_VERIFY)
+            self.rate = float(channel.co_pulse_freq)
+            clock_source = f"/{dev}/{clock_counter.capitalize()}InternalOutput"
+        for name in counter_names:
+            counter = free_counters.pop(0)
+            task = self._new_task(f"{owner}_{name}")
+            channel = task.ci_channels.add_ci_count_edges_chan(
+                f"{dev}/{counter}",
+                edge=daq.Edge.RISING,
+                initial_count=0,
+                count_direction=daq.CountDirection.COUNT_UP,
+            )
+            channel.ci_count_edges_term = f"/{dev}/{name}"
+            task.timing.cfg_samp_clk_timing(
+                self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
+            )
+            self._configure_buffer(task, samples)
+            task.control(daq.TaskMode.TASK_VERIFY)
+            self.counters.append((s.channels.index(name), task, CounterReader(task.in_stream)))
+
+    @staticmethod
+    def _configure_buffer(task, samples: int) -> None:
+        task.in_stream.input_buf_size = samples
+        task.in_stream.overwrite = daq.OverwriteMode.DO_NOT_OVERWRITE_UNREAD_SAMPLES
+
+    # ----------------------------------------------------------------------- run, close
+    def _new_run(self) -> None:
+        # the first clock edge only latches each counter's starting count: it is read, used as
+        # the reference of the first period and dropped, from every task, so all stay aligned
+        self.to_skip = 1
+        self.delivered = 0
+        for last in self._last_counts:
+            last[0] = 0
+
+    def start(self) -> None:
+        """Start the clocked tasks first and the clock last, so every task sees every edge."""
+        self._new_run()
+        clocked = [task for task in self._all if task is not self.clock_task]
+        for task in clocked + ([self.clock_task] if self.clock_task is not None else []):
+            task.start()
+        self.running = True
+
+    def stop(self) -> None:
+        """Stop every task; raises the first error after trying all of them."""
+        self.running = False
+        self._for_all(lambda task: task.stop())
+
+    def close(self) -> None:
+        """Stop and close every task this object created; raises the first error at the end."""
+        self.running = False
+        tasks, self._all = self._all, []
+        first_error = None
+        for task in tasks:
+            for action in (task.stop, task.close):
+                try:
+                    action()
+                except Exception as exc:  # keep closing the others
+                    first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    def _for_all(self, action) -> None:
+        first_error = None
+        for task in self._all:
+            try:
+                action(task)
+            except Exception as exc:
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
+
+    # ----------------------------------------------------------------------------- read
+    @property
+    def remaining(self) -> int | None:
+        """FINITE: samples per channel still to deliver; CONTINUOUS: None."""
+        if self.settings.mode != StreamingMode.FINITE:
+            return None
+        return self.settings.buffer_size - self.delivered
+
+    def available(self) -> int:
+        """Samples every task holds, so a read of this many keeps all tasks aligned."""
+        if not self.running:
+            return 0
+        held = min(task.in_stream.avail_samp_per_chan for task in self._all_inputs())
+        ready = max(0, held - self.to_skip)
+        remaining = self.remaining
+        return ready if remaining is None else min(ready, remaining)
+
+    def _all_inputs(self) -> Iterator[nidaqmx.Task]:
+        if self.ai_task is not None:
+            yield self.ai_task
+        for _, task, _ in self.counters:
+            yield task
+
+    def read_into(self, out: np.ndarray) -> None:
+        """Read ``len(out)`` samples (known to be available) into ``out[samples, channels]``."""
+        done, total = 0, len(out)
+        while done < total:
+            skip = self.to_skip
+            count = min(self._chunk - skip, total - done)
+            with_skipped = count + skip
+            rows = out[done : done + count]
+            if self.ai_reader is not None:
+                block = self._ai_scratch[: len(self.ai_columns) * with_skipped]
+                block = block.reshape(len(self.ai_columns), with_skipped)
+                self.ai_reader.read_many_sample(block, with_skipped, timeout=self.timeout)
+                rows[:, self.ai_columns] = block[:, skip:].T
+            for (column, _, reader), last in zip(self.counters, self._last_counts, strict=True):
+                raw = self._counter_scratch[:with_skipped]
+                reader.read_many_sample_uint32(raw, with_skipped, timeout=self.timeout)
+                per_period = self._diff_scratch[:with_skipped]
+                # uint32 differences: correct across the counter's wrap-around at 2**32
+                np.subtract(raw[:1], last, out=per_period[:1])
+                np.subtract(raw[1:], raw[:-1], out=per_period[1:])
+                last[0] = raw[-1]
+                np.multiply(per_period[skip:], self.rate, out=rows[:, column])
+            self.to_skip = 0
+            done += count
+        self.delivered += total
