@@ -402,3 +402,9 @@ def test_a_missing_block_directory_is_named(monkeypatch, tmp_path, stream_name):
 def test_a_bad_block_size_is_refused(stream_name, size):
     with pytest.raises(ValueError, match=f"positive number of bytes, got {size!r}"):
         create_block(stream_name, size)
+
+
+@pytest.mark.parametrize("name", ["abc\n", "abc\r", "a" * 100 + "\n"])
+def test_a_name_with_a_trailing_newline_is_invalid(name):
+    with pytest.raises(ValueError, match="invalid stream name"):
+        block_name(name)

@@ -73,7 +73,7 @@ from qudi.util.instream.errors import (
 BLOCK_PREFIX = "qudi_instream_"
 SHM_DIR_ENV = "QUDI_INSTREAM_SHM_DIR"
 _LINUX_SHM_DIR = "/dev/shm"
-_STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _ON_LINUX = sys.platform.startswith("linux")
 # Open without following a link, without blocking on a FIFO, without taking a terminal.
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
@@ -109,7 +109,7 @@ def block_name(stream_name: str) -> str:
     ValueError
         If ``stream_name`` is not a valid stream name.
     """
-    if not isinstance(stream_name, str) or not _STREAM_NAME.match(stream_name):
+    if not isinstance(stream_name, str) or not _STREAM_NAME.fullmatch(stream_name):
         raise ValueError(
             f"invalid stream name {stream_name!r}: use 1 to 100 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
@@ -166,7 +166,7 @@ def list_streams() -> list[str]:
     names = []
     for entry in entries:
         name = entry[len(BLOCK_PREFIX) :]
-        if not entry.startswith(BLOCK_PREFIX) or not _STREAM_NAME.match(name):
+        if not entry.startswith(BLOCK_PREFIX) or not _STREAM_NAME.fullmatch(name):
             continue
         try:
             fd, _ = _open_block(name, os.path.join(directory, entry))
