@@ -408,3 +408,18 @@ def test_a_bad_block_size_is_refused(stream_name, size):
 def test_a_name_with_a_trailing_newline_is_invalid(name):
     with pytest.raises(ValueError, match="invalid stream name"):
         block_name(name)
+
+
+def test_list_streams_survives_an_entry_that_vanishes_while_it_looks(
+    monkeypatch, tmp_path, stream_name
+):
+    # The race of a writer closing between listdir and the look at its entry, made certain:
+    # listdir names a block that is no longer there.
+    monkeypatch.setenv(SHM_DIR_ENV, str(tmp_path))
+    real_listdir = os.listdir
+    ghost = block_name(f"{stream_name}_gone")
+    monkeypatch.setattr(
+        os, "listdir", lambda path: real_listdir(path) + ([ghost] if path == str(tmp_path) else [])
+    )
+    with StreamRing(16, 2, shared=True, name=stream_name), no_leaks():
+        assert list_streams() == [stream_name]

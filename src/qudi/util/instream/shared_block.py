@@ -170,7 +170,7 @@ def list_streams() -> list[str]:
             continue
         try:
             fd, _ = _open_block(name, os.path.join(directory, entry))
-        except StreamError:
+        except (StreamError, FileNotFoundError):  # not a block of ours, or gone meanwhile
             continue
         os.close(fd)
         names.append(name)
