@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup on a Debian/Ubuntu machine: system packages for headless Qt, `localhost`,
-# and a virtual environment with this package installed in editable mode with its test extras.
+# and a virtual environment with this package installed in editable mode with its test extras
+# (and qudi-iqo-modules 1.0.0, whose modules tests/iqo wires to ours).
 #
 #   scripts/setup.sh                 # venv in <repo>/.venv, interpreter `python3`
 #   PYTHON=python3.12 VENV=/tmp/v scripts/setup.sh
@@ -112,16 +113,28 @@ if ! venv_usable; then
     quietly "$PYTHON" -m venv "$VENV"
 fi
 
-# The install is redone when pyproject.toml, the repository's place or the venv's Python change.
+# qudi-iqo-modules, whose real modules tests/iqo wires to ours. Installed with --no-deps: it pins
+# qudi-core 1.7.0 and other exact versions that no resolver can combine with ours (its dummy,
+# logic and GUI run under qudi-core 1.8 unchanged).
+IQO_MODULES="qudi-iqo-modules==1.0.0"
+
+# The install is redone when pyproject.toml, the repository's place, the venv's Python or the
+# qudi-iqo-modules pin change.
 STAMP="$VENV/.qudi-instream-installed"
-want=$(printf '%s %s %s\n' "$(sha256sum pyproject.toml | cut -d' ' -f1)" "$ROOT" \
-    "$("$VENV/bin/python" -c 'import sys; print(sys.version)')")
+want=$(printf '%s %s %s %s\n' "$(sha256sum pyproject.toml | cut -d' ' -f1)" "$ROOT" \
+    "$("$VENV/bin/python" -c 'import sys; print(sys.version)')" "$IQO_MODULES")
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     rm -f "$STAMP"
     say "installing qudi-instream and its test tools into $VENV (a few minutes into a new venv)"
     start=$SECONDS
     quietly "$VENV/bin/python" -m pip install --upgrade pip
     quietly "$VENV/bin/python" -m pip install --progress-bar off -e "${ROOT}[test]"
+    quietly "$VENV/bin/python" -m pip install --progress-bar off --no-deps "$IQO_MODULES"
+    # Its wheel also carries a copy of qudi-core's qudi/util/fit_models/gaussian.py, which
+    # overwrites qudi-core's own (tests/iqo/test_install.py checks): put qudi-core's back.
+    core=$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("qudi-core"))')
+    quietly "$VENV/bin/python" -m pip install --progress-bar off --no-deps --force-reinstall \
+        "qudi-core==$core"
     printf '%s\n' "$want" >"$STAMP"
     say "installed in $((SECONDS - start)) s"
 fi

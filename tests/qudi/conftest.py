@@ -6,6 +6,7 @@ modules and activate them through the real module manager, as qudi itself does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -29,15 +30,33 @@ def qudi_home(tmp_path_factory):
     patch.undo()
 
 
-@pytest.fixture(scope="session")
-def qudi(qapp, qudi_home):
+@contextlib.contextmanager
+def qudi_with_modules(qapp, qudi_home: Path, config: Path):
+    """The process's one Qudi application with the modules of ``config`` registered.
+
+    qudi is one application per process, so the first suite of a session to need it creates
+    it (and ends it when the session ends); a later suite with a config of its own (such as
+    tests/iqo) adds its modules to the same application. Module names must differ between
+    the configs.
+    """
     from qudi.core.application import Qudi
+    from qudi.core.config import Configuration
     from qudi.core.logger import clear_handlers
 
-    assert Qudi.instance() is None, "Qudi is a per-process singleton"
+    app = Qudi.instance()
+    if app is not None:
+        configuration = Configuration()
+        configuration.load(str(config), set_default=False)
+        for base in ("hardware", "logic", "gui"):
+            for name, module_config in configuration[base].items():
+                if name not in app.module_manager:
+                    app.module_manager.add_module(name=name, base=base, configuration=module_config)
+        yield app
+        return
+
     log_dir = qudi_home / "log"
     log_dir.mkdir()
-    app = Qudi(no_gui=False, debug=False, log_dir=str(log_dir), config_file=str(CONFIG))
+    app = Qudi(no_gui=False, debug=False, log_dir=str(log_dir), config_file=str(config))
     app._configure_qudi()
     yield app
     app.module_manager.stop_all_modules()
@@ -50,6 +69,12 @@ def qudi(qapp, qudi_home):
     # qudi-core 1.8.0: the weak reference to Qudi that its modules share calls a callback of
     # the wrong signature when Qudi is collected; keep Qudi alive until the process ends
     _KEEP_UNTIL_EXIT.append(app)
+
+
+@pytest.fixture(scope="session")
+def qudi(qapp, qudi_home):
+    with qudi_with_modules(qapp, qudi_home, CONFIG) as app:
+        yield app
 
 
 @pytest.fixture
