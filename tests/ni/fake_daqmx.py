@@ -10,7 +10,8 @@ for real on top of it.
 The card: clocks tick only when the test calls :meth:`FakeDaqmx.advance`. Every sample clock
 edge ``e`` (counted from the clock's start, first edge at the start) gives analog input ``aiN``
 the value ``e + N / 8`` volts, and PFI line ``L`` ``e + L`` photons in the period that ends at
-that edge — ramps, so a test can prove samples are aligned, complete and not repeated.
+that edge — ramps, so a test can prove samples are aligned, complete and not repeated. A counter
+counting a timebase terminal (``100kHzTimebase``) counts its ticks: ``100 kHz / rate`` per period.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ DEVICE_DOUBLES = {
 TASK_NAME, NUM_CHANS, AVAIL, OVERWRITE = 0x1276, 0x217B, 0x1223, 0x1211
 INPUT_BUF_SIZE, SAMP_CLK_RATE, COUNT_EDGES_TERM, CO_PULSE_FREQ = 0x186C, 0x1344, 0x18C7, 0x1178
 SIMULTANEOUS, COUNTER_BITS, AI_RANGES, DEVICE_NAMES = 0x298F, 0x299F, 0x2990, 0x193B
+TIMEBASES = {"100kHzTimebase": 100e3, "20MHzTimebase": 20e6}  # terminals a counter may count
 
 
 @dataclass
@@ -379,12 +381,16 @@ class FakeDaqmx:
         fake = self._task(task)
         assert fake.kind == "ci" and len(fake.channels) == 1
         count = self._take(fake, num_samps_per_chan, fill_mode, read_array, np.uint32)
-        line = int(fake.channels[0]["term"].rsplit("PFI", 1)[1])
+        terminal = fake.channels[0]["term"]
         first = fake.first_edge
         edges = first + fake.read - count + np.arange(count, dtype=np.int64)
-        # photons since the counter started, latched at each edge; a 32-bit counter wraps
-        since_start = _photons_until(edges, line) - _photons_until(first - 1, line)
-        read_array[:count] = (since_start % 2**32).astype(np.uint32)
+        if terminal.endswith("Timebase"):  # '100kHzTimebase': ticks at its frequency
+            ticks_per_period = TIMEBASES[terminal.rsplit("/", 1)[1]] / fake.rate
+            since_start = np.floor((edges - first + 1) * ticks_per_period + 1e-9).astype(np.int64)
+        else:  # photons since the counter started, latched at each edge
+            line = int(terminal.rsplit("PFI", 1)[1])
+            since_start = _photons_until(edges, line) - _photons_until(first - 1, line)
+        read_array[:count] = (since_start % 2**32).astype(np.uint32)  # a 32-bit counter wraps
         return read_array, count
 
     def _take(self, fake, count, fill_mode, array, dtype) -> int:

@@ -198,6 +198,21 @@ def test_counts_per_second_use_the_rate_the_driver_set(make_streamer, fake):
     np.testing.assert_array_equal(data, expected(CHANNELS, 0, len(data), coerced))
 
 
+@pytest.mark.parametrize("rate", [1000.0, 10_000.0])
+def test_a_counting_channel_is_a_rate_whatever_the_sample_rate(make_streamer, fake, rate):
+    """The card's 100 kHz timebase, counted without wiring, reads 100 000 c/s at any rate."""
+    streamer = make_streamer(digital_sources=["100kHzTimebase", "PFI8"], analog_sources=["ai0"])
+    assert streamer.constraints.channel_units["100kHzTimebase"] == "c/s"
+    streamer.configure(["100kHzTimebase", "ai0"], StreamingMode.CONTINUOUS, 10_000, rate)
+    assert streamer.sample_rate == rate
+    streamer.start_stream()
+    fake.advance(0.5)
+    data = read_all(streamer)
+    assert len(data) >= rate / 2
+    np.testing.assert_array_equal(data[:, 0], 100e3)
+    np.testing.assert_array_equal(data[:, 1], np.arange(1, len(data) + 1))  # ai0's ramp
+
+
 def test_blocking_read_waits_for_its_samples_and_a_timeout_consumes_nothing(make_streamer, fake):
     streamer = make_streamer()
     streamer.configure(CHANNELS, StreamingMode.CONTINUOUS, 5000, 1000.0)

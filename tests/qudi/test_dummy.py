@@ -200,3 +200,36 @@ def test_bad_buffer_options_fail_activation(module_manager, expected_qudi_errors
     with pytest.raises(RuntimeError, match="Failed to activate"):
         module_manager.activate_module(name)
     assert any(message in m for m in expected_qudi_errors())
+
+
+@pytest.mark.parametrize("rate", [50.0, 2000.0])
+def test_counts_in_a_rate_unit_are_counts_per_second_whatever_the_sample_rate(module_manager, rate):
+    """The seed's ``channel_units: ['Hz', ...]`` on a counts channel: 50 kHz of photons read
+    about 50 000 Hz at any sample rate; a ``counts`` channel holds counts per sample."""
+    name = f"counting_dummy_{len(module_manager.module_names)}"
+    options = {
+        "channel_names": ["APD", "APD kc/s", "APD counts", "ramp"],
+        "channel_units": ["Hz", "kc/s", "counts", "samples"],
+        "channel_signals": ["counts", "counts", "counts", "ramp"],
+        "seed": 3,
+    }
+    module_manager.add_module(
+        name, "hardware", {"module.Class": "instream.dummy.InStreamDummy", "options": options}
+    )
+    module_manager.activate_module(name)
+    dummy = module_manager[name].instance
+    try:
+        dummy.configure(options["channel_names"], StreamingMode.CONTINUOUS, 10_000, rate)
+        dummy.start_stream()
+        count = int(rate / 2)  # half a second of samples
+        data = np.empty((count, 4))
+        dummy.read_data_into_buffer(data, count, timeout=10)
+    finally:
+        dummy.stop_stream()
+        module_manager.deactivate_module(name)
+    hz, khz, per_sample, ramp = data.T
+    np.testing.assert_array_equal(ramp, np.arange(count))
+    assert np.mean(hz) == pytest.approx(50e3, rel=0.05)
+    assert np.mean(khz) == pytest.approx(50.0, rel=0.05)
+    assert np.mean(per_sample) == pytest.approx(50e3 / rate, rel=0.05)
+    np.testing.assert_array_equal(hz % rate, 0)  # whole counts per period, times the rate

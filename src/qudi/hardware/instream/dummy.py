@@ -6,7 +6,7 @@ Example config (copy into the ``hardware:`` section)::
         module.Class: 'instream.dummy.InStreamDummy'
         options:
             channel_names: ['APD', 'analog 1']
-            channel_units: ['Hz', 'V']
+            channel_units: ['Hz', 'V']             # a rate unit makes 'counts' counts per second
             channel_signals: ['counts', 'sine']   # one of 'counts', 'sine', 'ramp', 'noise' each
             data_type: 'float64'                   # optional, any numpy number dtype
             sample_timing: 'CONSTANT'              # optional: 'CONSTANT', 'TIMESTAMP' or 'RANDOM'
@@ -16,6 +16,12 @@ Samples arrive as wall-clock time passes at the configured rate into a device bu
 ``channel_buffer_size`` samples per channel. Not read in time, the buffer overflows: the
 acquisition stops at that moment (nothing is overwritten) and the next read raises. The
 ``ramp`` signal counts samples, so a consumer can prove that nothing was lost or repeated.
+
+``counts`` are photon counts of a 50 kHz flux, in the channel's unit: a rate unit (``Hz``,
+``c/s``, ``cps``, ``counts/s``, optionally ``k``/``M``/``G``-prefixed) gives counts per second in
+that unit whatever the sample rate (the seed's ``Hz`` channel reads about 50 000 at 50 S/s and at
+1 kS/s), as qudi-iqo-modules' NI streamer delivers counting channels; any other unit (``counts``)
+gives counts per sample, which a time-series logic with ``calc_digital_freq`` turns into c/s.
 """
 
 from __future__ import annotations

@@ -7,8 +7,15 @@ overflow, the acquisition stops at that moment, like a real card's, and the next
 :class:`SourceOverflowError`; nothing is ever overwritten, returned twice or made up.
 
 Signals per channel: ``ramp`` (the sample's absolute index, to prove nothing is lost or
-repeated), ``sine`` (0.5 Hz, amplitude 1), ``counts`` (Poisson counts per sample of a 50 kHz
-photon flux) and ``noise`` (standard normal). Timing ``CONSTANT``, ``TIMESTAMP`` (jittered
+repeated), ``sine`` (0.5 Hz, amplitude 1), ``counts`` (Poisson counts of a 50 kHz photon flux)
+and ``noise`` (standard normal).
+
+Counts follow the channel's unit: a channel whose unit is a rate (``Hz``, ``c/s``, ``cps``,
+``counts/s``, ``1/s`` or ``/s``, optionally with the prefix ``k``, ``M`` or ``G``; see
+:func:`rate_unit_scale`) carries counts per second in that unit, whatever the sample rate:
+50 000 Hz (or 50 kHz, 50 kc/s) at 50 S/s and at 1 MS/s alike, as qudi-iqo-modules' NI streamer
+delivers counting channels. Any other unit (``counts``, ``''``, ...) carries counts per sample:
+1000 at 50 S/s, 0.05 on average at 1 MS/s. Timing ``CONSTANT``, ``TIMESTAMP`` (jittered
 float64 times) or ``RANDOM``; streaming mode ``CONTINUOUS`` or ``FINITE`` (stops by itself
 after ``channel_buffer_size`` samples). The qudi dummy streamer is a thin module around this.
 """
@@ -16,6 +23,7 @@ after ``channel_buffer_size`` samples). The qudi dummy streamer is a thin module
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -25,7 +33,13 @@ import numpy as np
 
 from qudi.util.instream.arrays import as_channel_names
 
-__all__ = ["SIGNALS", "SimulatedSource", "SourceConstraints", "SourceOverflowError"]
+__all__ = [
+    "SIGNALS",
+    "SimulatedSource",
+    "SourceConstraints",
+    "SourceOverflowError",
+    "rate_unit_scale",
+]
 
 SIGNALS = ("ramp", "sine", "counts", "noise")
 TIMINGS = ("CONSTANT", "TIMESTAMP", "RANDOM")
@@ -34,6 +48,30 @@ _PHOTON_FLUX_HZ = 50e3
 _SINE_HZ = 0.5
 _JITTER = 0.2  # timestamp jitter, in sample periods (keeps timestamps increasing)
 _WAIT_STEP_S = 0.05  # blocking reads re-check stop and overflow at least this often
+# the prefix is case-sensitive (m is milli, M mega), the base is not ('hz', 'CPS')
+_RATE_UNIT = re.compile(r"(?P<prefix>[kKMG]?)(?P<base>(?i:hz|c/s|cps|counts?/s|cts/s|1/s|/s))")
+_PREFIX = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def rate_unit_scale(unit: str) -> float | None:
+    """How many per-second counts make one of ``unit``, if ``unit`` is a rate.
+
+    Parameters
+    ----------
+    unit : str
+        A channel's unit, e.g. ``'Hz'``, ``'kc/s'``, ``'counts'``.
+
+    Returns
+    -------
+    float or None
+        1 for ``Hz``, ``c/s``, ``cps``, ``counts/s``, ``cts/s``, ``1/s`` and ``/s`` (any case),
+        1e3, 1e6 or 1e9 with the prefix ``k`` (or ``K``), ``M`` or ``G``; None if ``unit`` is no
+        rate. ``mHz`` is no rate here (a milli prefix is rarely meant for counts).
+    """
+    match = _RATE_UNIT.fullmatch(unit.strip())
+    if match is None or (match["prefix"] and match["base"] in ("1/s", "/s")):
+        return None  # 'k1/s' is no unit anyone writes
+    return _PREFIX[match["prefix"]]
 
 
 class SourceOverflowError(RuntimeError):
@@ -76,6 +114,10 @@ class SimulatedSource:
         if timing not in TIMINGS:
             raise ValueError(f"unknown sample timing {timing!r}; valid are {list(TIMINGS)}")
         self._signals = dict(zip(channel_names, signals, strict=True))
+        # counts per second in the channel's unit for rate units, counts per sample otherwise
+        self._count_scale = {
+            ch: rate_unit_scale(unit) for ch, unit in zip(channel_names, units, strict=True)
+        }
         self.constraints = SourceConstraints(
             dict(zip(channel_names, units, strict=True)), np.dtype(data_type).type, timing
         )
@@ -241,6 +283,8 @@ class SimulatedSource:
             elif signal == "sine":
                 out[:, column] = np.sin(index * (2 * np.pi * _SINE_HZ / self.sample_rate))
             elif signal == "counts":
-                out[:, column] = self._rng.poisson(_PHOTON_FLUX_HZ / self.sample_rate, len(out))
+                counts = self._rng.poisson(_PHOTON_FLUX_HZ / self.sample_rate, len(out))
+                scale = self._count_scale[channel]
+                out[:, column] = counts if scale is None else counts * (self.sample_rate / scale)
             else:
                 out[:, column] = self._rng.standard_normal(len(out))
