@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 
@@ -331,3 +332,121 @@ def test_a_fault_before_a_reconfiguration_does_not_haunt_the_next_runs(hub, sour
     source.feed(10)
     assert reader.running and hub.error is None
     assert len(read_ramp(reader, 10)) == 10
+
+
+# ------------------------------------------------------- how the pump reads its source
+class GreedySource(HandFedSource):
+    """A source with the flaw of qudi-iqo-modules 1.0.0's InStreamDummy: its non-blocking read
+    writes everything it holds, even into a smaller buffer (numpy then refuses: "could not
+    broadcast"); its blocking read of an exact count is correct."""
+
+    def read_available_data_into_buffer(self, data_buffer, timestamp_buffer=None) -> int:
+        channels = len(self.active_channels)
+        with self._lock:
+            count = self._produced - self._read
+            index = np.arange(self._read, self._read + count, dtype=np.float64)
+            data_buffer[: count * channels] = np.repeat(index, channels)  # may not fit
+            self._read += count
+        return count
+
+    def read_data_into_buffer(self, data_buffer, samples_per_channel, timestamp_buffer=None):
+        channels = len(self.active_channels)
+        with self._lock:
+            if self._produced - self._read < samples_per_channel:
+                raise RuntimeError("the test asked for more than it fed")
+            index = np.arange(self._read, self._read + samples_per_channel, dtype=np.float64)
+            data_buffer[: samples_per_channel * channels] = np.repeat(index, channels)
+            self._read += samples_per_channel
+
+
+def test_a_source_that_overfills_small_buffers_is_read_with_exact_counts():
+    source = GreedySource(buffer_size=100)
+    source.feed(0)
+    with StreamHub(source, name="test_greedy", shared=False, max_poll_rate=200.0) as hub:
+        reader = hub.open_reader("logic")
+        reader.start()
+        capacity = hub.ring.capacity
+        total = 0
+        for chunk in (capacity - 66, 68, 68, capacity // 2 + 3, 700):  # free regions of any size
+            source.feed(chunk)
+            np.testing.assert_array_equal(read_ramp(reader, chunk), np.arange(total, total + chunk))
+            total += chunk
+        assert hub.error is None and reader.running
+        assert hub.ring.write_index == total > capacity  # the ring wrapped, more than once
+
+
+class MinimalSource(HandFedSource):
+    """A source with only the non-blocking read (the README's minimal source)."""
+
+    reported = None
+
+    def read_available_data_into_buffer(self, data_buffer, timestamp_buffer=None) -> int:
+        got = super().read_available_data_into_buffer(data_buffer, timestamp_buffer)
+        return got if self.reported is None else self.reported
+
+
+def test_a_minimal_source_is_read_with_what_it_has():
+    source = MinimalSource()
+    assert not hasattr(source, "read_data_into_buffer")
+    with StreamHub(source, name="test_minimal", shared=False, max_poll_rate=200.0) as hub:
+        reader = hub.open_reader("logic")
+        reader.start()
+        for first in range(0, 2100, 700):  # across the wrap
+            source.feed(700)
+            np.testing.assert_array_equal(read_ramp(reader, 700), np.arange(first, first + 700))
+
+
+@pytest.mark.parametrize("reported", [10**6, -1, 2.5])
+def test_a_minimal_source_that_reports_more_than_fits_faults_the_stream_clearly(reported):
+    source = MinimalSource()
+    source.reported = reported
+    with StreamHub(source, name="test_liar", shared=False, max_poll_rate=200.0) as hub:
+        reader = hub.open_reader("logic")
+        reader.start()
+        source.feed(10)
+        with pytest.raises(StreamFaultError, match=f"returned {reported!r} for a buffer of"):
+            read_ramp(reader, 10)
+        assert not source.running and hub.ring.write_index == 0  # nothing bogus published
+
+
+# ------------------------------------------------------------------ joining and names
+def test_join_if_running_joins_a_run_but_never_starts_the_source(hub, source):
+    follower = hub.open_reader("publisher")
+    assert not hub.join_if_running(follower)
+    assert source.starts == 0 and not follower.running
+    leader = hub.open_reader("logic")
+    leader.start()
+    assert hub.join_if_running(follower) and follower.running
+    assert hub.join_if_running(follower) and source.starts == 1  # harmless when joined
+    source.feed(5)
+    np.testing.assert_array_equal(read_ramp(follower, 5), np.arange(5))
+    follower.stop()
+    leader.stop()
+    assert not hub.join_if_running(follower) and not source.running
+
+
+class OtherPackagesMode(enum.Enum):
+    """Another package's namesake enum (qudi-iqo-modules has one): alike only by name."""
+
+    CONTINUOUS = 0
+    FINITE = 1
+
+
+def test_a_streaming_mode_from_another_package_is_known_by_its_name(hub, source):
+    reader = hub.open_reader("logic")
+    reader.start()
+    hub.configure(["a", "b"], OtherPackagesMode.CONTINUOUS, 100, 1000.0)  # what runs: no-op
+    assert source.configures == 0
+    with pytest.raises(StreamBusyError, match="streaming_mode from 'CONTINUOUS' to 'FINITE'"):
+        hub.configure(["a", "b"], OtherPackagesMode.FINITE, 100, 1000.0)
+    reader.stop()
+    hub.configure(["a", "b"], OtherPackagesMode.FINITE, 100, 1000.0)
+    assert source.streaming_mode is OtherPackagesMode.FINITE  # the source gets what was given
+
+
+def test_a_closed_reader_frees_its_name_but_not_a_newer_readers(hub):
+    old = hub.open_reader("logic")
+    old.close()
+    new = hub.open_reader("logic")
+    old.close()  # again: must not drop the new reader of the same name
+    assert hub.readers == (new,)

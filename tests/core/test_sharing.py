@@ -239,6 +239,65 @@ def test_registry_refuses_a_second_consumer_of_the_same_name_and_closes_with_the
     assert hub.ring.closed
 
 
+class _Streamer:
+    """What module_hub needs of a qudi streamer module: a uuid, a name, a source's shape."""
+
+    def __init__(self, name: str):
+        self.module_uuid = object()
+        self.module_name = name
+        self.source = SimulatedSource(("ramp",), sample_rate=10_000.0)
+
+    def __getattr__(self, name):  # the source's DataInStreamInterface shape
+        return getattr(self.source, name)
+
+
+def test_each_local_consumer_leaves_its_place_and_the_last_closes_the_hub():
+    streamer = _Streamer(f"test_local_{os.getpid()}")
+    first = sharing.join_module_hub(streamer, "buffer 1", 30.0)
+    second = sharing.join_module_hub(streamer, "buffer 2", 30.0)
+    assert first.hub is second.hub and first.name == second.name == first.hub.name
+    reader = first.open_reader("buffer 1")
+    reader.start()
+    data = np.empty((100, 1))
+    reader.read_into(data, timeout=10)
+    assert_ramp(data, data[0, 0])
+    reader.close()
+    first.leave()
+    assert not second.ring.closed
+    first.leave()  # again: harmless, and not counted against the other consumer
+    assert not second.ring.closed
+    second.leave()
+    assert first.hub.ring.closed
+
+
+def test_every_joined_hub_kind_leaves_with_one_call(hub):
+    remote, far = RemoteHub(StreamShare(hub, "near")), SubscribedHub(StreamShare(hub, "far"))
+    near_reader, far_reader = remote.open_reader("near"), far.open_reader("far")
+    near_reader.start()
+    far_reader.start()
+    assert hub.running_readers == ["far", "far zmq", "near"]
+    assert far_reader.subscriber is not None and far_reader.position >= 0
+    for joined, reader in ((remote, near_reader), (far, far_reader)):
+        reader.close()
+        joined.leave()
+    assert hub.readers == () and not hub.running
+    assert far_reader.subscriber is None
+
+
+def test_a_remote_stopped_reader_keeps_its_position(hub):
+    far = SubscribedHub(StreamShare(hub, "far"))
+    reader = far.open_reader("far")
+    try:
+        assert reader.position == 0
+        reader.start()
+        reader.read_into(np.empty((500, 1)), timeout=10)
+        at = reader.position
+        reader.stop()
+        assert reader.position == at and at > 0
+    finally:
+        far.leave()
+
+
 # ------------------------------------------------------------------ across real processes
 def _serve_hub(stream_name: str, port, stop) -> None:
     """A child process owning a ramp source and its hub, sharing it over rpyc like qudi."""

@@ -45,16 +45,14 @@ from qudi.interface.instream_interface import (
     StreamingMode,
     check_read_buffers,
 )
-from qudi.util.instream import HubReader, StreamHub
 from qudi.util.instream.arrays import as_channel_names, check_count
+from qudi.util.instream.contracts import JoinedHub, StreamReader
+from qudi.util.instream.enums import member_name
 from qudi.util.instream.sharing import (
     TRANSPORTS,
-    RemoteHub,
     StreamShare,
-    SubscribedHub,
-    hubs,
+    join_module_hub,
     join_remote_stream,
-    module_hub,
     share_module_stream,
 )
 
@@ -102,8 +100,8 @@ class DataInStreamBuffer(DataInStreamInterface):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._hub: StreamHub | None = None
-        self._reader: HubReader | None = None
+        self._hub: JoinedHub | None = None  # a LocalHub, RemoteHub or SubscribedHub
+        self._reader: StreamReader | None = None
         self._state_lock = threading.Lock()
         self._constraints: DataInStreamConstraints | None = None  # a remote streamer's
 
@@ -129,7 +127,7 @@ class DataInStreamBuffer(DataInStreamInterface):
             consumer = f"{self.module_name}@{socket.gethostname()}:{os.getpid()}"
             self._hub = join_remote_stream(streamer, consumer, float(rate), self._transport)
         else:
-            self._hub = module_hub(streamer, self.module_name, float(rate))
+            self._hub = join_module_hub(streamer, self.module_name, float(rate))
         try:
             self._reader = self._hub.open_reader(
                 self.module_name, allow_overwrite=self._allow_overwrite
@@ -141,12 +139,12 @@ class DataInStreamBuffer(DataInStreamInterface):
     def on_deactivate(self) -> None:
         hub, reader = self._hub, self._reader
         self._hub = self._reader = None
-        if reader is not None:
-            reader.close()  # stops the streamer too, if this was its last running buffer
-        if isinstance(hub, (RemoteHub, SubscribedHub)):
-            hub.close()
-        elif hub is not None:
-            hubs.leave(hub, self.module_name)
+        try:
+            if reader is not None:
+                reader.close()  # stops the streamer too, if this was its last running buffer
+        finally:
+            if hub is not None:
+                hub.leave()
 
     def share_stream(self, consumer: str, max_poll_rate: float = 30.0) -> StreamShare:
         """Let ``consumer`` in another process join the stream this buffer reads (the hub of
@@ -189,8 +187,8 @@ class DataInStreamBuffer(DataInStreamInterface):
 
     @property
     def streaming_mode(self) -> StreamingMode:
-        mode = self._streamer().streaming_mode
-        return StreamingMode.coerce(str(mode.name))  # also for a remote module's member
+        # by name: also for a remote module's member, or another package's
+        return StreamingMode.coerce(member_name(self._streamer().streaming_mode))
 
     @property
     def active_channels(self) -> list[str]:

@@ -17,11 +17,13 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from qudi.util.instream.arrays import as_channel_names, check_count, check_positive_number
+from qudi.util.instream.contracts import ReaderHost, StreamSource
+from qudi.util.instream.enums import member_name
 from qudi.util.instream.errors import (
     StreamBusyError,
     StreamCapacityError,
@@ -41,38 +43,10 @@ _JOIN_TIMEOUT_S = 10.0
 _RUNS_REMEMBERED = 64  # a reader stopped this many runs ago gets nothing more of its run
 
 
-class StreamSource(Protocol):
-    """What the hub needs of a source: the shape of qudi's ``DataInStreamInterface``."""
-
-    @property
-    def constraints(self) -> Any: ...  # .channel_units, .data_type, .sample_timing
-
-    @property
-    def active_channels(self) -> Sequence[str]: ...
-
-    @property
-    def sample_rate(self) -> float: ...
-
-    @property
-    def channel_buffer_size(self) -> int: ...
-
-    @property
-    def streaming_mode(self) -> Any: ...
-
-    @property
-    def available_samples(self) -> int: ...
-
-    def configure(self, active_channels, streaming_mode, channel_buffer_size, sample_rate): ...
-
-    def start_stream(self) -> None: ...
-
-    def stop_stream(self) -> None: ...
-
-    def read_available_data_into_buffer(self, data_buffer, timestamp_buffer=None) -> int: ...
-
-
 @dataclass(frozen=True)
 class ReaderStats:
+    """A snapshot of one reader: see :class:`RingReader` for what each number means."""
+
     name: str
     running: bool
     allow_overwrite: bool
@@ -95,21 +69,31 @@ class HubStats:
     readers: tuple[ReaderStats, ...]
 
 
-def _member_name(value: Any) -> str:
-    """Name of an enum member from any package (ours, qudi-iqo-modules', a string)."""
-    return getattr(value, "name", str(value))
-
-
 class HubReader(RingReader):
-    """A reader that belongs to a :class:`StreamHub`: starting it starts the source if needed."""
+    """A reader that belongs to a hub: starting it starts the source if needed.
 
-    __slots__ = ("_hub", "_started", "_run_epoch", "_fault_reported")
+    Its owner is any :class:`~qudi.util.instream.contracts.ReaderHost` (a :class:`StreamHub`,
+    or a :class:`~qudi.util.instream.sharing.RemoteHub` for a hub in another process), which
+    it calls only through that contract. The host in turn moves it only through
+    :meth:`join_run`, :meth:`leave_run`, :meth:`rebind` and :meth:`end_for_good`.
 
-    def __init__(self, hub: StreamHub, name: str, allow_overwrite: bool):
-        super().__init__(hub.ring, name=name, allow_overwrite=allow_overwrite)
-        self._hub = hub
+    Parameters
+    ----------
+    host
+        The owner; its :attr:`~ReaderHost.ring` is the ring read.
+    name
+        The reader's name in errors (a non-empty str).
+    allow_overwrite
+        The loss policy (see :class:`RingReader`).
+    """
+
+    __slots__ = ("_host", "_started", "_run_epoch", "_fault_reported")
+
+    def __init__(self, host: ReaderHost, name: str, allow_overwrite: bool):
+        super().__init__(host.ring, name=name, allow_overwrite=allow_overwrite)
+        self._host = host
         self._started = False
-        self._run_epoch = -1
+        self._run_epoch = -1  # no position in the stream until started
         self._fault_reported = False
 
     @property
@@ -121,35 +105,60 @@ class HubReader(RingReader):
             and not ring.closed
             and ring.run_epoch == self._run_epoch
             and ring.state is RingState.RUNNING
-            and self._hub._fault_of_run(self._run_epoch) is None  # set before the ring says so
+            and self._host.fault_of_run(self._run_epoch) is None  # set before the ring says so
         )
 
     def start(self) -> None:
         """Read new samples from now on; starts the source if no other reader runs.
 
-        Harmless on a running reader. Clears a fault this reader was stopped by. Raises
-        :class:`StreamStoppedError` once the reader is closed.
+        Harmless on a running reader. Clears a fault this reader was stopped by.
+
+        Raises
+        ------
+        StreamStoppedError
+            Once the reader is closed.
         """
         if self._closed:
             raise StreamStoppedError(f"reader '{self.name}' is closed; open a new one")
-        self._hub._start_reader(self)
+        self._host.start_reader(self)
 
     def stop(self) -> None:
         """Stop reading; the source stops when the last running reader stops."""
-        self._hub._stop_reader(self)
+        self._host.stop_reader(self)
 
     def close(self) -> None:
         """Stop and leave the hub for good."""
-        self._hub._forget_reader(self)
-        super().close()
+        self._host.forget_reader(self)
+        self.end_for_good()
 
-    def _joined_run(self, ring: StreamRing) -> None:
+    # ----------------------------------------------------------------- called by the host
+    def join_run(self, ring: StreamRing) -> None:
+        """The host counts this reader in the run now going on in ``ring``: read from its
+        newest sample on."""
         self._ring = ring
         self._position = ring.write_index
         self._run_epoch = ring.run_epoch
         self._started = True
         self._fault_reported = False
 
+    def leave_run(self) -> None:
+        """The host no longer counts this reader as running."""
+        self._started = False
+
+    def rebind(self, ring: StreamRing) -> None:
+        """The host reads ``ring`` from now on (a new configuration): this reader has no place
+        in it until it is started again."""
+        self._ring = ring
+        self._position = 0
+        self._run_epoch = -1
+        self._started = False
+
+    def end_for_good(self) -> None:
+        """The reader is closed (its host closed, or it left): reads, and one blocked in
+        another thread, raise :class:`StreamStoppedError`."""
+        RingReader.close(self)
+
+    # ------------------------------------------------------------- hooks of RingReader
     @property
     def available(self) -> int:
         return super().available if self._run_epoch >= 0 else 0
@@ -163,7 +172,7 @@ class HubReader(RingReader):
             return ring.write_index
         if epoch == self._run_epoch + 1:
             return ring.run_start_index
-        return self._hub._run_end(self._run_epoch, self._position)
+        return self._host.run_end(self._run_epoch, self._position)
 
     def _require_open_ring(self) -> None:
         if self._run_epoch < 0 and not self._closed:  # never ran: no position in the stream
@@ -173,7 +182,7 @@ class HubReader(RingReader):
     def _stop_reason(self) -> str | None:
         if self._closed:
             return f"reader '{self.name}' is closed"
-        fault = self._hub._fault_of_run(self._run_epoch)
+        fault = self._host.fault_of_run(self._run_epoch)
         if fault is not None:
             return f"the stream stopped after a fault ({type(fault).__name__}: {fault})"
         if not self.running:
@@ -181,7 +190,7 @@ class HubReader(RingReader):
         return None
 
     def _pending_fault(self):
-        fault = self._hub._fault_of_run(self._run_epoch)
+        fault = self._host.fault_of_run(self._run_epoch)
         if fault is None or self._fault_reported or not self._started:
             return None
         self._fault_reported = True
@@ -200,11 +209,13 @@ class _Pump:
     ):
         self._source = source
         self._ring = ring
-        finite = _member_name(source.streaming_mode) == "FINITE"
+        finite = member_name(source.streaming_mode) == "FINITE"
         self._end_index = ring.write_index + source.channel_buffer_size if finite else None
         self._period = period
         self._on_fault = on_fault
         self._max_chunk = max(1, ring.capacity // 4)
+        # a qudi streamer reads an exact count; a minimal source may only read what it has
+        self._read_exact = getattr(source, "read_data_into_buffer", None)
         self._stop = threading.Event()
         self.polls: deque[tuple[float, int]] = deque(maxlen=max(4, int(4 / period)))
         self.fault: BaseException | None = None
@@ -246,16 +257,35 @@ class _Pump:
             self._stop.wait(next_poll - now)
 
     def _drain(self) -> None:
+        """Read what the source says it holds, straight into the ring's free slots."""
         pending = int(self._source.available_samples)
         if self._end_index is not None:
             pending = min(pending, self._end_index - self._ring.write_index)
         while pending > 0 and not self._stop.is_set():
             data, stamps = self._ring.reserve(min(pending, self._max_chunk))
-            got = self._source.read_available_data_into_buffer(data.reshape(-1), stamps)
+            got = self._read_into(data.reshape(-1), len(data), stamps)
             self._ring.publish(got)
             if got <= 0:
                 return
             pending -= got
+
+    def _read_into(self, data: np.ndarray, count: int, stamps: np.ndarray | None) -> int:
+        """Fill ``count`` samples of the contiguous free region ``data``; returns how many.
+
+        The count is exact and the source holds at least that many, so a blocking read
+        returns at once. A source that fills whatever it holds, even more than the buffer
+        takes (qudi-iqo-modules' InStreamDummy does), is read safely this way too.
+        """
+        if self._read_exact is not None:
+            self._read_exact(data, count, stamps)
+            return count
+        got = self._source.read_available_data_into_buffer(data, stamps)
+        if isinstance(got, bool) or not isinstance(got, (int, np.integer)) or not 0 <= got <= count:
+            raise StreamError(
+                f"the source's read_available_data_into_buffer returned {got!r} for a buffer of "
+                f"{count} samples (it must return how many of those it filled)"
+            )
+        return int(got)
 
 
 class StreamHub:
@@ -263,12 +293,24 @@ class StreamHub:
 
     Parameters
     ----------
-    source: a ``DataInStreamInterface``-shaped object (see :class:`StreamSource`).
-    name: the stream's name; with ``shared=True`` other processes attach to it by this name.
-    shared: keep the ring in named shared memory (default) or in private memory.
-    max_poll_rate: most polls of the source per second (Hz); faster only if the source's own
-        buffer would otherwise fill before the next poll.
-    min_ring_seconds: the ring holds at least this much data at the configured rate.
+    source
+        A ``DataInStreamInterface``-shaped object (see :class:`StreamSource`).
+    name
+        The stream's name; with ``shared=True`` other processes attach to it by this name.
+    shared
+        Keep the ring in named shared memory (default) or in private memory.
+    max_poll_rate
+        Most polls of the source per second (Hz); faster only if the source's own buffer
+        would otherwise fill before the next poll.
+    min_ring_seconds
+        The ring holds at least this much data at the configured rate.
+
+    Raises
+    ------
+    ValueError
+        If ``max_poll_rate`` or ``min_ring_seconds`` is not a positive number.
+    StreamCapacityError
+        If the ring for the source's configuration does not fit in memory.
     """
 
     def __init__(
@@ -356,7 +398,7 @@ class StreamHub:
         """
         request = (
             as_channel_names(active_channels),
-            _member_name(streaming_mode),
+            member_name(streaming_mode),
             check_count(
                 channel_buffer_size,
                 sys.maxsize,
@@ -431,7 +473,7 @@ class StreamHub:
                     self._stop_source()
             finally:
                 for reader in self._readers.values():
-                    reader._closed = True
+                    reader.end_for_good()
                 self._readers.clear()
                 self._ring.close()
 
@@ -441,8 +483,21 @@ class StreamHub:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    # ------------------------------------------------------- used by HubReader (same module)
-    def _start_reader(self, reader: HubReader) -> None:
+    def join_if_running(self, reader: HubReader) -> bool:
+        """Start ``reader`` if the source runs for other readers; never start the source.
+
+        For a reader that follows whatever runs (a publisher after a fault or a finished
+        run, once another reader has restarted the hub). Returns whether ``reader`` runs.
+        """
+        with self._lock:
+            if self.running and not self._ring.closed and not reader.running:
+                reader.start()
+            return reader.running
+
+    # ------------------------------------------------- the ReaderHost contract of HubReader
+    def start_reader(self, reader: HubReader) -> None:
+        """Count ``reader`` as running, starting the source if it is the first (see
+        :meth:`HubReader.start`, which calls this)."""
         with self._lock:
             self._require_open()
             self._end_ended_run()
@@ -455,14 +510,15 @@ class StreamHub:
                 self._run_starts[self._ring.run_epoch] = self._ring.run_start_index
                 if len(self._run_starts) > _RUNS_REMEMBERED:
                     del self._run_starts[min(self._run_starts)]
-            reader._joined_run(self._ring)  # before the pump runs: the first reader misses nothing
+            reader.join_run(self._ring)  # before the pump runs: the first reader misses nothing
             self._running.add(reader)
             if first:
                 self._start_pump()
 
-    def _stop_reader(self, reader: HubReader) -> None:
+    def stop_reader(self, reader: HubReader) -> None:
+        """Stop counting ``reader``; the source stops with the last running reader."""
         with self._lock:
-            reader._started = False
+            reader.leave_run()
             if reader not in self._running:
                 return
             self._running.discard(reader)
@@ -470,15 +526,18 @@ class StreamHub:
                 self._stop_source()
             self._ring.wake_waiters()
 
-    def _forget_reader(self, reader: HubReader) -> None:
+    def forget_reader(self, reader: HubReader) -> None:
+        """Stop ``reader`` and drop it from :attr:`readers` (its name is free again)."""
         with self._lock:
-            self._stop_reader(reader)
-            self._readers.pop(reader.name, None)
+            self.stop_reader(reader)
+            if self._readers.get(reader.name) is reader:
+                del self._readers[reader.name]
 
-    def _fault_of_run(self, run_epoch: int) -> BaseException | None:
+    def fault_of_run(self, run_epoch: int) -> BaseException | None:
+        """The source's exception that ended run ``run_epoch`` (one of the recent runs)."""
         return self._faults.get(run_epoch)
 
-    def _run_end(self, run_epoch: int, fallback: int) -> int:
+    def run_end(self, run_epoch: int, fallback: int) -> int:
         """Index where run ``run_epoch`` ended (the next run's start), if this hub knows."""
         return self._run_starts.get(run_epoch + 1, fallback)
 
@@ -533,7 +592,7 @@ class StreamHub:
         source = self._source
         current = (
             tuple(source.active_channels),
-            _member_name(source.streaming_mode),
+            member_name(source.streaming_mode),
             float(source.sample_rate),
         )
         accepted = self._accepted_request
@@ -558,7 +617,7 @@ class StreamHub:
         channels = tuple(source.active_channels)
         constraints = source.constraints
         rate = float(source.sample_rate)
-        timing = _member_name(constraints.sample_timing)
+        timing = str(member_name(constraints.sample_timing))
         if requested_capacity is None:
             requested_capacity = self._requested_capacity
         capacity = max(
@@ -611,7 +670,4 @@ class StreamHub:
         self._faults.clear()  # run epochs count again from 0 in the new ring
         self._run_starts.clear()
         for reader in self._readers.values():
-            reader._ring = self._ring
-            reader._position = 0
-            reader._run_epoch = -1  # no position in the new stream until started
-            reader._started = False
+            reader.rebind(ring)

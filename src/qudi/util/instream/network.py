@@ -139,14 +139,28 @@ class StreamPublisher:
 
     Parameters
     ----------
-    source: a :class:`StreamHub` (the publisher opens a reader ``name`` on it and starts it, so
-        the source runs while it publishes) or a :class:`StreamRing` (e.g. attached by name).
-    address: ZeroMQ address to bind; loopback with a free port by default. Bind another
-        interface (``tcp://0.0.0.0:5555``) only on a trusted network: there is no authentication.
-    send_hwm: messages ZeroMQ queues per subscriber; beyond that a slow subscriber loses
-        messages (and sees the gap) instead of growing this process's memory.
-    chunk_samples: samples per data message (default: about 256 KiB).
-    heartbeat: seconds between control messages (description and state) when nothing changes.
+    source
+        A :class:`StreamHub` (the publisher opens a reader ``name`` on it and starts it, so the
+        source runs while it publishes) or a :class:`StreamRing` (e.g. attached by name).
+    address
+        ZeroMQ address to bind; loopback with a free port by default. Bind another interface
+        (``tcp://0.0.0.0:5555``) only on a trusted network: there is no authentication.
+    name
+        The name of the publisher's reader, and of its thread.
+    send_hwm
+        Messages ZeroMQ queues per subscriber; beyond that a slow subscriber loses messages
+        (and sees the gap) instead of growing this process's memory.
+    chunk_samples
+        Samples per data message (default: about 256 KiB).
+    heartbeat
+        Seconds between control messages (description and state) when nothing changes.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an argument out of range or of the wrong type.
+    zmq.ZMQError
+        If ``address`` cannot be bound.
     """
 
     def __init__(
@@ -309,12 +323,8 @@ class StreamPublisher:
 
     def _rejoin_hub(self) -> None:
         """After a fault or a finished run another reader restarts the hub: publish it again."""
-        hub, reader = self._hub, self._reader
-        if hub is None or reader.running:
-            return
-        with hub._lock:  # same package: join only a run that is going, never start the source
-            if hub.running and not reader.running and not hub.ring.closed:
-                reader.start()
+        if self._hub is not None and not self._reader.running:
+            self._hub.join_if_running(self._reader)  # never starts the source itself
 
     def _drain(self, reader: RingReader, until: float) -> None:
         """Send what is readable, a chunk per message; return when caught up or at ``until``

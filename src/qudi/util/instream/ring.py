@@ -113,22 +113,16 @@ class StreamRing:
     ):
         capacity, sample_shape, dtype, info = checked_format(capacity, sample_shape, dtype, info)
         layout = RingLayout.plan(capacity, sample_shape, dtype, bool(timestamps), info)
-        self.name = name if name is not None else f"stream_{uuid.uuid4().hex[:12]}"
-        block, buf = _allocate(layout, self.name, bool(shared))
+        name = name if name is not None else f"stream_{uuid.uuid4().hex[:12]}"
+        block, buf = _allocate(layout, name, bool(shared))
+        self._bind(name, block, buf, layout, info, writer=True)
         # Unlink the block even if close() is never called (garbage collection, exit).
         # Only unlink: at exit other threads may still read the mapping, which goes away
         # with the process; close() unmaps it.
         self._finalizer = weakref.finalize(self, block.unlink) if block is not None else None
-        self.is_shared = bool(shared)
-        self.is_writer = True
-        self._block = block
-        self._bind(buf, layout, info)
         HEADER_PREFIX.pack_into(buf, 0, MAGIC, VERSION, layout.header_bytes, len(layout.metadata))
         buf[METADATA_OFFSET : METADATA_OFFSET + len(layout.metadata)] = layout.metadata
         self._control[_STATE] = RingState.RUNNING
-        self._published = threading.Condition()
-        self._reserved = 0
-        self._fault_exception: BaseException | None = None
 
     @classmethod
     def attach(cls, name: str) -> StreamRing:
@@ -139,24 +133,36 @@ class StreamRing:
         :class:`~qudi.util.instream.errors.StreamFormatError` if the block is not a valid ring.
         """
         block = AttachedBlock(name)
-        ring = cls.__new__(cls)
         try:
             layout, info = RingLayout.read(block.buf, name)
         except BaseException:
             block.close()
             raise
-        ring.name = name
-        ring.is_shared = True
-        ring.is_writer = False
-        ring._finalizer = None
-        ring._block = block
-        ring._bind(block.buf, layout, info)
-        ring._published = None
-        ring._reserved = 0
-        ring._fault_exception = None
+        ring = cls.__new__(cls)
+        ring._bind(name, block, block.buf, layout, info, writer=False)
         return ring
 
-    def _bind(self, buf: memoryview, layout: RingLayout, info: StreamInfo) -> None:
+    def _bind(
+        self,
+        name: str,
+        block: Any,
+        buf: memoryview,
+        layout: RingLayout,
+        info: StreamInfo,
+        *,
+        writer: bool,
+    ) -> None:
+        """Set up a ring on ``buf`` (in ``block``, None for private memory), as its writer or
+        as a read-only view of another's."""
+        self.name = name
+        self.is_shared = block is not None
+        self.is_writer = writer
+        self._block = block
+        self._finalizer: weakref.finalize | None = None
+        # the writer's process wakes its readers at once; others poll (see wait())
+        self._published = threading.Condition() if writer else None
+        self._reserved = 0
+        self._fault_exception: BaseException | None = None
         self._buf = buf
         self.capacity = layout.capacity
         self.sample_shape = layout.sample_shape

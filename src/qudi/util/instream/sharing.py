@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import zmq
 
+from qudi.util.instream.enums import member_name
 from qudi.util.instream.errors import (
     StreamBusyError,
     StreamError,
@@ -39,6 +40,7 @@ from qudi.util.instream.stream_format import parse_description
 
 __all__ = [
     "HubRegistry",
+    "LocalHub",
     "RemoteHub",
     "StreamShare",
     "SubscribedHub",
@@ -46,6 +48,7 @@ __all__ = [
     "TRANSPORTS",
     "join_remote_stream",
     "hubs",
+    "join_module_hub",
     "module_hub",
     "share_module_stream",
     "stream_id",
@@ -106,6 +109,57 @@ def module_hub(streamer: Any, member: str, max_poll_rate: float) -> StreamHub:
         ),
         max_poll_rate,
     )
+
+
+class LocalHub:
+    """One consumer's place in a hub of this process, counted by a :class:`HubRegistry`.
+
+    The consumer reads and configures the shared :class:`StreamHub` through it, and gives its
+    place up with :meth:`leave` (the last consumer to leave closes the hub). The counterpart
+    of :class:`RemoteHub` and :class:`SubscribedHub` for a hub in this process.
+    """
+
+    def __init__(self, hub: StreamHub, member: str, registry: HubRegistry):
+        self._hub = hub
+        self._member = member
+        self._registry = registry
+
+    @property
+    def hub(self) -> StreamHub:
+        """The hub shared with the other consumers (for its stats, say)."""
+        return self._hub
+
+    @property
+    def name(self) -> str:
+        return self._hub.name
+
+    @property
+    def ring(self) -> StreamRing:
+        return self._hub.ring
+
+    def open_reader(self, name: str, *, allow_overwrite: bool = False) -> HubReader:
+        """A new (stopped) reader on the hub (see :meth:`StreamHub.open_reader`)."""
+        return self._hub.open_reader(name, allow_overwrite=allow_overwrite)
+
+    def configure(
+        self,
+        active_channels: Sequence[str],
+        streaming_mode: Any,
+        channel_buffer_size: int,
+        sample_rate: float,
+    ) -> None:
+        """Configure the shared hub (see :meth:`StreamHub.configure`)."""
+        self._hub.configure(active_channels, streaming_mode, channel_buffer_size, sample_rate)
+
+    def leave(self) -> None:
+        """Give up this consumer's place; a second call does nothing."""
+        self._registry.leave(self._hub, self._member)
+
+
+def join_module_hub(streamer: Any, member: str, max_poll_rate: float) -> LocalHub:
+    """``member``'s place in the hub of qudi streamer module ``streamer`` in this process (see
+    :func:`module_hub`)."""
+    return LocalHub(module_hub(streamer, member, max_poll_rate), member, hubs)
 
 
 def share_module_stream(
@@ -285,7 +339,8 @@ class RemoteHub:
 
     Control calls go to the share; samples come straight from the shared ring, zero copy.
     :meth:`open_reader` gives a :class:`HubReader` with the same API and policies as the
-    readers of a local hub.
+    readers of a local hub: this class is their
+    :class:`~qudi.util.instream.contracts.ReaderHost`, standing in for the remote hub.
     """
 
     def __init__(self, share: Any):
@@ -325,32 +380,41 @@ class RemoteHub:
     def close(self) -> None:
         """Leave the remote hub and unmap the ring."""
         for reader in self._readers:
-            reader._closed = True
+            reader.end_for_good()
         try:
             _remote(self._share, "close")
         finally:
             self._ring.close()
 
-    # ----------------------------------------------------- used by HubReader (like StreamHub)
-    def _start_reader(self, reader: HubReader) -> None:
-        self._follow(str(_remote(self._share, "start")))
-        reader._joined_run(self._ring)
+    def leave(self) -> None:
+        """Give up this consumer's place: :meth:`close`."""
+        self.close()
 
-    def _stop_reader(self, reader: HubReader) -> None:
-        reader._started = False
+    # ------------------------------------------------- the ReaderHost contract of HubReader
+    def start_reader(self, reader: HubReader) -> None:
+        """Count the consumer as running remotely and let ``reader`` join the run."""
+        self._follow(str(_remote(self._share, "start")))
+        reader.join_run(self._ring)
+
+    def stop_reader(self, reader: HubReader) -> None:
+        """Stop counting the consumer remotely."""
+        reader.leave_run()
         _remote(self._share, "stop")
 
-    def _forget_reader(self, reader: HubReader) -> None:
-        self._stop_reader(reader)
+    def forget_reader(self, reader: HubReader) -> None:
+        """Stop ``reader``; the place stays until :meth:`close`."""
+        self.stop_reader(reader)
 
-    def _fault_of_run(self, run_epoch: int) -> BaseException | None:
+    def fault_of_run(self, run_epoch: int) -> BaseException | None:
+        """The remote source's fault, if run ``run_epoch`` is the one that failed now."""
         ring = self._ring
         if ring.closed or ring.state is not RingState.FAULTED or ring.run_epoch != run_epoch:
             return None
         return StreamFaultError(ring.fault_message)
 
-    def _run_end(self, run_epoch: int, fallback: int) -> int:
-        return fallback  # two or more runs later: where run_epoch ended is not known here
+    def run_end(self, run_epoch: int, fallback: int) -> int:
+        """Always ``fallback``: where a run two or more runs ago ended is not known here."""
+        return fallback
 
     def _follow(self, ring_id: str) -> None:
         """Attach to the ring the hub uses now, if a new configuration replaced it."""
@@ -359,11 +423,8 @@ class RemoteHub:
         new_ring = _attach(self.name, ring_id)
         self._ring.close()
         self._ring = new_ring
-        for reader in self._readers:  # like StreamHub._replace_ring: no place in the new ring
-            reader._ring = new_ring
-            reader._position = 0
-            reader._run_epoch = -1
-            reader._started = False
+        for reader in self._readers:  # as for a local hub: no place in the new ring
+            reader.rebind(new_ring)
 
 
 class SubscribedHub:
@@ -383,7 +444,7 @@ class SubscribedHub:
 
     @property
     def ring(self) -> StreamRing:
-        subscriber = self._reader._subscriber if self._reader is not None else None
+        subscriber = self._reader.subscriber if self._reader is not None else None
         return self._idle_ring if subscriber is None else subscriber.ring
 
     def open_reader(self, name: str, *, allow_overwrite: bool = False) -> SubscribedReader:
@@ -407,12 +468,17 @@ class SubscribedHub:
         self._idle_ring = _idle_ring(str(_remote(self._share, "describe")))
 
     def close(self) -> None:
+        """End the reader's subscription, leave the remote hub, release the idle ring."""
         try:
             if self._reader is not None:
                 self._reader.close()
             _remote(self._share, "close")
         finally:
             self._idle_ring.close()
+
+    def leave(self) -> None:
+        """Give up this consumer's place: :meth:`close`."""
+        self.close()
 
 
 class SubscribedReader:
@@ -427,6 +493,18 @@ class SubscribedReader:
         self.allow_overwrite = bool(allow_overwrite)
         self._subscriber: StreamSubscriber | None = None
         self._lost_before = 0  # lost by this reader's earlier subscribers
+        self._position_before = 0  # where the last subscriber stopped
+
+    @property
+    def subscriber(self) -> StreamSubscriber | None:
+        """The subscriber receiving the stream while this reader runs, else None."""
+        return self._subscriber
+
+    @property
+    def position(self) -> int:
+        """Index of the next sample to read (the last subscriber's, while stopped)."""
+        subscriber = self._subscriber
+        return self._position_before if subscriber is None else subscriber.position
 
     @property
     def running(self) -> bool:
@@ -485,6 +563,7 @@ class SubscribedReader:
         subscriber, self._subscriber = self._subscriber, None
         if subscriber is not None:
             self._lost_before += subscriber.lost
+            self._position_before = subscriber.position
             subscriber.close()
 
 
@@ -525,12 +604,11 @@ TRANSPORTS = ("auto", "shared_memory", "zmq")
 
 def _configure_share(share, active_channels, streaming_mode, channel_buffer_size, sample_rate):
     """Configure through a share with plain values; returns the id of the ring to read."""
-    mode = getattr(streaming_mode, "name", streaming_mode)  # a name crosses packages
     return _remote(
         share,
         "configure",
         tuple(str(ch) for ch in active_channels),
-        mode,
+        member_name(streaming_mode),  # a name crosses packages and processes
         int(channel_buffer_size),
         float(sample_rate),
     )
