@@ -1,9 +1,9 @@
-"""StreamHub: one per streaming source; owns the ring, the pump thread and the reader count.
+"""StreamHub: one per streaming source, shared by its readers (HubReader) through one ring.
 
-The pump asks the source how many samples it holds and reads them straight into the ring's
-free slots (no staging copy), at most ``max_poll_rate`` times a second; in between it sleeps.
-It never looks at readers, so a slow or dead reader cannot hold back the source or anyone else.
-The source starts with the first started reader and stops with the last one.
+The hub counts its running readers: the source starts with the first started reader and
+stops with the last one, and a :class:`~qudi.util.instream.pump.Pump` thread moves samples
+into the ring meanwhile. A slow or dead reader cannot hold back the source or anyone else.
+The hub also keeps what its readers must learn of each run: where it started, how it failed.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import logging
 import math
 import sys
 import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -30,6 +28,7 @@ from qudi.util.instream.errors import (
     StreamError,
     StreamStoppedError,
 )
+from qudi.util.instream.pump import Pump
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.ring import RingState, StreamInfo, StreamRing
 
@@ -39,8 +38,8 @@ log = logging.getLogger(__name__)
 
 MIN_RING_SAMPLES = 1024
 _RATE_WINDOW_S = 1.0
-_JOIN_TIMEOUT_S = 10.0
 _RUNS_REMEMBERED = 64  # a reader stopped this many runs ago gets nothing more of its run
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -197,95 +196,27 @@ class HubReader(RingReader):
         return f"{type(fault).__name__}: {fault}", fault
 
 
-class _Pump:
-    """The thread that moves samples from the source into the ring.
+class _RunLog(Generic[_T]):
+    """What a hub knows of each run, by run epoch: of the most recent runs only, so a
+    long-lived hub does not grow."""
 
-    It ends by itself when the source fails, or when a FINITE acquisition has delivered all
-    its samples; the ring then tells readers that no more data is coming.
-    """
+    def __init__(self, keep: int = _RUNS_REMEMBERED):
+        self._keep = keep
+        self._entries: dict[int, _T] = {}
 
-    def __init__(
-        self, hub_name: str, source: StreamSource, ring: StreamRing, period: float, on_fault
-    ):
-        self._source = source
-        self._ring = ring
-        finite = member_name(source.streaming_mode) == "FINITE"
-        self._end_index = ring.write_index + source.channel_buffer_size if finite else None
-        self._period = period
-        self._on_fault = on_fault
-        self._max_chunk = max(1, ring.capacity // 4)
-        # a qudi streamer reads an exact count; a minimal source may only read what it has
-        self._read_exact = getattr(source, "read_data_into_buffer", None)
-        self._stop = threading.Event()
-        self.polls: deque[tuple[float, int]] = deque(maxlen=max(4, int(4 / period)))
-        self.fault: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"instream-pump-{hub_name}", daemon=True
-        )
-        self._thread.start()
+    def remember(self, run_epoch: int, value: _T) -> None:
+        self._entries[run_epoch] = value
+        if len(self._entries) > self._keep:
+            del self._entries[min(self._entries)]
 
-    @property
-    def ended(self) -> bool:
-        """The run ended by itself (fault or finite acquisition complete)."""
-        return not self._thread.is_alive() and not self._stop.is_set()
+    def get(self, run_epoch: int, default: Any = None) -> Any:
+        return self._entries.get(run_epoch, default)
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(_JOIN_TIMEOUT_S)
-            if self._thread.is_alive():
-                raise StreamError(
-                    f"{self._thread.name} did not stop within {_JOIN_TIMEOUT_S} s "
-                    "(the source's read is stuck)"
-                )
+    def clear(self) -> None:
+        self._entries.clear()
 
-    def _run(self) -> None:
-        next_poll = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                self._drain()
-            except Exception as exc:  # any source failure ends the run; readers are told
-                self.fault = exc
-                self._on_fault(self._ring, exc)
-                return
-            now = time.monotonic()
-            self.polls.append((now, self._ring.write_index))
-            if self._end_index is not None and self._ring.write_index >= self._end_index:
-                self._ring.mark_stopped()  # finite acquisition complete
-                return
-            next_poll = max(next_poll + self._period, now)  # late: do not try to catch up
-            self._stop.wait(next_poll - now)
-
-    def _drain(self) -> None:
-        """Read what the source says it holds, straight into the ring's free slots."""
-        pending = int(self._source.available_samples)
-        if self._end_index is not None:
-            pending = min(pending, self._end_index - self._ring.write_index)
-        while pending > 0 and not self._stop.is_set():
-            data, stamps = self._ring.reserve(min(pending, self._max_chunk))
-            got = self._read_into(data.reshape(-1), len(data), stamps)
-            self._ring.publish(got)
-            if got <= 0:
-                return
-            pending -= got
-
-    def _read_into(self, data: np.ndarray, count: int, stamps: np.ndarray | None) -> int:
-        """Fill ``count`` samples of the contiguous free region ``data``; returns how many.
-
-        The count is exact and the source holds at least that many, so a blocking read
-        returns at once. A source that fills whatever it holds, even more than the buffer
-        takes (qudi-iqo-modules' InStreamDummy does), is read safely this way too.
-        """
-        if self._read_exact is not None:
-            self._read_exact(data, count, stamps)
-            return count
-        got = self._source.read_available_data_into_buffer(data, stamps)
-        if isinstance(got, bool) or not isinstance(got, (int, np.integer)) or not 0 <= got <= count:
-            raise StreamError(
-                f"the source's read_available_data_into_buffer returned {got!r} for a buffer of "
-                f"{count} samples (it must return how many of those it filled)"
-            )
-        return int(got)
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class StreamHub:
@@ -334,9 +265,9 @@ class StreamHub:
         self._lock = threading.RLock()
         self._readers: dict[str, HubReader] = {}
         self._running: set[HubReader] = set()
-        self._pump: _Pump | None = None
-        self._faults: dict[int, BaseException] = {}
-        self._run_starts: dict[int, int] = {}  # run epoch: index of its first sample
+        self._pump: Pump | None = None
+        self._faults: _RunLog[BaseException] = _RunLog()  # the exception that ended a run
+        self._run_starts: _RunLog[int] = _RunLog()  # the index of a run's first sample
         self._ring = self._new_ring()
 
     # ------------------------------------------------------------------------- public API
@@ -507,9 +438,7 @@ class StreamHub:
             if first:
                 self._source.start_stream()
                 self._ring.mark_running()
-                self._run_starts[self._ring.run_epoch] = self._ring.run_start_index
-                if len(self._run_starts) > _RUNS_REMEMBERED:
-                    del self._run_starts[min(self._run_starts)]
+                self._run_starts.remember(self._ring.run_epoch, self._ring.run_start_index)
             reader.join_run(self._ring)  # before the pump runs: the first reader misses nothing
             self._running.add(reader)
             if first:
@@ -551,7 +480,7 @@ class StreamHub:
         rate = float(self._source.sample_rate)
         if rate > 0:  # poll often enough that the source's own buffer never fills up
             period = min(period, self._source.channel_buffer_size / rate / 4)
-        self._pump = _Pump(self.name, self._source, self._ring, period, self._on_pump_fault)
+        self._pump = Pump(self.name, self._source, self._ring, period, self._on_pump_fault)
 
     def _stop_source(self) -> None:
         pump, self._pump = self._pump, None
@@ -566,9 +495,7 @@ class StreamHub:
 
     def _on_pump_fault(self, ring: StreamRing, exc: BaseException) -> None:
         """Runs in the pump thread: stop the source, keep the error, tell the readers."""
-        self._faults[ring.run_epoch] = exc
-        if len(self._faults) > _RUNS_REMEMBERED:  # a long-lived hub keeps the recent ones
-            del self._faults[min(self._faults)]
+        self._faults.remember(ring.run_epoch, exc)
         # a warning: the error itself reaches every reader, whose owner reports it
         log.warning("stream '%s': the source failed and was stopped: %s", self.name, exc)
         try:

@@ -1,0 +1,127 @@
+"""The pump: the thread that moves samples from a source into its ring, at a bounded rate.
+
+Each poll asks the source how many samples it holds and reads exactly that many (in chunks that
+fit the ring's contiguous free region) straight into the ring's free slots: no staging copy.
+Between polls the thread sleeps; it never looks at readers, so none can hold it back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from qudi.util.instream.contracts import StreamSource
+from qudi.util.instream.enums import member_name
+from qudi.util.instream.errors import StreamError
+from qudi.util.instream.ring import StreamRing
+
+__all__ = ["Pump"]
+
+_JOIN_TIMEOUT_S = 10.0
+
+
+class Pump:
+    """The thread that moves samples from the source into the ring.
+
+    It ends by itself when the source fails, or when a FINITE acquisition has delivered all
+    its samples; the ring then tells readers that no more data is coming.
+    """
+
+    def __init__(
+        self,
+        hub_name: str,
+        source: StreamSource,
+        ring: StreamRing,
+        period: float,
+        on_fault: Callable[[StreamRing, BaseException], None],
+    ):
+        self._source = source
+        self._ring = ring
+        finite = member_name(source.streaming_mode) == "FINITE"
+        self._end_index = ring.write_index + source.channel_buffer_size if finite else None
+        self._period = period
+        self._on_fault = on_fault
+        self._max_chunk = max(1, ring.capacity // 4)
+        # a qudi streamer reads an exact count; a minimal source may only read what it has
+        self._read_exact = getattr(source, "read_data_into_buffer", None)
+        self._stop = threading.Event()
+        self.polls: deque[tuple[float, int]] = deque(maxlen=max(4, int(4 / period)))
+        self.fault: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"instream-pump-{hub_name}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def ended(self) -> bool:
+        """The run ended by itself (fault or finite acquisition complete)."""
+        return not self._thread.is_alive() and not self._stop.is_set()
+
+    def stop(self) -> None:
+        """End the thread and wait for it (unless called from the thread itself).
+
+        Raises
+        ------
+        StreamError
+            If the thread did not end within 10 s (the source's read is stuck).
+        """
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(_JOIN_TIMEOUT_S)
+            if self._thread.is_alive():
+                raise StreamError(
+                    f"{self._thread.name} did not stop within {_JOIN_TIMEOUT_S} s "
+                    "(the source's read is stuck)"
+                )
+
+    def _run(self) -> None:
+        next_poll = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self._drain()
+            except Exception as exc:  # any source failure ends the run; readers are told
+                self.fault = exc
+                self._on_fault(self._ring, exc)
+                return
+            now = time.monotonic()
+            self.polls.append((now, self._ring.write_index))
+            if self._end_index is not None and self._ring.write_index >= self._end_index:
+                self._ring.mark_stopped()  # finite acquisition complete
+                return
+            next_poll = max(next_poll + self._period, now)  # late: do not try to catch up
+            self._stop.wait(next_poll - now)
+
+    def _drain(self) -> None:
+        """Read what the source says it holds, straight into the ring's free slots."""
+        pending = int(self._source.available_samples)
+        if self._end_index is not None:
+            pending = min(pending, self._end_index - self._ring.write_index)
+        while pending > 0 and not self._stop.is_set():
+            data, stamps = self._ring.reserve(min(pending, self._max_chunk))
+            got = self._read_into(data.reshape(-1), len(data), stamps)
+            self._ring.publish(got)
+            if got <= 0:
+                return
+            pending -= got
+
+    def _read_into(self, data: np.ndarray, count: int, stamps: np.ndarray | None) -> int:
+        """Fill ``count`` samples of the contiguous free region ``data``; returns how many.
+
+        The count is exact and the source holds at least that many, so a blocking read
+        returns at once. A source that fills whatever it holds, even more than the buffer
+        takes (qudi-iqo-modules' InStreamDummy does), is read safely this way too.
+        """
+        if self._read_exact is not None:
+            self._read_exact(data, count, stamps)
+            return count
+        got = self._source.read_available_data_into_buffer(data, stamps)
+        if isinstance(got, bool) or not isinstance(got, (int, np.integer)) or not 0 <= got <= count:
+            raise StreamError(
+                f"the source's read_available_data_into_buffer returned {got!r} for a buffer of "
+                f"{count} samples (it must return how many of those it filled)"
+            )
+        return int(got)
