@@ -37,13 +37,26 @@ _INF = float("inf")
 class RingReader:
     """A cursor on a :class:`StreamRing` with its own position and loss policy.
 
-    ``allow_overwrite=False`` (default): if the writer overwrites samples this reader has not
-    read yet, the next read raises :class:`StreamOverrunError` with the number lost, then
-    continues after the gap. ``allow_overwrite=True``: the reader skips to the oldest intact
-    sample and only counts the loss in :attr:`lost`.
+    Parameters
+    ----------
+    ring
+        The ring to read (open).
+    name
+        Names the reader in errors (a non-empty str).
+    allow_overwrite
+        False (default): if the writer overwrites samples this reader has not read yet, the
+        next read raises :class:`StreamOverrunError` with the number lost, then continues
+        after the gap. True: the reader skips to the oldest intact sample and only counts the
+        loss in :attr:`lost`.
+    from_oldest
+        Start at the oldest sample the ring still holds instead of the newest.
 
-    ``name`` (a non-empty str) names the reader in errors. Raises :class:`StreamStoppedError`
-    if ``ring`` is closed.
+    Raises
+    ------
+    TypeError
+        For a ``name`` or ``allow_overwrite`` of the wrong kind.
+    StreamStoppedError
+        If ``ring`` is closed.
     """
 
     __slots__ = (
@@ -124,15 +137,36 @@ class RingReader:
     ) -> int:
         """Block until ``n`` samples are available, copy them into ``out`` and consume them.
 
-        ``out`` is ``[samples, *sample_shape]`` or flat (sample-major, interleaved); ``n``
-        defaults to what fits. ``timestamps`` (float64) receives the samples' timestamps.
-        ``timeout`` in seconds (finite, >= 0), None waits as long as the stream runs.
+        Parameters
+        ----------
+        out
+            ``[samples, *sample_shape]`` or flat (sample-major, interleaved), of the ring's
+            dtype, C-contiguous and writable.
+        n
+            Samples to read; default: what fits in ``out``. At most the ring's capacity.
+        timeout
+            Seconds to wait (finite, >= 0); None waits as long as the stream runs.
+        timestamps
+            float64 ``[samples]``, receives the samples' timestamps (timestamped rings only).
 
-        Raises :class:`StreamTimeoutError` (nothing consumed), :class:`StreamStoppedError`
-        when the stream or reader stops with fewer than ``n`` samples left (or the reader is
-        closed),
-        :class:`StreamFaultError` once after the writer failed, and
-        :class:`StreamOverrunError` (overwrite not allowed) when samples were lost.
+        Returns
+        -------
+        int
+            ``n``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For buffers, counts or timeouts that are refused; nothing is consumed.
+        StreamTimeoutError
+            If the samples did not arrive in time; nothing is consumed.
+        StreamStoppedError
+            When the stream or this reader stops with fewer than ``n`` samples left, or the
+            reader is closed.
+        StreamFaultError
+            Once after the writer failed.
+        StreamOverrunError
+            When samples were lost and overwriting is not allowed.
         """
         samples, stamps, room = self._checked_buffers(out, timestamps)
         n = room if n is None else check_count(n, room, "n", "the room in the output buffers")
@@ -149,7 +183,23 @@ class RingReader:
                 return n
 
     def read_available_into(self, out: np.ndarray, *, timestamps: np.ndarray | None = None) -> int:
-        """Copy the unread samples that are available and fit; never blocks. Returns the count."""
+        """Copy the unread samples that are available and fit; never blocks.
+
+        Parameters
+        ----------
+        out, timestamps
+            As for :meth:`read_into`.
+
+        Returns
+        -------
+        int
+            How many samples were copied (and consumed).
+
+        Raises
+        ------
+        StreamStoppedError, StreamFaultError, StreamOverrunError
+            As for :meth:`read_into`.
+        """
         samples, stamps, room = self._checked_buffers(out, timestamps)
         self._raise_pending_fault()
         self._require_open_ring()
@@ -159,10 +209,24 @@ class RingReader:
             if count <= 0 or self._copy(samples, stamps, count):
                 return max(count, 0)
 
-    def latest(self, n: int, *, with_timestamps: bool = False):
+    def latest(
+        self, n: int, *, with_timestamps: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """The newest ``n`` samples (fewer if fewer were written), without consuming anything.
 
-        Returns a new array, or ``(data, timestamps)`` with ``with_timestamps=True``.
+        Returns
+        -------
+        numpy.ndarray or tuple of numpy.ndarray
+            A new ``[k, *sample_shape]`` array, ``k <= n``; ``(data, timestamps)`` with
+            ``with_timestamps=True``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For an ``n`` that is not a count up to the ring's capacity, or timestamps asked of
+            a stream without them.
+        StreamStoppedError
+            If the ring or this reader is closed.
         """
         ring = self._ring
         n = check_count(n, ring.capacity, "n", "the ring's capacity")

@@ -128,9 +128,18 @@ class StreamRing:
     def attach(cls, name: str) -> StreamRing:
         """Attach to the shared ring ``name`` that another process (or this one) created.
 
-        The result is read-only: use :meth:`reader` on it. Raises
-        :class:`~qudi.util.instream.errors.StreamNotFoundError` if no such stream exists and
-        :class:`~qudi.util.instream.errors.StreamFormatError` if the block is not a valid ring.
+        Returns
+        -------
+        StreamRing
+            A read-only view: use :meth:`reader` on it.
+
+        Raises
+        ------
+        StreamNotFoundError
+            If no such stream exists on this host.
+        StreamFormatError
+            If the block is not a valid ring (its header is refused, see
+            :meth:`~qudi.util.instream.stream_format.RingLayout.read`).
         """
         block = AttachedBlock(name)
         try:
