@@ -226,3 +226,135 @@ def test_saved_settings_the_streamer_cannot_do_fall_back_to_defaults(module_mana
     assert logic.data_rate == 50.0  # the dummy's default rate
     module_manager.deactivate_module(name)
     module_manager.deactivate_module("buffer_c")
+
+
+# ------------------------------------------- what qudi-iqo-modules' GUI expects (issue 12)
+def test_before_the_first_frame_the_trace_is_a_window_of_zeros_as_in_qudi_iqo_modules(logic):
+    # their TimeSeriesGui plots trace_data at activation and indexes x[0]
+    x, raw = logic.trace_data
+    assert len(x) == 2000 and x[0] == 0.0 and x[-1] == pytest.approx(1999 / 1000.0)
+    assert set(raw) == set(CHANNELS) and all(
+        np.array_equal(y, np.zeros(2000)) for y in raw.values()
+    )
+    x_avg, averaged = logic.averaged_trace_data
+    assert set(averaged) == {"ramp", "noise"}
+    np.testing.assert_array_equal(x_avg, x[2:])  # their average: the last n - width // 2 times
+    assert all(np.array_equal(y, np.zeros(1998)) for y in averaged.values())
+
+
+def test_no_frame_carries_an_empty_trace(logic, qtbot):
+    frames = []
+    logic.sigDataChanged.connect(lambda x, *_: frames.append(len(x)))
+    logic.set_trace_settings(moving_average_width=3)  # a new trace, emitted before any point
+    logic.start_reading()
+    wait_for_points(qtbot, logic, 300)
+    qtbot.wait(100)
+    logic.stop_reading()
+    assert frames and min(frames) > 0  # their GUI's update_data indexes x[0] of each frame
+    x, raw = logic.trace_data  # a run shows its real points only: no zeros before the ramp
+    assert raw["ramp"][0] == 1.5 and x[0] == 0.0
+
+
+def test_a_rate_another_consumer_set_is_reported_emitted_and_saved(
+    activate, logic, module_manager, qtbot
+):
+    from qudi.util.yaml import yaml_load
+
+    logic.set_trace_settings(data_rate=50.0, oversampling_factor=1)  # window 1, stopped
+    other = activate("trace_logic_b")  # window 2 on the same dummy
+    with qtbot.waitSignal(
+        logic.sigTraceSettingsChanged,
+        timeout=5_000,
+        check_params_cb=lambda settings: settings["data_rate"] == 1000.0,
+    ):
+        other.set_trace_settings(data_rate=1000.0, oversampling_factor=1)
+    assert logic.trace_settings == {
+        "oversampling_factor": 1,
+        "moving_average_width": 5,
+        "trace_window_size": 2.0,
+        "data_rate": 1000.0,
+    }
+    logic.start_reading()
+    wait_for_points(qtbot, logic, 300)
+    logic.stop_reading()
+    x, raw = logic.trace_data
+    np.testing.assert_allclose(np.diff(x), 1 / 1000.0)  # the trace runs at the rate in force
+    assert np.all(np.diff(raw["ramp"]) == 1)
+    module_manager.deactivate_module("trace_logic_a")
+    saved = yaml_load(module_manager["trace_logic_a"].status_file_path)
+    assert saved["data_rate"] == 1000.0 and saved["oversampling_factor"] == 1
+
+
+def test_a_refused_change_leaves_the_trace_and_its_time_axis_alone(activate, logic, qtbot):
+    from qudi.util.instream import StreamBusyError
+
+    other = activate("trace_logic_b")
+    other.set_channel_settings(CHANNELS, [])
+    other.set_trace_settings(data_rate=4000.0, oversampling_factor=1)
+    logic.start_reading()
+    other.start_reading()  # another consumer streams: the stream's settings are fixed now
+    wait_for_points(qtbot, logic, 600)
+    before = logic.trace_settings
+    with qtbot.waitSignal(logic.sigTraceSettingsChanged) as emitted:
+        with pytest.raises(StreamBusyError, match="trace_logic_b|buffer_b"):
+            logic.set_trace_settings(data_rate=2000.0)
+    x_refused, _ = logic.trace_data
+    assert emitted.args == [before] and logic.trace_settings == before
+    assert logic.module_state() == "locked" and len(x_refused) >= 600  # not cleared
+    wait_for_points(qtbot, logic, len(x_refused) + 300)
+    x, raw = logic.trace_data
+    np.testing.assert_array_equal(x[: len(x_refused)], x_refused)  # the same time axis, on
+    assert np.all(np.diff(raw["ramp"]) == 4)  # and no sample lost to a pause of the stream
+    np.testing.assert_allclose(x, (raw["ramp"] - 1.5) / 4 / 1000.0)
+    other.stop_reading()
+    logic.stop_reading()
+
+
+# --------------------------------------------------------------- hostile input (issue 21)
+def test_a_window_too_large_for_memory_is_refused_and_nothing_changes(logic, qtbot):
+    # hostile finding D5: 1e12 s passed the checks, was adopted, then raised MemoryError
+    before = logic.trace_settings
+    with pytest.raises(ValueError) as refused:
+        logic.set_trace_settings(trace_window_size=1e12)
+    message = str(refused.value)
+    assert "trace_window_size 1000000000000.0 s holds" in message
+    assert "option max_trace_bytes: 1073741824" in message and "use trace_window_size <=" in message
+    assert logic.trace_settings == before
+    logic.start_reading()
+    wait_for_points(qtbot, logic, 300)
+    assert logic.module_state() == "locked"
+
+
+def test_saved_settings_that_do_not_fit_in_memory_fall_back_to_defaults(module_manager, caplog):
+    from qudi.util.yaml import yaml_dump
+
+    name = f"restored_logic_{len(module_manager.module_names)}"
+    module_manager.add_module(
+        name,
+        "logic",
+        {
+            "module.Class": "instream.time_series_reader_logic.TimeSeriesReaderLogic",
+            "options": {"max_trace_bytes": 2**62},  # passes the bound: numpy must refuse
+            "connect": {"streamer": "buffer_c"},
+        },
+    )
+    logic_module = module_manager[name]
+    yaml_dump(logic_module.status_file_path, {"trace_window_size": 1e12, "data_rate": 50.0})
+    module_manager.activate_module(name)  # did not activate before (MemoryError, for good)
+    logic = logic_module.instance
+    assert "saved trace settings not usable (Unable to allocate" in caplog.text
+    assert logic.trace_window_size == 2.0 and logic.data_rate == 50.0  # 100 points at 50 Hz
+    module_manager.deactivate_module(name)
+    module_manager.deactivate_module("buffer_c")
+
+
+def test_snapshot_tags_never_leave_the_directory_or_overwrite(logic):
+    # hostile finding D9: "../../escape" twice saved escape.dat twice, the second over the first
+    paths = [logic.save_trace_snapshot("../../escape", save_figure=False) for _ in range(2)]
+    paths += [logic.save_trace_snapshot(tag, False) for tag in ("a\x00b", "x" * 300, "sub/dir")]
+    assert len(set(paths)) == len(paths)
+    directory = logic.module_default_data_dir
+    for path in paths:
+        assert os.path.dirname(path) == directory and os.path.getsize(path) > 0
+        assert os.path.basename(path)[:8].isdigit()  # qudi's timestamp starts the name
+    assert os.path.basename(paths[0]).endswith("_time_series_.._.._escape.dat")

@@ -5,7 +5,8 @@ copied to its start (one copy per two windows of data, so appending stays O(new)
 :meth:`view` returns read-only views of the newest window without copying. A view stays
 unchanged until about one more window of points has been appended, so a plot can hold on to
 the arrays of the last frame while the next one is prepared. Callers that keep data longer
-take a copy (:meth:`copy`).
+take a copy (:meth:`copy`). The time series logic's trace maths
+(``qudi.logic.instream.trace.TraceBuilder``) keeps its points in two of these.
 """
 
 from __future__ import annotations

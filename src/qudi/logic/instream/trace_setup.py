@@ -1,0 +1,199 @@
+"""TraceSetup: the trace settings and channels a logic holds for its stream, kept as in force.
+
+The logic asks for settings (:meth:`TraceSetup.apply`): they are checked, the new trace is
+built (so a window that does not fit in memory changes nothing), the streamer is configured,
+and only then are they adopted. What the logic shows and saves is :meth:`TraceSetup.in_force`:
+the adopted settings at the rate the stream really has, since another consumer of a shared
+stream may have set it while this logic was idle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qudi.logic.instream.frames import FrameReader
+from qudi.logic.instream.settings import (
+    PointLimit,
+    TraceSettings,
+    checked_trace_settings,
+    in_force,
+)
+from qudi.logic.instream.stream_setup import (
+    build_trace,
+    configure_stream,
+    shown_units,
+    timing_name,
+)
+from qudi.logic.instream.trace import TraceBuilder
+
+__all__ = ["SetupOptions", "TraceSetup"]
+
+DEFAULT_WINDOW_S = 6.0
+
+
+@dataclass(frozen=True)
+class SetupOptions:
+    """The logic's config options that shape its stream and trace."""
+
+    channel_buffer_size: int
+    max_trace_bytes: int
+    max_frame_rate: float
+    count_units: tuple[str, ...]
+    calc_digital_freq: bool
+
+
+class TraceSetup:
+    """Settings and channel selection of one logic, as they meet its streamer.
+
+    Parameters
+    ----------
+    streamer : callable
+        Returns the streamer (the logic's connector).
+    options : SetupOptions
+        The logic's options.
+    """
+
+    def __init__(self, streamer: Callable[[], Any], options: SetupOptions):
+        self._streamer = streamer
+        self.options = options
+        self._settings: TraceSettings | None = None  # adopted by apply() or take_stream()
+        self._averaged: list[str] = []
+
+    # ---------------------------------------------------------------------- in force
+    @property
+    def active(self) -> list[str]:
+        """The stream's active channels."""
+        return list(self._streamer().active_channels)
+
+    @property
+    def averaged(self) -> list[str]:
+        """The averaged channels among the active ones."""
+        active = self.active
+        return [ch for ch in self._averaged if ch in active]
+
+    @property
+    def timing(self) -> str:
+        """The stream's sample timing by name."""
+        return timing_name(self._streamer().constraints)
+
+    def in_force(self) -> TraceSettings:
+        """The adopted settings at the rate the stream has now."""
+        if self._settings is None:
+            raise RuntimeError("no trace settings were adopted yet")
+        rate = float(self._streamer().sample_rate)
+        return in_force(self._settings, rate, self._limit(self.active, self.averaged))
+
+    def follow(self) -> TraceSettings:
+        """Adopt what is in force (and drop averaged channels that are no longer active)."""
+        self._settings, self._averaged = self.in_force(), self.averaged
+        return self._settings
+
+    def status(self) -> dict[str, Any]:
+        """The values of the logic's status variables, as in force."""
+        return {
+            **self.follow().as_dict(),
+            "active_channels": self.active,
+            "averaged_channels": self.averaged,
+        }
+
+    def units(self, channels: Iterable[str]) -> dict[str, str]:
+        """Units of ``channels`` as the trace shows them (counts per sample as ``c/s``)."""
+        units = self._streamer().constraints.channel_units
+        options = self.options
+        return shown_units(units, channels, options.count_units, options.calc_digital_freq)
+
+    # ----------------------------------------------------------------------- changes
+    def restored_channels(self, active: object, averaged: object) -> tuple[list[str], list[str]]:
+        """Saved channel choices where the streamer still has them, else its own."""
+        streamer = self._streamer()
+        available = list(streamer.constraints.channel_units)
+        if not isinstance(active, list) or not active or any(c not in available for c in active):
+            active = list(streamer.active_channels) or available
+        if not isinstance(averaged, list):
+            return list(active), list(active)
+        return list(active), [ch for ch in averaged if ch in active]
+
+    def apply(
+        self, active: Sequence[str], averaged: Sequence[str], settings: Mapping, *, running: bool
+    ) -> tuple[TraceBuilder, FrameReader]:
+        """Check, build the new trace, configure the streamer, then adopt: all or nothing.
+
+        Parameters
+        ----------
+        active, averaged : sequence of str
+            The channels, checked already (see ``settings.checked_channels``).
+        settings : mapping
+            The four trace settings.
+        running : bool
+            Whether the logic streams now (it pauses only if the streamer needs that). An idle
+            logic's new trace shows a window of zeros until its first point, as
+            qudi-iqo-modules' logic does; a running one's shows its real points only.
+
+        Returns
+        -------
+        tuple
+            The new trace and the read block for it.
+
+        Raises
+        ------
+        ValueError
+            A bad setting (see ``settings.checked_trace_settings``).
+        MemoryError
+            The new trace does not fit in memory.
+        Exception
+            What the streamer's ``configure`` raises (``StreamBusyError``).
+        """
+        streamer = self._streamer()
+        limit = self._limit(active, averaged)
+        checked = checked_trace_settings(settings, streamer.constraints.sample_rate.bounds, limit)
+        builder = self._builder(active, averaged, checked, not running)  # MemoryError: no change
+        buffer_size = self.options.channel_buffer_size
+        configure_stream(streamer, active, checked.sample_rate, buffer_size, running)
+        self._settings, self._averaged = checked, list(averaged)
+        if not math.isclose(float(streamer.sample_rate), checked.sample_rate, rel_tol=1e-9):
+            del builder  # the streamer set another rate than asked: build for that one
+            return self.new_trace(placeholder=not running)
+        return builder, self._frame_reader(active, checked)
+
+    def take_stream(self, averaged: Sequence[str], width: int, window: object):
+        """Adopt the stream as another consumer runs it (oversampling 1); a new trace for it.
+
+        ``window`` is the saved window length; an unusable one becomes 6 s.
+        """
+        usable = isinstance(window, (int, float)) and math.isfinite(window) and window > 0
+        window = float(window) if usable else DEFAULT_WINDOW_S
+        self._settings = TraceSettings(1, width, window, float(self._streamer().sample_rate))
+        self._averaged = list(averaged)
+        return self.new_trace(placeholder=True)
+
+    def new_trace(self, placeholder: bool = False) -> tuple[TraceBuilder, FrameReader]:
+        """A new, empty trace for the stream in force, and its read block.
+
+        ``placeholder``: show a window of zeros until the first point (see ``TraceBuilder``).
+        """
+        settings = self.follow()
+        active, averaged = self.active, self.averaged
+        builder = self._builder(active, averaged, settings, placeholder)
+        return builder, self._frame_reader(active, settings)
+
+    # --------------------------------------------------------------------- internals
+    def _limit(self, channels: Sequence[str], averaged: Sequence[str]) -> PointLimit:
+        timestamps = self.timing == "TIMESTAMP"
+        return PointLimit(self.options.max_trace_bytes, len(channels), len(averaged), timestamps)
+
+    def _builder(self, channels, averaged, settings: TraceSettings, placeholder) -> TraceBuilder:
+        constraints, options = self._streamer().constraints, self.options
+        units, to_rate = options.count_units, options.calc_digital_freq
+        return build_trace(constraints, channels, averaged, settings, units, to_rate, placeholder)
+
+    def _frame_reader(self, channels: Sequence[str], settings: TraceSettings) -> FrameReader:
+        return FrameReader(
+            len(channels),
+            self._streamer().constraints.data_type,
+            settings.sample_rate,
+            self.options.max_frame_rate,
+            self.timing == "TIMESTAMP",
+        )
