@@ -371,6 +371,8 @@ class AttachedBlock:
                 self.buf = memoryview(self._mmap)
             else:
                 self._shm = _open_untracked(name)
+                if self._shm.buf is None:  # only after close(), which nothing did yet
+                    raise StreamError(f"shared-memory block '{name}' opened without a mapping")
                 self.buf = self._shm.buf
         except FileNotFoundError:
             available = ", ".join(list_streams()) or "none"
