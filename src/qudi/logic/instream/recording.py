@@ -44,35 +44,34 @@ class TraceRecording:
     def start(
         self,
         directory: str,
+        streamer,
         *,
         reader_name: str,
-        stream_name: str | None,
-        info: StreamInfo,
-        dtype: np.dtype,
+        timing: str,
         timestamps: bool,
         max_bytes: int,
         attributes: dict,
     ) -> str:
-        """Start recording to a new file in ``directory``; returns its path.
+        """Start recording what ``streamer`` streams to a new file in ``directory``.
 
         Parameters
         ----------
         directory : str
             Where the file goes (created if missing); its name is qudi's timestamped one.
+        streamer : DataInStreamInterface
+            The logic's streamer: its ``stream_name`` (if it shares its stream, the recorder
+            reads that), else its channels, units, rate and dtype for the private ring that
+            the frames feed (:meth:`feed`).
         reader_name : str
             Name of the recording's reader (shown by the stream's health).
-        stream_name : str or None
-            The shared stream to read; None: the frames feed a private ring (:meth:`feed`).
-        info : StreamInfo
-            What the samples mean (for the private ring).
-        dtype : numpy.dtype
-            The samples' dtype (for the private ring).
+        timing : str
+            The stream's sample timing by name.
         timestamps : bool
-            Whether samples carry timestamps (for the private ring).
+            Whether samples carry timestamps.
         max_bytes : int
             The recording stops at this many bytes of samples.
         attributes : dict
-            Extra attributes of the file.
+            Extra attributes of the file (``streamer``, its module name, is added).
 
         Returns
         -------
@@ -90,14 +89,20 @@ class TraceRecording:
             raise RuntimeError("a recording runs already; finish it first")
         os.makedirs(directory, exist_ok=True)
         path = unused_path(directory, datetime.datetime.now(), nametag(""), ".h5")
+        stream_name = getattr(streamer, "stream_name", None)
         if stream_name is not None:
-            ring, frames = attach(stream_name), None
+            ring, frames = attach(str(stream_name)), None
         else:
-            capacity = max(1024, int(4 * (info.sample_rate or 0.0)))
-            shape = (len(info.channel_names),)
-            ring = StreamRing(capacity, shape, np.dtype(dtype), timestamps=timestamps, info=info)
+            channels = list(streamer.active_channels)
+            constraints = streamer.constraints
+            units = tuple(constraints.channel_units[ch] for ch in channels)
+            rate = float(streamer.sample_rate)
+            info = StreamInfo(tuple(channels), units, rate, timing)
+            capacity, dtype = max(1024, int(4 * rate)), np.dtype(constraints.data_type)
+            ring = StreamRing(capacity, (len(channels),), dtype, timestamps=timestamps, info=info)
             frames = ring
         try:
+            attributes = {**attributes, "streamer": str(getattr(streamer, "module_name", ""))}
             recorder = StreamRecorder(
                 ring.reader(reader_name), path, max_bytes=max_bytes, attributes=attributes
             )

@@ -29,6 +29,11 @@ streamer (``trace_setup``, ``stream_setup``), reading frames (``frames``), recor
 ``count_units`` option) carry counts per sample; the trace shows them in counts per second
 (``c/s``), using the sample rate the streamer actually set.
 
+Before the first point after activation or a settings change, ``trace_data`` and
+``averaged_trace_data`` are a window of zeros, as qudi-iqo-modules' logic returns (its GUI
+indexes ``x[0]``); a run started by ``start_reading`` shows its real points only, and no
+frame is emitted before it has one.
+
 The settings shown and saved are always those in force: when another consumer of a shared
 stream changes its rate while this logic is idle, the logic follows (its data rate at its
 oversampling factor) and emits ``sigTraceSettingsChanged``, within half a second or at the
@@ -55,13 +60,11 @@ from qudi.logic.instream.settings import (
     TRACE_SETTING_KEYS,
     check_options,
     checked_channels,
-    default_settings,
     merged_trace_settings,
 )
 from qudi.logic.instream.snapshot import save_snapshot
 from qudi.logic.instream.trace import TraceBuilder, TraceWindow
 from qudi.logic.instream.trace_setup import SetupOptions, TraceSetup
-from qudi.util.instream import StreamBusyError, StreamInfo
 
 __all__ = ["TimeSeriesReaderLogic"]
 
@@ -76,6 +79,7 @@ _OPTIONS = {  # config key: attribute
     "start_reading_on_activation": "_start_on_activation",
     "count_units": "_count_units",
 }
+_STATUS_KEYS = (*TRACE_SETTING_KEYS, "active_channels", "averaged_channels")
 
 
 class TimeSeriesReaderLogic(LogicBase):
@@ -120,33 +124,11 @@ class TimeSeriesReaderLogic(LogicBase):
 
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
-        check_options({key: getattr(self, attribute) for key, attribute in _OPTIONS.items()})
-        options = SetupOptions(
-            int(self._channel_buffer_size),
-            int(self._max_trace_bytes),
-            float(self._max_frame_rate),
-            tuple(self._count_units),
-            self._calc_digital_freq,
-        )
-        setup = self._setup = TraceSetup(self._streamer, options)
-        active, averaged = setup.restored_channels(self._active_channels, self._averaged_channels)
-        width = self._moving_average_width
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1 or width % 2 == 0:
-            self.log.warning(f"moving_average_width {width!r} is not odd and positive: using 9")
-            width = 9
-        saved = {key: getattr(self, f"_{key}") for key in TRACE_SETTING_KEYS}
-        saved["moving_average_width"] = width
-        try:
-            try:
-                self._use(setup.apply(active, averaged, saved, running=False))
-            except (ValueError, MemoryError) as invalid:  # saved settings not usable any more
-                self.log.warning(f"saved trace settings not usable ({invalid}); using defaults")
-                rate = self._streamer().constraints.sample_rate.default
-                self._use(setup.apply(active, averaged, default_settings(rate), running=False))
-        except StreamBusyError as busy:
-            # another consumer streams with other settings: follow the stream as it is
-            self.log.warning(f"{busy}; showing the stream with its current settings instead")
-            self._use(setup.take_stream(averaged, width, self._trace_window_size))
+        options = {key: getattr(self, attribute) for key, attribute in _OPTIONS.items()}
+        check_options(options)
+        self._setup = TraceSetup(self._streamer, SetupOptions.from_config(options))
+        saved = {key: getattr(self, f"_{key}") for key in _STATUS_KEYS}
+        self._use(self._setup.restore(saved, self.log))
         self._shown = (self.trace_settings, self.channel_settings)
         self._start_timers()  # only now: a failed activation leaves no timer behind
         if self._start_on_activation:  # once activation has finished (the module is idle then)
@@ -155,12 +137,7 @@ class TimeSeriesReaderLogic(LogicBase):
     def on_deactivate(self) -> None:
         try:
             self._stop(reason=None)
-            try:
-                status = self._setup.status()  # what is saved is what was in force
-            except Exception as error:  # the streamer went away: keep what was adopted
-                self.log.warning(f"could not read the settings in force: {error}")
-                status = {}
-            for key, value in status.items():
+            for key, value in self._setup.status(self.log).items():  # saved: what was in force
                 setattr(self, f"_{key}", value)
         finally:
             for timer in (self._timer, self._follow_timer):
@@ -241,18 +218,14 @@ class TimeSeriesReaderLogic(LogicBase):
 
     @property
     def stream_health(self) -> dict:
-        """How the stream fares: measured sample rate (Hz, last second), frame rate (Hz),
-        unread part of the streamer's buffer at the last frame (0..1), samples the streamer
-        reports lost, and the streamer's state."""
+        """Measured sample and frame rates (Hz, last second), unread part of the streamer's
+        buffer at the last frame (0..1), samples it reports lost, and its state."""
         return self._health.report(self._streamer())
 
     @property
     def trace_data(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Copies ``(x, {channel: y})`` of the trace window (plain arrays, safe to keep).
-
-        After activation or a settings change and before the first point: zeros over the
-        window, as qudi-iqo-modules' logic returns; a run started by ``start_reading`` shows
-        its real points only."""
+        """Copies ``(x, {channel: y})`` of the trace window (plain arrays, safe to keep); see
+        the module docstring for what it holds before the first point."""
         with self._lock:
             x, raw, _, _ = self._builder.views()
             return x.copy(), {ch: y.copy() for ch, y in raw.items()}
@@ -267,8 +240,7 @@ class TimeSeriesReaderLogic(LogicBase):
             return x.copy(), {ch: y.copy() for ch, y in averaged.items()}
 
     @property
-    def _trace(self) -> TraceWindow | None:
-        """The raw trace window (benchmarks/logic_frame.py watches it fill)."""
+    def _trace(self) -> TraceWindow | None:  # benchmarks/logic_frame.py watches it fill
         return None if self._builder is None else self._builder.trace
 
     # ------------------------------------------------------------------------- settings
@@ -276,29 +248,58 @@ class TimeSeriesReaderLogic(LogicBase):
     def set_trace_settings(self, settings_dict: Mapping | None = None, **kwargs) -> None:
         """Change data_rate, oversampling_factor, moving_average_width, trace_window_size.
 
-        Everything is checked before anything changes; refused settings (bad values, a
-        recording running, another consumer of the stream running) raise and leave the
-        settings and the trace as they were. ``sigTraceSettingsChanged`` always carries the
-        settings in force.
+        Everything is checked before anything changes; a refusal leaves the settings and the
+        trace as they were. ``sigTraceSettingsChanged`` always carries the settings in force.
+
+        Parameters
+        ----------
+        settings_dict : mapping, optional
+            Settings to change; keyword arguments may give them too (and win).
+
+        Raises
+        ------
+        ValueError, TypeError
+            A bad or unknown setting (the message names it, its value and what is valid).
+        RuntimeError
+            A recording runs.
+        StreamBusyError
+            Another consumer of the stream runs with other settings.
         """
         with self._lock:
             try:
                 if self.data_recording_active:
                     raise RuntimeError("trace settings cannot change while recording")
                 settings = merged_trace_settings(self.trace_settings, settings_dict, kwargs)
-                self._apply(self.active_channel_names, self.averaged_channel_names, settings)
+                running = self.module_state() == "locked"  # all or nothing, trace included:
+                channels = self.active_channel_names, self.averaged_channel_names
+                self._use(self._setup.apply(*channels, settings, running=running))
             finally:
                 self._announce(trace=True)
 
     @QtCore.Slot(object, object)
     def set_channel_settings(self, enabled: Iterable[str], averaged: Iterable[str]) -> None:
-        """Choose the active channels and which of them get a moving average."""
+        """Choose the active channels and which of them get a moving average.
+
+        Parameters
+        ----------
+        enabled : list of str
+            Channels to stream, each once; averaged ones not enabled are dropped.
+        averaged : list of str
+            Channels with a moving average.
+
+        Raises
+        ------
+        ValueError, TypeError, RuntimeError, StreamBusyError
+            As :meth:`set_trace_settings`; nothing changes then.
+        """
         with self._lock:
             try:
                 if self.data_recording_active:
                     raise RuntimeError("channel settings cannot change while recording")
                 available = self.streamer_constraints.channel_units
-                self._apply(*checked_channels(enabled, averaged, available), self.trace_settings)
+                channels = checked_channels(enabled, averaged, available)
+                running = self.module_state() == "locked"
+                self._use(self._setup.apply(*channels, self.trace_settings, running=running))
             finally:
                 self._announce(channels=True)
 
@@ -331,21 +332,16 @@ class TimeSeriesReaderLogic(LogicBase):
             if self.data_recording_active:
                 return
             self.start_reading()
-            channels = self.active_channel_names
-            constraints = self.streamer_constraints
-            units = tuple(constraints.channel_units[c] for c in channels)
             path = self._recording.start(
                 self.module_default_data_dir,
+                self._streamer(),
                 reader_name=f"{self.module_name} recording",
-                stream_name=self.stream_name,
-                info=StreamInfo(tuple(channels), units, self.sampling_rate, self._setup.timing),
-                dtype=np.dtype(constraints.data_type),
+                timing=self._setup.timing,
                 timestamps=self._frames.timestamps,
                 max_bytes=int(self._max_raw_data_bytes),
                 attributes={
                     **self.trace_settings,
                     "averaged_channels": self.averaged_channel_names or [""],
-                    "streamer": self._streamer().module_name,
                     "logic": self.module_name,
                 },
             )
@@ -354,7 +350,13 @@ class TimeSeriesReaderLogic(LogicBase):
 
     @QtCore.Slot()
     def stop_recording(self) -> str | None:
-        """Finish the recording; returns the file's path (None if none was running)."""
+        """Finish the recording.
+
+        Returns
+        -------
+        str or None
+            The file's path (None if no recording was running).
+        """
         with self._lock:
             path = self._recording.finish(self.log)
             self.sigStatusChanged.emit(self.module_state() == "locked", False)
@@ -364,17 +366,29 @@ class TimeSeriesReaderLogic(LogicBase):
     def save_trace_snapshot(self, name_tag: str = "", save_figure: bool = True) -> str:
         """Save the trace window (raw and averaged) as qudi text data, plus a PNG thumbnail.
 
-        The name tag is made safe for a file name; a snapshot never replaces an earlier one.
+        Parameters
+        ----------
+        name_tag : str, optional
+            Goes into the file name, made safe for one; a snapshot never replaces another.
+        save_figure : bool, optional
+            Whether to save the thumbnail too.
+
+        Returns
+        -------
+        str
+            The data file's path.
         """
-        if not isinstance(name_tag, str):
-            raise TypeError(f"name_tag must be a string (may be empty), got {name_tag!r}")
-        with self._lock:
+        with self._lock:  # a name_tag that is no str is refused before anything is written
             trace = (*self.trace_data, *self.averaged_trace_data)
             units = self._setup.units(trace[1])
             metadata = {**self.trace_settings, "sampling_rate": self.sampling_rate}
-        directory = self.module_default_data_dir
         path = save_snapshot(
-            directory, *trace, units, metadata=metadata, name_tag=name_tag, save_figure=save_figure
+            self.module_default_data_dir,
+            *trace,
+            units,
+            metadata=metadata,
+            name_tag=name_tag,
+            save_figure=save_figure,
         )
         self.log.info(f"trace snapshot saved to {path}")
         return path
@@ -411,12 +425,11 @@ class TimeSeriesReaderLogic(LogicBase):
     @QtCore.Slot()
     def _follow_idle_stream(self) -> None:
         """While idle: follow a stream that another consumer reconfigured (never blocks)."""
-        if not self._lock.acquire(blocking=False):
+        if self.module_state() != "idle" or not self._lock.acquire(blocking=False):
             return
         try:
-            if self.module_state() == "idle":
-                self._setup.follow()
-                self._announce()
+            self._setup.follow()
+            self._announce()
         except Exception as error:  # the streamer is going away: the next call says why
             self.log.debug(f"could not look at the stream's settings: {error}")
         finally:
@@ -424,20 +437,13 @@ class TimeSeriesReaderLogic(LogicBase):
 
     # ------------------------------------------------------------------------ internals
     def _start_timers(self) -> None:
-        self._timer = QtCore.QTimer()
-        self._timer.setInterval(max(1, round(1000 / self._max_frame_rate)))
+        self._timer = QtCore.QTimer(interval=max(1, round(1000 / self._max_frame_rate)))
         self._timer.timeout.connect(self._read_frame, _QUEUED)
         self._sigStartFrames.connect(self._timer.start, _QUEUED)
         self._sigStopFrames.connect(self._timer.stop, _QUEUED)
-        self._follow_timer = QtCore.QTimer()
-        self._follow_timer.setInterval(_FOLLOW_INTERVAL_MS)
+        self._follow_timer = QtCore.QTimer(interval=_FOLLOW_INTERVAL_MS)
         self._follow_timer.timeout.connect(self._follow_idle_stream)
         self._follow_timer.start()
-
-    def _apply(self, active, averaged, settings: Mapping) -> None:
-        """Adopt new settings (see ``TraceSetup.apply``): all or nothing, trace included."""
-        running = self.module_state() == "locked"
-        self._use(self._setup.apply(active, averaged, settings, running=running))
 
     def _use(self, trace: tuple[TraceBuilder, FrameReader]) -> None:
         self._builder, self._frames = trace

@@ -1,6 +1,7 @@
 """TraceSetup: the trace settings and channels a logic holds for its stream, kept as in force.
 
-The logic asks for settings (:meth:`TraceSetup.apply`): they are checked, the new trace is
+At activation, :meth:`TraceSetup.restore` takes the saved settings, or falls back. The logic
+asks for settings (:meth:`TraceSetup.apply`): they are checked, the new trace is
 built (so a window that does not fit in memory changes nothing), the streamer is configured,
 and only then are they adopted. What the logic shows and saves is :meth:`TraceSetup.in_force`:
 the adopted settings at the rate the stream really has, since another consumer of a shared
@@ -9,6 +10,7 @@ stream may have set it while this logic was idle.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,9 +18,11 @@ from typing import Any
 
 from qudi.logic.instream.frames import FrameReader
 from qudi.logic.instream.settings import (
+    TRACE_SETTING_KEYS,
     PointLimit,
     TraceSettings,
     checked_trace_settings,
+    default_settings,
     in_force,
 )
 from qudi.logic.instream.stream_setup import (
@@ -28,6 +32,7 @@ from qudi.logic.instream.stream_setup import (
     timing_name,
 )
 from qudi.logic.instream.trace import TraceBuilder
+from qudi.util.instream import StreamBusyError
 
 __all__ = ["SetupOptions", "TraceSetup"]
 
@@ -43,6 +48,17 @@ class SetupOptions:
     max_frame_rate: float
     count_units: tuple[str, ...]
     calc_digital_freq: bool
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any]) -> SetupOptions:
+        """From the logic's checked config options, by their config keys."""
+        return cls(
+            int(options["channel_buffer_size"]),
+            int(options["max_trace_bytes"]),
+            float(options["max_frame_rate"]),
+            tuple(options["count_units"]),
+            bool(options["calc_digital_freq"]),
+        )
 
 
 class TraceSetup:
@@ -91,13 +107,19 @@ class TraceSetup:
         self._settings, self._averaged = self.in_force(), self.averaged
         return self._settings
 
-    def status(self) -> dict[str, Any]:
-        """The values of the logic's status variables, as in force."""
-        return {
-            **self.follow().as_dict(),
-            "active_channels": self.active,
-            "averaged_channels": self.averaged,
-        }
+    def status(self, log: logging.Logger) -> dict[str, Any]:
+        """The values of the logic's status variables, as in force.
+
+        Empty (with a warning to ``log``) if the streamer cannot say (it went away): the
+        logic then keeps what it last adopted.
+        """
+        try:
+            settings = self.follow().as_dict()
+            active, averaged = self.active, self.averaged
+        except Exception as error:
+            log.warning(f"could not read the settings in force: {error}")
+            return {}
+        return {**settings, "active_channels": active, "averaged_channels": averaged}
 
     def units(self, channels: Iterable[str]) -> dict[str, str]:
         """Units of ``channels`` as the trace shows them (counts per sample as ``c/s``)."""
@@ -106,7 +128,45 @@ class TraceSetup:
         return shown_units(units, channels, options.count_units, options.calc_digital_freq)
 
     # ----------------------------------------------------------------------- changes
-    def restored_channels(self, active: object, averaged: object) -> tuple[list[str], list[str]]:
+    def restore(self, saved: Mapping[str, Any], log: logging.Logger):
+        """At activation: the saved settings, else the streamer's defaults, else the stream as
+        another consumer runs it; never fails for a saved value. Returns the new trace.
+
+        Parameters
+        ----------
+        saved : mapping
+            The logic's status variables by name (``trace_window_size``, ...,
+            ``active_channels``, ``averaged_channels``), as a former session saved them.
+        log : logging.Logger
+            Where to warn about a saved value that is not used.
+
+        Returns
+        -------
+        tuple
+            The trace and its read block (see :meth:`apply`).
+        """
+        active, averaged = self._restored_channels(
+            saved["active_channels"], saved["averaged_channels"]
+        )
+        width = saved["moving_average_width"]
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1 or width % 2 == 0:
+            log.warning(f"moving_average_width {width!r} is not odd and positive: using 9")
+            width = 9
+        settings = {key: saved[key] for key in TRACE_SETTING_KEYS}
+        settings["moving_average_width"] = width
+        try:
+            try:
+                return self.apply(active, averaged, settings, running=False)
+            except (ValueError, MemoryError) as invalid:  # saved settings not usable any more
+                log.warning(f"saved trace settings not usable ({invalid}); using defaults")
+                rate = self._streamer().constraints.sample_rate.default
+                return self.apply(active, averaged, default_settings(rate), running=False)
+        except StreamBusyError as busy:
+            # another consumer streams with other settings: follow the stream as it is
+            log.warning(f"{busy}; showing the stream with its current settings instead")
+            return self.take_stream(averaged, width, saved["trace_window_size"])
+
+    def _restored_channels(self, active: object, averaged: object) -> tuple[list[str], list[str]]:
         """Saved channel choices where the streamer still has them, else its own."""
         streamer = self._streamer()
         available = list(streamer.constraints.channel_units)
@@ -158,7 +218,9 @@ class TraceSetup:
             return self.new_trace(placeholder=not running)
         return builder, self._frame_reader(active, checked)
 
-    def take_stream(self, averaged: Sequence[str], width: int, window: object):
+    def take_stream(
+        self, averaged: Sequence[str], width: int, window: object
+    ) -> tuple[TraceBuilder, FrameReader]:
         """Adopt the stream as another consumer runs it (oversampling 1); a new trace for it.
 
         ``window`` is the saved window length; an unusable one becomes 6 s.
