@@ -186,8 +186,8 @@ class StreamRecorder:
 
         self._stop_requested = threading.Event()
         self._thread: threading.Thread | None = None
-        self._file: RecordingFile | None = None
-        self._block: np.ndarray | None = None
+        self._file: RecordingFile  # created by start()
+        self._block = np.empty((0, *ring.sample_shape), ring.dtype)  # allocated by start()
         self._block_timestamps: np.ndarray | None = None
         self._status = RecordingStatus.NOT_STARTED
         self._error: BaseException | None = None
@@ -485,7 +485,7 @@ class StreamRecorder:
                 if self._error is None:
                     self._error = exc
                     status = RecordingStatus.FAILED
-            self._block = self._block_timestamps = None
+            self._block, self._block_timestamps = self._block[:0].copy(), None  # memory freed
             self._status = status
 
 
