@@ -139,7 +139,8 @@ class TraceRecording:
             summary = recorder.stop()
         finally:
             ring, self._recorder_ring, self._frames_ring = self._recorder_ring, None, None
-            ring.close()
+            if ring is not None:
+                ring.close()
         self.last = summary
         if summary.error is not None:
             log.error(f"recording to {summary.path} stopped: {summary.error}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -175,7 +176,7 @@ def checked_trace_settings(
             f"{limit.points} points (option max_trace_bytes: {limit.max_bytes}): use "
             f"trace_window_size <= {limit.points / rate:.6g} s"
         )
-    return TraceSettings(oversampling, width, points / rate, float(rate))
+    return TraceSettings(int(oversampling), int(width), points / rate, float(rate))
 
 
 def in_force(adopted: TraceSettings, sample_rate: float, limit: PointLimit) -> TraceSettings:
@@ -222,7 +223,7 @@ def default_settings(default_rate: float) -> dict[str, int | float]:
     }
 
 
-def check_options(options: Mapping[str, object]) -> None:
+def check_options(options: Mapping[str, Any]) -> None:
     """Check the logic's config options, by their config keys.
 
     Parameters
@@ -298,7 +299,7 @@ def merged_trace_settings(
 
 
 def checked_channels(
-    enabled: object, averaged: object, available: Iterable[str]
+    enabled: Any, averaged: Any, available: Iterable[str]
 ) -> tuple[list[str], list[str]]:
     """A channel selection: the active channels and those of them with a moving average.
 

@@ -50,7 +50,7 @@ def snapshot_table(
     """
     columns = [np.asarray(x)] + [np.asarray(values) for values in raw.values()]
     headers = ["time (s)"] + [f"{ch} ({units[ch]})" for ch in raw]
-    if averaged:
+    if averaged and x_avg is not None:
         rows = np.searchsorted(x, x_avg)
         inside = rows < len(x)
         for channel, values in averaged.items():

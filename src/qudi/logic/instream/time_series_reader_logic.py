@@ -113,11 +113,11 @@ class TimeSeriesReaderLogic(LogicBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._lock = threading.RLock()  # recursive: a public call may call another
-        self._timer: QtCore.QTimer | None = None  # frames while reading
-        self._follow_timer: QtCore.QTimer | None = None  # the settings in force while idle
-        self._setup: TraceSetup | None = None
-        self._builder: TraceBuilder | None = None
-        self._frames: FrameReader | None = None
+        self._timer: QtCore.QTimer  # frames while reading (from on_activate on, as are the
+        self._follow_timer: QtCore.QTimer  # settings in force while idle, and the next three)
+        self._setup: TraceSetup
+        self._builder: TraceBuilder
+        self._frames: FrameReader
         self._recording = TraceRecording()
         self._health = StreamHealth()
         self._shown: tuple[dict | None, tuple | None] = (None, None)  # last emitted settings
@@ -145,7 +145,6 @@ class TimeSeriesReaderLogic(LogicBase):
                 timer.timeout.disconnect()
             self._sigStartFrames.disconnect()
             self._sigStopFrames.disconnect()
-            self._timer = self._follow_timer = None
 
     # -------------------------------------------------------------------------- properties
     @property
@@ -235,13 +234,13 @@ class TimeSeriesReaderLogic(LogicBase):
         """Copies ``(x, {channel: y})`` of the moving average, ``(None, None)`` if off."""
         with self._lock:
             _, _, x, averaged = self._builder.views()
-            if averaged is None:
+            if x is None or averaged is None:
                 return None, None
             return x.copy(), {ch: y.copy() for ch, y in averaged.items()}
 
     @property
-    def _trace(self) -> TraceWindow | None:  # benchmarks/logic_frame.py watches it fill
-        return None if self._builder is None else self._builder.trace
+    def _trace(self) -> TraceWindow:  # benchmarks/logic_frame.py watches it fill
+        return self._builder.trace
 
     # ------------------------------------------------------------------------- settings
     @QtCore.Slot(dict)

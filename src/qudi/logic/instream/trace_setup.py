@@ -225,9 +225,10 @@ class TraceSetup:
 
         ``window`` is the saved window length; an unusable one becomes 6 s.
         """
-        usable = isinstance(window, (int, float)) and math.isfinite(window) and window > 0
-        window = float(window) if usable else DEFAULT_WINDOW_S
-        self._settings = TraceSettings(1, width, window, float(self._streamer().sample_rate))
+        seconds = DEFAULT_WINDOW_S
+        if isinstance(window, (int, float)) and math.isfinite(window) and window > 0:
+            seconds = float(window)
+        self._settings = TraceSettings(1, width, seconds, float(self._streamer().sample_rate))
         self._averaged = list(averaged)
         return self.new_trace(placeholder=True)
 
