@@ -358,3 +358,20 @@ def test_snapshot_tags_never_leave_the_directory_or_overwrite(logic):
         assert os.path.dirname(path) == directory and os.path.getsize(path) > 0
         assert os.path.basename(path)[:8].isdigit()  # qudi's timestamp starts the name
     assert os.path.basename(paths[0]).endswith("_time_series_.._.._escape.dat")
+
+
+def test_a_snapshot_button_connected_straight_to_the_slot_saves_without_a_tag(logic, qtbot):
+    # qudi-iqo-modules' GUI connects QAction.triggered, which passes its checked flag (False)
+    from PySide6 import QtCore, QtGui
+
+    directory = logic.module_default_data_dir
+    os.makedirs(directory, exist_ok=True)
+    before = set(os.listdir(directory))
+    action = QtGui.QAction("snapshot")
+    action.triggered.connect(logic.save_trace_snapshot, QtCore.Qt.ConnectionType.QueuedConnection)
+    action.trigger()
+
+    def saved() -> bool:
+        return any(n.endswith("_time_series.dat") for n in set(os.listdir(directory)) - before)
+
+    qtbot.waitUntil(saved, timeout=10_000)

@@ -377,6 +377,8 @@ class TimeSeriesReaderLogic(LogicBase):
         str
             The data file's path.
         """
+        if isinstance(name_tag, bool):  # QAction.triggered's flag, as qudi-iqo-modules' GUI
+            name_tag = ""  # connects its snapshot button straight to this slot: no tag
         with self._lock:  # a name_tag that is no str is refused before anything is written
             trace = (*self.trace_data, *self.averaged_trace_data)
             units = self._setup.units(trace[1])
