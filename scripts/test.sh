@@ -22,7 +22,7 @@ export QT_QPA_PLATFORM=offscreen
 
 # Git keeps no empty folders: lint only the ones that exist in this checkout.
 lint_paths=()
-for dir in src tests benchmarks; do
+for dir in src tests benchmarks scripts; do
     [ -d "$dir" ] && lint_paths+=("$dir")
 done
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from PIL import ImageGrab
@@ -50,10 +52,11 @@ def test_demo_brings_up_both_windows_with_live_curves(tmp_path, x_display):
     )
     log = (tmp_path / "qudi.out").open("w")
     qudi = subprocess.Popen(
-        [sys.executable, "-m", "qudi.core", "-c", str(path)],
+        [str(Path(sys.executable).with_name("qudi")), "-c", str(path)],  # as demo.sh starts it
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its process group: the qudi command and qudi itself
     )
     try:
         connection = connect(namespace_port, qudi)
@@ -77,6 +80,6 @@ def test_demo_brings_up_both_windows_with_live_curves(tmp_path, x_display):
         assert qudi.wait(60) == 0
     finally:
         if qudi.poll() is None:
-            qudi.kill()
+            os.killpg(qudi.pid, signal.SIGKILL)
             qudi.wait(30)
         log.close()

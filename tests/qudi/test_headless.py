@@ -1,4 +1,6 @@
-"""cfg/instream_dummy.cfg in a real, separate qudi process: activate, stream, attach, quit."""
+"""cfg/instream_dummy.cfg in a real, separate qudi process: activate, stream, attach, quit;
+cfg/instream_dummy_headless.cfg is the same demo without its windows (tests/docs runs it with
+the README's command)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ import time
 
 import numpy as np
 import pytest
-from qudi_process import connect, free_port, headless_config, qudi_process, quit_qudi
+from qudi.util.yaml import yaml_load
+from qudi_process import ROOT, connect, free_port, headless_config, qudi_process, quit_qudi
 
 from qudi.util.instream import attach, list_streams
 
@@ -77,3 +80,19 @@ def test_demo_config_streams_headless_with_both_logics_and_other_processes_attac
     quit_qudi(connection)
     assert process.wait(60) == 0
     assert name not in list_streams()
+
+
+def test_headless_demo_config_is_the_demo_without_its_windows():
+    demo = yaml_load(str(ROOT / "cfg" / "instream_dummy.cfg"))
+    headless = yaml_load(str(ROOT / "cfg" / "instream_dummy_headless.cfg"))
+    assert headless["hardware"] == demo["hardware"]
+    assert headless["logic"] == demo["logic"]
+    assert not headless.get("gui")
+    # the logics start at once (and with them their buffers and the dummy)
+    assert headless["global"]["startup_modules"] == ["time_series_logic1", "time_series_logic2"]
+    assert all(
+        logic["options"]["start_reading_on_activation"] for logic in headless["logic"].values()
+    )
+    # Jupyter and scripts reach it where they reach the demo; it serves no remote modules
+    assert headless["global"]["namespace_server_port"] == demo["global"]["namespace_server_port"]
+    assert "remote_modules_server" not in headless["global"]
