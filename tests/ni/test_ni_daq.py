@@ -374,6 +374,16 @@ def test_activation_failure_leaves_no_task_open(make_streamer, fake):
         ({"external_sample_clock_frequency": 1e3}, "only meaningful with"),
         ({"read_write_timeout": 0}, "'read_write_timeout' is 0"),
         ({"max_channel_samples_buffer": 1.5}, "'max_channel_samples_buffer' is 1.5"),
+        ({"read_write_timeout": float("inf")}, "'read_write_timeout' is inf: use a number"),
+        (
+            {"external_sample_clock_source": "PFI11", "external_sample_clock_frequency": 1e400},
+            "'external_sample_clock_frequency' is inf: give the external clock's frequency",
+        ),
+        (
+            {"publish_address": "tcp://127.0.0.1:99999"},
+            "'publish_address' is 'tcp://127.0.0.1:99999': port 99999 does not exist",
+        ),
+        ({"publish_address": "tcp://192.0.2.1:*"}, "'192.0.2.1' is not an address of this host"),
     ],
 )
 def test_bad_options_fail_activation_naming_key_value_and_what_is_valid(
@@ -421,6 +431,25 @@ def test_a_stopped_stream_starts_again_from_a_fresh_reference(make_streamer, fak
     streamer.start_stream()  # the counters restart at 0 and the first edge is a reference
     fake.advance(0.2)
     assert_ramps(read_all(streamer), CHANNELS, 1000.0, at_least=200)
+
+
+def test_a_read_of_no_samples_returns_at_once_streaming_or_not(make_streamer, fake):
+    """Found by the fuzz (test_ni_fuzz.py): it raised IndexError while streaming."""
+    streamer = make_streamer()
+    out = np.empty((10, 4))
+    streamer.read_data_into_buffer(out, 0)  # not streaming: nothing to wait for
+    streamer.start_stream()
+    fake.advance(0.1)
+    streamer.read_data_into_buffer(out, 0, timeout=0)
+    assert_ramps(read_all(streamer), CHANNELS, 50.0, at_least=5)  # nothing was consumed
+
+
+def test_a_read_timeout_is_checked_like_everywhere_else(make_streamer, fake):
+    streamer = make_streamer()
+    streamer.start_stream()
+    for timeout, error in ((float("inf"), ValueError), ("1", TypeError), (-1, ValueError)):
+        with pytest.raises(error, match="timeout must be a number of seconds >= 0 or None"):
+            streamer.read_data_into_buffer(np.empty((10, 4)), 1, timeout=timeout)
 
 
 def test_bad_read_buffers_are_refused_before_anything_is_read(make_streamer, fake):

@@ -233,3 +233,78 @@ def test_counts_in_a_rate_unit_are_counts_per_second_whatever_the_sample_rate(mo
     assert np.mean(khz) == pytest.approx(50.0, rel=0.05)
     assert np.mean(per_sample) == pytest.approx(50e3 / rate, rel=0.05)
     np.testing.assert_array_equal(hz % rate, 0)  # whole counts per period, times the rate
+
+
+def test_an_infinite_timeout_is_refused_alike_by_the_dummy_and_a_buffer(activate, dummy):
+    """Issue 21: the dummy took ``timeout=inf`` and the buffer refused it; None is the way to
+    wait without a limit, for both (arrays.check_timeout)."""
+    buffer = activate("buffer_a")
+    try:
+        buffer.configure(CHANNELS, StreamingMode.CONTINUOUS, 2**14, 10_000.0)
+        buffer.start_stream()
+        refusals = []
+        for streamer in (buffer, dummy):
+            with pytest.raises(ValueError) as raised:
+                streamer.read_data_into_buffer(np.empty(4), 1, timeout=float("inf"))
+            refusals.append(str(raised.value))
+        assert (
+            refusals
+            == [
+                "timeout must be a number of seconds >= 0 or None, got inf: pass None to wait "
+                "without a limit"
+            ]
+            * 2
+        )
+        data = np.empty(4 * 10)
+        buffer.read_data_into_buffer(data, 10, timeout=None)  # nothing was consumed
+        np.testing.assert_array_equal(data.reshape(-1, 4)[:, 0], np.arange(10))
+    finally:
+        buffer.stop_stream()
+
+
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("tcp://127.0.0.1:99999", "port 99999 does not exist: use 0 to 65535, or *"),
+        ("tcp://127.0.0.1:65536", "port 65536 does not exist"),
+        ("tcp://999.999.999.999:*", "'999.999.999.999' is neither an IPv4 address"),
+        ("tcp://no-such-host.invalid:*", "'no-such-host.invalid' is neither an IPv4 address"),
+        ("tcp://192.0.2.1:5555", "'192.0.2.1' is not an address of this host"),  # TEST-NET-1
+        ("udp://127.0.0.1:5555", "use 'tcp://<address of this host>:<port or *>'"),
+        (5555, "use 'tcp://<address of this host>:<port or *>'"),
+    ],
+)
+def test_an_impossible_publish_address_fails_activation_naming_the_option(
+    module_manager, expected_qudi_errors, address, problem
+):
+    name = f"bad_address_dummy_{len(module_manager.module_names)}"
+    options = {
+        "channel_names": ["a"],
+        "channel_units": ["V"],
+        "channel_signals": ["ramp"],
+        "publish_address": address,
+    }
+    module_manager.add_module(
+        name, "hardware", {"module.Class": "instream.dummy.InStreamDummy", "options": options}
+    )
+    with pytest.raises(RuntimeError, match="Failed to activate"):
+        module_manager.activate_module(name)
+    messages = "\n".join(expected_qudi_errors())
+    assert f"option 'publish_address' is {address!r}: " in messages and problem in messages
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:*", "tcp://*:5555", "tcp://lo:0"])
+def test_a_possible_publish_address_is_taken(module_manager, address):
+    name = f"address_dummy_{len(module_manager.module_names)}"
+    options = {
+        "channel_names": ["a"],
+        "channel_units": ["V"],
+        "channel_signals": ["ramp"],
+        "publish_address": address,
+    }
+    module_manager.add_module(
+        name, "hardware", {"module.Class": "instream.dummy.InStreamDummy", "options": options}
+    )
+    module_manager.activate_module(name)
+    assert module_manager[name].instance.publish_address == address
+    module_manager.deactivate_module(name)

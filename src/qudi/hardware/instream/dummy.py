@@ -8,7 +8,7 @@ Example config (copy into the ``hardware:`` section)::
             channel_names: ['APD', 'analog 1']
             channel_units: ['Hz', 'V']             # a rate unit makes 'counts' counts per second
             channel_signals: ['counts', 'sine']   # one of 'counts', 'sine', 'ramp', 'noise' each
-            data_type: 'float64'                   # optional, any numpy number dtype
+            data_type: 'float64'                   # optional, any numpy number dtype (see below)
             sample_timing: 'CONSTANT'              # optional: 'CONSTANT', 'TIMESTAMP' or 'RANDOM'
             seed: null                             # optional: an integer for reproducible data
 
@@ -22,10 +22,19 @@ acquisition stops at that moment (nothing is overwritten) and the next read rais
 that unit whatever the sample rate (the seed's ``Hz`` channel reads about 50 000 at 50 S/s and at
 1 kS/s), as qudi-iqo-modules' NI streamer delivers counting channels; any other unit (``counts``)
 gives counts per sample, which a time-series logic with ``calc_digital_freq`` turns into c/s.
+
+``data_type`` may be any numpy integer or float type, and no value wraps or silently stops
+being exact in it. The ramp holds sample indices exactly up to 127 in int8, 255 in uint8,
+32 767 in int16, 65 535 in uint16, 2**31 - 1 in int32, 2**32 - 1 in uint32, 2**63 - 1 in
+(u)int64, 2048 in float16, 2**24 (16 777 216) in float32 and 2**53 in float64: a CONTINUOUS run
+stops there and the next read raises (what was acquired stays readable), a longer FINITE run is
+refused. Counts the type cannot hold at a sample rate are refused by ``configure`` (e.g. 1000
+counts per sample at 50 S/s in int8). ``sine`` and ``noise`` need a float type.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 
@@ -43,7 +52,7 @@ from qudi.interface.instream_interface import (
     check_stream_request,
 )
 from qudi.util.instream.arrays import check_count, check_timeout, option_error
-from qudi.util.instream.simulated import SIGNALS, SimulatedSource
+from qudi.util.instream.simulated import SIGNALS, SimulatedSource, signal_needs_float
 
 __all__ = ["InStreamDummy"]
 
@@ -70,7 +79,7 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
         names, units, signals = self._checked_channels()
-        dtype = self._checked_dtype()
+        dtype = self._checked_dtype(signals)
         timing = self._checked_timing()
         seed = self._seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
@@ -268,14 +277,23 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
                 raise option_error("channel_signals", signal, f"valid are {list(SIGNALS)}")
         return names, units, signals
 
-    def _checked_dtype(self) -> type:
-        try:
-            dtype = np.dtype(self._data_type)
-        except TypeError:
-            dtype = None
+    def _checked_dtype(self, signals: list[str]) -> type:
+        """The option ``data_type``: a numpy number type that can hold every signal."""
+        dtype = None
+        if isinstance(self._data_type, str):  # a dict or null would make some dtype too
+            with contextlib.suppress(TypeError, ValueError):
+                dtype = np.dtype(self._data_type)
         if dtype is None or dtype.kind not in "iuf":
             raise option_error(
                 "data_type", self._data_type, "use a numpy number type such as 'float64' or 'int32'"
+            )
+        unfit = sorted({signal for signal in signals if signal_needs_float(signal, dtype)})
+        if unfit:
+            raise option_error(
+                "data_type",
+                self._data_type,
+                f"the signals {unfit} (values around -1 to 1) need a float type such as "
+                "'float32'; integer types suit 'ramp' and 'counts'",
             )
         return dtype.type
 

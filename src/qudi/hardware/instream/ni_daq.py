@@ -272,6 +272,8 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         count = check_count(samples_per_channel, len(out), "samples_per_channel", "what fits")
         check_count(count, self._settings.buffer_size, "samples_per_channel", "the buffer size")
         timeout = self._card.timeout if timeout is None else check_timeout(timeout)
+        if count == 0:
+            return  # nothing to wait for
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:

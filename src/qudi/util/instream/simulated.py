@@ -18,6 +18,19 @@ delivers counting channels. Any other unit (``counts``, ``''``, ...) carries cou
 1000 at 50 S/s, 0.05 on average at 1 MS/s. Timing ``CONSTANT``, ``TIMESTAMP`` (jittered
 float64 times) or ``RANDOM``; streaming mode ``CONTINUOUS`` or ``FINITE`` (stops by itself
 after ``channel_buffer_size`` samples). The qudi dummy streamer is a thin module around this.
+
+No value wraps or silently loses its exactness in the chosen ``data_type``:
+
+- the ramp holds sample indices exactly from 0 up to :func:`ramp_limit` (127 in int8, 255 in
+  uint8, 32 767 in int16, 65 535 in uint16, 2**31 - 1 in int32, 2**32 - 1 in uint32,
+  2**63 - 1 in (u)int64, 2048 in float16, 2**24 in float32, 2**53 in float64). A CONTINUOUS run
+  stops when its ramp reaches that limit and the next read raises :class:`SourceRangeError`
+  (samples up to the limit stay readable); a FINITE run longer than that is refused;
+- counts that the data type cannot hold at the configured rate (more than its largest value,
+  with Poisson tails up to 8 standard deviations) are refused by :meth:`configure` and
+  :meth:`start_stream`; integer types get counts per second rounded to whole numbers, and a
+  count beyond the 8-sigma bound (probability below 1e-12) is clipped to the type's range;
+- ``sine`` and ``noise`` (values around -1 to 1) need a float type.
 """
 
 from __future__ import annotations
@@ -38,7 +51,10 @@ __all__ = [
     "SimulatedSource",
     "SourceConstraints",
     "SourceOverflowError",
+    "SourceRangeError",
+    "ramp_limit",
     "rate_unit_scale",
+    "signal_needs_float",
 ]
 
 SIGNALS = ("ramp", "sine", "counts", "noise")
@@ -74,8 +90,43 @@ def rate_unit_scale(unit: str) -> float | None:
     return _PREFIX[match["prefix"]]
 
 
+def ramp_limit(data_type: object) -> int:
+    """The largest sample index a ramp holds exactly in ``data_type``.
+
+    Parameters
+    ----------
+    data_type : numpy dtype or type
+        An integer or float type.
+
+    Returns
+    -------
+    int
+        The type's largest integer for integer types, ``2**(mantissa bits + 1)`` for floats
+        (2048 for float16, 2**24 for float32, 2**53 for float64), at most 2**63 - 1.
+    """
+    dtype = np.dtype(data_type)
+    if dtype.kind in "iu":
+        return min(int(np.iinfo(dtype).max), 2**63 - 1)
+    return min(2 ** (np.finfo(dtype).nmant + 1), 2**63 - 1)
+
+
+def signal_needs_float(signal: str, data_type: object) -> bool:
+    """Whether ``signal`` (see :data:`SIGNALS`) cannot be held by the integer ``data_type``:
+    ``sine`` and ``noise`` take values around -1 to 1."""
+    return signal in ("sine", "noise") and np.dtype(data_type).kind in "iu"
+
+
+def _largest_count(mean: float) -> float:
+    """A count that a Poisson variable of this mean exceeds with probability below 1e-12."""
+    return mean + 8 * math.sqrt(mean) + 8
+
+
 class SourceOverflowError(RuntimeError):
     """The device buffer filled up because it was not read in time; the acquisition stopped."""
+
+
+class SourceRangeError(RuntimeError):
+    """The ramp reached the largest index its data type holds exactly; the acquisition stopped."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +164,14 @@ class SimulatedSource:
         timing = "TIMESTAMP" if timestamps else sample_timing
         if timing not in TIMINGS:
             raise ValueError(f"unknown sample timing {timing!r}; valid are {list(TIMINGS)}")
+        dtype = np.dtype(data_type)
+        pairs = zip(channel_names, signals, strict=True)
+        unfit = [(ch, sig) for ch, sig in pairs if signal_needs_float(sig, dtype)]
+        if unfit:
+            raise ValueError(
+                f"data_type {dtype.name} cannot hold the values of {unfit} (around -1 to 1): "
+                "use a float type such as 'float32' (integer types suit 'ramp' and 'counts')"
+            )
         self._signals = dict(zip(channel_names, signals, strict=True))
         # counts per second in the channel's unit for rate units, counts per sample otherwise
         self._count_scale = {
@@ -131,6 +190,7 @@ class SimulatedSource:
         self._start_time: float | None = None  # None: not acquiring
         self._end_index: float = 0  # samples acquired when the acquisition ends (or ended)
         self._read = 0
+        self._ramp_end: float = math.inf  # samples the ramp holds exactly in this run
         self._injected_fault: BaseException | None = None
 
     # ------------------------------------------------------------------------ settings
@@ -149,6 +209,14 @@ class SimulatedSource:
         channels = as_channel_names(active_channels, known=list(self._signals))
         if streaming_mode not in MODES:
             raise ValueError(f"unknown streaming mode {streaming_mode!r}; valid are {list(MODES)}")
+        self._check_values_fit(channels, float(sample_rate))
+        ramp_end = self._ramp_end_of(channels)
+        if streaming_mode == "FINITE" and channel_buffer_size > ramp_end:
+            raise ValueError(
+                f"a FINITE run of {channel_buffer_size} samples needs a ramp up to "
+                f"{channel_buffer_size - 1}, but data_type {self._dtype.name} holds it exactly up "
+                f"to {ramp_end - 1}: use a wider data_type or at most {ramp_end} samples"
+            )
         self.active_channels = list(channels)
         self.streaming_mode = streaming_mode
         self.channel_buffer_size = int(channel_buffer_size)
@@ -156,12 +224,20 @@ class SimulatedSource:
 
     # ----------------------------------------------------------------------- acquisition
     def start_stream(self) -> None:
-        """Start acquiring from sample 0 (a running acquisition is restarted)."""
+        """Start acquiring from sample 0 (a running acquisition is restarted).
+
+        Raises
+        ------
+        ValueError
+            If the data type cannot hold the counts at the configured rate (nothing starts).
+        """
+        self._check_values_fit(self.active_channels, self.sample_rate)
         with self._lock:
             self._rng = np.random.default_rng(self._seed)
             self._read = 0
             finite = self.streaming_mode == "FINITE"
             self._end_index = self.channel_buffer_size if finite else math.inf
+            self._ramp_end = self._ramp_end_of(self.active_channels)
             self._start_time = time.monotonic()
 
     def stop_stream(self) -> None:
@@ -226,7 +302,7 @@ class SimulatedSource:
     def newest_sample(self) -> tuple[np.ndarray, float | None]:
         """The most recently acquired sample (not consumed); zeros before the first one."""
         with self._lock:
-            newest = max(0, self._arrived() - 1)
+            newest = max(0, min(self._arrived(), self._ramp_end) - 1)
             data = np.zeros((1, len(self.active_channels)), self.constraints.data_type)
             self._generate(data, newest)
             stamp = self._timestamps(newest, 1)[0] if self.has_timestamps else None
@@ -251,7 +327,17 @@ class SimulatedSource:
             self._end_index, self._start_time = self._arrived(), None
             raise error
         arrived = self._arrived()
-        if self._start_time is not None and arrived - self._read > self.channel_buffer_size:
+        full_at = self._read + self.channel_buffer_size  # the device buffer is full from here
+        ramp_ended = arrived > self._ramp_end and self._ramp_end <= full_at
+        if self._start_time is not None and ramp_ended:
+            # the ramp reached its data type's exact range before the buffer filled up
+            self._end_index, self._start_time = self._ramp_end, None
+            raise SourceRangeError(
+                f"the ramp reached {int(self._ramp_end) - 1}, the largest index data_type "
+                f"{self._dtype.name} holds exactly, so the acquisition stopped there (samples up "
+                "to it stay readable): use a wider data_type, such as 'float64', for longer runs"
+            )
+        if self._start_time is not None and arrived > full_at:
             # the card stopped the moment its buffer was full: nothing was overwritten
             self._end_index = self._read + self.channel_buffer_size
             self._start_time = None
@@ -274,17 +360,59 @@ class SimulatedSource:
         jitter = self._rng.uniform(-_JITTER, _JITTER, count)
         return (np.arange(first, first + count) + jitter) / self.sample_rate
 
+    @property
+    def _dtype(self) -> np.dtype:
+        return np.dtype(self.constraints.data_type)
+
+    def _ramp_end_of(self, channels: Sequence[str]) -> float:
+        """Samples a run of ``channels`` can take before its ramp leaves the exact range."""
+        ramps = any(self._signals[ch] == "ramp" for ch in channels)
+        return ramp_limit(self._dtype) + 1 if ramps else math.inf
+
+    def _check_values_fit(self, channels: Sequence[str], rate: float) -> None:
+        """Refuse a rate at which the data type cannot hold a channel's counts."""
+        dtype = self._dtype
+        highest = np.iinfo(dtype).max if dtype.kind in "iu" else np.finfo(dtype).max
+        for channel in channels:
+            if self._signals[channel] != "counts":
+                continue
+            scale = self._count_scale[channel]
+            largest = _largest_count(_PHOTON_FLUX_HZ / rate)
+            if scale is not None:
+                largest *= rate / scale
+            if largest > highest:
+                unit = self.constraints.channel_units[channel] if scale else "counts per sample"
+                raise ValueError(
+                    f"channel {channel!r} carries counts up to about {largest:.4g} {unit} at "
+                    f"{rate} Hz, more than data_type {dtype.name} holds ({highest:.6g}): use a "
+                    "wider data_type, or a sample rate at which the counts fit"
+                )
+
     def _generate(self, out: np.ndarray, first: int) -> None:
         index = np.arange(first, first + len(out), dtype=np.float64)
+        integer = out.dtype.kind in "iu"
         for column, channel in enumerate(self.active_channels):
             signal = self._signals[channel]
             if signal == "ramp":
-                out[:, column] = index
+                exact = np.arange(first, first + len(out), dtype=np.int64) if integer else index
+                out[:, column] = exact
             elif signal == "sine":
                 out[:, column] = np.sin(index * (2 * np.pi * _SINE_HZ / self.sample_rate))
             elif signal == "counts":
-                counts = self._rng.poisson(_PHOTON_FLUX_HZ / self.sample_rate, len(out))
-                scale = self._count_scale[channel]
-                out[:, column] = counts if scale is None else counts * (self.sample_rate / scale)
+                out[:, column] = self._counts(channel, len(out), out.dtype)
             else:
                 out[:, column] = self._rng.standard_normal(len(out))
+
+    def _counts(self, channel: str, count: int, dtype: np.dtype) -> np.ndarray:
+        """Photon counts per sample, or per second in the channel's rate unit, within dtype."""
+        counts = self._rng.poisson(_PHOTON_FLUX_HZ / self.sample_rate, count)
+        scale = self._count_scale[channel]
+        if scale is None:
+            values = counts
+        else:
+            values = counts * (self.sample_rate / scale)
+            if dtype.kind in "iu":
+                values = np.rint(values)
+        if dtype.kind in "iu":  # beyond the 8-sigma bound configure checked: clipped
+            values = np.clip(values, 0, np.iinfo(dtype).max)
+        return values
