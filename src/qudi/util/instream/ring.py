@@ -11,6 +11,13 @@ if the writer claimed the slots it was copying meanwhile, the copy may be torn a
 This relies on stores becoming visible in program order, which holds on x86-64. Only the ring
 writes its control words; a receiver that knows some indices will never arrive says so with
 :meth:`StreamRing.skip_to`.
+
+Any process of the writer's user can write the control words too, so every read of them is
+checked (a few integer comparisons per read, none per sample): the write index never goes back
+and never passes the claim index, the claim index is never more than a capacity ahead of it,
+the state word is a :class:`RingState`, and the fault text is no longer than its field. What
+fails is a :class:`~qudi.util.instream.errors.StreamFormatError` naming the stream and the
+word, and the read consumes nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import numpy as np
 from qudi.util.instream.errors import (
     StreamCapacityError,
     StreamError,
+    StreamFormatError,
     format_bytes,
     format_count,
 )
@@ -58,18 +66,173 @@ from qudi.util.instream.stream_format import (
     describe,
 )
 
-__all__ = ["RingState", "StreamInfo", "StreamRing"]
+__all__ = ["RingControl", "RingState", "StreamInfo", "StreamRing"]
 
 # the control words' indices as plain ints: write_index and friends are on every read's path
-_WRITE, _CLAIM, _STATE, _EPOCH, _FAULT_LENGTH, _RUN_START = map(int, Control)
+_WRITE, _CLAIM, _STATE, _EPOCH, _FAULT_LENGTH, _RUN_START, _SKIPS = map(int, Control)
 _LAST_INDEX = 2**64 - 1  # the control words are uint64
+_STATES = tuple(RingState)  # by value: 0, 1, 2, 3
+_SKIP_WAIT_S = 1.0  # a skip moves two words; longer than this between them is no skip
 
 # Waiting without a condition variable (a reader in another process): poll, backing off.
 _POLL_MIN_S = 50e-6
 _POLL_MAX_S = 2e-3
 
 
-class StreamRing:
+class RingControl:
+    """A ring's control words as its readers see them: every read of them is checked.
+
+    Only the writer writes the control words, but any process of its user can. Every read of
+    an index checks ``seen <= write <= claim <= write + capacity`` (``seen``: the highest write
+    index read before). Read in either order while the writer moves on, the two words may fail
+    that by chance (the writer raises the claim first, then the write index); the slow path
+    then reads them in the order that makes the check exact, and raises only if it still fails.
+    :class:`StreamRing` builds on this; ``_control`` (the words), ``_buf`` (the memory, None
+    once closed), ``name`` and ``capacity`` are set by it.
+    """
+
+    name: str
+    capacity: int
+    _control: np.ndarray
+    _buf: memoryview | None
+    _write_seen: int
+
+    @property
+    def write_index(self) -> int:
+        """Samples ever published (the absolute index one past the newest sample).
+
+        Raises
+        ------
+        StreamFormatError
+            If the control words say something a writer never writes (see
+            :meth:`indices`).
+        """
+        control = self._control
+        seen = self._write_seen
+        write = control.item(_WRITE)
+        if seen <= write <= control.item(_CLAIM) <= write + self.capacity:
+            self._write_seen = write
+            return write
+        return self._settled_indices()[1]
+
+    @property
+    def oldest_index(self) -> int:
+        """Absolute index of the oldest sample still intact (the writer may claim older slots).
+
+        Raises
+        ------
+        StreamFormatError
+            As :attr:`write_index`.
+        """
+        control = self._control
+        seen = self._write_seen
+        claim = control.item(_CLAIM)
+        write = control.item(_WRITE)
+        if seen <= write <= claim <= write + self.capacity:
+            self._write_seen = write
+            return max(0, claim - self.capacity)
+        return self._settled_indices()[0]
+
+    def indices(self) -> tuple[int, int]:
+        """``(oldest_index, write_index)`` read together, so that ``oldest <= write`` always.
+
+        (The two properties read one after the other may see the writer move in between, by
+        more than the capacity if the reader was descheduled.)
+
+        Raises
+        ------
+        StreamFormatError
+            If the write index went back, is ahead of the claim index, or the claim index is
+            more than the capacity ahead of it: the block was written by a process other
+            than its writer. Nothing is read then.
+        """
+        control = self._control
+        seen = self._write_seen
+        claim = control.item(_CLAIM)
+        write = control.item(_WRITE)
+        if seen <= write <= claim <= write + self.capacity:
+            self._write_seen = write
+            return max(0, claim - self.capacity), write
+        return self._settled_indices()
+
+    def _settled_indices(self) -> tuple[int, int]:
+        """``(oldest, write)`` once no :meth:`skip_to` is half done; raise if they are
+        impossible. The slow path of the index properties: runs only when a check failed."""
+        control = self._control
+        deadline = time.monotonic() + _SKIP_WAIT_S
+        pause = _POLL_MIN_S
+        while True:
+            skips = control.item(_SKIPS)
+            seen = self._write_seen
+            claim = control.item(_CLAIM)
+            write = control.item(_WRITE)
+            claim_after = control.item(_CLAIM)
+            if not skips & 1 and control.item(_SKIPS) == skips:  # no skip moved the words
+                problem = _index_problem(seen, claim, write, claim_after, self.capacity)
+                if problem is None:
+                    self._write_seen = max(self._write_seen, write)
+                    return max(0, claim - self.capacity), write
+                raise self._corrupted(problem)
+            if time.monotonic() > deadline:
+                raise self._corrupted(
+                    f"its skip counter holds {skips}: a skip of its writer has been under way "
+                    f"for more than {_SKIP_WAIT_S} s"
+                )
+            time.sleep(pause)  # a skip is under way: its writer is between two stores
+            pause = min(2 * pause, _POLL_MAX_S)
+
+    def _corrupted(self, problem: str) -> StreamFormatError:
+        return StreamFormatError(
+            f"stream '{self.name}': {problem}; a ring's writer never writes that, so another "
+            "process changed its shared memory (nothing was read)"
+        )
+
+    @property
+    def state(self) -> RingState:
+        """Whether the writer produces, stopped, failed or closed the ring.
+
+        Raises
+        ------
+        StreamFormatError
+            If the state word holds no :class:`RingState`.
+        """
+        value = self._control.item(_STATE)
+        if value < len(_STATES):
+            return _STATES[value]
+        valid = ", ".join(f"{state.value} {state.name}" for state in _STATES)
+        raise self._corrupted(f"its state word holds {value}, not a ring state ({valid})")
+
+    @property
+    def run_epoch(self) -> int:
+        """Counts the writer's starts, so readers can tell one run from the next."""
+        return int(self._control.item(_EPOCH))
+
+    @property
+    def run_start_index(self) -> int:
+        """Index of the first sample of the current run (where the run before it ended).
+
+        Raises
+        ------
+        StreamFormatError
+            If it lies beyond the write index (a run starts where the writer was).
+        """
+        start = self._control.item(_RUN_START)  # before the write index: it only grows
+        write = self.write_index
+        if start <= write:
+            return int(start)
+        raise self._corrupted(f"its run start index {start} is beyond its write index {write}")
+
+    @property
+    def fault_message(self) -> str:
+        """The writer's fault as text (at most 1 KiB of UTF-8: its field in the header)."""
+        buf = self._buf
+        if buf is None:
+            return ""
+        length = min(self._control.item(_FAULT_LENGTH), FAULT_BYTES)
+        return bytes(buf[FAULT_OFFSET : FAULT_OFFSET + length]).decode(errors="replace")
+
+
+class StreamRing(RingControl):
     """A ring of fixed-shape samples with one writer and any number of readers.
 
     Parameters
@@ -167,12 +330,13 @@ class StreamRing:
         self.is_shared = block is not None
         self.is_writer = writer
         self._block = block
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer = None
+        self._write_seen = 0  # the highest write index read: it never goes back
         # the writer's process wakes its readers at once; others poll (see wait())
         self._published = threading.Condition() if writer else None
         self._reserved = 0
         self._fault_exception: BaseException | None = None
-        self._buf = buf
+        self._buf: memoryview | None = buf
         self.capacity = layout.capacity
         self.sample_shape = layout.sample_shape
         self.dtype = layout.dtype
@@ -188,36 +352,6 @@ class StreamRing:
             if layout.has_timestamps
             else None
         )
-
-    # ------------------------------------------------------------------ state seen by readers
-    @property
-    def write_index(self) -> int:
-        """Samples ever published (the absolute index one past the newest sample)."""
-        return int(self._control[_WRITE])
-
-    @property
-    def oldest_index(self) -> int:
-        """Absolute index of the oldest sample still intact (the writer may claim older slots)."""
-        return max(0, int(self._control[_CLAIM]) - self.capacity)
-
-    @property
-    def state(self) -> RingState:
-        return RingState(int(self._control[_STATE]))
-
-    @property
-    def run_epoch(self) -> int:
-        """Counts the writer's starts, so readers can tell one run from the next."""
-        return int(self._control[_EPOCH])
-
-    @property
-    def run_start_index(self) -> int:
-        """Index of the first sample of the current run (where the run before it ended)."""
-        return int(self._control[_RUN_START])
-
-    @property
-    def fault_message(self) -> str:
-        length = int(self._control[_FAULT_LENGTH])
-        return bytes(self._buf[FAULT_OFFSET : FAULT_OFFSET + length]).decode(errors="replace")
 
     @property
     def fault_exception(self) -> BaseException | None:
@@ -253,13 +387,17 @@ class StreamRing:
         """Copy samples ``position .. position+count`` into ``out`` (no torn-read check here)."""
         start = position % self.capacity
         first = min(count, self.capacity - start)
-        out[:first] = self._data[start : start + first]
+        data = self._data
+        out[:first] = data[start : start + first]
         if first < count:
-            out[first:count] = self._data[: count - first]
+            out[first:count] = data[: count - first]
         if timestamps_out is not None:
-            timestamps_out[:first] = self._timestamps[start : start + first]
+            stamps = self._timestamps
+            if stamps is None:
+                raise ValueError(f"ring '{self.name}' carries no timestamps")
+            timestamps_out[:first] = stamps[start : start + first]
             if first < count:
-                timestamps_out[first:count] = self._timestamps[: count - first]
+                timestamps_out[first:count] = stamps[: count - first]
 
     def wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
         """Block until ``ready()`` or the timeout (seconds, None = no limit); returns ``ready()``.
@@ -301,12 +439,13 @@ class StreamRing:
             raise ValueError(
                 f"reserve(n={n}): n must be between 1 and the capacity {self.capacity}"
             )
-        write = int(self._control[_WRITE])
+        control = self._control
+        write = control.item(_WRITE)
         start = write % self.capacity
         count = min(n, self.capacity - start)
         claim = write + count
-        if claim > int(self._control[_CLAIM]):
-            self._control[_CLAIM] = claim
+        if claim > control.item(_CLAIM):
+            control[_CLAIM] = claim
         self._reserved = count
         timestamps = None if self._timestamps is None else self._timestamps[start : start + count]
         return self._data[start : start + count], timestamps
@@ -318,9 +457,8 @@ class StreamRing:
             raise ValueError(f"publish(count={count}): only {self._reserved} samples were reserved")
         self._reserved = 0
         if count:
-            self._control[_WRITE] = int(self._control[_WRITE]) + count
-            with self._published:
-                self._published.notify_all()
+            self._control[_WRITE] = self._control.item(_WRITE) + count
+            self.wake_waiters()
 
     def skip_to(self, index: int, *, first: bool = False) -> None:
         """Say that the indices up to ``index`` will never be written: ``index`` becomes the
@@ -328,9 +466,10 @@ class StreamRing:
 
         The skipped slots keep what they held: the receiver that skips tells its readers where
         the gap is (as :class:`~qudi.util.instream.network.StreamSubscriber` does), since a
-        plain :class:`RingReader` cannot know. ``first=True`` places an empty ring at ``index``
-        before anything was written: nothing older counts as kept, not even for a reader
-        ``from_oldest``.
+        plain :class:`RingReader` cannot know. A gap of a capacity or more leaves nothing
+        older kept: every slot would be read as a sample of the gap. ``first=True`` places an
+        empty ring at ``index`` before anything was written: nothing older counts as kept, not
+        even for a reader ``from_oldest``.
 
         Raises
         ------
@@ -343,7 +482,7 @@ class StreamRing:
             On a ring attached read-only or closed.
         """
         self._require_writer()
-        write = int(self._control[_WRITE])
+        write = self._control.item(_WRITE)
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise ValueError(f"skip_to(index={index!r}): index must be a whole number")
         last = _LAST_INDEX - self.capacity
@@ -356,11 +495,19 @@ class StreamRing:
             raise ValueError(
                 f"skip_to(index={index}): {self._reserved} reserved samples are not published"
             )
-        if first and int(self._control[_CLAIM]) != 0:
+        control = self._control
+        if first and control.item(_CLAIM) != 0:
             raise ValueError(f"skip_to(index={index}, first=True): the ring was written already")
-        if first:  # the slots below index were never filled: count them as overwritten
-            self._control[_CLAIM] = index + self.capacity
-        self._control[_WRITE] = index
+        if first or index - write >= self.capacity:
+            claim = index + self.capacity  # no slot holds a sample below index: none is kept
+        else:
+            claim = max(control.item(_CLAIM), index)  # readers check write <= claim
+        # Readers check write <= claim <= write + capacity; between the two stores that may
+        # not hold, so the skip counter is odd meanwhile and a reader that looks then waits.
+        control[_SKIPS] = control.item(_SKIPS) + 1
+        control[_CLAIM] = claim
+        control[_WRITE] = index
+        control[_SKIPS] = control.item(_SKIPS) + 1
         self.wake_waiters()
 
     def write(self, samples: np.ndarray, timestamps: np.ndarray | None = None) -> None:
@@ -381,7 +528,7 @@ class StreamRing:
             data, stamps = self.reserve(min(len(samples) - done, self.capacity))
             count = len(data)
             data[...] = samples[done : done + count]
-            if stamps is not None:
+            if stamps is not None and timestamps is not None:  # both or neither (checked)
                 stamps[...] = timestamps[done : done + count]
             self.publish(count)
             done += count
@@ -392,7 +539,7 @@ class StreamRing:
         self._fault_exception = None
         self._control[_FAULT_LENGTH] = 0
         self._control[_RUN_START] = self._control[_WRITE]  # before the epoch says "new run"
-        self._control[_EPOCH] = int(self._control[_EPOCH]) + 1
+        self._control[_EPOCH] = self._control.item(_EPOCH) + 1
         self._set_state(RingState.RUNNING)
 
     def mark_stopped(self) -> None:
@@ -402,10 +549,10 @@ class StreamRing:
 
     def mark_faulted(self, exception: BaseException) -> None:
         """The producer failed: keep its exception (and its message for other processes)."""
-        self._require_writer()
+        buf = self._require_writer()
         self._fault_exception = exception
         message = f"{type(exception).__name__}: {exception}".encode()[:FAULT_BYTES]
-        self._buf[FAULT_OFFSET : FAULT_OFFSET + len(message)] = message
+        buf[FAULT_OFFSET : FAULT_OFFSET + len(message)] = message
         self._control[_FAULT_LENGTH] = len(message)
         self._set_state(RingState.FAULTED)
 
@@ -413,11 +560,13 @@ class StreamRing:
         self._control[_STATE] = state
         self.wake_waiters()
 
-    def _require_writer(self) -> None:
+    def _require_writer(self) -> memoryview:
+        """The ring's memory, if this is its writer and it is open."""
         if not self.is_writer:
             raise StreamError(f"ring '{self.name}' is attached read-only; only its creator writes")
         if self._buf is None:
             raise StreamError(f"ring '{self.name}' is closed")
+        return self._buf
 
     # --------------------------------------------------------------------------- lifetime
     def close(self) -> None:
@@ -426,7 +575,11 @@ class StreamRing:
             return
         if self.is_writer:
             self._set_state(RingState.CLOSED)
-        self._control = self._data = self._timestamps = None
+        # Let go of every view of the memory before unmapping it; the last control words stay
+        # readable (a closed ring answers its indices), the data arrays are empty.
+        self._control = self._control.copy()
+        self._data = np.empty((0, *self.sample_shape), self.dtype)
+        self._timestamps = None if self._timestamps is None else np.empty(0)
         self._buf = None
         if self._block is not None:
             with contextlib.suppress(BufferError):  # a view is still alive: unmapped at exit
@@ -449,7 +602,27 @@ class StreamRing:
         )
 
 
-def _allocate(layout: RingLayout, name: str, shared: bool):
+def _index_problem(
+    seen: int, claim: int, write: int, claim_after: int, capacity: int
+) -> str | None:
+    """What is impossible about indices read in this order (None if nothing is).
+
+    ``seen`` is the highest write index read before, ``claim`` was read before ``write`` and
+    ``claim_after`` after it; the writer raises the claim index, then the write index.
+    """
+    if write < seen:
+        return f"its write index went back from {seen} to {write}"
+    if write > claim_after:
+        return f"its write index {write} is ahead of its claim index {claim_after}"
+    if claim > write + capacity:
+        return (
+            f"its claim index {claim} is more than its capacity ({capacity}) ahead of its "
+            f"write index {write}"
+        )
+    return None
+
+
+def _allocate(layout: RingLayout, name: str, shared: bool) -> tuple[Any, memoryview]:
     """The ring's memory: ``(block, buf)`` of a new shared block, or ``(None, buf)`` private.
 
     A size this machine cannot hold raises :class:`StreamCapacityError`. A shared block is
@@ -463,8 +636,10 @@ def _allocate(layout: RingLayout, name: str, shared: bool):
     try:
         if shared:
             block = create_block(name, layout.total_bytes, capacity=layout.capacity)
+            if block.buf is None:  # only a closed SharedMemory has none
+                raise StreamError(f"the block of ring '{name}' was closed as it was made")
             return block, block.buf
-        return None, memoryview(np.zeros(layout.total_bytes, np.uint8))
+        return None, np.zeros(layout.total_bytes, np.uint8).data  # calloc: pages on first use
     except MemoryError as exc:
         raise _capacity_error(layout, shared, free) from exc
     except OSError as exc:

@@ -75,6 +75,7 @@ class Control(enum.IntEnum):
     EPOCH = 3  # counts the writer's starts
     FAULT_LENGTH = 4  # bytes of the fault message
     RUN_START = 5  # index of the first sample of the current run
+    SKIPS = 6  # odd while skip_to moves WRITE and CLAIM together (readers then wait)
 
 
 class RingState(enum.IntEnum):
