@@ -165,7 +165,15 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
 
     # ----------------------------------------------------------------------- acquisition
     def start_stream(self) -> None:
-        """Start streaming (harmless while already streaming)."""
+        """Start streaming from sample 0 (harmless while already streaming).
+
+        Raises
+        ------
+        ValueError
+            If the data type cannot hold the counts at the configured rate; nothing starts.
+        RuntimeError
+            If the module is not active.
+        """
         source = self._active_source()
         with self._state_lock:
             if self.module_state() == "locked":
@@ -190,8 +198,27 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
     ) -> None:
         """Block until ``samples_per_channel`` samples are copied into ``data_buffer``.
 
-        Raises ``TimeoutError`` (nothing consumed), ``RuntimeError`` if the stream is not
-        running (or ends) with fewer samples left, and the device buffer's overflow error.
+        Parameters
+        ----------
+        data_buffer : numpy.ndarray
+            Of ``constraints.data_type``, ``[samples, channels]`` or flat (see the interface).
+        samples_per_channel : int
+            Samples to read, at most what fits.
+        timestamp_buffer : numpy.ndarray, optional
+            float64; required with ``sample_timing: 'TIMESTAMP'``.
+        timeout : float, optional
+            Seconds to wait; None waits as long as the stream runs.
+
+        Raises
+        ------
+        TimeoutError
+            If the samples did not arrive in time; nothing was consumed.
+        RuntimeError
+            If the stream is not running (or ends) with fewer samples left, if the device buffer
+            overflowed, or if the ramp reached its data type's exact range (the acquisition
+            stopped; what it took stays readable).
+        TypeError, ValueError
+            If an argument is refused; nothing was consumed.
         """
         data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
         count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
@@ -210,6 +237,16 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
     def read_available_data_into_buffer(
         self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
     ) -> int:
+        """Read what has arrived, never more than fits; 0 when nothing waits.
+
+        Raises
+        ------
+        RuntimeError
+            Once, when the acquisition stopped by itself (device buffer overflow, the ramp's
+            exact range reached); reads after that drain what it took.
+        TypeError, ValueError
+            If a buffer is refused; nothing was consumed.
+        """
         data, stamps, _ = self._checked_buffers(data_buffer, timestamp_buffer)
         try:
             return self._source.read_available_data_into_buffer(data.reshape(-1), stamps)

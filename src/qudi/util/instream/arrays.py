@@ -19,8 +19,29 @@ def as_sample_array(
 ) -> np.ndarray:
     """Return ``array`` viewed as ``[samples, *sample_shape]`` without copying.
 
-    Accepts an array already of that shape, or a flat (1-D) array holding whole samples
-    (the sample-major interleaved layout of ``DataInStreamInterface``).
+    Parameters
+    ----------
+    array : object
+        The caller's buffer: already of that shape, or flat (1-D) holding whole samples (the
+        sample-major interleaved layout of ``DataInStreamInterface``).
+    sample_shape : tuple of int
+        The shape of one sample, e.g. ``(channels,)``.
+    dtype : numpy.dtype
+        The stream's sample dtype, which ``array`` must have.
+    what : str, optional
+        The argument's name, for the error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        A ``[samples, *sample_shape]`` view of ``array``.
+
+    Raises
+    ------
+    TypeError
+        If ``array`` is no numpy array or has another dtype.
+    ValueError
+        If it is not C-contiguous, read-only, or of no fitting shape.
     """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"{what} must be a numpy array, got {type(array).__name__}")
@@ -46,7 +67,27 @@ def as_sample_array(
 
 
 def as_timestamp_array(array: object, what: str = "timestamps") -> np.ndarray:
-    """Check a caller's timestamp buffer: 1-D, float64, C-contiguous, writable."""
+    """Check a caller's timestamp buffer: 1-D, float64, C-contiguous, writable.
+
+    Parameters
+    ----------
+    array : object
+        The caller's buffer.
+    what : str, optional
+        The argument's name, for the error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``array``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``array`` is no numpy array or not float64.
+    ValueError
+        If it is not 1-D, C-contiguous and writable.
+    """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"{what} must be a numpy array, got {type(array).__name__}")
     if array.dtype != np.float64:
@@ -66,9 +107,35 @@ def check_read_buffers(
     timestamps_required: bool = False,
     names: tuple[str, str] = ("out", "timestamps"),
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """A read call's buffers: the samples as a ``[samples, *sample_shape]`` view, the
-    timestamps (or None) and how many samples fit in both. ``names`` are the caller's
-    argument names, for the error messages."""
+    """Check a read call's buffers.
+
+    Parameters
+    ----------
+    out, timestamps : object
+        The caller's sample buffer and timestamp buffer (or None).
+    sample_shape : tuple of int
+        The shape of one sample.
+    dtype : numpy.dtype
+        The stream's sample dtype.
+    has_timestamps : bool
+        Whether the stream carries timestamps.
+    timestamps_required : bool, optional
+        Whether a stream with timestamps needs a timestamp buffer.
+    names : tuple of str, optional
+        The caller's argument names for the two buffers, for the error messages.
+
+    Returns
+    -------
+    tuple
+        The samples as a ``[samples, *sample_shape]`` view, the timestamps (or None) and how
+        many samples fit in both.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If a buffer is refused (see :func:`as_sample_array`, :func:`as_timestamp_array`), or
+        timestamps are given for a stream without them, or missing where required.
+    """
     out_name, stamps_name = names
     samples = as_sample_array(out, sample_shape, dtype, out_name)
     if timestamps is None:
@@ -82,7 +149,33 @@ def check_read_buffers(
 
 
 def check_count(n: object, limit: int, what: str, limit_name: str, *, minimum: int = 0) -> int:
-    """Validate a sample count: an integer in ``minimum .. limit``."""
+    """Validate a sample count: an integer in ``minimum .. limit``.
+
+    Parameters
+    ----------
+    n : object
+        What the caller passed.
+    limit : int
+        The largest valid count.
+    what : str
+        The argument's name, for the error messages.
+    limit_name : str
+        What the limit is, e.g. ``"what fits"``.
+    minimum : int, optional
+        The smallest valid count.
+
+    Returns
+    -------
+    int
+        ``n`` as an int.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is no integer (a ``bool`` is none).
+    ValueError
+        If ``n`` is below ``minimum`` or above ``limit``.
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"{what} must be an integer number of samples, got {n!r}")
     if n < minimum:
@@ -103,7 +196,27 @@ def _is_finite(value: int | float | np.number) -> bool:
 
 
 def check_positive_number(value: object, what: str, meaning: str = "positive") -> float:
-    """Validate a finite number > 0 (a rate, a duration); ``meaning`` completes "must be ..."."""
+    """Validate a finite number > 0 (a rate, a duration).
+
+    Parameters
+    ----------
+    value : object
+        What the caller passed.
+    what : str
+        The argument's name, for the error message.
+    meaning : str, optional
+        Completes "must be ..." in the message.
+
+    Returns
+    -------
+    float
+        ``value`` as a float.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is no finite number above 0.
+    """
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float, np.integer, np.floating))

@@ -203,7 +203,28 @@ class SimulatedSource:
         return self._start_time is not None
 
     def configure(self, active_channels, streaming_mode, channel_buffer_size, sample_rate):
-        """Set what :meth:`start_stream` acquires; refused while acquiring."""
+        """Set what :meth:`start_stream` acquires.
+
+        Parameters
+        ----------
+        active_channels : list of str
+            Channels to acquire, in sample order.
+        streaming_mode : str
+            ``'CONTINUOUS'`` or ``'FINITE'``.
+        channel_buffer_size : int
+            Device buffer size (FINITE: the samples to acquire).
+        sample_rate : float
+            Samples per second.
+
+        Raises
+        ------
+        RuntimeError
+            While acquiring.
+        TypeError, ValueError
+            If the channels or mode are unknown, the data type cannot hold the counts at
+            ``sample_rate``, or a FINITE run is longer than the ramp holds exactly. A refused
+            call changes nothing.
+        """
         if self.is_running:
             raise RuntimeError("cannot configure a running source; stop it first")
         channels = as_channel_names(active_channels, known=list(self._signals))
@@ -272,8 +293,25 @@ class SimulatedSource:
     ) -> None:
         """Wait (without holding any lock) until ``samples_per_channel`` samples arrived, take them.
 
-        Raises ``TimeoutError`` (nothing consumed), :class:`SourceOverflowError`, or
-        ``RuntimeError`` if the acquisition ends with fewer samples than asked for.
+        Parameters
+        ----------
+        data_buffer : numpy.ndarray
+            Flat, sample-major, large enough (the caller checked it).
+        samples_per_channel : int
+            Samples to take.
+        timestamp_buffer : numpy.ndarray, optional
+            float64, filled with TIMESTAMP timing.
+        timeout : float, optional
+            Seconds to wait; None waits as long as the acquisition runs.
+
+        Raises
+        ------
+        TimeoutError
+            If the samples did not arrive in time; nothing was consumed.
+        SourceOverflowError, SourceRangeError
+            Once, when the acquisition stopped by itself.
+        RuntimeError
+            If the acquisition ends with fewer samples than asked for.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
