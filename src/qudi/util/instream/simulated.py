@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from qudi.util.instream.arrays import as_channel_names
 
@@ -90,12 +91,12 @@ def rate_unit_scale(unit: str) -> float | None:
     return _PREFIX[match["prefix"]]
 
 
-def ramp_limit(data_type: object) -> int:
+def ramp_limit(data_type: npt.DTypeLike) -> int:
     """The largest sample index a ramp holds exactly in ``data_type``.
 
     Parameters
     ----------
-    data_type : numpy dtype or type
+    data_type : numpy.typing.DTypeLike
         An integer or float type.
 
     Returns
@@ -110,7 +111,7 @@ def ramp_limit(data_type: object) -> int:
     return min(2 ** (np.finfo(dtype).nmant + 1), 2**63 - 1)
 
 
-def signal_needs_float(signal: str, data_type: object) -> bool:
+def signal_needs_float(signal: str, data_type: npt.DTypeLike) -> bool:
     """Whether ``signal`` (see :data:`SIGNALS`) cannot be held by the integer ``data_type``:
     ``sine`` and ``noise`` take values around -1 to 1."""
     return signal in ("sine", "noise") and np.dtype(data_type).kind in "iu"
@@ -340,8 +341,8 @@ class SimulatedSource:
     def newest_sample(self) -> tuple[np.ndarray, float | None]:
         """The most recently acquired sample (not consumed); zeros before the first one."""
         with self._lock:
-            newest = max(0, min(self._arrived(), self._ramp_end) - 1)
-            data = np.zeros((1, len(self.active_channels)), self.constraints.data_type)
+            newest = max(0, int(min(self._arrived(), self._ramp_end)) - 1)
+            data: np.ndarray = np.zeros((1, len(self.active_channels)), self.constraints.data_type)
             self._generate(data, newest)
             stamp = self._timestamps(newest, 1)[0] if self.has_timestamps else None
         return data[0], stamp
@@ -445,6 +446,7 @@ class SimulatedSource:
         """Photon counts per sample, or per second in the channel's rate unit, within dtype."""
         counts = self._rng.poisson(_PHOTON_FLUX_HZ / self.sample_rate, count)
         scale = self._count_scale[channel]
+        values: np.ndarray
         if scale is None:
             values = counts
         else:
