@@ -132,6 +132,14 @@ def wait_until(condition, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def active_modules(connection, names, timeout: float = 60):
+    """The namespace of qudi with ``names`` active: qudi's namespace server answers before
+    its startup modules have all been activated."""
+    namespace = connection.root.get_namespace_dict
+    wait_until(lambda: set(names) <= set(namespace()), timeout, f"modules {names} to be active")
+    return namespace()
+
+
 def process_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)

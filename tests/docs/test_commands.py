@@ -19,6 +19,7 @@ from tests.docs.markdown import ROOT, block_containing
 from tests.docs.readme_demo import (
     README,
     ReadmeClone,
+    active_modules,
     headless_block,
     process_gone,
     stop_block,
@@ -31,7 +32,7 @@ from tests.qudi.qudi_process import connect, free_port
 def check_streaming(connection) -> tuple[int, str]:
     """Both logics of the headless config read the stream, which another process can read
     too; returns qudi's process id and the stream's name."""
-    namespace = connection.root.get_namespace_dict()
+    namespace = active_modules(connection, ["time_series_logic1", "time_series_logic2"])
     logics = [namespace["time_series_logic1"], namespace["time_series_logic2"]]
     assert [logic.module_state() for logic in logics] == ["locked", "locked"]
     wait_until(lambda: min(len(lg.trace_data[0]) for lg in logics) >= 20, 30, "trace points")

@@ -1,0 +1,130 @@
+"""Every ```python block of README.md and docs/*.md runs as written, each in a Python process
+of its own, as a reader's script would.
+
+A block that is not meant to run is marked in its page (``<!-- not run: reason -->`` on the
+line before it) and is reported as skipped with that reason. docs/jupyter.md runs in Jupyter
+kernels against a running qudi (test_jupyter.py). A block that needs something running
+elsewhere while it runs (the stream another process holds open) gets it from ``CONTEXTS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.docs.markdown import PAGES, ROOT, Block, code_blocks
+
+IN_JUPYTER = {"docs/jupyter.md"}  # run by test_jupyter.py
+
+
+@contextlib.contextmanager
+def stream_held_open_elsewhere(tmp_path):
+    """The stream the README's block above makes ('my_stream': a simulated card, APD counts
+    and a sine at 100 kHz), held open and running in another process."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys
+                from qudi.util.instream import StreamHub
+                from qudi.util.instream.simulated import SimulatedSource
+
+                source = SimulatedSource(["APD", "analog 1"], ["counts", "sine"], sample_rate=100e3)
+                with StreamHub(source, name="my_stream", max_poll_rate=30.0) as hub:
+                    reader = hub.open_reader("analysis", allow_overwrite=True)
+                    reader.start()
+                    print("streaming", flush=True)
+                    sys.stdin.read()  # until the test closes stdin
+                """
+            ),
+        ],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "streaming", "the stream did not start"
+        yield
+    finally:
+        holder.stdin.close()
+        try:
+            holder.wait(30)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.wait(30)
+
+
+# (page, the block's first line): what must run elsewhere while the block runs
+CONTEXTS = {
+    ("README.md", "from qudi.util.instream import attach, list_streams"): (
+        stream_held_open_elsewhere
+    ),
+}
+
+# blocks that cannot run as written and are not marked yet in pages this suite does not own:
+# each must get `<!-- not run: ... -->` in its page (then remove it here)
+UNMARKED = {
+    ("docs/remote.md", "from qudi.util.instream import attach"): (
+        "attaches to 'instream_dummy_12345', a stream of a qudi with process id 12345, and "
+        "binds the fixed port 5555 of every interface"
+    ),
+    ("docs/remote.md", "import numpy as np"): (
+        "subscribes to tcp://daq-pc.lab:5555, a host that does not exist here"
+    ),
+}
+
+
+def key(block: Block) -> tuple[str, str]:
+    return str(block.page.relative_to(ROOT)), block.first_line
+
+
+def python_blocks() -> list[Block]:
+    return [
+        block
+        for page in PAGES
+        if str(page.relative_to(ROOT)) not in IN_JUPYTER
+        for block in code_blocks(page, "python")
+    ]
+
+
+def cases():
+    for block in python_blocks():
+        marks = []
+        if block.not_run is not None:
+            marks.append(pytest.mark.skip(reason=f"{block.id}: not run: {block.not_run}"))
+        elif key(block) in UNMARKED:
+            marks.append(
+                pytest.mark.xfail(
+                    strict=True,
+                    reason=f"{block.id} cannot run as written ({UNMARKED[key(block)]}): the "
+                    "page needs <!-- not run: ... --> before it",
+                )
+            )
+        yield pytest.param(block, id=block.id, marks=marks)
+
+
+def test_every_context_and_unmarked_entry_names_a_block_of_the_pages():
+    keys = {key(block) for block in python_blocks() if block.not_run is None}
+    assert set(CONTEXTS) <= keys, f"stale CONTEXTS: {set(CONTEXTS) - keys}"
+    assert set(UNMARKED) <= keys, f"marked or gone, remove from UNMARKED: {set(UNMARKED) - keys}"
+
+
+@pytest.mark.parametrize("block", list(cases()))
+def test_python_block_runs_as_written(block, tmp_path):
+    context = CONTEXTS.get(key(block), lambda _: contextlib.nullcontext())
+    with context(tmp_path):
+        run = subprocess.run(
+            [sys.executable, "-c", block.code],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 0, f"{block.id} failed:\n{block.code}\n{run.stderr[-4000:]}"
