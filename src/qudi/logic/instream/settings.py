@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from qudi.logic.instream.trace import trace_bytes_per_point
+from qudi.util.instream.arrays import as_channel_names
 
 __all__ = [
     "MIN_FRAME_RATE",
@@ -324,15 +325,8 @@ def checked_channels(
     ValueError
         Unknown, repeated or no channels, naming the valid ones.
     """
-    for name, channels in (("enabled", enabled), ("averaged", averaged)):
-        if isinstance(channels, str) or not isinstance(channels, Iterable):
-            raise TypeError(f"{name} must be a list of channel names, got {channels!r}")
-    enabled = list(enabled)
-    available = list(available)
-    unknown = [ch for ch in enabled if ch not in available]
-    if not enabled or unknown or len(set(enabled)) != len(enabled):
-        raise ValueError(
-            f"active channels {enabled} must be a non-empty selection of {available}, "
-            "each at most once"
-        )
+    # averaged may be empty, so only its type is checked; enabled gets the streamers' check
+    if isinstance(averaged, str) or not isinstance(averaged, Iterable):
+        raise TypeError(f"averaged must be a list of channel names, got {averaged!r}")
+    enabled = list(as_channel_names(enabled, "enabled", known=list(available)))
     return enabled, [ch for ch in averaged if ch in enabled]
