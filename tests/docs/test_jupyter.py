@@ -29,10 +29,6 @@ from tests.docs.readme_demo import (
 PAGE = ROOT / "docs" / "jupyter.md"
 
 
-class KnownIssue12(Exception):
-    """A failure this test recognised as a known defect of issue 12 (see the xfail reason)."""
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """qudi as the README starts it without a screen, streaming, with qudi's kernel
@@ -119,16 +115,9 @@ def test_in_qudi_kernel_a_module_appears_from_the_cell_after_its_activation(demo
     assert modules["time_series_logic2"].module_state() == "locked"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownIssue12,
-    reason=(
-        "issue 12: a RemoteHub.join(...).configure(...) refused with StreamBusyError leaves the "
-        "consumer joined, so the same cell again fails with 'already has a consumer named ...' "
-        "(fix in src/qudi/util/instream/sharing.py)"
-    ),
-)
 def test_a_refused_configure_leaves_nothing_joined(demo):
+    """Run again, a notebook cell whose change was refused is refused again: the refusal
+    left nothing joined (not "already has a consumer named 'my notebook'")."""
     _, connection = demo
     cell = (  # the page's first version of this example, run twice as a notebook cell
         'hub = RemoteHub.join(instream_dummy, "my notebook")\n'
@@ -144,24 +133,12 @@ def test_a_refused_configure_leaves_nothing_joined(demo):
                 exec(cell, namespace)
             except StreamBusyError:
                 continue  # refused, as it must be while the demo's logics stream
-            except Exception as error:
-                if "already has a consumer" in str(error):
-                    raise KnownIssue12(str(error)) from error
-                raise
             pytest.fail("the demo's logics stream: the change must be refused")
     finally:
         if "hub" in namespace:
             namespace["hub"].close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason=(
-        "issue 12: a StreamBusyError raised through RemoteHub has no .running_readers "
-        "(fix in src/qudi/util/instream/sharing.py)"
-    ),
-)
 def test_a_refusal_through_remote_hub_names_the_running_readers(demo):
     _, connection = demo
     hub = RemoteHub.join(connection.root.get_namespace_dict()["instream_dummy"], "busy check")
