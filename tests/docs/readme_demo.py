@@ -117,12 +117,23 @@ class ReadmeClone:
             raise AssertionError(f"qudi did not exit:\n{self.log()[-4000:]}") from None
 
     def close(self) -> None:
-        """Kill whatever of the started commands still runs (a failed test's leftovers)."""
-        if self.process is None:
+        """End whatever of the started commands still runs (a failed test's leftovers): ask
+        qudi to quit, and kill the process group only if it does not. (Killing it at once
+        would also kill Python's resource tracker, which removes qudi's shared memory.)"""
+        if self.process is None or self.process.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(30)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(
+                [sys.executable, str(ROOT / "scripts" / "stop_qudi.py"), str(self.namespace_port)],
+                capture_output=True,
+                timeout=60,
+            )
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(30)
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
 
 
 def wait_until(condition, timeout: float, what: str) -> None:

@@ -3,8 +3,10 @@ port check, and where a pip install puts the example configs."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -159,9 +161,15 @@ def test_demo_names_a_taken_port_and_starts_on_the_free_ports_it_suggests(tmp_pa
         assert demo.wait(60) == 0
         assert process_gone(pid)
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait(30)
+        if demo.poll() is None:  # a failed test's leftover: stop it, kill it if need be
+            subprocess.run(
+                [sys.executable, "scripts/stop_qudi.py", str(port)], cwd=ROOT, timeout=90
+            )
+            try:
+                demo.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(demo.pid, signal.SIGKILL)
+                demo.wait(30)
 
 
 def test_demo_with_windows_checks_the_remote_modules_port_too(tmp_path, busy_port):
