@@ -144,10 +144,13 @@ print(config_path)
 EOF
 )
 
+# qudi's Jupyter kernel, for notebooks on this demo (the manager window also needs it: without
+# it, it shows an error popup and never quits). It lives in the demo's HOME, and connects to
+# the qudi of the config last loaded there: this one.
+"$VENV/bin/python" -m qudi.core.qudikernel install >/dev/null
+echo "demo: Jupyter with qudi's kernel on this demo: HOME=\"$HOME\" \"$VENV/bin/jupyter\" lab" >&2
 if [ "$mode" = no-gui ]; then
     echo "demo: qudi without windows; stop it with Ctrl+C or: .venv/bin/python scripts/stop_qudi.py" >&2
     exec "$VENV/bin/qudi" --no-gui -c "$config"  # -c: absolute path
 fi
-# qudi's manager needs its Jupyter kernelspec, or it shows an error popup and never quits.
-"$VENV/bin/python" -m qudi.core.qudikernel install >/dev/null
 exec "$VENV/bin/qudi" -c "$config"  # -c: absolute path
