@@ -21,12 +21,14 @@ from __future__ import annotations
 import enum
 import json
 import math
+import numbers
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeGuard
 
 import numpy as np
+import numpy.typing as npt
 
 from qudi.util.instream.errors import StreamFormatError
 
@@ -44,11 +46,14 @@ __all__ = [
     "RingLayout",
     "RingState",
     "StreamInfo",
+    "check_info",
     "check_sample_dtype",
     "checked_format",
+    "decode_description",
     "describe",
     "dtype_description",
     "dtype_from_description",
+    "encode_description",
     "parse_description",
 ]
 
@@ -64,6 +69,9 @@ ALIGN = 64
 
 # What can go wrong while reading a description someone else wrote (nothing is trusted).
 _BAD_DESCRIPTION = (KeyError, ValueError, TypeError, AttributeError, IndexError, RecursionError)
+_MAX_STRUCT_DEPTH = 16  # structs in structs: numpy's own descriptions stay far below
+_MAX_EXTRA_DEPTH = 32  # lists and objects in ``extra``
+_MAX_DIMS = 32  # of a sample (numpy allows 64 for the whole array)
 
 
 class Control(enum.IntEnum):
@@ -109,14 +117,21 @@ def dtype_from_description(description: Any) -> np.dtype:
     return np.lib.format.descr_to_dtype(_as_descr(description))
 
 
-def _as_descr(description: Any) -> Any:
+def _as_descr(description: Any, depth: int = 0) -> Any:
     """JSON turns the tuples of a structured dtype description into lists; turn them back.
 
     A struct is a list of fields ``[name, dtype]`` or ``[name, dtype, shape]``; a name may be
-    a ``[title, name]`` pair and a field's dtype a struct again.
+    a ``[title, name]`` pair and a field's dtype a struct again, at most 16 levels deep. Only
+    what :func:`dtype_description` writes is read: a str or such a list.
     """
-    if not isinstance(description, list):
+    if isinstance(description, str):
         return description
+    if not isinstance(description, list):
+        raise TypeError(
+            f"a dtype is described by a str or a list of fields, not {_short(description)}"
+        )
+    if depth >= _MAX_STRUCT_DEPTH:
+        raise TypeError(f"the dtype nests structs more than {_MAX_STRUCT_DEPTH} levels deep")
     fields = []
     for entry in description:
         if not isinstance(entry, list) or len(entry) not in (2, 3):
@@ -124,9 +139,12 @@ def _as_descr(description: Any) -> Any:
                 f"a struct field must be [name, dtype] or [name, dtype, shape], got {_short(entry)}"
             )
         name, field_type, *shape = entry
-        field = (tuple(name) if isinstance(name, list) else name, _as_descr(field_type))
+        field: tuple[Any, ...] = (
+            tuple(name) if isinstance(name, list) else name,
+            _as_descr(field_type, depth + 1),
+        )
         if shape:
-            field += (tuple(shape[0]) if isinstance(shape[0], list) else shape[0],)
+            field = (*field, tuple(shape[0]) if isinstance(shape[0], list) else shape[0])
         fields.append(field)
     return fields
 
@@ -138,14 +156,44 @@ def check_sample_dtype(dtype: np.dtype) -> None:
     ------
     TypeError
         For a dtype holding Python objects anywhere (``object``, or a struct or subarray with
-        an object inside) and for a dtype of zero bytes.
+        an object inside), for a dtype, struct field or subarray of zero bytes (nested ones
+        included), and for a subarray dtype (its shape belongs in the sample shape).
     """
-    if dtype.hasobject or dtype.itemsize == 0:
-        what = "holds Python objects" if dtype.hasobject else "has zero bytes per sample"
+    if dtype.hasobject:
         raise TypeError(
-            f"dtype {dtype} {what}, so it cannot live in shared memory or be streamed: use a "
-            "fixed-size dtype of numbers or bytes (structs and subarrays of them included)"
+            f"dtype {dtype} holds Python objects, so it cannot live in shared memory or be "
+            "streamed: use a fixed-size dtype of numbers or bytes (structs and subarrays of "
+            "them included)"
         )
+    empty = _zero_sized_part(dtype)
+    if empty is not None:
+        raise TypeError(
+            f"dtype {dtype} has zero bytes per sample{empty}, so it cannot live in shared "
+            "memory or be streamed: use a fixed-size dtype of numbers or bytes (structs and "
+            "subarrays of them included, every field at least one byte)"
+        )
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        raise TypeError(
+            f"dtype {dtype} is a subarray: give its shape {shape} as (part of) the sample shape "
+            f"and {base} as the dtype"
+        )
+
+
+def _zero_sized_part(dtype: np.dtype) -> str | None:
+    """``""`` if ``dtype`` has no bytes, ``" in field 'a.b'"`` if a field has none, else None."""
+    if dtype.itemsize == 0:
+        return ""
+    parts: list[tuple[str, np.dtype]] = [("", dtype)]
+    while parts:  # no recursion: a struct may nest as deep as numpy lets it
+        path, part = parts.pop()
+        if part.itemsize == 0:
+            return f" in field '{path}'"
+        if part.subdtype is not None:
+            parts.append((path, part.subdtype[0]))
+        for name, (field_type, *_) in (part.fields or {}).items():
+            parts.append((f"{path}.{name}" if path else str(name), field_type))
+    return None
 
 
 # ------------------------------------------------------------------------- the codec
@@ -170,6 +218,44 @@ def describe(
     }
 
 
+def encode_description(description: Mapping[str, Any]) -> bytes:
+    """A description as strict JSON (no NaN or Infinity), as :func:`decode_description` reads it.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For values that strict JSON cannot hold.
+    """
+    return json.dumps(description, allow_nan=False).encode()
+
+
+def decode_description(raw: bytes | bytearray | memoryview, what: str = "description") -> dict:
+    """The JSON object in ``raw``: the first step of reading a description from a header or
+    from the wire (then :func:`parse_description`).
+
+    Raises
+    ------
+    StreamFormatError
+        If ``raw`` is not strict JSON (NaN and Infinity are not), nests deeper than JSON can be
+        read, or holds anything but an object (``null``, a list, a number).
+    """
+    try:
+        value = json.loads(bytes(raw), parse_constant=_refuse_constant)
+    except RecursionError:
+        raise StreamFormatError(f"the {what} nests deeper than it can be read") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError among them
+        raise StreamFormatError(f"the {what} is not JSON ({str(exc)[:100]})") from None
+    if not isinstance(value, dict):
+        raise StreamFormatError(
+            f"the {what} is {_short(value)}, not an object of fields (a stream description)"
+        )
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is no JSON number")
+
+
 def parse_description(
     description: Mapping[str, Any],
 ) -> tuple[tuple[np.dtype, tuple[int, ...], bool], StreamInfo, int]:
@@ -177,7 +263,8 @@ def parse_description(
 
     Only JSON values are used, nothing is evaluated. ``dtype``, ``sample_shape``,
     ``timestamps`` and ``capacity`` are required; the meaning (names, units, rate, timing,
-    extra) defaults to "unknown".
+    extra) defaults to "unknown". Nothing is coerced: ``"4096"`` is no capacity, ``2.9`` no
+    dimension and ``"no"`` not false.
 
     Returns
     -------
@@ -187,51 +274,145 @@ def parse_description(
     Raises
     ------
     StreamFormatError
-        Naming the field that is missing, of the wrong kind, or impossible (a dtype holding
-        objects or of zero bytes, a shape or capacity below 1).
+        Naming the field, its value and what would be valid, for a field that is missing, of
+        the wrong kind, or impossible: a dtype holding objects or of zero bytes (a field or
+        subarray of it included), a shape or capacity below 1, channel names or units that do
+        not match the channels per sample, a sample rate that is negative or not finite, an
+        ``extra`` that is no object or nests more than 32 levels deep.
     """
+    if not isinstance(description, Mapping):
+        raise StreamFormatError(
+            f"bad field: the description is {_short(description)}, not an object of fields"
+        )
     try:
         dtype = _sample_dtype(description["dtype"])
-        shape = tuple(_whole(n, "sample_shape") for n in _listed(description, "sample_shape"))
+        shape = _sample_shape(_listed(description, "sample_shape"))
         has_timestamps = description["timestamps"]
         if not isinstance(has_timestamps, bool):
             raise TypeError(f"timestamps is {_short(has_timestamps)}, not true or false")
         capacity = _whole(description["capacity"], "capacity")
-        rate = description.get("sample_rate")
-        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float))):
-            raise TypeError(f"sample_rate is {_short(rate)}, not a number")
         extra = description.get("extra", {})
         if not isinstance(extra, dict):
-            raise TypeError(f"extra is {type(extra).__name__}, not an object")
-        timing = description.get("sample_timing", "CONSTANT")
-        if not isinstance(timing, str):
-            raise TypeError(f"sample_timing is {_short(timing)}, not a name")
+            raise TypeError(
+                f"extra is {type(extra).__name__}, not an object ({_short(extra)}): use a JSON "
+                "object"
+            )
+        rate = description.get("sample_rate")
         info = StreamInfo(
             channel_names=_names(description, "channel_names"),
             channel_units=_names(description, "channel_units"),
-            sample_rate=None if rate is None else float(rate),
-            sample_timing=timing,
+            sample_rate=float(rate) if _is_number(rate) else rate,
+            sample_timing=description.get("sample_timing", "CONSTANT"),
             extra=extra,
         )
+        if any(n < 1 for n in shape) or capacity < 1:
+            raise ValueError(
+                f"impossible format: shape {_short(shape)}, capacity {capacity} (both need >= 1)"
+            )
+        check_info(info, shape)
     except KeyError as exc:
         raise StreamFormatError(f"bad field: {exc} is missing") from None
     except _BAD_DESCRIPTION as exc:
         raise StreamFormatError(f"bad field: {exc}") from None
-    if any(n < 1 for n in shape) or capacity < 1:
-        raise StreamFormatError(
-            f"impossible format: shape {_short(shape)}, capacity {capacity} (both need >= 1)"
-        )
     return (dtype, shape, has_timestamps), info, capacity
+
+
+def check_info(info: StreamInfo, sample_shape: tuple[int, ...]) -> None:
+    """Refuse a meaning that does not fit samples of ``sample_shape`` or cannot be JSON.
+
+    The one check of a stream's meaning, for a writer's :class:`StreamInfo` and a received
+    description alike.
+
+    Raises
+    ------
+    TypeError
+        For names or units that are not str, a sample rate or timing of the wrong kind, and
+        an ``extra`` that strict JSON cannot hold or that nests more than 32 levels deep.
+    ValueError
+        For channel names that are not one per channel (the first dimension of a sample),
+        units that are not one per name, and a negative or infinite sample rate.
+    """
+    names, units = info.channel_names, info.channel_units
+    for key, values in (("channel_names", names), ("channel_units", units)):
+        if not isinstance(values, (tuple, list)) or not all(isinstance(v, str) for v in values):
+            raise TypeError(
+                f"{key} holds something other than names: {_short(values)} (use a list of str)"
+            )
+    channels = sample_shape[0] if sample_shape else 1
+    if names and len(names) != channels:
+        raise ValueError(
+            f"channel_names: {len(names)} channel names for {channels} channels per sample "
+            f"(sample_shape {list(sample_shape)}): give one name per channel, or none"
+        )
+    if units and len(units) != len(names):
+        raise ValueError(
+            f"channel_units: {len(units)} channel units for {len(names)} channel names: give "
+            "one unit per name, or none"
+        )
+    rate = info.sample_rate
+    if rate is not None:
+        if not _is_number(rate):
+            raise TypeError(
+                f"sample_rate is {_short(rate)}, not a number: use a finite number >= 0 of "
+                "samples per second, or null for unknown"
+            )
+        if not (math.isfinite(float(rate)) and float(rate) >= 0):
+            raise ValueError(
+                f"sample_rate is {rate!r}: use a finite number >= 0 of samples per second, or "
+                "null for unknown"
+            )
+    if not isinstance(info.sample_timing, str):
+        raise TypeError(
+            f"sample_timing is {_short(info.sample_timing)}, not a name (such as 'CONSTANT')"
+        )
+    depth = _depth(info.extra)
+    if depth > _MAX_EXTRA_DEPTH:
+        raise TypeError(f"extra nests {depth} levels deep: at most {_MAX_EXTRA_DEPTH} are kept")
+    try:
+        encode_description(dict(info.extra))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"extra must be JSON-serialisable (strict JSON: {exc})") from None
+
+
+def _is_number(value: object) -> TypeGuard[numbers.Real]:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and dicts nest in ``value`` (without recursion; stops past the limit)."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, (list, tuple)):
+            deepest = max(deepest, depth)
+            if depth <= _MAX_EXTRA_DEPTH:
+                pending.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def _sample_dtype(value: Any) -> np.dtype:
     try:
         dtype = dtype_from_description(value)
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, RecursionError) as exc:
         reason = str(exc)[:80]
-        raise TypeError(f"dtype {_short(value)} is not a dtype's description ({reason})") from None
+        raise TypeError(
+            f"dtype {_short(value)} is not a dtype's description ({reason}): use numpy's "
+            "description of a fixed-size dtype, such as '<f8'"
+        ) from None
     check_sample_dtype(dtype)
     return dtype
+
+
+def _sample_shape(dimensions: list) -> tuple[int, ...]:
+    if len(dimensions) > _MAX_DIMS:
+        raise ValueError(
+            f"sample_shape has {len(dimensions)} dimensions: at most {_MAX_DIMS} (the ring "
+            "adds one for the sample index)"
+        )
+    return tuple(_whole(n, "sample_shape") for n in dimensions)
 
 
 def _listed(description: Mapping[str, Any], key: str) -> list:
@@ -242,10 +423,7 @@ def _listed(description: Mapping[str, Any], key: str) -> list:
 
 
 def _names(description: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    names = tuple(_listed(description, key))
-    if not all(isinstance(name, str) for name in names):
-        raise TypeError(f"{key} holds something other than names: {_short(names)}")
-    return names
+    return tuple(_listed(description, key))  # each one a str: see check_info
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -259,7 +437,7 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def _whole(value: Any, key: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{key} holds {_short(value)}, not a whole number")
+        raise TypeError(f"{key} holds {_short(value)}, not a whole number (use whole numbers >= 1)")
     return value
 
 
@@ -292,8 +470,7 @@ class RingLayout:
         header_bytes: int | None = None,
     ) -> RingLayout:
         """The layout of a ring of this format (offsets need not be stored: they follow)."""
-        metadata = json.dumps(describe(capacity, sample_shape, dtype, has_timestamps, info))
-        metadata = metadata.encode()
+        metadata = encode_description(describe(capacity, sample_shape, dtype, has_timestamps, info))
         if header_bytes is None:
             header_bytes = _aligned(METADATA_OFFSET + len(metadata))
         sample_bytes = math.prod(sample_shape) * dtype.itemsize
@@ -336,9 +513,8 @@ class RingLayout:
         if header_bytes % ALIGN:
             raise StreamFormatError(f"'{name}' has a corrupted header (header size)")
         try:
-            meta = json.loads(bytes(buf[METADATA_OFFSET : METADATA_OFFSET + metadata_bytes]))
-            if not isinstance(meta, dict):
-                raise StreamFormatError(f"metadata is {type(meta).__name__}, not an object")
+            raw = bytes(buf[METADATA_OFFSET : METADATA_OFFSET + metadata_bytes])  # no view kept
+            meta = decode_description(raw, "metadata")
             (dtype, sample_shape, has_timestamps), info, capacity = parse_description(meta)
         except (StreamFormatError, *_BAD_DESCRIPTION) as exc:
             raise StreamFormatError(f"'{name}' has a corrupted header ({exc})") from None
@@ -353,50 +529,54 @@ class RingLayout:
 
 # ------------------------------------------------------------------- a writer's format
 def checked_format(
-    capacity: object, sample_shape: object, dtype: object, info: object
+    capacity: object, sample_shape: object, dtype: npt.DTypeLike, info: object
 ) -> tuple[int, tuple[int, ...], np.dtype, StreamInfo]:
     """A new ring's format, checked: ``(capacity, sample_shape, dtype, info)``.
+
+    What a reader would refuse in a header (see :func:`parse_description`) is refused here,
+    before any memory is taken. Channel names and units come back as tuples.
 
     Raises
     ------
     ValueError
-        For a capacity or a sample shape that is not positive whole numbers, and channel names
-        or units that do not match the channels per sample.
+        For a capacity or a sample shape that is not positive whole numbers (at most 32
+        dimensions), and a meaning that does not fit (see :func:`check_info`).
     TypeError
         For a dtype that numpy does not know or that cannot live in shared memory (see
-        :func:`check_sample_dtype`), an ``info`` that is no :class:`StreamInfo`, and an
-        ``info.extra`` that JSON cannot hold.
+        :func:`check_sample_dtype`), an ``info`` that is no :class:`StreamInfo`, and a meaning
+        of the wrong kinds (see :func:`check_info`).
     """
     if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
         raise ValueError(f"capacity must be a positive number of samples, got {capacity!r}")
-    given = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
+    shape = _writer_shape(sample_shape)
     try:
-        shape = tuple(given)
-    except TypeError:
-        shape = (0,)  # reported just below
-    if any(isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in shape):
-        raise ValueError(f"sample_shape must be a tuple of positive integers, got {given!r}")
-    shape = tuple(int(n) for n in shape)
-    try:
-        dtype = np.dtype(dtype)
+        sample_dtype = np.dtype(dtype)
     except TypeError as exc:
         raise TypeError(f"dtype {dtype!r} is not a numpy dtype ({exc})") from None
-    check_sample_dtype(dtype)
+    check_sample_dtype(sample_dtype)
     if info is None:
         info = StreamInfo()
     elif not isinstance(info, StreamInfo):
         raise TypeError(f"info must be a StreamInfo (or None), got {type(info).__name__}")
-    channels = shape[0] if shape else 1
-    if info.channel_names and len(info.channel_names) != channels:
+    check_info(info, shape)
+    info = replace(
+        info, channel_names=tuple(info.channel_names), channel_units=tuple(info.channel_units)
+    )
+    return int(capacity), shape, sample_dtype, info
+
+
+def _writer_shape(sample_shape: object) -> tuple[int, ...]:
+    """``sample_shape`` (a count, or an iterable of counts) as a tuple of ints, checked."""
+    given = (sample_shape,) if isinstance(sample_shape, (int, np.integer)) else sample_shape
+    dimensions: tuple[object, ...] = tuple(given) if isinstance(given, Iterable) else (0,)
+    counts = tuple(
+        int(n)
+        for n in dimensions
+        if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
+    )
+    if len(counts) != len(dimensions) or len(counts) > _MAX_DIMS:
         raise ValueError(
-            f"{len(info.channel_names)} channel names for {channels} channels per sample"
+            f"sample_shape must be a tuple of positive integers, got {_short(given)} (at "
+            f"most {_MAX_DIMS} of them)"
         )
-    if info.channel_units and len(info.channel_units) != len(info.channel_names):
-        raise ValueError(
-            f"{len(info.channel_units)} channel units for {len(info.channel_names)} channel names"
-        )
-    try:
-        json.dumps(dict(info.extra))
-    except TypeError as exc:
-        raise TypeError(f"info.extra must be JSON-serialisable: {exc}") from None
-    return int(capacity), shape, dtype, info
+    return counts
