@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 import threading
 import time
 
@@ -258,10 +259,30 @@ def test_duplicate_reader_names_are_refused(hub):
         hub.open_reader("logic")
 
 
-@pytest.mark.parametrize("rate", [0, -1, float("nan"), "fast"])
-def test_bad_poll_rate_is_refused(source, rate):
-    with pytest.raises(ValueError, match="max_poll_rate"):
+@pytest.mark.parametrize("rate", [0, -1, float("nan"), "fast", 1e-9, 1e-4, 0.5, 1001, 1e9])
+def test_bad_poll_rate_is_refused_with_the_valid_range(source, rate):
+    """Found: 1e-9 gave a StreamCapacityError about a 2.9 TiB ring, naming no option, and
+    1e-4 silently made a 2 M-sample ring."""
+    message = f"max_poll_rate must be a number of Hz from 1 to 1000, got {rate!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
         StreamHub(source, name="test_bad_rate", shared=False, max_poll_rate=rate)
+
+
+def test_a_poll_rate_raised_later_is_checked_too(hub):
+    hub.max_poll_rate = 500.0
+    assert hub.max_poll_rate == 500.0
+    for rate in (1e-9, "fast", 5000):
+        with pytest.raises(ValueError, match="max_poll_rate must be a number of Hz from 1"):
+            hub.max_poll_rate = rate
+        assert hub.max_poll_rate == 500.0  # a refused change changes nothing
+
+
+@pytest.mark.parametrize("rate", [1.0, 30.0, 1000.0])
+def test_the_ring_holds_a_few_polls_at_any_valid_poll_rate(rate):
+    source = HandFedSource(sample_rate=100_000.0, buffer_size=2**20)
+    with StreamHub(source, name="test_rate_ring", shared=False, max_poll_rate=rate) as hub:
+        assert hub.ring.capacity >= 4 * 100_000 / rate  # at least 4 polls
+        assert hub.ring.capacity <= 2 * max(4 * 100_000 / rate, 100_000) + 50_000
 
 
 def test_closed_hub_refuses_use_and_ends_readers(source):

@@ -105,10 +105,14 @@ def test_dummy_options_with_wrong_types_or_values(
     [
         ({"allow_overwrite": 1}, "option 'allow_overwrite' is 1: use True or False"),
         ({"allow_overwrite": None}, "option 'allow_overwrite' is None: use True or False"),
-        ({"max_poll_rate": 1001}, "option 'max_poll_rate' is 1001: use a number of Hz above 0, at"),
-        ({"max_poll_rate": -1}, "option 'max_poll_rate' is -1: use a number of Hz above 0"),
+        ({"max_poll_rate": 1001}, "option 'max_poll_rate' is 1001: use a number of Hz from 1 to"),
+        ({"max_poll_rate": -1}, "option 'max_poll_rate' is -1: use a number of Hz from 1 to 1000"),
         ({"max_poll_rate": True}, "option 'max_poll_rate' is True: use a number of Hz"),
         ({"max_poll_rate": float("nan")}, "option 'max_poll_rate' is nan: use a number of Hz"),
+        # found: a StreamCapacityError about a 2.9 TiB ring that did not name the option
+        ({"max_poll_rate": 1e-9}, "option 'max_poll_rate' is 1e-09: use a number of Hz from 1"),
+        # found: accepted, and the streamer's ring silently grew to 2 M samples
+        ({"max_poll_rate": 1e-4}, "option 'max_poll_rate' is 0.0001: use a number of Hz from 1"),
     ],
 )
 def test_buffer_options_with_wrong_types_or_values(

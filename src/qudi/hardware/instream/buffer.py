@@ -6,7 +6,8 @@ Example config (copy into the ``hardware:`` section; one buffer per consumer)::
         module.Class: 'instream.buffer.DataInStreamBuffer'
         options:
             allow_overwrite: False   # optional: False raises on lost samples, True skips them
-            max_poll_rate: 30.0      # optional: most reads of the streamer per second (Hz)
+            max_poll_rate: 30.0      # optional: most reads of the streamer per second (Hz,
+                                     # 1 to 1000)
             transport: 'auto'        # optional, for a streamer in another qudi: 'auto',
                                      # 'shared_memory' (same host) or 'zmq' (any host)
             publish_address: 'tcp://127.0.0.1:*'  # optional: where consumers on other hosts
@@ -48,6 +49,7 @@ from qudi.interface.instream_interface import (
 from qudi.util.instream.arrays import as_channel_names, check_count
 from qudi.util.instream.contracts import JoinedHub, StreamReader
 from qudi.util.instream.enums import member_name
+from qudi.util.instream.hub import MAX_POLL_RATE, MIN_POLL_RATE, check_poll_rate
 from qudi.util.instream.sharing import (
     TRANSPORTS,
     StreamShare,
@@ -111,10 +113,13 @@ class DataInStreamBuffer(DataInStreamInterface):
                 f"option 'allow_overwrite' is {self._allow_overwrite!r}: use True or False"
             )
         rate = self._max_poll_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1000:
+        try:
+            check_poll_rate(rate)
+        except ValueError:
             raise ValueError(
-                f"option 'max_poll_rate' is {rate!r}: use a number of Hz above 0, at most 1000"
-            )
+                f"option 'max_poll_rate' is {rate!r}: use a number of Hz from "
+                f"{MIN_POLL_RATE:g} to {MAX_POLL_RATE:g} (how often the streamer is read)"
+            ) from None
         if self._transport not in TRANSPORTS:
             raise ValueError(
                 f"option 'transport' is {self._transport!r}: use one of {list(TRANSPORTS)}"

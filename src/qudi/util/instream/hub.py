@@ -32,11 +32,24 @@ from qudi.util.instream.pump import Pump
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.ring import RingState, StreamInfo, StreamRing
 
-__all__ = ["HubReader", "HubStats", "ReaderStats", "StreamHub", "StreamSource"]
+__all__ = [
+    "MAX_POLL_RATE",
+    "MIN_POLL_RATE",
+    "HubReader",
+    "HubStats",
+    "ReaderStats",
+    "StreamHub",
+    "StreamSource",
+    "check_poll_rate",
+]
 
 log = logging.getLogger(__name__)
 
 MIN_RING_SAMPLES = 1024
+# Below 1 Hz readers would wait seconds for each batch and the ring would have to hold that
+# long; above 1000 Hz the pump would spend its time in calls, not in copies.
+MIN_POLL_RATE = 1.0
+MAX_POLL_RATE = 1000.0
 _RATE_WINDOW_S = 1.0
 _RUNS_REMEMBERED = 64  # a reader stopped this many runs ago gets nothing more of its run
 _T = TypeVar("_T")
@@ -66,6 +79,21 @@ class HubStats:
     ring_capacity: int
     fault: str | None
     readers: tuple[ReaderStats, ...]
+
+
+def check_poll_rate(rate: object) -> float:
+    """``rate`` as a float if it is a valid ``max_poll_rate``: a number of Hz from 1 to 1000.
+
+    Raises
+    ------
+    ValueError
+        Naming ``max_poll_rate``, the value and the valid range otherwise.
+    """
+    meaning = f"a number of Hz from {MIN_POLL_RATE:g} to {MAX_POLL_RATE:g}"
+    value = check_positive_number(rate, "max_poll_rate", meaning)
+    if not MIN_POLL_RATE <= value <= MAX_POLL_RATE:
+        raise ValueError(f"max_poll_rate must be {meaning}, got {rate!r}")
+    return value
 
 
 class HubReader(RingReader):
@@ -231,15 +259,16 @@ class StreamHub:
     shared
         Keep the ring in named shared memory (default) or in private memory.
     max_poll_rate
-        Most polls of the source per second (Hz); faster only if the source's own buffer
-        would otherwise fill before the next poll.
+        Most polls of the source per second (Hz, 1 to 1000); faster only if the source's own
+        buffer would otherwise fill before the next poll.
     min_ring_seconds
         The ring holds at least this much data at the configured rate.
 
     Raises
     ------
     ValueError
-        If ``max_poll_rate`` or ``min_ring_seconds`` is not a positive number.
+        If ``max_poll_rate`` is not a number from 1 to 1000 or ``min_ring_seconds`` is not a
+        positive number.
     StreamCapacityError
         If the ring for the source's configuration does not fit in memory.
     """
@@ -253,9 +282,7 @@ class StreamHub:
         max_poll_rate: float = 30.0,
         min_ring_seconds: float = 1.0,
     ):
-        self.max_poll_rate = check_positive_number(
-            max_poll_rate, "max_poll_rate", "a positive number of Hz"
-        )
+        self._max_poll_rate = check_poll_rate(max_poll_rate)
         self._min_ring_seconds = check_positive_number(min_ring_seconds, "min_ring_seconds")
         self.name = name
         self._source = source
@@ -274,6 +301,21 @@ class StreamHub:
     @property
     def ring(self) -> StreamRing:
         return self._ring
+
+    @property
+    def max_poll_rate(self) -> float:
+        """Most polls of the source per second (Hz); a new value counts from the next start.
+
+        Raises
+        ------
+        ValueError
+            When set to anything but a number from 1 to 1000 (nothing changes then).
+        """
+        return self._max_poll_rate
+
+    @max_poll_rate.setter
+    def max_poll_rate(self, rate: float) -> None:
+        self._max_poll_rate = check_poll_rate(rate)
 
     @property
     def source(self) -> StreamSource:
