@@ -2,6 +2,7 @@
 
     python benchmarks/gui_fps.py            # 10 s windows at 1, 10, 100 kHz; 5 s per run
     python benchmarks/gui_fps.py --quick    # 2 s windows at 5, 50, 500 kHz; 3 s per run
+    python benchmarks/gui_fps.py --compare  # also with pyqtgraph's own clipping + downsampling
 
 One process: dummy (4 'noise' channels, the hardest case for peak downsampling) -> buffer ->
 logic (30 frames/s at most) -> TimeSeriesGui, offscreen unless QT_QPA_PLATFORM says otherwise
@@ -16,7 +17,13 @@ Qt event loop is spun (``QApplication.processEvents``) and we count
 * **CPU**: process CPU time over wall time (all threads: dummy, buffer, logic, GUI).
 
 Redraw cost should not grow with the window: curves draw only the visible part,
-peak-downsampled to about the plot's width in pixels.
+peak-downsampled to about the plot's width in pixels. ``--compare`` runs the same rows a second
+time with pyqtgraph doing that job instead (``setClipToView(True)``, ``setDownsampling(auto=True,
+method='peak')``, full arrays handed to the curves): this is the measurement that justifies
+``qudi.gui.instream.decimate`` (see docs/performance.md for the numbers).
+
+The GUI draws at most 30 frames per second and about one per 15 new trace points
+(``qudi.gui.instream.frame_pacer``): at these rates that is 30.
 
 Last line: ``gui: <F.F> fps at 4x1e6 points`` (F: drawn frames per second, 4 channels with a
 window of 1e6 points each).
@@ -74,6 +81,24 @@ def paint_counter(widget):
     return counter
 
 
+def use_pyqtgraph_downsampling() -> None:
+    """Let pyqtgraph clip and peak-downsample full arrays (instead of the GUI's decimation):
+    patches the GUI's classes for this process, before the plots are built."""
+    from qudi.gui.instream.time_series_window import TimeSeriesWindow
+    from qudi.gui.instream.trace_plot import TracePlot
+
+    build_plots = TimeSeriesWindow.set_plot_units
+
+    def set_plot_units(self, units, names=None):
+        build_plots(self, units, names)
+        for plot in self.plot_items.values():
+            plot.setClipToView(True)
+            plot.setDownsampling(auto=True, mode="peak")
+
+    TimeSeriesWindow.set_plot_units = set_plot_units
+    TracePlot.decimating = False
+
+
 def spin(app, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -112,9 +137,30 @@ def measure(app, logic, gui, draws, paints, rate: float, window: float, seconds:
     return result
 
 
+def run_rows(app, logic, gui, draws, paints, rates, window, seconds, label) -> list[dict]:
+    """One table: a row per data rate; ``label`` says who decimates ("ours", "pyqtgraph")."""
+    print(f"downsampling: {label}")
+    print(
+        f"{'window points':>14} {'data rate':>10} {'drawn fps':>10} {'paints/s':>9} "
+        f"{'logic fps':>10} {'CPU %':>6}"
+    )
+    results = []
+    for rate in rates:
+        row = measure(app, logic, gui, draws, paints, rate, window, seconds)
+        results.append(row)
+        print(
+            f"{row['points']:>14} {rate:>8g}Hz {row['drawn']:>10.1f} {row['paints']:>9.1f} "
+            f"{row['logic']:>10.1f} {row['cpu']:>6.0f}"
+        )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--compare", action="store_true", help="also run with pyqtgraph's own downsampling"
+    )
     args = parser.parse_args(argv)
     window, seconds = (2.0, 3.0) if args.quick else (10.0, 5.0)
     rates = [10**4 / window, 10**5 / window, 10**6 / window]
@@ -140,18 +186,15 @@ def main(argv: list[str] | None = None) -> int:
 
     platform = os.environ["QT_QPA_PLATFORM"]
     print(f"4 ch 'noise', window {window:g} s, {seconds:g} s per run, Qt platform {platform}")
-    print(
-        f"{'window points':>14} {'data rate':>10} {'drawn fps':>10} {'paints/s':>9} "
-        f"{'logic fps':>10} {'CPU %':>6}"
-    )
-    results = []
-    for rate in rates:
-        row = measure(app, logic, gui, draws, paints, rate, window, seconds)
-        results.append(row)
-        print(
-            f"{row['points']:>14} {rate:>8g}Hz {row['drawn']:>10.1f} {row['paints']:>9.1f} "
-            f"{row['logic']:>10.1f} {row['cpu']:>6.0f}"
-        )
+    results = run_rows(app, logic, gui, draws, paints, rates, window, seconds, "ours")
+    if args.compare:
+        manager.deactivate_module("fps_gui")
+        use_pyqtgraph_downsampling()
+        manager.activate_module("fps_gui")
+        gui = manager["fps_gui"].instance
+        gui.window.resize(1100, 700)
+        paints = paint_counter(gui.window.plot_widget.viewport())
+        run_rows(app, logic, gui, draws, paints, rates, window, seconds, "pyqtgraph")
     manager.deactivate_module("fps_gui")
     stop_qudi(app, qudi)
     last = results[-1]

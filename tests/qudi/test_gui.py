@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 import pytest
-from PySide6 import QtCore, QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from qudi.gui.instream.time_series_gui import format_value
 
@@ -31,6 +31,43 @@ def gui(activate, module_manager, qtbot):
         module_manager.deactivate_module(name)
 
 
+@pytest.fixture
+def second_gui(gui, activate, module_manager, qtbot):
+    """A second window (trace_gui_b, on trace_logic_b and buffer_b) on the same dummy stream,
+    as in the demo; registered here because the test config has one window only."""
+    if "trace_gui_b" not in module_manager.module_names:
+        module_manager.add_module(
+            name="trace_gui_b",
+            base="gui",
+            configuration={
+                "module.Class": "instream.time_series_gui.TimeSeriesGui",
+                "options": {"use_antialias": False},
+                "connect": {"_time_series_logic_con": "trace_logic_b"},
+                "allow_remote": False,
+            },
+        )
+    other = activate("trace_gui_b")
+    yield other
+    for name in ("trace_gui_b", "trace_logic_b", "buffer_b"):
+        module_manager.deactivate_module(name)
+
+
+def panel_settings(gui) -> dict:
+    mw = gui.window
+    return {
+        "data_rate": mw.data_rate_spinbox.value(),
+        "oversampling_factor": mw.oversampling_spinbox.value(),
+        "moving_average_width": mw.average_width_spinbox.value(),
+        "trace_window_size": mw.window_size_spinbox.value(),
+    }
+
+
+def shows_in_force(gui) -> bool:
+    """Whether the window's trace settings dock shows what its logic has in force."""
+    panel, logic = panel_settings(gui), logic_of(gui).trace_settings
+    return all(panel[key] == pytest.approx(logic[key], rel=1e-4) for key in panel)
+
+
 def logic_of(gui):
     return gui._time_series_logic_con()
 
@@ -48,7 +85,7 @@ def stop(gui, qtbot):
 
 
 def curve_points(gui, channel, averaged=False) -> int:
-    curves = gui._averaged_curves if averaged else gui._raw_curves
+    curves = gui.plot.averaged_curves if averaged else gui.plot.raw_curves
     if channel not in curves:
         return 0
     x, _ = curves[channel].getData()
@@ -81,11 +118,11 @@ def test_start_plots_every_channel_with_a_legend_then_stop(gui, qtbot):
         "c/s": ["counts"],
     }
     # the averaged curves are drawn on top of the raw ones
-    assert gui._averaged_curves["sine"].zValue() > gui._raw_curves["sine"].zValue()
+    assert gui.plot.averaged_curves["sine"].zValue() > gui.plot.raw_curves["sine"].zValue()
     # one plot per unit: each left axis has its own unit, the bottom plot says 'time'
     assert axis_labels(gui) == [("ramp", "samples"), ("value", "V"), ("counts", "c/s")]
     assert list(gui.window.plot_items.values())[-1].getAxis("bottom").labelUnits == "s"
-    _, ramp = gui._raw_curves["ramp"].getData()
+    _, ramp = gui.plot.raw_curves["ramp"].getData()
     assert np.all(np.diff(ramp) > 0)
     # the readout shows the newest ramp value with its unit
     gui.window.readout_channel_combo.setCurrentText("ramp")
@@ -107,11 +144,55 @@ def test_freeze_y_and_autoscale(gui, qtbot):
     start(gui, qtbot)
     views = [plot.getViewBox() for plot in gui.window.plot_items.values()]
     assert len(views) == 3
+    assert gui.plot.follows_x and gui.plot.follows_y
     gui.window.action_freeze_y.trigger()
-    assert not any(view.autoRangeEnabled()[1] for view in views)
+    assert not gui.plot.follows_y and gui.plot.follows_x
+    assert not any(view.state["mouseEnabled"][1] for view in views)
+    frozen = [view.viewRange()[1] for view in views]
+    changes = plot_changes(gui.plot.raw_curves["noise"])
+    qtbot.waitUntil(lambda: changes[0] >= 3, timeout=5_000)
+    assert [view.viewRange()[1] for view in views] == frozen
     gui.window.action_autoscale.trigger()
     assert not gui.window.action_freeze_y.isChecked()
-    assert all(all(view.autoRangeEnabled()) for view in views)
+    assert gui.plot.follows_x and gui.plot.follows_y
+    assert all(view.state["mouseEnabled"][1] for view in views)
+    stop(gui, qtbot)
+
+
+def wheel_over(graphics_view, view_box) -> None:
+    """One notch of the mouse wheel (zoom in) over the middle of ``view_box``."""
+    centre = view_box.sceneBoundingRect().center()
+    position = QtCore.QPointF(graphics_view.mapFromScene(centre))
+    event = QtGui.QWheelEvent(
+        position,
+        QtCore.QPointF(graphics_view.viewport().mapToGlobal(position.toPoint())),
+        QtCore.QPoint(0, 0),
+        QtCore.QPoint(0, 120),
+        QtCore.Qt.MouseButton.NoButton,
+        QtCore.Qt.KeyboardModifier.NoModifier,
+        QtCore.Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QtWidgets.QApplication.sendEvent(graphics_view.viewport(), event)
+
+
+def test_the_time_axis_follows_the_data_until_the_user_zooms(gui, qtbot):
+    start(gui, qtbot)
+    top = gui.window.plot_item.getViewBox()
+    x, _ = gui.plot.raw_curves["ramp"].getData()
+    assert top.viewRange()[0] == pytest.approx([x[0], x[-1]])
+    wheel_over(gui.window.plot_widget, top)  # the user zooms in with the mouse wheel
+    assert not gui.plot.follows_x
+    zoomed = top.viewRange()[0]
+    changes = plot_changes(gui.plot.raw_curves["ramp"])
+    qtbot.waitUntil(lambda: changes[0] >= 3, timeout=5_000)
+    assert top.viewRange()[0] == pytest.approx(zoomed)  # the zoom stays
+    x, _ = gui.plot.raw_curves["ramp"].getData()
+    spacing = 1 / logic_of(gui).data_rate  # one point beyond each edge is drawn
+    assert x[0] >= zoomed[0] - 2 * spacing and x[-1] <= zoomed[1] + 2 * spacing
+    gui.window.action_autoscale.trigger()
+    assert gui.plot.follows_x
+    qtbot.waitUntil(lambda: top.viewRange()[0][1] > zoomed[1], timeout=5_000)
     stop(gui, qtbot)
 
 
@@ -185,7 +266,7 @@ def test_channel_settings_apply_and_refusal(gui, qtbot):
     mw.channel_apply_button.click()
     assert logic_of(gui).channel_settings == (["ramp", "sine"], ["sine"])
     start(gui, qtbot)
-    assert set(gui._raw_curves) == {"ramp", "sine"}
+    assert set(gui.plot.raw_curves) == {"ramp", "sine"}
     assert legend_labels(gui) == {"samples": ["ramp"], "V": ["sine", "sine (avg)"]}
     assert axis_labels(gui) == [("ramp", "samples"), ("sine", "V")]
     stop(gui, qtbot)
@@ -249,11 +330,11 @@ def test_two_units_make_two_linked_plots(gui, qtbot):
     qtbot.waitUntil(lambda: curve_points(gui, "counts") > 200, timeout=10_000)
     volts, rates = gui.window.plot_items.values()
     assert gui.window.plot_items == start_plots  # no rebuild on frames
-    assert gui._raw_curves["sine"] in volts.listDataItems()
-    assert gui._raw_curves["counts"] in rates.listDataItems()
+    assert gui.plot.raw_curves["sine"] in volts.listDataItems()
+    assert gui.plot.raw_curves["counts"] in rates.listDataItems()
     assert rates.getViewBox().linkedView(pg.ViewBox.XAxis) is volts.getViewBox()
     # each plot scales to its own data: the sine's ±1 V is not flattened by the counts
-    _, sine = gui._raw_curves["sine"].getData()
+    _, sine = gui.plot.raw_curves["sine"].getData()
     low, high = volts.getViewBox().viewRange()[1]
     assert high - low < 10 * (np.max(sine) - np.min(sine) + 1e-9)
     stop(gui, qtbot)
@@ -289,13 +370,93 @@ def test_screenshot_shows_curves(gui, qtbot, tmp_path):
     stop(gui, qtbot)
 
 
+def plot_changes(curve) -> list[int]:
+    """A counter of the curve's data changes (pyqtgraph's sigPlotChanged, one per setData)."""
+    counter = [0]
+    curve.sigPlotChanged.connect(lambda *_: counter.__setitem__(0, counter[0] + 1))
+    return counter
+
+
 def test_only_the_newest_of_queued_frames_is_drawn(gui, qtbot):
+    logic = logic_of(gui)
     x = np.arange(10.0)
-    for offset in range(5):
-        gui._keep_frame(x, {name: x + offset for name in CHANNELS}, None, None)
-    qtbot.waitUntil(lambda: gui._pending_frame is None)
-    _, ramp = gui._raw_curves["ramp"].getData()
-    np.testing.assert_array_equal(ramp, x + 4)
+    logic.sigDataChanged.emit(x, {name: x for name in CHANNELS}, None, None)
+    qtbot.waitUntil(lambda: curve_points(gui, "ramp") == 10)
+    changes = plot_changes(gui.plot.raw_curves["ramp"])
+    for offset in range(1, 6):  # five frames queue up before the GUI thread runs again
+        logic.sigDataChanged.emit(x + offset, {name: x + offset for name in CHANNELS}, None, None)
+    qtbot.waitUntil(lambda: gui.plot.raw_curves["ramp"].getData()[1][-1] == x[-1] + 5)
+    _, ramp = gui.plot.raw_curves["ramp"].getData()
+    np.testing.assert_array_equal(ramp, x + 5)
+    assert changes[0] == 1  # drawn once, not once per frame
+
+
+def test_a_frame_without_new_points_is_not_drawn_again(gui, qtbot):
+    logic = logic_of(gui)
+    x = np.arange(10.0)
+    logic.sigDataChanged.emit(x, {name: x for name in CHANNELS}, None, None)
+    qtbot.waitUntil(lambda: curve_points(gui, "ramp") == 10)
+    changes = plot_changes(gui.plot.raw_curves["ramp"])
+    logic.sigDataChanged.emit(x, {name: x for name in CHANNELS}, None, None)  # nothing new
+    qtbot.wait(200)  # a draw would be due after 1/30 s at most
+    assert changes[0] == 0
+    x = np.arange(1.0, 11.0)  # one new point
+    logic.sigDataChanged.emit(x, {name: x for name in CHANNELS}, None, None)
+    qtbot.waitUntil(lambda: changes[0] == 1)
+
+
+def test_each_window_is_titled_by_its_module_name(gui, second_gui):
+    assert gui.window.windowTitle() == "qudi: trace_gui_a"
+    assert second_gui.window.windowTitle() == "qudi: trace_gui_b"
+
+
+def test_the_panel_shows_the_rate_another_window_set_while_this_one_was_stopped(
+    gui, second_gui, qtbot
+):
+    # the issue's steps: stop window 1, set window 2 to another rate, start window 1
+    assert logic_of(gui).module_state() == "idle"
+    other = second_gui.window
+    other.data_rate_spinbox.setValue(700.0)
+    other.oversampling_spinbox.setValue(1)
+    other.trace_apply_button.click()
+    assert logic_of(second_gui).sampling_rate == 700.0
+    start(gui, qtbot)
+    logic = logic_of(gui)
+    assert logic.sampling_rate == 700.0  # the shared stream runs at window 2's rate
+    qtbot.waitUntil(lambda: shows_in_force(gui), timeout=5_000)
+    rate = gui.window.data_rate_spinbox.value() * gui.window.oversampling_spinbox.value()
+    assert rate == pytest.approx(700.0)
+    stop(gui, qtbot)
+
+
+def test_a_refused_apply_changes_nothing_on_screen_and_says_why(gui, second_gui, qtbot):
+    start(gui, qtbot)
+    logic_of(second_gui).start_reading()  # the other consumer of the stream runs
+    qtbot.waitUntil(lambda: logic_of(second_gui).module_state() == "locked", timeout=5_000)
+    mw = gui.window
+    before = logic_of(gui).trace_settings
+    x_before, _ = gui.plot.raw_curves["ramp"].getData()
+    mw.data_rate_spinbox.setValue(before["data_rate"] / 2)  # needs the stream reconfigured
+    mw.trace_apply_button.click()
+    assert "refused" in mw.statusBar().currentMessage()
+    assert mw.trace_refusal_label.isVisibleTo(mw)
+    assert "StreamBusyError" in mw.trace_refusal_label.text()
+    assert logic_of(gui).trace_settings == before
+    assert shows_in_force(gui)
+    # the trace goes on where it was: not cleared, its time axis not restarted
+    changes = plot_changes(gui.plot.raw_curves["ramp"])
+    qtbot.waitUntil(lambda: changes[0] >= 3, timeout=5_000)
+    x_after, _ = gui.plot.raw_curves["ramp"].getData()
+    assert x_after[-1] > x_before[-1]
+    assert x_after[0] >= x_before[0]
+    assert len(x_after) >= len(x_before)
+    # the logic's queued reply agrees, and the reason stays until an Apply succeeds
+    qtbot.wait(50)
+    assert shows_in_force(gui) and mw.trace_refusal_label.isVisibleTo(mw)
+    logic_of(second_gui).stop_reading()
+    stop(gui, qtbot)
+    mw.trace_apply_button.click()
+    assert not mw.trace_refusal_label.isVisibleTo(mw)
 
 
 def test_deactivation_disconnects_everything(gui, module_manager, qtbot):

@@ -1,4 +1,4 @@
-"""TimeSeriesGui: live plot, value readout, controls and stream health for a time series logic.
+"""TimeSeriesGui: the qudi module that wires a time series window to its logic.
 
 Example config (copy into the ``gui:`` section)::
 
@@ -10,52 +10,51 @@ Example config (copy into the ``gui:`` section)::
             _time_series_logic_con: 'time_series_logic1'
 
 Channels are plotted by unit: one plot per unit (in the order the units first appear among the
-active channels), stacked, their time axes linked, each with its own y axis and legend.
+active channels), stacked, their time axes linked, each with its own y axis and legend. The
+window is titled by the module's name.
 
 The logic lives in its own thread. Start, stop and record go to it through queued signals,
 so the GUI never waits for it; a snapshot is saved by a short-lived thread that reports the
 file's path back; settings are applied with a direct (locked) call, so a refusal can be shown
-at once and the widgets reset to the settings the logic really has. Frames arrive queued from
-the logic; if several queue up, only the newest is drawn.
+at once, and the settings docks show the settings in force whenever the logic reports them.
+Frames arrive queued from the logic; the GUI keeps the newest and draws it when the
+``FramePacer`` says a draw is due (about 15 new trace points per draw, 30 draws/s at most),
+and only if it brings new points.
+
+The parts: ``time_series_window`` (widgets), ``trace_plot`` (curves and ranges),
+``settings_panel`` (settings docks), ``stream_status`` (status bar), ``frame_pacer`` (when to
+draw), ``decimate`` (points worth drawing), ``formatting`` (numbers with units).
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6 import QtCore
 from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 from qudi.core.module import GuiBase
 from qudi.core.statusvariable import StatusVar
 
-from qudi.gui.instream.decimate import peak_decimate, visible_slice
-from qudi.gui.instream.time_series_window import TimeSeriesWindow
+from qudi.gui.instream.formatting import format_value
+from qudi.gui.instream.frame_pacer import FramePacer
+from qudi.gui.instream.settings_panel import SettingsPanel
+from qudi.gui.instream.stream_status import StreamStatus
+from qudi.gui.instream.time_series_window import TimeSeriesWindow, show_text
+from qudi.gui.instream.trace_plot import TracePlot
 
 __all__ = ["TimeSeriesGui", "format_value"]
 
 _QUEUED = QtCore.Qt.ConnectionType.QueuedConnection
-_POLL_INTERVAL_MS = 500  # status bar refresh (stream health, recording progress)
-
-
-def format_value(value, unit: str = "", precision: int = 4) -> str:
-    """A number with SI prefix and unit, e.g. ``1.234 kHz``; ints, floats and numpy scalars."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    if not math.isfinite(number):
-        return f"{number} {unit}".strip()
-    return pg.siFormat(number, precision=precision, suffix=unit)
-
-
-def format_bytes(size: int) -> str:
-    """File sizes as people read them: ``12.3 MB``."""
-    return pg.siFormat(float(size), precision=3, suffix="B")
+_POLL_INTERVAL_MS = 1000  # status bar refresh (stream health, recording progress)
+# Draws: one per 15 new trace points, at most 30 per second (from 450 points/s on) and at
+# least every 0.5 s while data arrive. A draw of the demo's window costs ~10 ms of CPU under
+# Xvfb whatever it shows, so at the demo's 50 points/s this is 3.3 draws/s per window
+# (benchmarks/gui_idle.py measures the demo; 10 points per draw cost 3 % of a core more).
+_MAX_DRAW_RATE = 30.0
+_POINTS_PER_DRAW = 15.0
+_LONGEST_WAIT_S = 0.5
 
 
 class TimeSeriesGui(GuiBase):
@@ -79,18 +78,17 @@ class TimeSeriesGui(GuiBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._mw: TimeSeriesWindow | None = None
+        self._plot: TracePlot | None = None
+        self._panel: SettingsPanel | None = None
+        self._status: StreamStatus | None = None
+        self._pacer = FramePacer(_MAX_DRAW_RATE, _POINTS_PER_DRAW, _LONGEST_WAIT_S)
         self._connections: list[tuple[object, object]] = []
-        self._raw_curves: dict[str, pg.PlotDataItem] = {}
-        self._averaged_curves: dict[str, pg.PlotDataItem] = {}
-        self._newest: dict[tuple[str, str], float] = {}
         self._pending_frame: tuple | None = None
+        self._redraw_wanted = False  # the last frame again, e.g. after a zoom
         self._draw_timer: QtCore.QTimer | None = None
-        self._units: dict[str, str] = {}
-        self._plotted: tuple[list[str], list[str]] | None = None  # (raw, averaged) curves
-        self._last_frame: tuple | None = None
+        self._poll_timer: QtCore.QTimer | None = None
         self._running = False
         self._recording = False
-        self._poll_timer: QtCore.QTimer | None = None
         self._snapshot_thread: threading.Thread | None = None
 
     # --------------------------------------------------------------------------- lifetime
@@ -100,19 +98,19 @@ class TimeSeriesGui(GuiBase):
                 f"option 'use_antialias' is {self._use_antialias!r}: use True or False"
             )
         logic = self._time_series_logic_con()
-        self._mw = TimeSeriesWindow()
-        self._mw.plot_widget.setAntialiasing(self._use_antialias)
-        self._restore_window_geometry(self._mw)
-        mw = self._mw
+        mw = self._mw = TimeSeriesWindow(title=f"qudi: {self.module_name}")
+        mw.plot_widget.setAntialiasing(self._use_antialias)
+        self._restore_window_geometry(mw)
+        self._plot = TracePlot(mw, self._channel_units, self._redraw_after_zoom)
+        self._panel = SettingsPanel(mw)
+        self._status = StreamStatus(mw)
         self._connect(self.sigStartReading, logic.start_reading, _QUEUED)
         self._connect(self.sigStopReading, logic.stop_reading, _QUEUED)
         self._connect(self.sigStartRecording, logic.start_recording, _QUEUED)
         self._connect(self.sigStopRecording, logic.stop_recording, _QUEUED)
         self._connect(self._sigSnapshotDone, self._snapshot_done, _QUEUED)
-        # frames queue up if drawing is slower than the logic: draw only the newest of them
         self._draw_timer = QtCore.QTimer()
         self._draw_timer.setSingleShot(True)
-        self._draw_timer.setInterval(0)
         self._connect(self._draw_timer.timeout, self._draw_frame)
         self._connect(logic.sigDataChanged, self._keep_frame, _QUEUED)
         self._connect(logic.sigStatusChanged, self._update_status, _QUEUED)
@@ -121,7 +119,7 @@ class TimeSeriesGui(GuiBase):
         self._connect(mw.action_start.triggered, self._start_stop_clicked)
         self._connect(mw.action_record.triggered, self._record_clicked)
         self._connect(mw.action_snapshot.triggered, self._snapshot_clicked)
-        self._connect(mw.action_freeze_y.toggled, self._freeze_y)
+        self._connect(mw.action_freeze_y.toggled, self._plot.freeze_y)
         self._connect(mw.action_autoscale.triggered, self._autoscale)
         self._connect(mw.trace_apply_button.clicked, self.apply_trace_settings)
         self._connect(mw.channel_apply_button.clicked, self.apply_channel_settings)
@@ -140,7 +138,6 @@ class TimeSeriesGui(GuiBase):
         self._poll_timer.setInterval(_POLL_INTERVAL_MS)
         self._connect(self._poll_timer.timeout, self._poll_status)
         self._poll_timer.start()
-        self._poll_status()
         self.show()
 
     def on_deactivate(self) -> None:
@@ -159,13 +156,10 @@ class TimeSeriesGui(GuiBase):
         self._connections.clear()
         self._poll_timer = self._draw_timer = None
         self._pending_frame = None
-        self._save_window_geometry(self._mw)
-        self._mw.close()
-        self._mw.deleteLater()
-        self._mw = None
-        self._raw_curves.clear()
-        self._averaged_curves.clear()
-        self._plotted = None
+        self._save_window_geometry(mw)
+        mw.close()
+        mw.deleteLater()
+        self._mw = self._plot = self._panel = self._status = None
 
     def _restore_view_choices(self) -> None:
         mw = self._mw
@@ -187,140 +181,65 @@ class TimeSeriesGui(GuiBase):
         """The main window (for scripts and tests)."""
         return self._mw
 
+    @property
+    def plot(self) -> TracePlot:
+        """The curves of the window (for scripts and tests)."""
+        return self._plot
+
     def _connect(self, signal, slot, kind=QtCore.Qt.ConnectionType.AutoConnection) -> None:
         signal.connect(slot, kind)
         self._connections.append((signal, slot))
 
+    def _channel_units(self) -> dict[str, str]:
+        return dict(self._time_series_logic_con().channel_units)
+
     # ------------------------------------------------------------------------------ plot
     @QtCore.Slot(object, object, object, object)
     def _keep_frame(self, x, raw: dict, x_avg, averaged: dict | None) -> None:
-        """Keep the newest frame; it is drawn once the queued frames are all in."""
+        """Keep the newest frame; it is drawn when the pacer says a draw is due."""
         if self._mw is None:  # queued before deactivation, delivered after it
             return
         self._pending_frame = (x, raw, x_avg, averaged)
+        self._schedule_draw()
+
+    def _schedule_draw(self) -> None:
         if not self._draw_timer.isActive():
-            self._draw_timer.start()
+            self._draw_timer.start(math.ceil(1000 * self._pacer.delay()))
 
     @QtCore.Slot()
     def _draw_frame(self) -> None:
-        """The newest frame to the curves: whole arrays, no per-sample work. The arrays are
-        read-only views that the logic leaves unchanged for about a window of new points."""
+        """The newest frame (or the last one again, if a redraw was asked for) to the curves."""
         if self._mw is None:  # queued before deactivation, delivered after it
             return
         frame, self._pending_frame = self._pending_frame, None
-        if frame is None:
-            return
-        self._last_frame = frame
-        x, raw, x_avg, averaged = frame
-        averaged = averaged or {}
-        if (list(raw), list(averaged)) != self._plotted:
-            self._rebuild_curves(list(raw), list(averaged))
-        for channel, y in raw.items():
-            self._raw_curves[channel].setData(*self._drawable(x, y))
-            if len(y):
-                self._newest[(channel, "raw")] = y[-1]
-        for channel, y in averaged.items():
-            self._averaged_curves[channel].setData(*self._drawable(x_avg, y))
-            if len(y):
-                self._newest[(channel, "averaged")] = y[-1]
-        # fit the ranges now: left to the paint, the new range would ask for a second paint
-        for plot in self._mw.plot_items.values():
-            view = plot.getViewBox()
-            if getattr(view, "_autoRangeNeedsUpdate", False):  # pyqtgraph 0.13, 0.14
-                view.updateAutoRange()
-        self._show_readout()
+        again, self._redraw_wanted = self._redraw_wanted, False
+        if frame is not None:
+            drawn = self._plot.draw(frame, force=again)
+        else:
+            drawn = again and self._plot.redraw()
+        if drawn:
+            self._pacer.drawn()
+            self._show_readout()
 
-    def _drawable(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The points worth drawing: those in view (all of them while x follows the data),
-        min/max-decimated to about two per pixel column."""
-        view = self._mw.plot_item.getViewBox()
-        if not view.autoRangeEnabled()[0]:  # the user zoomed or panned in x
-            x_min, x_max = view.viewRange()[0]
-            visible = visible_slice(x, x_min, x_max)
-            x, y = x[visible], y[visible]
-        return peak_decimate(x, y, max(200, int(view.width())))
-
-    @QtCore.Slot()
     def _redraw_after_zoom(self) -> None:
         """Zooming in x shows more detail of the last frame, also while stopped."""
-        if self._mw is None or self._pending_frame is not None or self._last_frame is None:
+        if self._mw is None or self._plot.follows_x:
             return
-        if not self._mw.plot_item.getViewBox().autoRangeEnabled()[0]:
-            self._pending_frame = self._last_frame
-            if not self._draw_timer.isActive():
-                self._draw_timer.start()
-
-    def _rebuild_curves(self, channels: list[str], averaged: list[str]) -> None:
-        """One plot per unit (in the order the units first appear), the curves in the plot of
-        their unit; the plots are made anew, so units that went away leave no empty plot."""
-        self._units = dict(self._time_series_logic_con().channel_units)
-        self._raw_curves.clear()
-        self._averaged_curves.clear()
-        self._newest.clear()
-        units: list[str] = []
-        members: dict[str, list[str]] = {}
-        for channel in [*channels, *(ch for ch in averaged if ch not in channels)]:
-            unit = self._units.get(channel, "")
-            if unit not in members:
-                units.append(unit)
-                members[unit] = []
-            members[unit].append(channel)
-        if not units:
-            units = [""]
-        names = {unit: chs[0] if len(chs) == 1 else "value" for unit, chs in members.items()}
-        self._mw.set_plot_units(units, names)
-        self._mw.plot_item.getViewBox().sigXRangeChanged.connect(self._redraw_after_zoom, _QUEUED)
-        self._plotted = (list(channels), list(averaged))
-        frozen = self._mw.action_freeze_y.isChecked()
-        for plot in self._mw.plot_items.values():
-            self._freeze_view(plot.getViewBox(), frozen)
-        hues = max(len(channels), 1)
-        for index, channel in enumerate(channels):
-            plot = self._mw.plot_items[self._units.get(channel, "")]
-            colour = pg.intColor(index, hues=hues, values=1, maxValue=230)
-            faint = pg.mkColor(colour)
-            faint.setAlpha(110 if channel in averaged else 255)
-            curve = plot.plot(pen=pg.mkPen(faint, width=1), name=channel)
-            curve.setZValue(0)
-            self._raw_curves[channel] = curve
-        for channel in averaged:
-            plot = self._mw.plot_items[self._units.get(channel, "")]
-            index = channels.index(channel) if channel in channels else len(channels)
-            colour = pg.intColor(index, hues=hues, values=1, maxValue=230)
-            curve = plot.plot(pen=pg.mkPen(colour, width=3), name=f"{channel} (avg)")
-            curve.setZValue(10)  # averages on top of the raw curves
-            self._averaged_curves[channel] = curve
-
-    @staticmethod
-    def _freeze_view(view: pg.ViewBox, frozen: bool) -> None:
-        if frozen:
-            view.disableAutoRange(axis=pg.ViewBox.YAxis)
-        else:
-            view.enableAutoRange(axis=pg.ViewBox.YAxis)
-        view.setMouseEnabled(x=True, y=not frozen)
-
-    @QtCore.Slot(bool)
-    def _freeze_y(self, frozen: bool) -> None:
-        for plot in self._mw.plot_items.values():
-            self._freeze_view(plot.getViewBox(), frozen)
+        self._redraw_wanted = True
+        self._schedule_draw()
 
     @QtCore.Slot()
     def _autoscale(self) -> None:
         self._mw.action_freeze_y.setChecked(False)
-        for plot in self._mw.plot_items.values():
-            plot.getViewBox().enableAutoRange(axis=pg.ViewBox.XYAxes)
+        self._plot.autoscale()
 
-    # --------------------------------------------------------------------------- readout
     @QtCore.Slot()
     def _show_readout(self) -> None:
         mw = self._mw
-        channel = mw.readout_channel_combo.currentText()
-        kind = mw.readout_kind_combo.currentText()
-        value = self._newest.get((channel, kind))
-        if value is None:
-            mw.readout_label.setText("—")
-        else:
-            mw.readout_label.setText(format_value(value, self._units.get(channel, "")))
+        value, unit = self._plot.newest(
+            mw.readout_channel_combo.currentText(), mw.readout_kind_combo.currentText()
+        )
+        show_text(mw.readout_label, "—" if value is None else format_value(value, unit))
 
     # -------------------------------------------------------------------------- controls
     @QtCore.Slot(bool)
@@ -375,114 +294,73 @@ class TimeSeriesGui(GuiBase):
         if self._mw is None:  # queued before deactivation, delivered after it
             return
         mw = self._mw
-        was_recording = self._recording
+        was_running, was_recording = self._running, self._recording
         self._running, self._recording = running, recording
         mw.action_start.setChecked(running)
         mw.action_start.setText("Stop" if running else "Start")
         mw.action_record.setChecked(recording)
         mw.action_record.setText("Stop recording" if recording else "Record")
-        mw.trace_settings_dock.widget().setEnabled(not recording)
-        mw.channel_dock.widget().setEnabled(not recording)
+        self._panel.set_editable(not recording)
+        if running and not was_running:  # the settings in force now, whoever changed them
+            self._show_trace_settings(self._time_series_logic_con().trace_settings)
         if was_recording and not recording:
-            info = self._time_series_logic_con().recording_info
-            if info is not None:
-                message = f"recording saved to {info['path']}"
-                mw.statusBar().showMessage(message)
+            message = self._status.recording_finished(self._time_series_logic_con().recording_info)
+            if message is not None:
                 self.log.info(message)
-            mw.recording_label.setText("")
         self._poll_status()
 
     @QtCore.Slot()
     def _poll_status(self) -> None:
-        """Stream health and recording progress in the status bar (~2 Hz)."""
+        """Stream health and recording progress in the status bar (once a second)."""
         if self._mw is None:  # queued before deactivation, delivered after it
             return
         logic = self._time_series_logic_con()
-        mw = self._mw
-        health = logic.stream_health
-        mw.health_label.setText(
-            f"rate {format_value(health['sample_rate'], 'Hz', 3)} | "
-            f"frames {health['frame_rate']:.1f} Hz | "
-            f"buffer {100 * health['buffer_fill']:.1f} % | "
-            f"streamer {health['streamer_state']}"
-        )
-        lost = int(health["lost_samples"])
-        mw.lost_label.setText(f"lost {lost}")
-        mw.lost_label.setStyleSheet("color: red; font-weight: bold;" if lost > 0 else "")
+        self._status.show_health(logic.stream_health)
         if self._recording:
-            info = logic.recording_info
-            if info is not None and info.get("running"):
-                elapsed = time.strftime("%H:%M:%S", time.gmtime(info["seconds"]))
-                mw.recording_label.setText(f"REC {elapsed} {format_bytes(info['bytes'])}")
+            self._status.show_recording(logic.recording_info)
 
     # -------------------------------------------------------------------------- settings
     @QtCore.Slot()
     def apply_trace_settings(self) -> None:
-        """Send the spin boxes' values to the logic; a refusal shows and the real values return."""
-        mw = self._mw
-        settings = {
-            "data_rate": mw.data_rate_spinbox.value(),
-            "oversampling_factor": mw.oversampling_spinbox.value(),
-            "moving_average_width": mw.average_width_spinbox.value(),
-            "trace_window_size": mw.window_size_spinbox.value(),
-        }
+        """Ask the logic for the trace settings typed; a refusal changes nothing but says why."""
         logic = self._time_series_logic_con()
         try:
-            logic.set_trace_settings(settings)
+            logic.set_trace_settings(self._panel.requested_trace_settings())
         except Exception as error:
-            self._refused("trace settings", error)
+            self.log.warning(self._panel.show_refusal("trace settings", error))
+        else:
+            self._panel.clear_refusal("trace settings")
         self._show_trace_settings(logic.trace_settings)
 
     @QtCore.Slot()
     def apply_channel_settings(self) -> None:
-        """Send the ticked channels to the logic; a refusal shows and the real ones return."""
-        active, averaged = self._mw.checked_channels()
+        """Ask the logic for the channels ticked; a refusal changes nothing but says why."""
         logic = self._time_series_logic_con()
         try:
-            logic.set_channel_settings(active, averaged)
+            logic.set_channel_settings(*self._panel.requested_channels())
         except Exception as error:
-            self._refused("channel settings", error)
+            self.log.warning(self._panel.show_refusal("channel settings", error))
+        else:
+            self._panel.clear_refusal("channel settings")
         self._show_channel_settings(*logic.channel_settings)
-
-    def _refused(self, what: str, error: Exception) -> None:
-        message = f"{what} refused: {error}"
-        self._mw.statusBar().showMessage(message, 15000)
-        self.log.warning(message)
 
     @QtCore.Slot(dict)
     def _show_trace_settings(self, settings: dict) -> None:
         if self._mw is None:  # queued before deactivation, delivered after it
             return
-        mw = self._mw
-        for spinbox, key in (
-            (mw.data_rate_spinbox, "data_rate"),
-            (mw.oversampling_spinbox, "oversampling_factor"),
-            (mw.average_width_spinbox, "moving_average_width"),
-            (mw.window_size_spinbox, "trace_window_size"),
-        ):
-            spinbox.blockSignals(True)
-            spinbox.setValue(settings[key])
-            spinbox.blockSignals(False)
+        self._panel.show_trace_settings(settings)
+        self._pacer.set_point_rate(settings["data_rate"])
 
     @QtCore.Slot(object, object)
     def _show_channel_settings(self, active, averaged) -> None:
         if self._mw is None:  # queued before deactivation, delivered after it
             return
-        mw = self._mw
         logic = self._time_series_logic_con()
         available = list(logic.streamer_constraints.channel_units)
-        mw.set_channels(available, list(active), list(averaged))
-        combo = mw.readout_channel_combo
-        current = combo.currentText()
-        combo.blockSignals(True)
-        combo.clear()
-        combo.addItems(list(active))
-        if current in active:
-            combo.setCurrentText(current)
-        combo.blockSignals(False)
+        self._panel.show_channels(available, list(active), list(averaged))
         # the plots follow the channels now, not only once the next frame arrives; the
         # settings come twice (direct reply, then the logic's queued signal): build them once
-        units = dict(logic.channel_units)
-        if (list(active), list(averaged)) != self._plotted or units != self._units:
-            self._rebuild_curves(list(active), list(averaged))
+        units = self._channel_units()
+        if not self._plot.matches(list(active), list(averaged), units):
+            self._plot.rebuild(list(active), list(averaged), units)
         self._show_readout()

@@ -9,15 +9,48 @@ from __future__ import annotations
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-__all__ = ["TimeSeriesWindow"]
+__all__ = ["TimeSeriesWindow", "show_text"]
+
+# Grid lines are opaque and dim instead of translucent: Qt's raster engine strokes a
+# translucent line as a polygon and blends every pixel it covers, in a thread pool; that was
+# about two thirds of each paint of the demo's window under Xvfb (py-spy, benchmarks/gui_idle.py).
+_GRID_ALPHA = 0.22  # the grid's colour: this much of the foreground over the background
+_GRID_LEVELS = 1  # major and minor grid lines (pyqtgraph fades a third level, opaque cannot)
+_REFUSAL_STYLE = "color: #ff5050;"
+
+
+def _grid_colour() -> QtGui.QColor:
+    """An opaque colour that looks like pyqtgraph's translucent grid on the plot background
+    (qudi sets the background from its style)."""
+    background = pg.mkColor(pg.getConfigOption("background"))
+    foreground = pg.mkColor(pg.getConfigOption("foreground"))
+    mixed = [
+        round(b + _GRID_ALPHA * (f - b))
+        for b, f in zip(background.getRgb()[:3], foreground.getRgb()[:3], strict=True)
+    ]
+    return QtGui.QColor(*mixed)
+
+
+def show_text(label: QtWidgets.QLabel, text: str) -> None:
+    """Set a label's text only if it changes (an unchanged text costs no layout or paint)."""
+    if label.text() != text:
+        label.setText(text)
 
 
 class TimeSeriesWindow(QtWidgets.QMainWindow):
-    """Plot with legend, current-value readout, acquisition toolbar, settings docks, status bar."""
+    """Plot with legend, current-value readout, acquisition toolbar, settings docks, status bar.
 
-    def __init__(self, parent=None):
+    Parameters
+    ----------
+    title : str
+        The window title (the GUI module gives ``"qudi: <module name>"``).
+    parent : QWidget, optional
+        Parent widget.
+    """
+
+    def __init__(self, title: str = "qudi: time series", parent=None):
         super().__init__(parent)
-        self.setWindowTitle("qudi: time series")
+        self.setWindowTitle(title)
         self.setObjectName("time_series_window")
         self.resize(1100, 700)
         self._build_actions()
@@ -117,6 +150,8 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
         form.addRow("Window size", self.window_size_spinbox)
         self.trace_apply_button = QtWidgets.QPushButton("Apply", widget)
         form.addRow(self.trace_apply_button)
+        self.trace_refusal_label = self._refusal_label(widget)
+        form.addRow(self.trace_refusal_label)
         dock.setWidget(widget)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.trace_settings_dock = dock
@@ -133,9 +168,21 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
         layout.addWidget(self.channel_table)
         self.channel_apply_button = QtWidgets.QPushButton("Apply", widget)
         layout.addWidget(self.channel_apply_button)
+        self.channel_refusal_label = self._refusal_label(widget)
+        layout.addWidget(self.channel_refusal_label)
         dock.setWidget(widget)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.channel_dock = dock
+
+    @staticmethod
+    def _refusal_label(parent: QtWidgets.QWidget) -> QtWidgets.QLabel:
+        """Why the last Apply was refused; hidden while empty."""
+        label = QtWidgets.QLabel("", parent)
+        label.setWordWrap(True)
+        label.setStyleSheet(_REFUSAL_STYLE)
+        label.setMaximumWidth(260)
+        label.setVisible(False)
+        return label
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -162,17 +209,24 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
 
         ``names`` gives the left axis' name per unit ('value' if not given)."""
         names = names or {}
+        grid = _grid_colour()
         self.plot_widget.clear()
         self.plot_items = {}
         self.legends = {}
         top = None
         for row, unit in enumerate(units):
             plot = self.plot_widget.addPlot(row=row, col=0)
-            plot.showGrid(x=True, y=True, alpha=0.3)
+            plot.hideButtons()  # the toolbar's Autoscale does what pyqtgraph's "A" button did
+            plot.showGrid(x=True, y=True)
+            for side in ("left", "bottom"):
+                axis = plot.getAxis(side)
+                axis.setStyle(tickAlpha=255, maxTickLevel=_GRID_LEVELS)  # see _grid_colour
+                axis.setTickPen(pg.mkPen(grid))
             plot.setLabel("left", names.get(unit, "value"), units=unit or None)
             # the GUI hands over only the visible points, min/max-decimated to the plot's width
             # (qudi.gui.instream.decimate): spikes survive and drawing costs the same for any
-            # window; pyqtgraph's own clipping and downsampling would redo that work
+            # window; pyqtgraph's own clipping and downsampling would redo that work, and was
+            # slower at 10^6 points (benchmarks/gui_fps.py --compare prints both)
             plot.setClipToView(False)
             plot.setDownsampling(False)
             if top is None:

@@ -1,4 +1,4 @@
-"""Min/max decimation for drawing keeps every spike and the envelope."""
+"""Min/max decimation for drawing (qudi.gui.instream.decimate) keeps spikes and the envelope."""
 
 from __future__ import annotations
 

@@ -1,0 +1,222 @@
+"""The curves of the time series window: one plot per unit, frames drawn as whole arrays.
+
+Each frame of the logic (``x, {channel: y}, x_avg, {channel: y_avg}``) goes to the curves of
+its plot; a frame that brings nothing new is not drawn again. Only the points in view are
+handed to pyqtgraph, min/max-decimated to about two per pixel column
+(``qudi.gui.instream.decimate``). The view ranges are fitted to those points before Qt paints
+(``qudi.gui.instream.view_ranges``), so one frame costs one paint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore
+
+from qudi.gui.instream.decimate import peak_decimate, visible_slice
+from qudi.gui.instream.time_series_window import TimeSeriesWindow
+from qudi.gui.instream.view_ranges import FollowedRanges, data_extent
+
+__all__ = ["TracePlot"]
+
+_RAW, _AVERAGED = "raw", "averaged"
+
+
+class TracePlot:
+    """Curves, view ranges and newest values of a ``TimeSeriesWindow``'s plots.
+
+    Set the class attribute ``decimating`` to False to hand pyqtgraph the whole arrays
+    instead (``benchmarks/gui_fps.py --compare`` measures both ways).
+
+    Parameters
+    ----------
+    window : TimeSeriesWindow
+        The window whose plots it draws into.
+    channel_units : callable
+        Returns ``{channel: unit}`` as the trace shows it (the logic's ``channel_units``);
+        asked when the channels of a frame differ from those plotted.
+    x_range_changed : callable
+        Called (queued, in the GUI thread) whenever the time range of the plots changes,
+        by a zoom or pan of the user or by following the data.
+    """
+
+    decimating = True
+
+    def __init__(
+        self,
+        window: TimeSeriesWindow,
+        channel_units: Callable[[], dict[str, str]],
+        x_range_changed: Callable[[], None],
+    ):
+        self._window = window
+        self._channel_units = channel_units
+        self._x_range_changed = x_range_changed
+        self.raw_curves: dict[str, pg.PlotDataItem] = {}
+        self.averaged_curves: dict[str, pg.PlotDataItem] = {}
+        self._newest: dict[tuple[str, str], float] = {}
+        self._units: dict[str, str] = {}
+        self._channels: tuple[list[str], list[str]] | None = None  # (raw, averaged) plotted
+        self._last_frame: tuple | None = None
+        self._last_signature: tuple | None = None
+        self._ranges = FollowedRanges()
+
+    # ---------------------------------------------------------------------------- curves
+    def matches(self, channels: list[str], averaged: list[str], units: dict[str, str]) -> bool:
+        """Whether the plots already show these channels with these units."""
+        return self._channels == (list(channels), list(averaged)) and units == self._units
+
+    def rebuild(self, channels: list[str], averaged: list[str], units: dict[str, str]) -> None:
+        """One plot per unit (in the order the units first appear), the curves in the plot
+        of their unit; the plots are made anew, so units that went away leave no empty plot.
+
+        Parameters
+        ----------
+        channels : list of str
+            Channels with a raw curve.
+        averaged : list of str
+            Channels with a moving-average curve.
+        units : dict
+            The unit of each channel, as the trace shows it.
+        """
+        window = self._window
+        self._units = dict(units)
+        self.raw_curves.clear()
+        self.averaged_curves.clear()
+        self._newest.clear()
+        self._last_signature = None
+        members: dict[str, list[str]] = {}
+        for channel in [*channels, *(ch for ch in averaged if ch not in channels)]:
+            members.setdefault(self._units.get(channel, ""), []).append(channel)
+        units_in_order = list(members) or [""]
+        names = {unit: chs[0] if len(chs) == 1 else "value" for unit, chs in members.items()}
+        window.set_plot_units(units_in_order, names)
+        window.plot_item.getViewBox().sigXRangeChanged.connect(
+            self._x_range_changed, QtCore.Qt.ConnectionType.QueuedConnection
+        )
+        self._channels = (list(channels), list(averaged))
+        self._ranges.attach([plot.getViewBox() for plot in window.plot_items.values()])
+        hues = max(len(channels), 1)
+        for index, channel in enumerate(channels):
+            colour = pg.mkColor(pg.intColor(index, hues=hues, values=1, maxValue=230))
+            colour.setAlpha(110 if channel in averaged else 255)
+            curve = self._plot_of(channel).plot(pen=pg.mkPen(colour, width=1), name=channel)
+            curve.setZValue(0)
+            self.raw_curves[channel] = curve
+        for channel in averaged:
+            index = channels.index(channel) if channel in channels else len(channels)
+            colour = pg.intColor(index, hues=hues, values=1, maxValue=230)
+            curve = self._plot_of(channel).plot(
+                pen=pg.mkPen(colour, width=2), name=f"{channel} (avg)"
+            )
+            curve.setZValue(10)  # averages on top of the raw curves
+            self.averaged_curves[channel] = curve
+
+    def _plot_of(self, channel: str) -> pg.PlotItem:
+        return self._window.plot_items[self._units.get(channel, "")]
+
+    # ----------------------------------------------------------------------------- frames
+    def draw(self, frame: tuple, force: bool = False) -> bool:
+        """Hand a frame's arrays to the curves, unless it shows what is drawn already.
+
+        Parameters
+        ----------
+        frame : tuple
+            ``(x, {channel: y}, x_avg, {channel: y_avg} or None)`` as the logic sends it.
+        force : bool
+            Draw even if the frame looks like the last one (after a zoom).
+
+        Returns
+        -------
+        bool
+            Whether the curves changed.
+        """
+        x, raw, x_avg, averaged = frame
+        averaged = averaged or {}
+        # new samples always move the end of the time axis: a frame ending where the drawn
+        # one ended brings nothing new (the logic sends frames also when no sample came)
+        signature = (_ends(x), _ends(x_avg), tuple(raw), tuple(averaged))
+        if not force and signature == self._last_signature:
+            return False
+        if self._channels != (list(raw), list(averaged)):
+            self.rebuild(list(raw), list(averaged), dict(self._channel_units()))
+        self._last_frame, self._last_signature = frame, signature
+        plots = list(self._window.plot_items.values())
+        y_extents: list = [None] * len(plots)
+        x_extent = None
+        for curves, kind, xs, ys in (
+            (self.raw_curves, _RAW, x, raw),
+            (self.averaged_curves, _AVERAGED, x_avg, averaged),
+        ):
+            for channel, y in ys.items():
+                drawn_x, drawn_y = self._drawable(xs, y)
+                curves[channel].setData(drawn_x, drawn_y)
+                if len(y):
+                    self._newest[(channel, kind)] = y[-1]
+                index = plots.index(self._plot_of(channel))
+                y_extents[index] = _union(y_extents[index], data_extent(drawn_y))
+                if len(drawn_x):
+                    x_extent = _union(x_extent, (float(drawn_x[0]), float(drawn_x[-1])))
+        self._ranges.fit(x_extent, y_extents)
+        return True
+
+    def redraw(self) -> bool:
+        """Draw the last frame again (a zoom shows more of it); False if there is none."""
+        if self._last_frame is None:
+            return False
+        return self.draw(self._last_frame, force=True)
+
+    def newest(self, channel: str, kind: str) -> tuple[float | None, str]:
+        """The newest value of a channel's ``'raw'`` or ``'averaged'`` curve and its unit."""
+        return self._newest.get((channel, kind)), self._units.get(channel, "")
+
+    @property
+    def follows_x(self) -> bool:
+        """Whether the time axis follows the data (the user has not zoomed or panned in x)."""
+        return self._ranges.follows_x
+
+    @property
+    def follows_y(self) -> bool:
+        """Whether the y axes follow the data (not frozen, not zoomed or panned in y)."""
+        return self._ranges.follows_y
+
+    @property
+    def y_frozen(self) -> bool:
+        """Whether the y ranges are frozen (and locked against the mouse)."""
+        return self._ranges.frozen
+
+    def _drawable(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The points worth drawing: those in view (all of them while x follows the data),
+        min/max-decimated to about two per pixel column."""
+        if not self.decimating:
+            return x, y
+        view = self._window.plot_item.getViewBox()
+        if not self.follows_x:
+            x_min, x_max = view.viewRange()[0]
+            visible = visible_slice(x, x_min, x_max)
+            x, y = x[visible], y[visible]
+        return peak_decimate(x, y, max(200, int(view.width())))
+
+    # ----------------------------------------------------------------------------- views
+    def freeze_y(self, frozen: bool) -> None:
+        """Keep every plot's y range as it is (True) or follow the data again (False)."""
+        self._ranges.freeze_y(frozen)
+
+    def autoscale(self) -> None:
+        """Fit both axes of every plot to the data and follow it again."""
+        self._ranges.follow_all()
+        self.redraw()
+
+
+def _ends(x) -> tuple:
+    """What tells two frames' time axes apart: their length and their last value."""
+    if x is None or not len(x):
+        return (0, None)
+    return (len(x), float(x[-1]))
+
+
+def _union(extent: tuple | None, other: tuple | None) -> tuple | None:
+    if extent is None or other is None:
+        return extent if other is None else other
+    return min(extent[0], other[0]), max(extent[1], other[1])
