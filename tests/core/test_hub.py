@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -390,8 +392,11 @@ def test_a_source_that_overfills_small_buffers_is_read_with_exact_counts():
         total = 0
         for chunk in (capacity - 66, 68, 68, capacity // 2 + 3, 700):  # free regions of any size
             source.feed(chunk)
-            np.testing.assert_array_equal(read_ramp(reader, chunk), np.arange(total, total + chunk))
-            total += chunk
+            for part in (chunk // 2, chunk - chunk // 2):  # a blocking read waits for <= 15/16
+                np.testing.assert_array_equal(
+                    read_ramp(reader, part), np.arange(total, total + part)
+                )
+                total += part
         assert hub.error is None and reader.running
         assert hub.ring.write_index == total > capacity  # the ring wrapped, more than once
 
@@ -471,3 +476,56 @@ def test_a_closed_reader_frees_its_name_but_not_a_newer_readers(hub):
     new = hub.open_reader("logic")
     old.close()  # again: must not drop the new reader of the same name
     assert hub.readers == (new,)
+
+
+# ------------------------------------------------------- issue 12: headroom for blocking reads
+NOTEBOOK = """
+import sys
+import numpy as np
+from qudi.util.instream import attach
+ring = attach(sys.argv[1])
+reader = ring.reader("my notebook")
+print("attached", flush=True)
+out = np.empty((100_000, 2))
+for _ in range(5):
+    first = reader.position
+    reader.read_into(out, timeout=10)
+    assert np.array_equal(out[:, 0], np.arange(first, first + 100_000)), "not a ramp"
+print("read", reader.lost, flush=True)
+ring.close()
+"""
+
+
+def test_a_blocking_read_of_the_docs_size_succeeds_at_100_khz(stream_name):
+    """docs/jupyter.md's settings (buffer 2**16 at 100 kHz) made a ring of exactly 100 000
+    samples, and a blocking read of 100 000 overran every time (7 of 7 runs lost 13-47
+    samples). The ring now has headroom for reads of what it was asked to hold: here a hub
+    reader and a reader attached from another process (the notebook) each read 100 000
+    samples 5 times and lose none."""
+    source = SimulatedSource(["APD", "analog 1"], sample_rate=1000.0)
+    with StreamHub(source, name=stream_name) as hub:
+        hub.configure(["APD", "analog 1"], "CONTINUOUS", 2**16, 100_000.0)
+        assert hub.ring.capacity >= 100_000  # what the docs promise: at least one second
+        reader = hub.open_reader("logic")
+        reader.start()
+        notebook = subprocess.Popen(
+            [sys.executable, "-c", NOTEBOOK, stream_name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert notebook.stdout.readline().strip() == "attached", notebook.stderr.read()
+            out = np.empty((100_000, 2))
+            for _ in range(5):
+                first = reader.position
+                reader.read_into(out, timeout=10)
+                np.testing.assert_array_equal(out[:, 0], np.arange(first, first + 100_000))
+            assert reader.lost == 0
+            said, complaint = notebook.communicate(timeout=60)
+        finally:
+            if notebook.poll() is None:
+                notebook.kill()
+                notebook.communicate()
+    assert notebook.returncode == 0, complaint
+    assert said.strip() == "read 0"

@@ -52,6 +52,8 @@ MIN_POLL_RATE = 1.0
 MAX_POLL_RATE = 1000.0
 _RATE_WINDOW_S = 1.0
 _RUNS_REMEMBERED = 64  # a reader stopped this many runs ago gets nothing more of its run
+_MIN_PUMP_CHUNK = 256
+_READ_SLACK_S = 0.1  # how late a reader may wake and still lose nothing
 _T = TypeVar("_T")
 
 
@@ -224,6 +226,28 @@ class HubReader(RingReader):
         return f"{type(fault).__name__}: {fault}", fault
 
 
+def pump_chunk(rate: float, period: float) -> int:
+    """The most samples the pump claims at once: a poll's worth and a quarter (polls come a
+    little late), at least 256 so that slow streams are not read a few samples at a time."""
+    return max(_MIN_PUMP_CHUNK, math.ceil(1.25 * rate * period))
+
+
+def ring_headroom(readable: int, rate: float, period: float) -> int:
+    """Slots a ring needs beyond ``readable`` so that a blocking read of ``readable`` samples
+    by a reader that keeps up never overruns (issue 12: a ring of exactly the size read lost
+    samples every time).
+
+    When such a read wakes, up to one pump chunk more than it waits for has arrived; while it
+    copies, the pump may claim the next chunk (claimed slots count as overwritten); and the
+    reader may wake late (a reader in another process polls every 2 ms, any reader can be
+    descheduled): 0.1 s of samples cover that. A blocking read may also wait for no more than
+    15/16 of a ring (see :func:`~qudi.util.instream.reader.RingReader.read_into`), so the
+    headroom is at least a fifteenth of ``readable``.
+    """
+    late = math.ceil(rate * _READ_SLACK_S)
+    return max(2 * pump_chunk(rate, period) + late, -(-readable // 15))
+
+
 class _RunLog(Generic[_T]):
     """What a hub knows of each run, by run epoch: of the most recent runs only, so a
     long-lived hub does not grow."""
@@ -262,7 +286,8 @@ class StreamHub:
         Most polls of the source per second (Hz, 1 to 1000); faster only if the source's own
         buffer would otherwise fill before the next poll.
     min_ring_seconds
-        The ring holds at least this much data at the configured rate.
+        The ring holds at least this much data at the configured rate (and headroom beyond
+        it, so that a blocking read of that much succeeds: see :func:`ring_headroom`).
 
     Raises
     ------
@@ -295,7 +320,7 @@ class StreamHub:
         self._pump: Pump | None = None
         self._faults: _RunLog[BaseException] = _RunLog()  # the exception that ended a run
         self._run_starts: _RunLog[int] = _RunLog()  # the index of a run's first sample
-        self._ring = self._new_ring()
+        self._ring, self._readable = self._new_ring()
 
     # ------------------------------------------------------------------------- public API
     @property
@@ -363,9 +388,11 @@ class StreamHub:
         ``active_channels`` is a non-empty list of channel names, ``channel_buffer_size`` an
         integer >= 1 and ``sample_rate`` a positive number of samples per second (TypeError or
         ValueError naming the argument otherwise; the source checks ``streaming_mode`` and what
-        it supports). ``channel_buffer_size`` means "at least this many samples": it is
-        satisfied while the ring is that big. Raises :class:`StreamBusyError` naming the running
-        readers if a change is asked for while any runs, and
+        it supports). ``channel_buffer_size`` means "at least this many samples in one
+        blocking read": it is satisfied while the ring holds that many and the headroom such a
+        read needs (see :func:`ring_headroom`), so its capacity is somewhat larger. Raises
+        :class:`StreamBusyError` naming the running readers if a change is asked for while
+        any runs, and
         :class:`~qudi.util.instream.errors.StreamCapacityError` if the ring this needs does not
         fit in memory; the previous configuration is then kept.
         """
@@ -517,12 +544,21 @@ class StreamHub:
         if self._ring.closed:
             raise StreamError(f"stream '{self.name}' is closed")
 
-    def _start_pump(self) -> None:
+    def _poll_period(self, rate: float) -> float:
+        """Seconds between polls: at most ``max_poll_rate`` a second, and often enough that
+        the source's own buffer never fills up."""
         period = 1.0 / self.max_poll_rate
-        rate = float(self._source.sample_rate)
-        if rate > 0:  # poll often enough that the source's own buffer never fills up
+        if rate > 0:
             period = min(period, self._source.channel_buffer_size / rate / 4)
-        self._pump = Pump(self.name, self._source, self._ring, period, self._on_pump_fault)
+        return period
+
+    def _start_pump(self) -> None:
+        rate = float(self._source.sample_rate)
+        period = self._poll_period(rate)
+        chunk = min(pump_chunk(rate, period), max(1, self._ring.capacity // 4))
+        self._pump = Pump(
+            self.name, self._source, self._ring, period, self._on_pump_fault, max_chunk=chunk
+        )
 
     def _stop_source(self) -> None:
         pump, self._pump = self._pump, None
@@ -569,9 +605,9 @@ class StreamHub:
             accepted is not None
             and (channels, mode, rate) == (accepted[0], accepted[1], accepted[3])
         ):
-            if buffer_size <= self._ring.capacity:
+            if buffer_size <= self._readable:  # a blocking read of this many succeeds
                 return None
-            return f"grow the buffer from {self._ring.capacity} to {buffer_size} samples"
+            return f"grow the buffer from {self._readable} to {buffer_size} samples"
         names = ("active_channels", "streaming_mode", "sample_rate")
         changed = [
             f"{key} from {old!r} to {new!r}"
@@ -580,8 +616,10 @@ class StreamHub:
         ]
         return "change " + ", ".join(changed)
 
-    def _new_ring(self, requested_capacity: int | None = None) -> StreamRing:
-        """A stopped ring for the source's configuration, of at least ``requested_capacity``."""
+    def _new_ring(self, requested_capacity: int | None = None) -> tuple[StreamRing, int]:
+        """A stopped ring for the source's configuration, and how many samples a blocking read
+        of it may ask for: at least ``requested_capacity``, and the ring has headroom beyond
+        that (see :func:`ring_headroom`)."""
         source = self._source
         channels = tuple(source.active_channels)
         constraints = source.constraints
@@ -589,12 +627,13 @@ class StreamHub:
         timing = str(member_name(constraints.sample_timing))
         if requested_capacity is None:
             requested_capacity = self._requested_capacity
-        capacity = max(
+        readable = max(  # what a consumer may ask for in one blocking read
             MIN_RING_SAMPLES,
             requested_capacity,
             math.ceil(rate * self._min_ring_seconds),
             math.ceil(4 * rate / self.max_poll_rate),
         )
+        capacity = readable + ring_headroom(readable, rate, self._poll_period(rate))
         info = StreamInfo(
             channel_names=channels,
             channel_units=tuple(constraints.channel_units[ch] for ch in channels),
@@ -612,7 +651,7 @@ class StreamHub:
             name=self.name,
         )
         ring.mark_stopped()
-        return ring
+        return ring, readable
 
     def _replace_ring(self, requested_capacity: int, previous: tuple) -> None:
         """Put a ring for the source's new configuration in place of the old one.
@@ -625,17 +664,17 @@ class StreamHub:
         if self._shared:
             old.close()  # the new ring takes over the old one's name
         try:
-            ring = self._new_ring(requested_capacity)
+            ring, readable = self._new_ring(requested_capacity)
         except Exception:
             self._source.configure(*previous)
             if old.closed:
-                self._use_ring(self._new_ring())
+                self._use_ring(*self._new_ring())
             raise
         old.close()
-        self._use_ring(ring)
+        self._use_ring(ring, readable)
 
-    def _use_ring(self, ring: StreamRing) -> None:
-        self._ring = ring
+    def _use_ring(self, ring: StreamRing, readable: int) -> None:
+        self._ring, self._readable = ring, readable
         self._faults.clear()  # run epochs count again from 0 in the new ring
         self._run_starts.clear()
         for reader in self._readers.values():

@@ -29,6 +29,24 @@ class Pump:
 
     It ends by itself when the source fails, or when a FINITE acquisition has delivered all
     its samples; the ring then tells readers that no more data is coming.
+
+    Parameters
+    ----------
+    hub_name
+        Names the thread (``instream-pump-<hub_name>``).
+    source
+        What is read (see :class:`~qudi.util.instream.contracts.StreamSource`).
+    ring
+        Where the samples go (this pump is its only writer while it runs).
+    period
+        Seconds from one poll to the next.
+    on_fault
+        Called in the thread with the ring and the source's exception when a read fails;
+        the thread then ends.
+    max_chunk
+        Most samples claimed in the ring at once (default: a quarter of it). Claimed slots
+        count as overwritten for readers, so a ring's headroom must hold two chunks (see
+        :func:`~qudi.util.instream.hub.ring_headroom`).
     """
 
     def __init__(
@@ -38,6 +56,8 @@ class Pump:
         ring: StreamRing,
         period: float,
         on_fault: Callable[[StreamRing, BaseException], None],
+        *,
+        max_chunk: int | None = None,
     ):
         self._source = source
         self._ring = ring
@@ -45,7 +65,7 @@ class Pump:
         self._end_index = ring.write_index + source.channel_buffer_size if finite else None
         self._period = period
         self._on_fault = on_fault
-        self._max_chunk = max(1, ring.capacity // 4)
+        self._max_chunk = max(1, ring.capacity // 4 if max_chunk is None else max_chunk)
         # a qudi streamer reads an exact count; a minimal source may only read what it has
         self._read_exact = getattr(source, "read_data_into_buffer", None)
         self._stop = threading.Event()
