@@ -33,6 +33,7 @@ from qudi.util.instream import (
 )
 from qudi.util.instream.network import Gap, StreamPublisher, StreamSubscriber
 from qudi.util.instream.simulated import SimulatedSource
+from qudi.util.instream.transport import receiver
 
 from .sources import HandFedSource
 
@@ -68,7 +69,8 @@ def write_ramp(ring, first, count):
 def hold_receiver(subscriber):
     """Make the subscriber's receive thread stop at the next message until released."""
     held, release = threading.Event(), threading.Event()
-    handle = subscriber._handle
+    receiver = subscriber.receiver
+    handle = receiver._handle
 
     def slow_handle(frames):
         if not release.is_set():
@@ -76,7 +78,7 @@ def hold_receiver(subscriber):
             release.wait(TIMEOUT)
         handle(frames)
 
-    subscriber._handle = slow_handle
+    receiver._handle = slow_handle
     return held, release
 
 
@@ -519,7 +521,7 @@ def hand_made_stream():
 
 def test_malformed_messages_are_rejected_and_logged_without_harm(hand_made_stream, caplog):
     socket, sub = hand_made_stream
-    with caplog.at_level(logging.WARNING, logger=network.__name__):
+    with caplog.at_level(logging.WARNING, logger=receiver.__name__):
         bad = [
             data_frames(0, 10, magic=b"XXXX"),  # wrong magic
             [b"QIZM\x01"],  # truncated header
@@ -575,9 +577,13 @@ def test_a_gap_arriving_during_a_blocked_read_ends_it_with_what_came_before(hand
     np.testing.assert_array_equal(out[:10, 0], np.arange(20, 30))
 
 
-def test_the_transport_never_unpickles_or_evaluates():
-    """No name in the module's code (docstrings aside) can deserialise objects or run code."""
-    tree = ast.parse(Path(network.__file__).read_text())
+TRANSPORT_FILES = sorted(Path(receiver.__file__).parent.glob("*.py")) + [Path(network.__file__)]
+
+
+@pytest.mark.parametrize("path", TRANSPORT_FILES, ids=lambda path: path.name)
+def test_the_transport_never_unpickles_or_evaluates(path):
+    """No name in the transports' code (docstrings aside) can deserialise objects or run code."""
+    tree = ast.parse(path.read_text())
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
@@ -593,4 +599,6 @@ def test_the_transport_never_unpickles_or_evaluates():
     json_loads = [
         node for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "loads"
     ]
-    assert json_loads and all(node.value.id == "json" for node in json_loads)
+    assert all(node.value.id == "json" for node in json_loads)
+    if path.name == "wire.py":  # received descriptions are read by the one JSON codec
+        assert "decode_description" in names

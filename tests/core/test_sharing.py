@@ -207,7 +207,7 @@ def test_share_errors_reach_the_caller_as_plain_values_and_keep_nothing_alive(hu
     assert share.call("eval", "1") == (
         "error",
         "ValueError",
-        f"'eval' is not one of {list(sharing._REMOTE_METHODS)}",
+        f"'eval' is not one of {list(sharing.REMOTE_METHODS)}",
     )
     gc.disable()  # no cycle collector: only reference counting may free the share
     try:
@@ -282,6 +282,78 @@ def test_every_joined_hub_kind_leaves_with_one_call(hub):
         joined.leave()
     assert hub.readers == () and not hub.running
     assert far_reader.subscriber is None
+
+
+def test_a_refused_configure_through_a_remote_hub_names_the_running_consumers(hub):
+    logic = hub.open_reader("logic 1")
+    logic.start()
+    remote = RemoteHub(StreamShare(hub, "my notebook"))
+    try:
+        with pytest.raises(StreamBusyError, match="'logic 1'") as caught:
+            remote.configure(["ramp"], "CONTINUOUS", 1000, 10_000.0)
+        assert caught.value.running_readers == ("logic 1",)  # as a local hub's refusal says
+        assert hub.ring.info.sample_rate == 50_000.0 and hub.running  # nothing changed
+    finally:
+        remote.close()
+        logic.close()
+
+
+class _SharedStreamer(_Streamer):
+    """A qudi-instream streamer module as a consumer in another process sees it."""
+
+    def share_stream(self, consumer: str, max_poll_rate: float = 30.0) -> StreamShare:
+        return sharing.share_module_stream(self, consumer, max_poll_rate)
+
+
+def test_a_notebook_cell_joins_again_after_its_configure_was_refused():
+    """docs/jupyter.md: the cell's configure is refused (qudi's logics stream); run again, its
+    join failed with "already has a consumer named 'my notebook'"."""
+    streamer = _SharedStreamer(f"test_rejoin_{os.getpid()}")
+    logic = sharing.join_module_hub(streamer, "logic", 30.0)
+    logic_reader = logic.open_reader("logic")
+    logic_reader.start()
+    try:
+        for _run in range(2):  # the cell, as written, run twice
+            notebook = RemoteHub.join(streamer, "my notebook")
+            with pytest.raises(StreamBusyError, match="'logic'"):
+                notebook.configure(["ramp"], "CONTINUOUS", 2**16, 100_000.0)
+        reader = notebook.open_reader("my notebook")
+        reader.start()
+        data = np.empty((1000, 1))
+        reader.read_into(data, timeout=10)
+        assert_ramp(data, data[0, 0])
+        assert sorted(r.name for r in logic.hub.readers) == ["logic", "my notebook"]
+        with RemoteHub.join(streamer, "my notebook") as again:  # the earlier place is given up
+            assert not again.closed and notebook.closed
+            with pytest.raises(StreamStoppedError):
+                reader.read_into(data, timeout=1)
+        assert [r.name for r in logic.hub.readers] == ["logic"]  # left with the block
+    finally:
+        logic_reader.close()
+        logic.leave()
+    assert logic.hub.ring.closed
+
+
+class _PrivateStreamer(_Streamer):
+    """A streamer whose hub is in private memory: a consumer cannot attach to it."""
+
+    def __init__(self):
+        super().__init__("private")
+        self.hub = StreamHub(self.source, name="test_private", shared=False)
+
+    def share_stream(self, consumer: str, max_poll_rate: float = 30.0) -> StreamShare:
+        return StreamShare(self.hub, consumer)
+
+
+def test_a_join_that_fails_leaves_nothing_joined():
+    streamer = _PrivateStreamer()
+    try:
+        for _run in range(2):  # and it can be tried again
+            with pytest.raises(StreamError, match="not in this host's shared memory"):
+                RemoteHub.join(streamer, "my notebook")
+            assert streamer.hub.readers == ()
+    finally:
+        streamer.hub.close()
 
 
 def test_a_remote_stopped_reader_keeps_its_position(hub):

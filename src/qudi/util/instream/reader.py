@@ -3,12 +3,18 @@
 A reader owns nothing but its position and counters (a few hundred bytes), so adding a
 consumer costs no copy of the stream. Reads copy out of the ring into caller-owned arrays
 and are checked against the writer afterwards, so torn data is never returned.
+
+The reads are written once, over a few hooks that a reader with more to say about its
+samples overrides (:class:`~qudi.util.instream.hub.HubReader` ends a run where the next one
+began; :class:`~qudi.util.instream.transport.subscriber.StreamSubscriber` knows of gaps):
+:meth:`RingReader._readable`, :meth:`RingReader._copy`, :meth:`RingReader._settle`,
+:meth:`RingReader._end` and :meth:`RingReader._first_kept`.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,9 +35,31 @@ from qudi.util.instream.stream_format import RingState
 if TYPE_CHECKING:
     from qudi.util.instream.ring import StreamRing
 
-__all__ = ["RingReader"]
+__all__ = ["RingReader", "blocking_read_limit", "check_reader_options", "overrun_error"]
 
 _INF = float("inf")
+
+
+def blocking_read_limit(capacity: int) -> int:
+    """The most samples a blocking read may wait for in a ring of ``capacity`` samples:
+    fifteen sixteenths of it.
+
+    While a read waits, its writer goes on: it publishes samples a poll's worth at a time and
+    claims the slots of the next ones before it fills them (claimed slots count as
+    overwritten). A read that waits for the whole ring finds its oldest samples overwritten
+    when the last arrive, every time; the sixteenth left over is the writer's room.
+    """
+    return max(1, capacity - capacity // 16)
+
+
+def overrun_error(
+    reader_name: str, lost: int, gap_start: int, resume_position: int, delivered: int = 0
+) -> StreamOverrunError:
+    """A :class:`StreamOverrunError` that also says how many samples the read that raised it
+    had already written into its output (``.delivered``, before the gap)."""
+    error = StreamOverrunError(reader_name, lost, gap_start, resume_position)
+    setattr(error, "delivered", delivered)  # noqa: B010 (not a field of the class yet)
+    return error
 
 
 class RingReader:
@@ -143,7 +171,9 @@ class RingReader:
             ``[samples, *sample_shape]`` or flat (sample-major, interleaved), of the ring's
             dtype, C-contiguous and writable.
         n
-            Samples to read; default: what fits in ``out``. At most the ring's capacity.
+            Samples to read; default: what fits in ``out``. At most the ring's capacity, and a
+            read that has to wait may wait for at most 15/16 of it (see
+            :func:`blocking_read_limit`): read larger blocks in a loop.
         timeout
             Seconds to wait (finite, >= 0); None waits as long as the stream runs.
         timestamps
@@ -157,7 +187,8 @@ class RingReader:
         Raises
         ------
         TypeError, ValueError
-            For buffers, counts or timeouts that are refused; nothing is consumed.
+            For buffers, counts or timeouts that are refused, and for a read that could only
+            ever overrun (more than the ring keeps while it waits); nothing is consumed.
         StreamTimeoutError
             If the samples did not arrive in time; nothing is consumed.
         StreamStoppedError
@@ -166,21 +197,35 @@ class RingReader:
         StreamFaultError
             Once after the writer failed.
         StreamOverrunError
-            When samples were lost and overwriting is not allowed.
+            When samples were lost and overwriting is not allowed (``.delivered`` samples
+            before the loss were written into ``out`` and consumed).
         """
         samples, stamps, room = self._checked_buffers(out, timestamps)
         n = room if n is None else check_count(n, room, "n", "the room in the output buffers")
-        if n > self._ring.capacity:
-            raise ValueError(f"n={n} is more than the ring holds ({self._ring.capacity} samples)")
         if timeout is not None and not (type(timeout) is float and 0.0 <= timeout < _INF):
             timeout = check_timeout(timeout)  # the common float is checked inline: hot path
+        self._check_wait(n)
         if n == 0:
             return 0
         deadline = None if timeout is None else time.monotonic() + timeout
+        done = 0
         while True:
-            self._wait_for(n, deadline, timeout)
-            if self._copy(samples, stamps, n):
+            self._wait_for(n - done, deadline, timeout)
+            if self._settle(done) and not self._readable(n - done):
+                continue  # settling skipped lost samples: fewer are left than asked for
+            if done:
+                got = self._copy(
+                    samples[done:], None if stamps is None else stamps[done:], n - done
+                )
+            else:
+                got = self._copy(samples, stamps, n)
+            if got is None:  # the writer overtook the copy: nothing consumed
+                self._settle(done)
+                continue
+            done += got
+            if done == n:
                 return n
+            self._settle(done)  # a loss stopped the copy short: reported with what came before
 
     def read_available_into(self, out: np.ndarray, *, timestamps: np.ndarray | None = None) -> int:
         """Copy the unread samples that are available and fit; never blocks.
@@ -204,14 +249,12 @@ class RingReader:
         self._raise_pending_fault()
         self._require_open_ring()
         while True:
-            self._skip_lost_samples()
-            count = min(self._end() - self._position, room)
-            if count <= 0 or self._copy(samples, stamps, count):
-                return max(count, 0)
+            self._settle()
+            got = self._copy(samples, stamps, room)
+            if got is not None:
+                return got
 
-    def latest(
-        self, n: int, *, with_timestamps: bool = False
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def latest(self, n: int, *, with_timestamps: bool = False) -> Any:
         """The newest ``n`` samples (fewer if fewer were written), without consuming anything.
 
         Returns
@@ -235,7 +278,7 @@ class RingReader:
         self._require_open_ring()
         while True:
             write = ring.write_index
-            start = max(write - n, ring.oldest_index)
+            start = min(max(write - n, self._first_kept()), write)
             data = np.empty((write - start, *ring.sample_shape), ring.dtype)
             stamps = np.empty(write - start) if with_timestamps else None
             ring.copy_out(start, write - start, data, stamps)
@@ -260,6 +303,45 @@ class RingReader:
         """Index after the last sample this reader may read (the ring's write index)."""
         return self._ring.write_index
 
+    def _first_kept(self) -> int:
+        """The oldest index :meth:`latest` may return (the oldest intact sample)."""
+        return self._ring.oldest_index
+
+    def _readable(self, n: int) -> bool:
+        """Whether a read of ``n`` samples can go ahead now: they are there (or, for a reader
+        that knows of gaps, a loss ahead is there to report)."""
+        return self._end() - self._position >= n
+
+    def _copy(self, samples: np.ndarray, stamps: np.ndarray | None, n: int) -> int | None:
+        """Copy up to ``n`` samples from the position into ``samples`` and consume them.
+
+        Returns
+        -------
+        int or None
+            How many were consumed: fewer than ``n`` only if fewer are there, or (a reader
+            that knows of gaps) at a loss that :meth:`_settle` reports next. None if the
+            writer overtook the copy: nothing was consumed.
+        """
+        position = self._position
+        count = min(n, self._end() - position)
+        if count <= 0:
+            return 0
+        self._ring.copy_out(position, count, samples, stamps)
+        if position < self._ring.oldest_index:  # the writer overtook us while we copied
+            return None
+        self._position = position + count
+        return count
+
+    def _settle(self, delivered: int = 0) -> bool:
+        """Move past samples lost at the position: count them, and raise
+        :class:`StreamOverrunError` (``delivered`` is what the current read got before them)
+        unless overwriting is allowed. Returns whether the position moved."""
+        oldest = self._ring.oldest_index
+        if self._position >= oldest:
+            return False
+        self._pass_loss(oldest, delivered)
+        return True
+
     def _stop_reason(self) -> str | None:
         """Why no more data will come for this reader, or None while it can."""
         if self._closed:
@@ -281,11 +363,35 @@ class RingReader:
         self._fault_epoch_seen = ring.run_epoch
         return ring.fault_message, ring.fault_exception
 
+    def _origin(self) -> str:
+        """Where the samples come from, for messages (empty: the ring itself)."""
+        return ""
+
     # -------------------------------------------------------------------------- internals
     def _checked_buffers(self, out, timestamps):
         ring = self._ring
         return check_read_buffers(
             out, timestamps, ring.sample_shape, ring.dtype, ring.has_timestamps
+        )
+
+    def _check_wait(self, n: int) -> None:
+        """Refuse a blocking read that could only overrun: more than the ring holds, or more
+        than it keeps while the read waits (see :func:`blocking_read_limit`)."""
+        capacity = self._ring.capacity
+        if n > capacity:
+            raise ValueError(f"n={n} is more than the ring holds ({capacity} samples)")
+        limit = blocking_read_limit(capacity)
+        if n <= limit or self.available >= n:
+            return
+        self._require_open_ring()  # a reader that cannot read at all is told that first
+        raise ValueError(
+            f"reader '{self.name}': a blocking read of n={format_count(n)} samples would wait "
+            f"for more than this stream's ring keeps while it waits (15/16 of its "
+            f"{format_count(capacity)} samples: the writer needs the rest), so its oldest "
+            f"samples would be overwritten before the last arrive: read at most "
+            f"{format_count(limit)} samples per call (in a loop), or give the stream a ring "
+            f"of at least {format_count(-(-16 * n // 15))} samples (channel_buffer_size); nothing "
+            "was consumed"
         )
 
     def _raise_pending_fault(self) -> None:
@@ -305,13 +411,12 @@ class RingReader:
             raise StreamStoppedError(f"reader '{self.name}' is closed")
 
     def _wait_for(self, n: int, deadline: float | None, timeout: float | None) -> None:
-        """Return once ``n`` samples are unread; raise if that cannot or did not happen in time."""
+        """Return once a read of ``n`` can go ahead; raise if that cannot or did not happen in
+        time."""
         ring = self._ring
 
         def ready() -> bool:
-            return (
-                ring.closed or self._end() - self._position >= n or self._stop_reason() is not None
-            )
+            return ring.closed or self._readable(n) or self._stop_reason() is not None
 
         self._raise_pending_fault()
         self._require_open_ring()
@@ -319,44 +424,29 @@ class RingReader:
         ring.wait(ready, remaining)
         self._raise_pending_fault()
         self._require_open_ring()
-        unread = self._end() - self._position
-        if unread >= n:
+        if self._readable(n):
             return
+        have = self.available
         reason = self._stop_reason()
         if reason is not None:
             raise StreamStoppedError(
-                f"reader '{self.name}': {reason}; {format_count(max(unread, 0))} of "
+                f"reader '{self.name}': {reason}; {format_count(have)} of "
                 f"{format_count(n)} requested samples are left"
             )
         raise StreamTimeoutError(
-            f"reader '{self.name}': {format_count(n)} samples did not arrive within {timeout} s "
-            f"({format_count(unread)} available); nothing was consumed"
+            f"reader '{self.name}': {format_count(n)} samples did not arrive"
+            f"{self._origin()} within {timeout} s ({format_count(have)} available); "
+            "nothing was consumed"
         )
 
-    def _skip_lost_samples(self) -> None:
-        oldest = self._ring.oldest_index
-        if self._position < oldest:
-            self._skip_to(oldest)
-
-    def _skip_to(self, oldest: int) -> None:
-        gap_start, lost = self._position, oldest - self._position
+    def _pass_loss(self, resume: int, delivered: int = 0) -> None:
+        """Count the samples from the position up to ``resume`` as lost and move there; raise
+        unless overwriting is allowed."""
+        gap_start, lost = self._position, resume - self._position
         self._lost += lost
-        self._position = oldest
+        self._position = resume
         if not self.allow_overwrite:
-            raise StreamOverrunError(self.name, lost, gap_start, oldest)
-
-    def _copy(self, samples: np.ndarray, stamps: np.ndarray | None, count: int) -> bool:
-        """Copy ``count`` samples and consume them; False if a gap was skipped (read again)."""
-        self._skip_lost_samples()
-        if self._end() - self._position < count:
-            return False  # skipping a gap left fewer samples than asked for: wait again
-        self._ring.copy_out(self._position, count, samples, stamps)
-        oldest = self._ring.oldest_index
-        if self._position < oldest:  # the writer overtook us while we copied
-            self._skip_to(oldest)
-            return False
-        self._position += count
-        return True
+            raise overrun_error(self.name, lost, gap_start, resume, delivered)
 
 
 def check_reader_options(name: object, allow_overwrite: object) -> None:

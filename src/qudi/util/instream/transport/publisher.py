@@ -1,0 +1,350 @@
+"""StreamPublisher: the owner's side of the ZeroMQ transport, a stream sent on a PUB socket.
+
+The publisher reads a stream (a :class:`~qudi.util.instream.hub.StreamHub` or a
+:class:`~qudi.util.instream.ring.StreamRing`) through its own overwrite-allowed reader, so it
+never holds back the producer, and sends it in the messages of
+:mod:`~qudi.util.instream.transport.wire`. Its peers only ever send subscriptions, so the
+socket takes no inbound message over :data:`MAX_SUBSCRIPTION_BYTES`: a peer that sends a bigger
+one is disconnected before ZeroMQ stores it (subscriptions live in a per-byte trie, tens of
+times their size).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zmq
+
+from qudi.util.instream.errors import StreamError, StreamStoppedError
+from qudi.util.instream.hub import HubReader, StreamHub
+from qudi.util.instream.reader import RingReader
+from qudi.util.instream.ring import RingState, StreamRing
+from qudi.util.instream.stream_format import encode_description
+from qudi.util.instream.transport.wire import CONTROL, DATA, HAS_TIMESTAMPS, pack_header
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_CHUNK_BYTES",
+    "DEFAULT_HEARTBEAT_S",
+    "DEFAULT_SEND_HWM",
+    "MAX_SUBSCRIPTION_BYTES",
+    "PublisherStats",
+    "StreamPublisher",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:*"
+DEFAULT_SEND_HWM = 16  # messages queued per subscriber before PUB drops (x chunk bytes)
+DEFAULT_CHUNK_BYTES = 1 << 18  # 256 KiB per data message: far above zmq's copy threshold
+DEFAULT_HEARTBEAT_S = 0.25
+#: The largest message a peer may send the publisher (a subscription is 1 byte plus a topic;
+#: a subscriber of this package subscribes to everything, an empty topic).
+MAX_SUBSCRIPTION_BYTES = 4096
+_JOIN_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class PublisherStats:
+    """A snapshot of a publisher's counters."""
+
+    endpoint: str
+    samples_sent: int
+    messages_sent: int
+    lost: int  # samples the publisher's own reader lost (it was too slow)
+    queued_bytes: int  # sample bytes handed to ZeroMQ and not yet released by it
+    peak_queued_bytes: int
+
+
+def _ring_state(ring: StreamRing) -> RingState:
+    return RingState.CLOSED if ring.closed else ring.state
+
+
+class StreamPublisher:
+    """Publish a stream on a ZeroMQ PUB socket (see :mod:`~qudi.util.instream.transport.wire`).
+
+    Parameters
+    ----------
+    source
+        A :class:`StreamHub` (the publisher opens a reader ``name`` on it and starts it, so the
+        source runs while it publishes) or a :class:`StreamRing` (e.g. attached by name).
+    address
+        ZeroMQ address to bind; loopback with a free port by default. Bind another interface
+        (``tcp://0.0.0.0:5555``) only on a trusted network: there is no authentication.
+    name
+        The name of the publisher's reader, and of its thread.
+    send_hwm
+        Messages ZeroMQ queues per subscriber; beyond that a slow subscriber loses messages
+        (and sees the gap) instead of growing this process's memory.
+    chunk_samples
+        Samples per data message (default: about 256 KiB).
+    heartbeat
+        Seconds between control messages (description and state) when nothing changes.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For an argument out of range or of the wrong type.
+    zmq.ZMQError
+        If ``address`` cannot be bound.
+    """
+
+    def __init__(
+        self,
+        source: StreamHub | StreamRing,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        name: str = "publisher",
+        send_hwm: int = DEFAULT_SEND_HWM,
+        chunk_samples: int | None = None,
+        heartbeat: float = DEFAULT_HEARTBEAT_S,
+    ):
+        if not (isinstance(heartbeat, (int, float)) and 0 < heartbeat <= 60):
+            raise ValueError(f"heartbeat must be between 0 and 60 s, got {heartbeat!r}")
+        if isinstance(send_hwm, bool) or not isinstance(send_hwm, int) or send_hwm < 1:
+            raise ValueError(f"send_hwm must be a positive number of messages, got {send_hwm!r}")
+        self.name = name
+        if not isinstance(source, (StreamHub, StreamRing)):
+            raise TypeError(f"source must be a StreamHub or a StreamRing, got {type(source)}")
+        ring = source.ring if isinstance(source, StreamHub) else source
+        sample_bytes = math.prod(ring.sample_shape) * ring.dtype.itemsize
+        if chunk_samples is None:
+            chunk_samples = max(1, DEFAULT_CHUNK_BYTES // sample_bytes)
+        if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, int):
+            raise TypeError(f"chunk_samples must be an integer, got {chunk_samples!r}")
+        if chunk_samples < 1:
+            raise ValueError(f"chunk_samples must be positive, got {chunk_samples}")
+        self._hub: StreamHub | None = None
+        self._hub_reader: HubReader | None = None  # the same reader, when it is a hub's
+        self._reader: RingReader
+        if isinstance(source, StreamHub):
+            self._hub = source
+            self._reader = self._hub_reader = source.open_reader(name, allow_overwrite=True)
+        else:
+            self._reader = source.reader(name, allow_overwrite=True)
+        self._chunk_samples = chunk_samples
+        # sample bytes zmq may hold zero-copy before sends fall back to copying
+        self._queue_limit = 2 * max(send_hwm, 2) * chunk_samples * (sample_bytes + 8)
+        self._spare: tuple[np.ndarray, np.ndarray] | None = None
+        self._heartbeat = float(heartbeat)
+        self._session = int.from_bytes(os.urandom(8), "little")
+        self._generation = 0
+        self._sent_samples = self._sent_messages = 0
+        self._queued = self._peak_queued = 0
+        self._queue_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._context = zmq.Context()
+        try:
+            self._socket = self._context.socket(zmq.PUB)
+            self._socket.setsockopt(zmq.LINGER, 0)
+            self._socket.setsockopt(zmq.SNDHWM, send_hwm)
+            self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
+            self._socket.bind(address)
+            self._endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            if self._hub_reader is not None:
+                self._hub_reader.start()
+        except BaseException:
+            self._release()
+            raise
+        self._thread = threading.Thread(
+            target=self._run, name=f"instream-publisher-{name}", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------------------- public API
+    @property
+    def endpoint(self) -> str:
+        """The bound address with the actual port, e.g. ``tcp://127.0.0.1:40123``."""
+        return self._endpoint
+
+    @property
+    def lost(self) -> int:
+        """Samples the publisher's reader lost because it fell a whole ring behind."""
+        return self._reader.lost
+
+    @property
+    def queued_bytes(self) -> int:
+        """Sample bytes handed to ZeroMQ that it has not released yet (bounded by the HWM)."""
+        return self._queued
+
+    def stats(self) -> PublisherStats:
+        """The publisher's counters now."""
+        return PublisherStats(
+            self._endpoint,
+            self._sent_samples,
+            self._sent_messages,
+            self._reader.lost,
+            self._queued,
+            self._peak_queued,
+        )
+
+    def close(self) -> None:
+        """Stop the thread, leave the hub (the source stops if nobody else reads) and unbind."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        ring = self._reader.ring
+        if not ring.closed:
+            ring.wake_waiters()
+        self._thread.join(_JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            raise StreamError(f"{self._thread.name} did not stop within {_JOIN_TIMEOUT_S} s")
+        self._release()
+
+    def __enter__(self) -> StreamPublisher:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<StreamPublisher '{self.name}' on {self._endpoint}, sent {self._sent_samples}>"
+
+    # -------------------------------------------------------------------------- internals
+    def _release(self) -> None:
+        with contextlib.suppress(StreamError):
+            self._reader.close()
+        socket = getattr(self, "_socket", None)
+        if socket is not None:
+            socket.close(linger=0)
+        self._context.term()
+
+    def _run(self) -> None:
+        ring, reported = None, None
+        next_heartbeat = 0.0
+        while not self._stop.is_set():
+            reader = self._reader
+            if reader.ring is not ring:  # a new ring (hub reconfigured): a new index space
+                ring = reader.ring
+                self._generation += 1
+                reported = None
+            try:
+                self._rejoin_hub()
+                state = (_ring_state(ring), 0 if ring.closed else ring.run_epoch)
+                if reported is None or (state != reported and state[0] is RingState.RUNNING):
+                    # a new stream's description and a start go before their data
+                    self._send_control(reader, ring, state)
+                    reported = state
+                    next_heartbeat = time.monotonic() + self._heartbeat
+                self._drain(reader, next_heartbeat)  # a stop or fault goes after its data
+                state = (_ring_state(ring), 0 if ring.closed else ring.run_epoch)
+                if state != reported or time.monotonic() >= next_heartbeat:
+                    self._send_control(reader, ring, state)
+                    reported = state
+                    next_heartbeat = time.monotonic() + self._heartbeat
+                if state[0] is RingState.CLOSED:
+                    self._stop.wait(self._heartbeat)
+                    continue
+
+                def ready(ring=ring, reported=reported) -> bool:
+                    return (
+                        self._stop.is_set()
+                        or ring.closed
+                        or self._reader.available > 0
+                        or (ring.state, ring.run_epoch) != reported
+                        or self._reader.ring is not ring
+                    )
+
+                ring.wait(ready, max(0.0, next_heartbeat - time.monotonic()))
+            except Exception as exc:  # never let the thread die silently
+                if ring.closed:
+                    continue  # the owner closed the stream under us; report CLOSED next round
+                log.exception("publisher '%s': unexpected error: %s", self.name, exc)
+                self._stop.wait(self._heartbeat)
+
+    def _rejoin_hub(self) -> None:
+        """After a fault or a finished run another reader restarts the hub: publish it again."""
+        hub, reader = self._hub, self._hub_reader
+        if hub is not None and reader is not None and not reader.running:
+            hub.join_if_running(reader)  # never starts the source itself
+
+    def _drain(self, reader: RingReader, until: float) -> None:
+        """Send what is readable, a chunk per message; return when caught up or at ``until``
+        (a publisher that cannot catch up still sends its heartbeats)."""
+        ring = reader.ring
+        while not self._stop.is_set() and not ring.closed and time.monotonic() < until:
+            chunk = min(self._chunk_samples, max(reader.available, 1))
+            # Zero-copy while zmq holds little of ours; past the limit (a stalled link, or
+            # pyzmq's release thread starved of the GIL) copy from one reused buffer instead,
+            # so what zmq holds is its own, bounded by the HWM.
+            zero_copy = self._queued < self._queue_limit
+            if zero_copy:
+                data = np.empty((chunk, *ring.sample_shape), ring.dtype)
+                stamps = np.empty(chunk) if ring.has_timestamps else None
+            else:
+                data, stamps = self._spare_buffers(ring, chunk)
+            try:
+                count = reader.read_available_into(data, timestamps=stamps)
+            except StreamStoppedError:
+                return
+            except StreamError as exc:  # a fault, reported once: it goes out as CONTROL
+                log.info("publisher '%s': %s", self.name, exc)
+                continue
+            if count == 0:
+                return
+            first = reader.position - count
+            frames: list[Any] = [
+                pack_header(
+                    DATA,
+                    HAS_TIMESTAMPS if stamps is not None else 0,
+                    self._session,
+                    self._generation,
+                    ring.run_epoch & 0xFFFFFFFF,
+                    first,
+                    count,
+                ),
+                data[:count],
+            ]
+            if stamps is not None:
+                frames.append(stamps[:count])
+            if zero_copy:
+                self._track(data, stamps)
+            self._socket.send_multipart(frames, copy=not zero_copy)
+            self._sent_samples += count
+            self._sent_messages += 1
+
+    def _spare_buffers(self, ring: StreamRing, chunk: int):
+        """One buffer per ring format, reused for copied sends."""
+        spare = self._spare
+        if spare is None or spare[0].shape[1:] != ring.sample_shape or spare[0].dtype != ring.dtype:
+            data = np.empty((self._chunk_samples, *ring.sample_shape), ring.dtype)
+            spare = self._spare = (data, np.empty(self._chunk_samples))
+        return spare[0][:chunk], spare[1][:chunk] if ring.has_timestamps else None
+
+    def _track(self, data: np.ndarray, stamps: np.ndarray | None) -> None:
+        """Count bytes zmq holds: it owns the arrays until it has written them (copy=False)."""
+        for array in (data, stamps):
+            if array is None:
+                continue
+            with self._queue_lock:
+                self._queued += array.nbytes
+                self._peak_queued = max(self._peak_queued, self._queued)
+            weakref.finalize(array, self._released, array.nbytes)
+
+    def _released(self, nbytes: int) -> None:
+        with self._queue_lock:
+            self._queued -= nbytes
+
+    def _send_control(self, reader: RingReader, ring: StreamRing, state) -> None:
+        ring_state, epoch = state
+        description = b"{}" if ring.closed else encode_description(ring.description())
+        fault = ring.fault_message.encode() if ring_state is RingState.FAULTED else b""
+        header = pack_header(
+            CONTROL,
+            int(ring_state),
+            self._session,
+            self._generation,
+            epoch & 0xFFFFFFFF,
+            reader.position,
+            0,
+        )
+        self._socket.send_multipart([header, description, fault])

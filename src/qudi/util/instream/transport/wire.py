@@ -1,0 +1,192 @@
+"""The ZeroMQ wire format of a published stream, and the checks a received message passes.
+
+Every message is multipart; its first frame is a fixed header, :data:`HEADER`::
+
+    magic b"QIZM", version u8, kind u8, flags u16, session u64, generation u32, run epoch u32,
+    first u64, count u64                                    (little-endian, 40 bytes)
+
+* ``DATA`` (kind 1): ``[header, samples, timestamps?]``: ``count`` samples whose absolute index
+  starts at ``first``, raw C-order bytes of the stream's dtype; flag bit 0 says a float64
+  timestamp frame follows. A receiver detects lost samples by the index.
+* ``CONTROL`` (kind 2): ``[header, description JSON, fault message]``: ``flags`` is the
+  :class:`~qudi.util.instream.stream_format.RingState`, ``first`` the index of the next sample
+  the publisher will send, ``count`` 0. The description is that of
+  :meth:`~qudi.util.instream.ring.StreamRing.description` (``{}`` once the publisher's ring is
+  closed).
+
+``session`` is random per publisher, ``generation`` counts the publisher's rings (a hub builds
+a new ring when it is reconfigured): together they say which index space a message belongs to.
+
+Nothing received is trusted: :func:`read_header`, :func:`read_control` and :func:`read_data`
+check a message completely (sizes, counts, index range, JSON kind) and raise
+:class:`WireError` naming what is wrong before a receiver acts on any of it. Nothing is ever
+unpickled or evaluated: a header, raw numbers and JSON.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from qudi.util.instream.errors import StreamFormatError
+from qudi.util.instream.stream_format import FAULT_BYTES, RingState, decode_description
+
+__all__ = [
+    "CONTROL",
+    "DATA",
+    "HAS_TIMESTAMPS",
+    "HEADER",
+    "MAGIC",
+    "MAX_DESCRIPTION_BYTES",
+    "MAX_INDEX",
+    "VERSION",
+    "Control",
+    "Header",
+    "WireError",
+    "pack_header",
+    "read_control",
+    "read_data",
+    "read_header",
+]
+
+MAGIC = b"QIZM"
+VERSION = 1
+HEADER = struct.Struct("<4sBBHQIIQQ")
+DATA, CONTROL = 1, 2
+HAS_TIMESTAMPS = 1
+
+#: No sample index on the wire goes beyond this (2**62: 146 years at 1 GS/s), so a receiver's
+#: own indices (the publisher's plus an offset) stay far from the 64-bit end of its ring.
+MAX_INDEX = 2**62
+#: A description is a few hundred bytes; a larger one is refused before it is parsed.
+MAX_DESCRIPTION_BYTES = 64 * 1024
+
+_STATES = tuple(RingState)
+
+
+class WireError(ValueError):
+    """A received message that does not fit the wire format; the message says why."""
+
+
+class Header(NamedTuple):
+    """A message's header, unpacked (``first`` and ``count`` as for :data:`HEADER`)."""
+
+    kind: int
+    flags: int
+    session: int
+    generation: int
+    epoch: int
+    first: int
+    samples: int  # the header's count: samples in a data message
+
+    @property
+    def stream(self) -> tuple[int, int]:
+        """``(session, generation)``: the index space the message belongs to."""
+        return self.session, self.generation
+
+
+@dataclass(frozen=True)
+class Control:
+    """A checked CONTROL message."""
+
+    stream: tuple[int, int]
+    state: RingState
+    epoch: int
+    next_index: int
+    description: dict[str, Any] | None  # None: the publisher has no stream (its ring closed)
+    fault: str
+
+
+def pack_header(
+    kind: int, flags: int, session: int, generation: int, epoch: int, first: int, count: int
+) -> bytes:
+    """The header frame of a message."""
+    return HEADER.pack(MAGIC, VERSION, kind, flags, session, generation, epoch, first, count)
+
+
+def read_header(frames: list[Any]) -> Header:
+    """The header of a received message (a list of zmq frames).
+
+    Raises
+    ------
+    WireError
+        For a header of the wrong size, magic or version, or an unknown kind.
+    """
+    head = frames[0].bytes if frames else b""
+    if len(head) != HEADER.size:
+        raise WireError(f"header of {len(head)} bytes, expected {HEADER.size}")
+    magic, version, kind, flags, session, generation, epoch, first, count = HEADER.unpack(head)
+    if magic != MAGIC:
+        raise WireError(f"wrong magic {magic!r}: not a qudi-instream stream")
+    if version != VERSION:
+        raise WireError(f"wire format version {version}, this side reads {VERSION}")
+    if kind not in (DATA, CONTROL):
+        raise WireError(f"unknown message kind {kind}")
+    return Header(kind, flags, session, generation, epoch, first, count)
+
+
+def read_control(header: Header, frames: list[Any]) -> Control:
+    """A CONTROL message, checked.
+
+    Raises
+    ------
+    WireError
+        For the wrong number of frames, a state that is no ring state, an index beyond
+        :data:`MAX_INDEX`, and a description that is too big, not strict JSON, or not a JSON
+        object (see :func:`~qudi.util.instream.stream_format.decode_description`; ``{}`` is a
+        publisher without a stream).
+    """
+    if len(frames) != 3:
+        raise WireError(f"control message of {len(frames)} frames, expected 3")
+    if header.flags >= len(_STATES):
+        raise WireError(f"control message with state {header.flags}, not a ring state")
+    if header.first > MAX_INDEX:
+        raise WireError(f"control message says the next index is {header.first}, beyond 2**62")
+    raw = frames[1].bytes
+    if len(raw) > MAX_DESCRIPTION_BYTES:
+        raise WireError(
+            f"stream description of {len(raw)} bytes (at most {MAX_DESCRIPTION_BYTES} are read)"
+        )
+    try:
+        description = decode_description(raw, "stream description")
+    except StreamFormatError as exc:
+        raise WireError(str(exc)) from None
+    fault = frames[2].bytes[: 4 * FAULT_BYTES].decode(errors="replace")[:FAULT_BYTES]
+    return Control(
+        header.stream, _STATES[header.flags], header.epoch, header.first, description or None, fault
+    )
+
+
+def read_data(
+    header: Header, frames: list[Any], sample_bytes: int, has_timestamps: bool
+) -> tuple[memoryview, memoryview | None]:
+    """The sample bytes (and timestamp bytes) of a DATA message, checked against the stream's
+    format: ``sample_bytes`` per sample, with or without timestamps.
+
+    Raises
+    ------
+    WireError
+        For the wrong number of frames or timestamp flag, no samples, an index range beyond
+        :data:`MAX_INDEX`, and byte counts that do not match the count.
+    """
+    want_frames = 3 if has_timestamps else 2
+    if bool(header.flags & HAS_TIMESTAMPS) != has_timestamps or len(frames) != want_frames:
+        raise WireError(
+            f"data message of {len(frames)} frames (timestamps flag "
+            f"{header.flags & HAS_TIMESTAMPS}); the stream needs {want_frames}"
+        )
+    count = header.samples
+    if count < 1:
+        raise WireError("data message without samples")
+    if header.first + count > MAX_INDEX:
+        raise WireError(
+            f"data message of samples {header.first} to {header.first + count - 1}, beyond 2**62"
+        )
+    data = frames[1].buffer
+    if data.nbytes != count * sample_bytes:
+        raise WireError(f"{data.nbytes} data bytes for {count} samples of {sample_bytes} bytes")
+    stamps = frames[2].buffer if has_timestamps else None
+    if stamps is not None and stamps.nbytes != 8 * count:
+        raise WireError(f"{stamps.nbytes} timestamp bytes for {count} samples")
+    return data, stamps
