@@ -39,6 +39,7 @@ from qudi.util.instream.stream_format import (
     FAULT_OFFSET,
     METADATA_OFFSET,
     Control,
+    RingLayout,
 )
 
 pytestmark = [
@@ -190,7 +191,8 @@ def live_ring(stream_name: str) -> Iterator[tuple[StreamRing, Header]]:
     with StreamRing(CAPACITY, 2, info=info, shared=True, name=stream_name) as ring:
         index = np.arange(float(WRITTEN))
         ring.write(np.column_stack([index, -index]))
-        header = Header(stream_name, ring._data.ctypes.data - ring._control.ctypes.data + 64)
+        layout = RingLayout.plan(CAPACITY, (2,), np.dtype(np.float64), False, ring.info)
+        header = Header(stream_name, layout.header_bytes)
         try:
             yield ring, header
         finally:
