@@ -40,6 +40,9 @@ def protocol_members(protocol: type) -> dict[str, object]:
     return members
 
 
+_MISSING = object()
+
+
 def shape_mismatches(klass: type, protocol: type) -> list[str]:
     """What ``klass`` lacks of ``protocol``: missing members and methods whose parameters
     do not take the protocol's (by name and kind)."""
@@ -49,8 +52,14 @@ def shape_mismatches(klass: type, protocol: type) -> list[str]:
             if not hasattr(klass, name) and not _sets_in_init(klass, name):
                 problems.append(f"{name}: missing")
             continue
-        found = inspect.getattr_static(klass, name, None)
-        if found is None:
+        found = inspect.getattr_static(klass, name, _MISSING)
+        if (
+            isinstance(declared, property)
+            and not callable(found)
+            and (found is not _MISSING or _sets_in_init(klass, name))
+        ):
+            continue  # a read-only member: a property, a class attribute or one set in __init__
+        if found is _MISSING:
             problems.append(f"{name}: missing")
         elif isinstance(declared, property) != isinstance(found, property):
             problems.append(

@@ -169,6 +169,14 @@ def test_deactivation_releases_threads_and_shared_memory(activate, module_manage
     assert dummy(module_manager).module_state() == "idle"
     assert name not in list_streams()
     assert not [t for t in threading.enumerate() if t.name.startswith("instream-")]
+    for call in (  # a deactivated buffer says so (it raised AttributeError on None)
+        lambda: a.read_data_into_buffer(np.empty(4 * 10), 10, timeout=1),
+        lambda: a.available_samples,
+        lambda: a.channel_buffer_size,
+        a.start_stream,
+    ):
+        with pytest.raises(StreamStoppedError, match="buffer 'buffer_a' is not active"):
+            call()
 
 
 def test_timestamps_stay_aligned_with_data_through_the_buffer(activate, module_manager):

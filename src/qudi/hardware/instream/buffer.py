@@ -33,6 +33,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import rpyc
@@ -49,6 +50,7 @@ from qudi.interface.instream_interface import (
 from qudi.util.instream.arrays import as_channel_names, check_count
 from qudi.util.instream.contracts import JoinedHub, StreamReader
 from qudi.util.instream.enums import member_name
+from qudi.util.instream.errors import StreamStoppedError
 from qudi.util.instream.hub import MAX_POLL_RATE, MIN_POLL_RATE, check_poll_rate
 from qudi.util.instream.sharing import (
     TRANSPORTS,
@@ -100,7 +102,7 @@ class DataInStreamBuffer(DataInStreamInterface):
     _max_poll_rate = ConfigOption("max_poll_rate", default=30.0)
     _transport = ConfigOption("transport", default="auto")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hub: JoinedHub | None = None  # a LocalHub, RemoteHub or SubscribedHub
         self._reader: StreamReader | None = None
@@ -127,16 +129,16 @@ class DataInStreamBuffer(DataInStreamInterface):
         self.publish_address  # noqa: B018 (checks the option now, not when a host joins)
         streamer = self._streamer()
         self._constraints = None
+        hub: JoinedHub
         if is_remote(streamer):
             self._constraints = _constraints_copy(streamer.constraints)
             consumer = f"{self.module_name}@{socket.gethostname()}:{os.getpid()}"
-            self._hub = join_remote_stream(streamer, consumer, float(rate), self._transport)
+            hub = join_remote_stream(streamer, consumer, float(rate), self._transport)
         else:
-            self._hub = join_module_hub(streamer, self.module_name, float(rate))
+            hub = join_module_hub(streamer, self.module_name, float(rate))
+        self._hub = hub
         try:
-            self._reader = self._hub.open_reader(
-                self.module_name, allow_overwrite=self._allow_overwrite
-            )
+            self._reader = hub.open_reader(self.module_name, allow_overwrite=self._allow_overwrite)
         except BaseException:
             self.on_deactivate()  # leave the hub: nothing half-done stays behind
             raise
@@ -156,21 +158,39 @@ class DataInStreamBuffer(DataInStreamInterface):
         this buffer's streamer), e.g. when that streamer is not a qudi-instream module."""
         return share_module_stream(self._streamer(), consumer, max_poll_rate, self.publish_address)
 
+    def _active_hub(self) -> JoinedHub:
+        """The hub this buffer joined at activation."""
+        hub = self._hub
+        if hub is None:
+            raise StreamStoppedError(
+                f"buffer '{self.module_name}' is not active: activate it first"
+            )
+        return hub
+
+    def _active_reader(self) -> StreamReader:
+        """This buffer's reader on its hub, opened at activation."""
+        reader = self._reader
+        if reader is None:
+            raise StreamStoppedError(
+                f"buffer '{self.module_name}' is not active: activate it first"
+            )
+        return reader
+
     # ---------------------------------------------------------------------------- extras
     @property
     def stream_name(self) -> str | None:
         """Name of the shared stream: ``qudi.util.instream.attach(name)`` from any process on
         this host; None when the stream comes over ZeroMQ from another host."""
-        return self._hub.name
+        return self._active_hub().name
 
     @property
     def lost_samples(self) -> int:
         """Samples this buffer lost because its consumer read too slowly."""
-        return self._reader.lost
+        return self._active_reader().lost
 
     @property
     def allow_overwrite(self) -> bool:
-        return self._reader.allow_overwrite
+        return self._active_reader().allow_overwrite
 
     # --------------------------------------------------------------------------- settings
     @property
@@ -179,7 +199,7 @@ class DataInStreamBuffer(DataInStreamInterface):
 
     @property
     def available_samples(self) -> int:
-        return self._reader.available
+        return self._active_reader().available
 
     @property
     def sample_rate(self) -> float:
@@ -188,7 +208,7 @@ class DataInStreamBuffer(DataInStreamInterface):
     @property
     def channel_buffer_size(self) -> int:
         """Samples per channel the shared ring holds (this consumer may fall this far behind)."""
-        return self._hub.ring.capacity
+        return self._active_hub().ring.capacity
 
     @property
     def streaming_mode(self) -> StreamingMode:
@@ -197,7 +217,7 @@ class DataInStreamBuffer(DataInStreamInterface):
 
     @property
     def active_channels(self) -> list[str]:
-        return list(self._hub.ring.info.channel_names)
+        return list(self._active_hub().ring.info.channel_names)
 
     def configure(
         self,
@@ -208,7 +228,7 @@ class DataInStreamBuffer(DataInStreamInterface):
     ) -> None:
         """Configure the shared stream. The running configuration is always accepted; a
         different one raises ``StreamBusyError`` naming the buffers that stream."""
-        self._hub.configure(
+        self._active_hub().configure(
             as_channel_names(active_channels),
             StreamingMode.coerce(streaming_mode, "streaming_mode"),
             channel_buffer_size,
@@ -219,13 +239,13 @@ class DataInStreamBuffer(DataInStreamInterface):
     def start_stream(self) -> None:
         """Start this consumer (and the streamer if it is the first); harmless if running."""
         with self._state_lock:
-            self._reader.start()
+            self._active_reader().start()
             self._show_streaming(True)
 
     def stop_stream(self) -> None:
         """Stop this consumer; the streamer stops when no buffer streams any more."""
         with self._state_lock:
-            self._reader.stop()
+            self._active_reader().stop()
             self._show_streaming(False)
 
     def read_data_into_buffer(
@@ -242,16 +262,18 @@ class DataInStreamBuffer(DataInStreamInterface):
         """
         data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
         count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
-        self._reader.read_into(data, count, timeout=timeout, timestamps=stamps)
+        self._active_reader().read_into(data, count, timeout=timeout, timestamps=stamps)
 
     def read_available_data_into_buffer(
         self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
     ) -> int:
         data, stamps, _ = self._checked_buffers(data_buffer, timestamp_buffer)
-        return self._reader.read_available_into(data, timestamps=stamps)
+        return self._active_reader().read_available_into(data, timestamps=stamps)
 
-    def _checked_buffers(self, data_buffer, timestamp_buffer):
-        ring = self._hub.ring
+    def _checked_buffers(
+        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None, int]:
+        ring = self._active_hub().ring
         # timestamps are optional here: a consumer may read only the samples of any stream
         return check_read_buffers(
             data_buffer,
@@ -265,13 +287,13 @@ class DataInStreamBuffer(DataInStreamInterface):
     def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
         """The newest sample in the stream (nothing is consumed); the streamer's own newest
         sample if the stream has none yet."""
-        if self._hub.ring.write_index == 0:
+        if self._active_hub().ring.write_index == 0:
             data, stamp = self._streamer().read_single_point()
             if self._constraints is not None:  # a remote module's: copy, element by element
                 data = np.array(tuple(data), dtype=self._constraints.data_type)
                 stamp = None if stamp is None else np.float64(stamp)
             return data, stamp
-        if self._hub.ring.has_timestamps:
-            data, stamps = self._reader.latest(1, with_timestamps=True)
+        if self._active_hub().ring.has_timestamps:
+            data, stamps = self._active_reader().latest(1, with_timestamps=True)
             return data[0], np.float64(stamps[0])
-        return self._reader.latest(1)[0], None
+        return self._active_reader().latest(1)[0], None

@@ -162,8 +162,12 @@ class JoinedHub(Protocol):
     :class:`~qudi.util.instream.sharing.RemoteHub` or
     :class:`~qudi.util.instream.sharing.SubscribedHub`."""
 
-    #: The stream's shared-memory name on this host (None if it has none here).
-    name: str | None
+    @property
+    def name(self) -> str | None:
+        """The stream's shared-memory name on this host (None if it has none here).
+
+        Read only: an attribute or a property satisfies it."""
+        ...
 
     @property
     def ring(self) -> StreamRing:

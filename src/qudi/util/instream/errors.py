@@ -77,9 +77,20 @@ class StreamNotFoundError(StreamError, FileNotFoundError):
 
 
 class StreamCapacityError(StreamError, ValueError):
-    """A ring of the asked-for capacity does not fit in this machine's (shared) memory."""
+    """A ring of the asked-for capacity does not fit in this machine's (shared) memory.
 
-    def __init__(self, message: str, capacity: int, nbytes: int):
+    Parameters
+    ----------
+    message
+        What did not fit, and where.
+    capacity
+        The ring's capacity in samples; None where only a block's size is known (a shared
+        block that the block layer could not reserve).
+    nbytes
+        The bytes it needed.
+    """
+
+    def __init__(self, message: str, capacity: int | None, nbytes: int):
         self.capacity = capacity
         self.nbytes = nbytes
         super().__init__(message)
