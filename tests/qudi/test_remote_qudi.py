@@ -11,7 +11,7 @@ import pytest
 import rpyc
 from qudi_process import connect, free_port, headless_config, qudi_process, quit_qudi
 
-from qudi.util.instream import attach, list_streams
+from qudi.util.instream import StreamBusyError, attach, list_streams
 from qudi.util.instream.sharing import RemoteHub
 
 CHANNELS = ["APD", "analog 1", "sample index"]
@@ -164,6 +164,34 @@ def test_a_notebook_joins_the_stream_of_a_qudi_streamer_and_reads_shared_memory(
         assert dummy.module_state() == "idle"
     finally:
         hub.close()
+    quit_qudi(connection)
+    assert server.wait(60) == 0
+
+
+def test_a_notebook_cell_refused_while_others_stream_can_be_run_again(server_qudi):
+    """docs/jupyter.md: the cell's configure is refused while qudi's logics stream; the
+    refusal names them (across rpyc), and the cell, run again, joins again."""
+    server, connection = server_qudi
+    namespace(connection)["qudi"].module_manager.activate_module("instream_dummy")
+    dummy = namespace(connection)["instream_dummy"]
+    logic = RemoteHub.join(dummy, "logic stand-in")  # a consumer that streams
+    logic_reader = logic.open_reader("logic stand-in")
+    logic_reader.start()
+    try:
+        for _run in range(2):
+            hub = RemoteHub.join(dummy, "my notebook")
+            with pytest.raises(StreamBusyError) as refusal:
+                hub.configure(CHANNELS, "CONTINUOUS", 2**16, 100_000.0)
+            assert refusal.value.running_readers == ("logic stand-in",)
+        reader = hub.open_reader("my notebook")
+        reader.start()  # the stream's settings stay as they are
+        out = np.empty((1000, len(CHANNELS)))
+        reader.read_into(out, timeout=30)
+        np.testing.assert_array_equal(np.diff(out[:, INDEX]), 1)
+        hub.close()
+    finally:
+        logic.close()
+    wait_for(lambda: dummy.module_state() == "idle", "the card stops with its last consumer")
     quit_qudi(connection)
     assert server.wait(60) == 0
 

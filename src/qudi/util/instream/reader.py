@@ -384,15 +384,7 @@ class RingReader:
         if n <= limit or self.available >= n:
             return
         self._require_open_ring()  # a reader that cannot read at all is told that first
-        raise ValueError(
-            f"reader '{self.name}': a blocking read of n={format_count(n)} samples would wait "
-            f"for more than this stream's ring keeps while it waits (15/16 of its "
-            f"{format_count(capacity)} samples: the writer needs the rest), so its oldest "
-            f"samples would be overwritten before the last arrive: read at most "
-            f"{format_count(limit)} samples per call (in a loop), or give the stream a ring "
-            f"of at least {format_count(-(-16 * n // 15))} samples (channel_buffer_size); nothing "
-            "was consumed"
-        )
+        raise _overlong_wait(self.name, n, capacity)
 
     def _raise_pending_fault(self) -> None:
         if self._closed:  # a closed reader is told that, not news of the stream
@@ -447,6 +439,19 @@ class RingReader:
         self._position = resume
         if not self.allow_overwrite:
             raise overrun_error(self.name, lost, gap_start, resume, delivered)
+
+
+def _overlong_wait(name: str, n: int, capacity: int) -> ValueError:
+    """The refusal of a blocking read that would wait for more than the ring keeps."""
+    limit = blocking_read_limit(capacity)
+    return ValueError(
+        f"reader '{name}': a blocking read of n={format_count(n)} samples would wait for more "
+        f"than this stream's ring keeps while it waits (15/16 of its {format_count(capacity)} "
+        "samples: the writer needs the rest), so its oldest samples would be overwritten "
+        f"before the last arrive: read at most {format_count(limit)} samples per call (in a "
+        f"loop), or give the stream a ring of at least {format_count(-(-16 * n // 15))} "
+        "samples (channel_buffer_size); nothing was consumed"
+    )
 
 
 def check_reader_options(name: object, allow_overwrite: object) -> None:

@@ -52,10 +52,20 @@ REMOTE_ERRORS: dict[str, type[Exception]] = {
         RuntimeError,
     )
 }
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return tuple(str(name) for name in value)
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 #: The attributes an error carries across, as plain values, by class.
 _DETAILS: dict[type[Exception], dict[str, Any]] = {
-    StreamBusyError: {"running_readers": lambda value: tuple(str(name) for name in value)},
-    StreamCapacityError: {"capacity": int, "nbytes": int},
+    StreamBusyError: {"running_readers": _names},
+    StreamCapacityError: {"capacity": _count, "nbytes": _count},
 }
 
 
@@ -120,10 +130,8 @@ def configure_share(
 
 
 def _details_of(exc: Exception) -> tuple[tuple[str, Any], ...]:
-    for cls, fields in _DETAILS.items():
-        if isinstance(exc, cls):
-            return tuple((name, plain(getattr(exc, name))) for name, plain in fields.items())
-    return ()
+    fields = next((f for known, f in _DETAILS.items() if isinstance(exc, known)), {})
+    return tuple(_converted(fields, name, getattr(exc, name, None)) for name in fields)
 
 
 def _received_details(cls: type[Exception], details: Any) -> list[tuple[str, Any]]:
@@ -131,7 +139,15 @@ def _received_details(cls: type[Exception], details: Any) -> list[tuple[str, Any
     fields = next((f for known, f in _DETAILS.items() if issubclass(cls, known)), {})
     found = []
     for entry in tuple(details):
-        name, value = str(entry[0]), entry[1]
+        name = str(entry[0])
         if name in fields:
-            found.append((name, fields[name](value)))
+            found.append(_converted(fields, name, entry[1]))
     return found
+
+
+def _converted(fields: dict[str, Any], name: str, value: Any) -> tuple[str, Any]:
+    """``(name, value as a plain value)``; None if it cannot be one (a reply never fails)."""
+    try:
+        return name, fields[name](value)
+    except (TypeError, ValueError):
+        return name, None
