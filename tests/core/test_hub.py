@@ -529,3 +529,31 @@ def test_a_blocking_read_of_the_docs_size_succeeds_at_100_khz(stream_name):
                 notebook.communicate()
     assert notebook.returncode == 0, complaint
     assert said.strip() == "read 0"
+
+
+class RegionRecordingSource(HandFedSource):
+    """Records the size of every free region the pump hands it (what the pump claimed)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.regions: list[int] = []
+
+    def read_available_data_into_buffer(self, data_buffer, timestamp_buffer=None) -> int:
+        self.regions.append(data_buffer.size // len(self.active_channels))
+        return super().read_available_data_into_buffer(data_buffer, timestamp_buffer)
+
+
+def test_a_poll_rate_lowered_after_the_ring_was_made_keeps_within_its_headroom():
+    """The ring's headroom holds two pump chunks of the poll rate it was made for; a pump
+    started after the rate was lowered (so that each poll brings more) claims no more at
+    once, or a blocking read of the buffer size could be overrun by the claim."""
+    source = RegionRecordingSource(sample_rate=100_000.0, buffer_size=2**20)
+    with StreamHub(source, name="test_lowered", shared=False, max_poll_rate=30.0) as hub:
+        hub.configure(["a", "b"], "CONTINUOUS", 2**17, 100_000.0)
+        headroom = hub.ring.capacity - 2**17
+        hub.max_poll_rate = 1.0
+        reader = hub.open_reader("logic")
+        reader.start()
+        source.feed(100_000)  # a second's worth at once, as one poll at 1 Hz would bring
+        np.testing.assert_array_equal(read_ramp(reader, 100_000), np.arange(100_000))
+    assert max(source.regions) <= headroom // 2

@@ -555,7 +555,9 @@ class StreamHub:
     def _start_pump(self) -> None:
         rate = float(self._source.sample_rate)
         period = self._poll_period(rate)
-        chunk = min(pump_chunk(rate, period), max(1, self._ring.capacity // 4))
+        # no more than the ring's headroom allows: max_poll_rate may have been lowered since
+        room = self._ring.capacity - self._readable - math.ceil(rate * _READ_SLACK_S)
+        chunk = max(1, min(pump_chunk(rate, period), room // 2, self._ring.capacity // 4))
         self._pump = Pump(
             self.name, self._source, self._ring, period, self._on_pump_fault, max_chunk=chunk
         )
