@@ -8,7 +8,7 @@ The reads are written once, over a few hooks that a reader with more to say abou
 samples overrides (:class:`~qudi.util.instream.hub.HubReader` ends a run where the next one
 began; :class:`~qudi.util.instream.transport.subscriber.StreamSubscriber` knows of gaps):
 :meth:`RingReader._readable`, :meth:`RingReader._copy`, :meth:`RingReader._settle`,
-:meth:`RingReader._end` and :meth:`RingReader._first_kept`.
+:meth:`RingReader._end`, :meth:`RingReader._missing` and :meth:`RingReader._first_kept`.
 """
 
 from __future__ import annotations
@@ -147,7 +147,9 @@ class RingReader:
         ring = self._ring
         if ring.closed:
             return 0
-        return max(0, self._end() - max(self._position, ring.oldest_index))
+        end = self._end()
+        start = max(self._position, ring.oldest_index)
+        return max(0, end - start - self._missing(start, end))
 
     @property
     def fill(self) -> float:
@@ -302,6 +304,10 @@ class RingReader:
     def _end(self) -> int:
         """Index after the last sample this reader may read (the ring's write index)."""
         return self._ring.write_index
+
+    def _missing(self, start: int, end: int) -> int:
+        """Indices between ``start`` and ``end`` that hold no sample (none in a plain ring)."""
+        return 0
 
     def _first_kept(self) -> int:
         """The oldest index :meth:`latest` may return (the oldest intact sample)."""

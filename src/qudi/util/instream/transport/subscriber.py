@@ -148,15 +148,6 @@ class StreamSubscriber(RingReader):
         every thousandth)."""
         return self._receiver.rejected
 
-    @property
-    def available(self) -> int:
-        ring = self._ring
-        if ring.closed:
-            return 0
-        write = ring.write_index
-        start = max(self._position, ring.oldest_index)
-        return max(0, write - start - self._gaps.missing(start, write))
-
     def stats(self) -> SubscriberStats:
         """The subscriber's counters now."""
         receiver = self._receiver
@@ -184,6 +175,10 @@ class StreamSubscriber(RingReader):
         self.close()
 
     # ------------------------------------------------------------- hooks of RingReader
+    def _missing(self, start: int, end: int) -> int:
+        """The samples of gaps between the two indices (O(log gaps))."""
+        return self._gaps.missing(start, end)
+
     def _first_kept(self) -> int:
         """:meth:`latest` returns only samples received since the last gap."""
         return max(self._ring.oldest_index, self._gaps.last_end, self._receiver.start_index)
@@ -205,7 +200,7 @@ class StreamSubscriber(RingReader):
                 or (write - self._position >= n)
             )
         start = max(self._position, oldest)
-        return write - start - self._gaps.missing(start, write) >= n
+        return write - start - self._missing(start, write) >= n
 
     def _settle(self, delivered: int = 0) -> bool:
         """Move past a gap at the position and past local overruns: count, or raise."""
