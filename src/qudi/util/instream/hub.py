@@ -226,16 +226,29 @@ class HubReader(RingReader):
         return f"{type(fault).__name__}: {fault}", fault
 
 
-def pump_chunk(rate: float, period: float) -> int:
+def poll_period(max_poll_rate: float, rate: float, source_buffer: int) -> float:
+    """Seconds between polls: at most ``max_poll_rate`` a second, and often enough that the
+    source's own buffer (``source_buffer`` samples at ``rate``) never fills up."""
+    period = 1.0 / max_poll_rate
+    return min(period, source_buffer / rate / 4) if rate > 0 else period
+
+
+def pump_chunk(rate: float, period: float, capacity: int | None = None, readable: int = 0) -> int:
     """The most samples the pump claims at once: a poll's worth and a quarter (polls come a
-    little late), at least 256 so that slow streams are not read a few samples at a time."""
-    return max(_MIN_PUMP_CHUNK, math.ceil(1.25 * rate * period))
+    little late), at least 256 so that slow streams are not read a few samples at a time.
+    In a ring of ``capacity`` made for reads of ``readable``: no more than its headroom holds
+    (see :func:`ring_size`; ``max_poll_rate`` may have been lowered since it was made)."""
+    chunk = max(_MIN_PUMP_CHUNK, math.ceil(1.25 * rate * period))
+    if capacity is None:
+        return chunk
+    room = capacity - readable - math.ceil(rate * _READ_SLACK_S)
+    return max(1, min(chunk, room // 2, capacity // 4))
 
 
-def ring_headroom(readable: int, rate: float, period: float) -> int:
-    """Slots a ring needs beyond ``readable`` so that a blocking read of ``readable`` samples
-    by a reader that keeps up never overruns (issue 12: a ring of exactly the size read lost
-    samples every time).
+def ring_size(readable: int, rate: float, period: float) -> tuple[int, int]:
+    """``(readable, capacity)``: what a blocking read may ask for (at least 1024 samples),
+    and a ring's capacity with headroom beyond it, so that such a read by a reader that keeps
+    up never overruns (issue 12: a ring of exactly the size read lost samples every time).
 
     When such a read wakes, up to one pump chunk more than it waits for has arrived; while it
     copies, the pump may claim the next chunk (claimed slots count as overwritten); and the
@@ -244,8 +257,10 @@ def ring_headroom(readable: int, rate: float, period: float) -> int:
     15/16 of a ring (see :func:`~qudi.util.instream.reader.RingReader.read_into`), so the
     headroom is at least a fifteenth of ``readable``.
     """
+    readable = max(MIN_RING_SAMPLES, readable)
     late = math.ceil(rate * _READ_SLACK_S)
-    return max(2 * pump_chunk(rate, period) + late, -(-readable // 15))
+    headroom = max(2 * pump_chunk(rate, period) + late, -(-readable // 15))
+    return readable, readable + headroom
 
 
 class _RunLog(Generic[_T]):
@@ -287,7 +302,7 @@ class StreamHub:
         buffer would otherwise fill before the next poll.
     min_ring_seconds
         The ring holds at least this much data at the configured rate (and headroom beyond
-        it, so that a blocking read of that much succeeds: see :func:`ring_headroom`).
+        it, so that a blocking read of that much succeeds: see :func:`ring_size`).
 
     Raises
     ------
@@ -390,7 +405,7 @@ class StreamHub:
         ValueError naming the argument otherwise; the source checks ``streaming_mode`` and what
         it supports). ``channel_buffer_size`` means "at least this many samples in one
         blocking read": it is satisfied while the ring holds that many and the headroom such a
-        read needs (see :func:`ring_headroom`), so its capacity is somewhat larger. Raises
+        read needs (see :func:`ring_size`), so its capacity is somewhat larger. Raises
         :class:`StreamBusyError` naming the running readers if a change is asked for while
         any runs, and
         :class:`~qudi.util.instream.errors.StreamCapacityError` if the ring this needs does not
@@ -441,11 +456,7 @@ class StreamHub:
 
     def stats(self) -> HubStats:
         pump = self._pump
-        polls = list(pump.polls) if pump is not None else []
-        recent = [p for p in polls if p[0] >= polls[-1][0] - _RATE_WINDOW_S] if polls else []
-        measured = 0.0
-        if len(recent) >= 2 and recent[-1][0] > recent[0][0]:
-            measured = (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
+        measured = pump.measured_rate(_RATE_WINDOW_S) if pump is not None else 0.0
         ring = self._ring
         error = self.error
         return HubStats(
@@ -545,19 +556,12 @@ class StreamHub:
             raise StreamError(f"stream '{self.name}' is closed")
 
     def _poll_period(self, rate: float) -> float:
-        """Seconds between polls: at most ``max_poll_rate`` a second, and often enough that
-        the source's own buffer never fills up."""
-        period = 1.0 / self.max_poll_rate
-        if rate > 0:
-            period = min(period, self._source.channel_buffer_size / rate / 4)
-        return period
+        return poll_period(self.max_poll_rate, rate, self._source.channel_buffer_size)
 
     def _start_pump(self) -> None:
         rate = float(self._source.sample_rate)
         period = self._poll_period(rate)
-        # no more than the ring's headroom allows: max_poll_rate may have been lowered since
-        room = self._ring.capacity - self._readable - math.ceil(rate * _READ_SLACK_S)
-        chunk = max(1, min(pump_chunk(rate, period), room // 2, self._ring.capacity // 4))
+        chunk = pump_chunk(rate, period, self._ring.capacity, self._readable)
         self._pump = Pump(
             self.name, self._source, self._ring, period, self._on_pump_fault, max_chunk=chunk
         )
@@ -621,7 +625,7 @@ class StreamHub:
     def _new_ring(self, requested_capacity: int | None = None) -> tuple[StreamRing, int]:
         """A stopped ring for the source's configuration, and how many samples a blocking read
         of it may ask for: at least ``requested_capacity``, and the ring has headroom beyond
-        that (see :func:`ring_headroom`)."""
+        that (see :func:`ring_size`)."""
         source = self._source
         channels = tuple(source.active_channels)
         constraints = source.constraints
@@ -630,12 +634,11 @@ class StreamHub:
         if requested_capacity is None:
             requested_capacity = self._requested_capacity
         readable = max(  # what a consumer may ask for in one blocking read
-            MIN_RING_SAMPLES,
             requested_capacity,
             math.ceil(rate * self._min_ring_seconds),
             math.ceil(4 * rate / self.max_poll_rate),
         )
-        capacity = readable + ring_headroom(readable, rate, self._poll_period(rate))
+        readable, capacity = ring_size(readable, rate, self._poll_period(rate))
         info = StreamInfo(
             channel_names=channels,
             channel_units=tuple(constraints.channel_units[ch] for ch in channels),

@@ -46,7 +46,7 @@ class Pump:
     max_chunk
         Most samples claimed in the ring at once (default: a quarter of it). Claimed slots
         count as overwritten for readers, so a ring's headroom must hold two chunks (see
-        :func:`~qudi.util.instream.hub.ring_headroom`).
+        :func:`~qudi.util.instream.hub.ring_size`).
     """
 
     def __init__(
@@ -75,6 +75,14 @@ class Pump:
             target=self._run, name=f"instream-pump-{hub_name}", daemon=True
         )
         self._thread.start()
+
+    def measured_rate(self, window: float) -> float:
+        """Samples per second moved over the last ``window`` seconds (0.0 before two polls)."""
+        polls = list(self.polls)
+        recent = [p for p in polls if p[0] >= polls[-1][0] - window] if polls else []
+        if len(recent) < 2 or recent[-1][0] <= recent[0][0]:
+            return 0.0
+        return (recent[-1][1] - recent[0][1]) / (recent[-1][0] - recent[0][0])
 
     @property
     def ended(self) -> bool:
