@@ -557,3 +557,14 @@ def test_a_poll_rate_lowered_after_the_ring_was_made_keeps_within_its_headroom()
         source.feed(100_000)  # a second's worth at once, as one poll at 1 Hz would bring
         np.testing.assert_array_equal(read_ramp(reader, 100_000), np.arange(100_000))
     assert max(source.regions) <= headroom // 2
+
+
+def test_a_source_whose_units_are_not_text_still_makes_a_readable_stream(stream_name):
+    """A unit of None (not text) made a header that every attaching reader refused; the
+    checked writer would refuse it outright. The hub writes units as text."""
+    source = HandFedSource()
+    source.constraints.channel_units.update({"a": None, "b": 5})
+    with StreamHub(source, name=stream_name) as hub:
+        attached = StreamRing.attach(stream_name)
+        assert attached.info.channel_units == ("None", "5") == hub.ring.info.channel_units
+        attached.close()

@@ -641,7 +641,7 @@ class StreamHub:
         readable, capacity = ring_size(readable, rate, self._poll_period(rate))
         info = StreamInfo(
             channel_names=channels,
-            channel_units=tuple(constraints.channel_units[ch] for ch in channels),
+            channel_units=tuple(str(constraints.channel_units[ch]) for ch in channels),
             sample_rate=rate,
             sample_timing=timing,
             extra={"stream_id": uuid.uuid4().hex},  # tells a replaced ring from the old one
