@@ -170,7 +170,7 @@ def private_writes_on_others(path: Path) -> list[str]:
     return found
 
 
-SEAM_FILES = sorted(CORE.glob("*.py")) + [SRC / "hardware" / "instream" / "buffer.py"]
+SEAM_FILES = sorted(CORE.rglob("*.py")) + [SRC / "hardware" / "instream" / "buffer.py"]
 
 
 def test_no_part_writes_another_objects_private_attributes():

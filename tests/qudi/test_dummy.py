@@ -182,7 +182,7 @@ def test_bad_options_fail_activation_naming_key_value_and_what_is_valid(
     ("options", "message"),
     [
         ({"allow_overwrite": "yes"}, "option 'allow_overwrite' is 'yes': use True or False"),
-        ({"max_poll_rate": 0}, "option 'max_poll_rate' is 0: use a number of Hz above 0"),
+        ({"max_poll_rate": 0}, "option 'max_poll_rate' is 0: use a number of Hz from 1 to 1000"),
         ({"max_poll_rate": "fast"}, "option 'max_poll_rate' is 'fast'"),
     ],
 )

@@ -95,7 +95,7 @@ class TraceRecording:
         else:
             channels = list(streamer.active_channels)
             constraints = streamer.constraints
-            units = tuple(constraints.channel_units[ch] for ch in channels)
+            units = tuple(str(constraints.channel_units[ch]) for ch in channels)
             rate = float(streamer.sample_rate)
             info = StreamInfo(tuple(channels), units, rate, timing)
             capacity, dtype = max(1024, int(4 * rate)), np.dtype(constraints.data_type)

@@ -11,7 +11,6 @@ over ZeroMQ while the consumer runs.
 from __future__ import annotations
 
 import functools
-import json
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import zmq
 
 from qudi.util.instream.hub import HubReader, StreamHub
+from qudi.util.instream.stream_format import encode_description
 from qudi.util.instream.transport.publisher import DEFAULT_ADDRESS, StreamPublisher
 from qudi.util.instream.transport.registry import hubs, module_hub
 from qudi.util.instream.transport.rpc import answer, stream_id
@@ -124,7 +124,7 @@ class StreamShare:
 
     def describe(self) -> str:
         """The stream's format and meaning, as JSON (see :meth:`StreamRing.description`)."""
-        return json.dumps(self._hub.ring.description())
+        return encode_description(self._hub.ring.description()).decode()
 
     def stop(self) -> None:
         """Stop counting this consumer (and publishing); the source stops if no other

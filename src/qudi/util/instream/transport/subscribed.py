@@ -9,7 +9,6 @@ local ring.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,7 +17,7 @@ import numpy as np
 
 from qudi.util.instream.errors import StreamError, StreamStoppedError, StreamTimeoutError
 from qudi.util.instream.ring import RingState, StreamRing
-from qudi.util.instream.stream_format import parse_description
+from qudi.util.instream.stream_format import decode_description, parse_description
 from qudi.util.instream.transport.rpc import call, configure_share
 from qudi.util.instream.transport.subscriber import StreamSubscriber
 
@@ -212,7 +211,9 @@ class SubscribedReader:
 
 def _idle_ring(description: str) -> StreamRing:
     """A small empty private ring with the format of a remote stream."""
-    (dtype, shape, has_timestamps), info, _ = parse_description(json.loads(description))
+    (dtype, shape, has_timestamps), info, _ = parse_description(
+        decode_description(description.encode())
+    )
     ring = StreamRing(1024, shape, dtype, timestamps=has_timestamps, info=info)
     ring.mark_stopped()
     return ring
