@@ -281,10 +281,38 @@ FOREIGN_ENUMS = pytest.mark.xfail(
     strict=True,
     raises=ValueError,
     reason=(
-        "issue 12: their enums do not construct from our members: their Enum looks a value "
-        "up in a dict keyed by ints, and our members hash like plain Enum members (interface)"
+        "a known limit: their plain Enum looks a value up in a dict keyed by ints, and ours hash "
+        "by name like their members (so the two mix in sets and dicts); our modules therefore "
+        "hand their code members of their own enums (the test below)"
     ),
 )
+
+
+def test_our_buffer_hands_their_streamer_what_their_enums_construct_from(
+    activate, module_manager, monkeypatch
+):
+    """Their NI streamer's ``configure`` does ``StreamingMode(streaming_mode)``: whatever our
+    buffer is given (our member, theirs, a name), their streamer must be able to do that."""
+    buffer = activate("our_buffer_on_iqo1")
+    dummy = module_manager["iqo_dummy"].instance
+    received = []
+    their_configure = dummy.configure
+
+    def configure_as_their_ni_streamer_does(channels, streaming_mode, buffer_size, rate):
+        received.append(theirs.StreamingMode(streaming_mode))
+        return their_configure(channels, streaming_mode, buffer_size, rate)
+
+    monkeypatch.setattr(dummy, "configure", configure_as_their_ni_streamer_does)
+    for mode, rate in (
+        (ours.StreamingMode.CONTINUOUS, RATE),
+        (theirs.StreamingMode.CONTINUOUS, RATE / 2),
+        ("CONTINUOUS", RATE / 4),
+    ):
+        buffer.configure(["APD"], mode, 4096, rate)
+        assert received[-1] is theirs.StreamingMode.CONTINUOUS
+        assert dummy.sample_rate == rate
+    assert len(received) == 3
+    module_manager.deactivate_module("our_buffer_on_iqo1")
 
 
 @pytest.mark.parametrize(("enum", "name"), ENUMS)

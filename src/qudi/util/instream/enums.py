@@ -7,7 +7,9 @@ share, so every comparison and every message across those lines goes by :func:`m
 
 from __future__ import annotations
 
-__all__ = ["member_name"]
+import enum
+
+__all__ = ["in_kind_of", "member_name"]
 
 
 def member_name(value: object) -> object:
@@ -27,3 +29,29 @@ def member_name(value: object) -> object:
     """
     name = getattr(value, "name", None)
     return name if isinstance(name, str) else value
+
+
+def in_kind_of(value: object, example: object) -> object:
+    """``value`` as a member of ``example``'s enum, when that enum has a member of its name.
+
+    Each package's streamer then gets its own enum: qudi-iqo-modules' streamers build theirs
+    from what they are given (``StreamingMode(mode)``), which a member of ours cannot be.
+
+    Parameters
+    ----------
+    value
+        What a caller asked for: a member of any package's enum, or a name.
+    example
+        What the receiver holds now (e.g. a source's ``streaming_mode``).
+
+    Returns
+    -------
+    object
+        ``example``'s enum member of ``value``'s name if ``example`` is an enum member and has
+        one; ``value`` itself otherwise.
+    """
+    if not isinstance(example, enum.Enum):
+        return value
+    name = member_name(value)
+    members = type(example).__members__
+    return members[name] if isinstance(name, str) and name in members else value

@@ -21,7 +21,7 @@ import numpy as np
 
 from qudi.util.instream.arrays import as_channel_names, check_count, check_positive_number
 from qudi.util.instream.contracts import ReaderHost, StreamSource
-from qudi.util.instream.enums import member_name
+from qudi.util.instream.enums import in_kind_of, member_name
 from qudi.util.instream.errors import (
     StreamBusyError,
     StreamCapacityError,
@@ -263,6 +263,31 @@ def ring_size(readable: int, rate: float, period: float) -> tuple[int, int]:
     return readable, readable + headroom
 
 
+def ring_for_source(source: StreamSource, capacity: int, *, shared: bool, name: str) -> StreamRing:
+    """A stopped ring of ``capacity`` samples in the format of what ``source`` streams now."""
+    channels = tuple(source.active_channels)
+    constraints = source.constraints
+    timing = str(member_name(constraints.sample_timing))
+    info = StreamInfo(
+        channel_names=channels,
+        channel_units=tuple(str(constraints.channel_units[ch]) for ch in channels),
+        sample_rate=float(source.sample_rate),
+        sample_timing=timing,
+        extra={"stream_id": uuid.uuid4().hex},  # tells a replaced ring from the old one
+    )
+    ring = StreamRing(
+        capacity,
+        (len(channels),),
+        np.dtype(constraints.data_type),
+        timestamps=timing == "TIMESTAMP",
+        info=info,
+        shared=shared,
+        name=name,
+    )
+    ring.mark_stopped()
+    return ring
+
+
 class _RunLog(Generic[_T]):
     """What a hub knows of each run, by run epoch: of the most recent runs only, so a
     long-lived hub does not grow."""
@@ -441,7 +466,8 @@ class StreamHub:
                 source.channel_buffer_size,
                 source.sample_rate,
             )
-            source.configure(active_channels, streaming_mode, channel_buffer_size, sample_rate)
+            mode = in_kind_of(streaming_mode, source.streaming_mode)  # the source's own enum
+            source.configure(active_channels, mode, channel_buffer_size, sample_rate)
             try:
                 self._replace_ring(request[2], previous)
             except StreamCapacityError as exc:
@@ -626,11 +652,7 @@ class StreamHub:
         """A stopped ring for the source's configuration, and how many samples a blocking read
         of it may ask for: at least ``requested_capacity``, and the ring has headroom beyond
         that (see :func:`ring_size`)."""
-        source = self._source
-        channels = tuple(source.active_channels)
-        constraints = source.constraints
-        rate = float(source.sample_rate)
-        timing = str(member_name(constraints.sample_timing))
+        rate = float(self._source.sample_rate)
         if requested_capacity is None:
             requested_capacity = self._requested_capacity
         readable = max(  # what a consumer may ask for in one blocking read
@@ -639,23 +661,7 @@ class StreamHub:
             math.ceil(4 * rate / self.max_poll_rate),
         )
         readable, capacity = ring_size(readable, rate, self._poll_period(rate))
-        info = StreamInfo(
-            channel_names=channels,
-            channel_units=tuple(str(constraints.channel_units[ch]) for ch in channels),
-            sample_rate=rate,
-            sample_timing=timing,
-            extra={"stream_id": uuid.uuid4().hex},  # tells a replaced ring from the old one
-        )
-        ring = StreamRing(
-            capacity,
-            (len(channels),),
-            np.dtype(constraints.data_type),
-            timestamps=timing == "TIMESTAMP",
-            info=info,
-            shared=self._shared,
-            name=self.name,
-        )
-        ring.mark_stopped()
+        ring = ring_for_source(self._source, capacity, shared=self._shared, name=self.name)
         return ring, readable
 
     def _replace_ring(self, requested_capacity: int, previous: tuple) -> None:
