@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qudi.interface.instream_interface import DataInStreamInterface
+from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.util.instream import StreamRing
 from qudi.util.instream.network import DEFAULT_ADDRESS
 from qudi.util.instream.shared_block import BLOCK_PREFIX
@@ -61,5 +61,5 @@ def test_shared_memory_is_for_the_owner_only(stream_name):
 
 def test_streams_are_published_on_loopback_unless_a_config_says_otherwise():
     assert DEFAULT_ADDRESS.startswith("tcp://127.0.0.1:")
-    option = DataInStreamInterface._publish_address
+    option = SharedStreamer._publish_address
     assert option.default == DEFAULT_ADDRESS

@@ -28,7 +28,6 @@ of either package. Where that interface was ambiguous, this one is explicit:
 
 from __future__ import annotations
 
-import re
 import sys
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +35,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
-from qudi.core.configoption import ConfigOption
 from qudi.core.module import Base
 from qudi.util.constraints import ScalarConstraint
 
@@ -348,24 +346,6 @@ class DataInStreamInterface(Base):
     A streaming module is ``locked`` from :meth:`start_stream` until :meth:`stop_stream` (or
     until a FINITE acquisition ended and was stopped).
     """
-
-    # Transitional, for buffer.py alone: it reads this option through the interface until it
-    # mixes in qudi.hardware.instream.stream_sharing.SharedStreamer (which declares the option
-    # for the package's streamers, with the full check); delete these lines then.
-    _publish_address = ConfigOption("publish_address", default="tcp://127.0.0.1:*")
-
-    @property
-    def publish_address(self) -> str:
-        """Transitional (see ``_publish_address``): the option, with its former check."""
-        address = self._publish_address
-        if not isinstance(address, str) or not re.fullmatch(
-            r"tcp://[^:/\s]+:(\*|\d{1,5})", address
-        ):
-            raise ValueError(
-                f"option 'publish_address' is {address!r}: use 'tcp://<address of this host>:"
-                "<port or *>', e.g. 'tcp://127.0.0.1:*' (this host only)"
-            )
-        return address
 
     @property
     @abstractmethod

@@ -41,6 +41,7 @@ from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 from qudi.util.constraints import ScalarConstraint
 
+from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
@@ -94,7 +95,7 @@ def _constraints_copy(remote) -> DataInStreamConstraints:
     )
 
 
-class DataInStreamBuffer(DataInStreamInterface):
+class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
     """One consumer's buffered view of a streamer; see the module docstring for its config."""
 
     _streamer = Connector(name="streamer", interface="DataInStreamInterface")
@@ -126,7 +127,7 @@ class DataInStreamBuffer(DataInStreamInterface):
             raise ValueError(
                 f"option 'transport' is {self._transport!r}: use one of {list(TRANSPORTS)}"
             )
-        self.publish_address  # noqa: B018 (checks the option now, not when a host joins)
+        self.check_publish_address()  # now, not when a host joins
         streamer = self._streamer()
         self._constraints = None
         hub: JoinedHub
