@@ -22,7 +22,7 @@ time with pyqtgraph doing that job instead (``setClipToView(True)``, ``setDownsa
 method='peak')``, full arrays handed to the curves): this is the measurement that justifies
 ``qudi.gui.instream.decimate`` (see docs/performance.md for the numbers).
 
-The GUI draws at most 30 frames per second and about one per 15 new trace points
+The GUI draws at most 30 frames per second and about one per 20 new trace points
 (``qudi.gui.instream.frame_pacer``): at these rates that is 30.
 
 Last line: ``gui: <F.F> fps at 4x1e6 points`` (F: drawn frames per second, 4 channels with a

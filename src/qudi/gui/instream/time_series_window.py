@@ -12,8 +12,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 __all__ = ["TimeSeriesWindow", "show_text"]
 
 # Grid lines are opaque and dim instead of translucent: Qt's raster engine strokes a
-# translucent line as a polygon and blends every pixel it covers, in a thread pool; that was
-# about two thirds of each paint of the demo's window under Xvfb (py-spy, benchmarks/gui_idle.py).
+# translucent line as a polygon and blends every pixel it covers; with pyqtgraph's translucent
+# grid one paint of a two-plot window took ~50 ms of CPU under Xvfb, with this one ~18 ms
+# (measured while bringing benchmarks/gui_idle.py down).
 _GRID_ALPHA = 0.22  # the grid's colour: this much of the foreground over the background
 _GRID_LEVELS = 1  # major and minor grid lines (pyqtgraph fades a third level, opaque cannot)
 _REFUSAL_STYLE = "color: #ff5050;"
@@ -29,6 +30,12 @@ def _grid_colour() -> QtGui.QColor:
         for b, f in zip(background.getRgb()[:3], foreground.getRgb()[:3], strict=True)
     ]
     return QtGui.QColor(*mixed)
+
+
+def _legend_colour() -> QtGui.QColor:
+    """The legend's background: opaque, a little darker than the plot's (Qt blends a
+    translucent one in its thread pool on every paint, and the paint waits for it)."""
+    return pg.mkColor(pg.getConfigOption("background")).darker(130)
 
 
 def show_text(label: QtWidgets.QLabel, text: str) -> None:
@@ -209,7 +216,7 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
 
         ``names`` gives the left axis' name per unit ('value' if not given)."""
         names = names or {}
-        grid = _grid_colour()
+        grid, legend = _grid_colour(), _legend_colour()
         self.plot_widget.clear()
         self.plot_items = {}
         self.legends = {}
@@ -235,11 +242,13 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
                 plot.setXLink(top)
             self.plot_items[unit] = plot
             self.legends[unit] = plot.addLegend(
-                offset=(10, 10), brush=pg.mkBrush(0, 0, 0, 170), pen=pg.mkPen(120, 120, 120)
+                offset=(10, 10), brush=pg.mkBrush(legend), pen=pg.mkPen(120, 120, 120)
             )
-        # the time axis is labelled once, under the bottom plot
+        # the time axis is labelled once, under the bottom plot; in plain seconds: an SI
+        # prefix would be re-checked, and the label's HTML laid out anew, on every scroll
         for plot in self.plot_items.values():
             plot.setLabel("bottom", "time", units="s")
+            plot.getAxis("bottom").enableAutoSIPrefix(False)
             if plot is not list(self.plot_items.values())[-1]:
                 plot.getAxis("bottom").setStyle(showValues=False)
                 plot.getAxis("bottom").showLabel(False)

@@ -53,8 +53,8 @@ class TracePlot:
         self._window = window
         self._channel_units = channel_units
         self._x_range_changed = x_range_changed
-        self.raw_curves: dict[str, pg.PlotDataItem] = {}
-        self.averaged_curves: dict[str, pg.PlotDataItem] = {}
+        self.raw_curves: dict[str, pg.PlotCurveItem] = {}
+        self.averaged_curves: dict[str, pg.PlotCurveItem] = {}
         self._newest: dict[tuple[str, str], float] = {}
         self._units: dict[str, str] = {}
         self._channels: tuple[list[str], list[str]] | None = None  # (raw, averaged) plotted
@@ -101,17 +101,27 @@ class TracePlot:
         for index, channel in enumerate(channels):
             colour = pg.mkColor(pg.intColor(index, hues=hues, values=1, maxValue=230))
             colour.setAlpha(110 if channel in averaged else 255)
-            curve = self._plot_of(channel).plot(pen=pg.mkPen(colour, width=1), name=channel)
-            curve.setZValue(0)
-            self.raw_curves[channel] = curve
+            self.raw_curves[channel] = self._add_curve(channel, pg.mkPen(colour, width=1), 0)
         for channel in averaged:
             index = channels.index(channel) if channel in channels else len(channels)
             colour = pg.intColor(index, hues=hues, values=1, maxValue=230)
-            curve = self._plot_of(channel).plot(
-                pen=pg.mkPen(colour, width=2), name=f"{channel} (avg)"
+            # averages on top of the raw curves
+            self.averaged_curves[channel] = self._add_curve(
+                channel, pg.mkPen(colour, width=2), 10, f"{channel} (avg)"
             )
-            curve.setZValue(10)  # averages on top of the raw curves
-            self.averaged_curves[channel] = curve
+
+    def _add_curve(self, channel: str, pen, z: int, name: str | None = None):
+        """A curve in the plot of the channel's unit, named in its legend.
+
+        The decimated points go to a plain ``PlotCurveItem``: ``PlotDataItem`` would wrap it
+        in clipping, downsampling and log-mode bookkeeping the GUI does not use (and costs a
+        tenth of a frame in Python); without decimation pyqtgraph's needs exactly those.
+        """
+        kind = pg.PlotCurveItem if self.decimating else pg.PlotDataItem
+        curve = kind(pen=pen, name=name or channel)
+        curve.setZValue(z)
+        self._plot_of(channel).addItem(curve)
+        return curve
 
     def _plot_of(self, channel: str) -> pg.PlotItem:
         return self._window.plot_items[self._units.get(channel, "")]
