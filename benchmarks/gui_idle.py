@@ -38,10 +38,11 @@ import rpyc
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
-SCREEN = (2300, 820)
-WINDOWS = {  # module: (x, y, width, height) on SCREEN
-    "time_series_gui1": (0, 0, 1130, 780),
-    "time_series_gui2": (1160, 0, 1130, 780),
+SCREEN = (2300, 1300)
+WINDOWS = {  # (class, module): (x, y, width, height) on SCREEN; qudi's manager below
+    ("TimeSeriesGui", "time_series_gui1"): (0, 0, 1130, 780),
+    ("TimeSeriesGui", "time_series_gui2"): (1150, 0, 1130, 780),
+    ("QudiMainGui", "qudi_main_gui"): (0, 840, 1100, 420),
 }
 # run on the X screen: the geometry a window at that place would save (QMainWindow.saveGeometry)
 _GEOMETRY = """
@@ -121,7 +122,7 @@ def demo_config(home: Path) -> Path:
 
 
 def place_windows(home: Path, env: dict) -> None:
-    """Save the time-series windows' geometry side by side, as qudi keeps it between runs."""
+    """Save the windows' geometry (side by side, the manager below), as qudi keeps it."""
     places = list(WINDOWS.values())
     result = subprocess.run(
         [sys.executable, "-c", _GEOMETRY, repr(places)],
@@ -132,8 +133,8 @@ def place_windows(home: Path, env: dict) -> None:
     )
     appdata = home / ".local" / "qudi"
     appdata.mkdir(parents=True, exist_ok=True)
-    for module, geometry in zip(WINDOWS, result.stdout.split(), strict=True):
-        path = appdata / f"status-TimeSeriesGui_gui_{module}.cfg"
+    for (cls, module), geometry in zip(WINDOWS, result.stdout.split(), strict=True):
+        path = appdata / f"status-{cls}_gui_{module}.cfg"
         path.write_text(f"_GuiBase__window_geometry: '{geometry}'\n")
 
 
@@ -201,12 +202,12 @@ def measure(
 
 
 def screenshot(display: str, path: Path) -> None:
-    """The part of the X screen that holds the two windows."""
+    """The two time-series windows: what is drawn above the manager (the screen is black)."""
     from PIL import ImageGrab
 
-    width = max(x + w for x, _, w, _ in WINDOWS.values())
-    height = max(y + h for _, y, _, h in WINDOWS.values())
-    ImageGrab.grab(xdisplay=display).crop((0, 0, width, height)).save(path)
+    above = min(y for _, y, _, _ in WINDOWS.values() if y > 0)
+    top = ImageGrab.grab(xdisplay=display).crop((0, 0, SCREEN[0], above))
+    top.crop(top.getbbox()).save(path)
 
 
 def main(argv: list[str] | None = None) -> int:
