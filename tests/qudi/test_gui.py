@@ -271,9 +271,13 @@ def test_channel_settings_apply_and_refusal(gui, qtbot):
     mw.set_channels(CHANNELS, [], [])  # no channel at all is refused
     mw.channel_apply_button.click()
     assert "refused" in mw.statusBar().currentMessage()
+    assert mw.channel_refusal_label.isVisibleTo(mw)
+    assert "ValueError" in mw.channel_refusal_label.text()
     assert mw.checked_channels() == (["ramp", "sine"], ["sine"])
+    assert set(gui.plot.raw_curves) == {"ramp", "sine"}  # the plots stay as they were
     mw.set_channels(CHANNELS, CHANNELS, ["sine", "noise"])
     mw.channel_apply_button.click()
+    assert not mw.channel_refusal_label.isVisibleTo(mw)
 
 
 def test_stream_health_in_the_status_bar(gui, qtbot):
