@@ -298,6 +298,22 @@ def test_ctrl_q_closes_and_show_raises_the_window(gui, qtbot):
     assert mw.isVisible()
 
 
+def test_a_closed_window_draws_nothing_until_shown_again(gui, qtbot):
+    logic = logic_of(gui)
+    x = np.arange(10.0)
+    logic.sigDataChanged.emit(x, {name: x for name in CHANNELS}, None, None)
+    qtbot.waitUntil(lambda: curve_points(gui, "ramp") == 10)
+    changes = plot_changes(gui.plot.raw_curves["ramp"])
+    gui.window.action_close.trigger()
+    x = np.arange(20.0)
+    logic.sigDataChanged.emit(x, {name: x for name in CHANNELS}, None, None)
+    qtbot.wait(200)  # a draw would be due after 1/30 s at most
+    assert changes[0] == 0
+    gui.show()
+    qtbot.waitUntil(lambda: curve_points(gui, "ramp") == 20)
+    assert changes[0] == 1
+
+
 def test_window_geometry_persists(gui, activate, module_manager, qtbot):
     # the offscreen screen is 800 x 800 and restoreGeometry keeps windows on it: test the height
     gui.window.resize(gui.window.width(), 612)

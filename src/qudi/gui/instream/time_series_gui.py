@@ -175,6 +175,8 @@ class TimeSeriesGui(GuiBase):
         self._mw.show()
         self._mw.raise_()
         self._mw.activateWindow()
+        if self._pending_frame is not None:  # what came while the window was closed
+            self._schedule_draw()
 
     @property
     def window(self) -> TimeSeriesWindow:
@@ -210,6 +212,8 @@ class TimeSeriesGui(GuiBase):
     def _draw_frame(self) -> None:
         """The newest frame (or the last one again, if a redraw was asked for) to the curves."""
         if self._mw is None:  # queued before deactivation, delivered after it
+            return
+        if not self._mw.isVisible():  # a closed window costs nothing; show() draws it
             return
         frame, self._pending_frame = self._pending_frame, None
         again, self._redraw_wanted = self._redraw_wanted, False
