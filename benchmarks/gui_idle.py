@@ -16,7 +16,9 @@ Once both logics have live traces the benchmark waits, then reads the qudi proce
 (utime + stime of ``/proc/<pid>/stat``, all threads) at the start and the end of the measuring
 window and prints the share of one core, with the biggest threads by name
 (``/proc/<pid>/task/*/stat``), and the X server's share (it draws what qudi sends). During the
-window nothing talks to qudi.
+window nothing talks to qudi. Linux threads inherit the name of the thread that starts them:
+the stream hub's pump, started from a logic's thread, is listed as ``mod-logic-time_`` too
+(the logics are the two busiest of those three, the pump the third).
 
 Last line: ``gui idle: <X> % of one core at 50 S/s, 2 windows``.
 """
