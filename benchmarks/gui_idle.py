@@ -18,7 +18,7 @@ window and prints the share of one core, with the biggest threads by name
 (``/proc/<pid>/task/*/stat``), and the X server's share (it draws what qudi sends). During the
 window nothing talks to qudi. Linux threads inherit the name of the thread that starts them:
 the stream hub's pump, started from a logic's thread, is listed as ``mod-logic-time_`` too
-(the logics are the two busiest of those three, the pump the third).
+(py-spy dump shows which: its Python name is ``instream-pump-<streamer>_<pid>``).
 
 Last line: ``gui idle: <X> % of one core at 50 S/s, 2 windows``.
 """
