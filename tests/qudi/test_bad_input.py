@@ -324,6 +324,18 @@ def test_read_data_names_a_bad_sample_count(dummy, count):
         dummy.read_data(count)
 
 
+def test_read_data_of_more_than_a_buffer_is_refused_before_anything_is_allocated(dummy):
+    """Found by the dummy's fuzz test: 789 890 772 samples allocated 23.5 GiB, then failed."""
+    dummy.start_stream()
+    too_many = dummy.channel_buffer_size + 1
+    with pytest.raises(ValueError, match=f"samples_per_channel={too_many} is more than the buffer"):
+        dummy.read_data(too_many)
+    with pytest.raises(ValueError, match="samples_per_channel"):
+        dummy.read_data(789_890_772)
+    data, _ = dummy.read_data(10)  # nothing was consumed: the stream goes on from sample 0
+    assert data.shape == (10, len(dummy.active_channels))
+
+
 # ----------------------------------------------------------------------- buffer API calls
 @pytest.fixture
 def buffer(activate, module_manager):

@@ -28,7 +28,6 @@ of either package. Where that interface was ambiguous, this one is explicit:
 
 from __future__ import annotations
 
-import sys
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -494,16 +493,19 @@ class DataInStreamInterface(Base):
         Raises
         ------
         TypeError, ValueError
-            If ``samples_per_channel`` is no integer >= 0.
+            If ``samples_per_channel`` is no integer >= 0, or more than
+            ``channel_buffer_size`` (nothing is read then).
         """
         if samples_per_channel is None:
             samples_per_channel = self.available_samples
         else:
+            # a blocking read can wait for at most a buffer's worth: asking for more would
+            # only allocate arrays (perhaps of many GiB) for a read that cannot succeed
             samples_per_channel = check_count(
                 samples_per_channel,
-                sys.maxsize,
+                int(self.channel_buffer_size),
                 "samples_per_channel",
-                "the largest possible array",
+                "the buffer a blocking read can wait for (channel_buffer_size; read in parts)",
             )
         data = np.empty(
             (samples_per_channel, len(self.active_channels)), self.constraints.data_type
