@@ -73,7 +73,7 @@ def logic_of(gui):
 def start(gui, qtbot):
     gui.window.action_start.trigger()
     qtbot.waitUntil(lambda: gui.window.action_start.isChecked(), timeout=5_000)
-    qtbot.waitUntil(lambda: curve_points(gui, "ramp") > 200, timeout=10_000)
+    qtbot.waitUntil(lambda: live_points(gui, "ramp") > 200, timeout=10_000)
 
 
 def stop(gui, qtbot):
@@ -88,6 +88,16 @@ def curve_points(gui, channel, averaged=False) -> int:
         return 0
     x, _ = curves[channel].getData()
     return 0 if x is None else len(x)
+
+
+def live_points(gui, channel, averaged=False) -> int:
+    """Points of a curve that holds measured data: 0 while it shows the logic's window of
+    zeros (what the logic shows after a settings change, before its first point)."""
+    curves = gui.plot.averaged_curves if averaged else gui.plot.raw_curves
+    if channel not in curves:
+        return 0
+    _, y = curves[channel].getData()
+    return 0 if y is None or not np.any(y) else len(y)
 
 
 def legend_labels(gui) -> dict[str, list[str]]:
@@ -109,7 +119,7 @@ def test_start_plots_every_channel_with_a_legend_then_stop(gui, qtbot):
     assert logic_of(gui).module_state() == "locked"
     for channel in CHANNELS:
         assert curve_points(gui, channel) > 0
-    qtbot.waitUntil(lambda: curve_points(gui, "noise", averaged=True) > 0)
+    qtbot.waitUntil(lambda: live_points(gui, "noise", averaged=True) > 0)
     assert legend_labels(gui) == {
         "samples": ["ramp"],
         "V": ["sine", "noise", "sine (avg)", "noise (avg)"],
@@ -345,7 +355,7 @@ def test_two_units_make_two_linked_plots(gui, qtbot):
     assert axis_labels(gui) == [("sine", "V"), ("counts", "c/s")]
     start_plots = dict(gui.window.plot_items)
     gui.window.action_start.trigger()
-    qtbot.waitUntil(lambda: curve_points(gui, "counts") > 200, timeout=10_000)
+    qtbot.waitUntil(lambda: live_points(gui, "counts") > 200, timeout=10_000)
     volts, rates = gui.window.plot_items.values()
     assert gui.window.plot_items == start_plots  # no rebuild on frames
     assert gui.plot.raw_curves["sine"] in volts.listDataItems()
@@ -363,9 +373,9 @@ def test_screenshot_shows_curves(gui, qtbot, tmp_path):
     gui.window.set_channels(CHANNELS, ["sine", "counts", "noise"], ["sine", "noise"])
     gui.window.channel_apply_button.click()
     gui.window.action_start.trigger()
-    qtbot.waitUntil(lambda: curve_points(gui, "sine") > 200, timeout=10_000)
+    qtbot.waitUntil(lambda: live_points(gui, "sine") > 200, timeout=10_000)
     assert axis_labels(gui) == [("value", "V"), ("counts", "c/s")]
-    qtbot.waitUntil(lambda: curve_points(gui, "noise", averaged=True) > 200, timeout=10_000)
+    qtbot.waitUntil(lambda: live_points(gui, "noise", averaged=True) > 200, timeout=10_000)
     gui.window.readout_channel_combo.setCurrentText("sine")
     gui.window.readout_kind_combo.setCurrentText("averaged")
     gui.window.resize(1100, 700)
