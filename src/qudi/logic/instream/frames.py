@@ -13,6 +13,30 @@ import numpy as np
 __all__ = ["MAX_READS_PER_FRAME", "FrameReader"]
 
 MAX_READS_PER_FRAME = 16
+#: trace points a frame brings when the data rate allows: drawing a frame costs about the same
+#: for one new point as for twenty, so a slow stream gets fewer frames (benchmarks/gui_idle.py)
+POINTS_PER_FRAME = 20
+LONGEST_FRAME_S = 0.5  # but at least two frames a second, so a slow stream still looks live
+
+
+def frame_interval_ms(data_rate: float, max_frame_rate: float) -> int:
+    """Milliseconds between the logic's frames.
+
+    Parameters
+    ----------
+    data_rate : float
+        Trace points per second (positive).
+    max_frame_rate : float
+        The most frames per second (positive).
+
+    Returns
+    -------
+    int
+        About :data:`POINTS_PER_FRAME` points' time, at most :data:`LONGEST_FRAME_S`, and
+        never shorter than ``1 / max_frame_rate``.
+    """
+    seconds = max(min(POINTS_PER_FRAME / data_rate, LONGEST_FRAME_S), 1 / max_frame_rate)
+    return max(1, round(1000 * seconds))
 
 
 class FrameReader:

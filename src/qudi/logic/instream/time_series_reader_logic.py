@@ -53,7 +53,7 @@ from qudi.core.connector import Connector
 from qudi.core.module import LogicBase
 from qudi.core.statusvariable import StatusVar
 
-from qudi.logic.instream.frames import FrameReader
+from qudi.logic.instream.frames import FrameReader, frame_interval_ms
 from qudi.logic.instream.health import StreamHealth
 from qudi.logic.instream.recording import TraceRecording
 from qudi.logic.instream.settings import (
@@ -90,7 +90,7 @@ class TimeSeriesReaderLogic(LogicBase):
     sigStatusChanged = QtCore.Signal(bool, bool)  # running, recording
     sigTraceSettingsChanged = QtCore.Signal(dict)
     sigChannelSettingsChanged = QtCore.Signal(list, list)  # active, averaged
-    _sigStartFrames = QtCore.Signal()
+    _sigStartFrames = QtCore.Signal(int)  # the frame interval, ms
     _sigStopFrames = QtCore.Signal()
 
     _streamer = Connector(name="streamer", interface="DataInStreamInterface")
@@ -269,9 +269,8 @@ class TimeSeriesReaderLogic(LogicBase):
                 if self.data_recording_active:
                     raise RuntimeError("trace settings cannot change while recording")
                 settings = merged_trace_settings(self.trace_settings, settings_dict, kwargs)
-                running = self.module_state() == "locked"  # all or nothing, trace included:
-                channels = self.active_channel_names, self.averaged_channel_names
-                self._use(self._setup.apply(*channels, settings, running=running))
+                running = self.module_state() == "locked"  # all or nothing, trace included
+                self._use(self._setup.apply(*self.channel_settings, settings, running=running))
             finally:
                 self._announce(trace=True)
 
@@ -315,7 +314,7 @@ class TimeSeriesReaderLogic(LogicBase):
             self._health = StreamHealth()
             self._streamer().start_stream()
             self.module_state.lock()
-            self._sigStartFrames.emit()
+            self._sigStartFrames.emit(frame_interval_ms(self.data_rate, self._max_frame_rate))
             self.sigStatusChanged.emit(True, self.data_recording_active)
 
     @QtCore.Slot()
@@ -408,15 +407,17 @@ class TimeSeriesReaderLogic(LogicBase):
             except Exception as error:
                 self._stop(reason=error)
                 return
+            points = 0
             for data, stamps in blocks:
                 self._recording.feed(data, stamps)
-                self._builder.add(data, stamps)
+                points += self._builder.add(data, stamps)
                 self.sigNewRawData.emit(data, stamps)
             self._health.frame(sum(len(data) for data, _ in blocks))
             if self._recording.ended_by_itself:  # size limit or error: finish it here
                 self._recording.finish(self.log)
                 self.sigStatusChanged.emit(True, False)
-            self._emit_data()
+            if points:  # a frame without a new point would only redraw what is shown
+                self._emit_data()
 
     def _emit_data(self) -> None:
         views = self._builder.views()
@@ -457,6 +458,8 @@ class TimeSeriesReaderLogic(LogicBase):
         self._shown = (settings, selection)
         if trace or settings != shown_settings:
             self.sigTraceSettingsChanged.emit(settings)
+            if self.module_state() == "locked":  # frames paced to the new data rate
+                self._sigStartFrames.emit(frame_interval_ms(self.data_rate, self._max_frame_rate))
         if channels or selection != shown_selection:
             self.sigChannelSettingsChanged.emit(*selection)
 
