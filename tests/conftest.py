@@ -8,8 +8,16 @@ import threading
 import time
 
 import pytest
+from hypothesis import settings
 
 from qudi.util.instream import list_streams
+
+# The fuzz tests draw the same examples on every run (profile "ci", the default), so CI passes
+# or fails on the code, not on the draw; HYPOTHESIS_PROFILE=explore searches anew each run
+# (for hunting defects: `HYPOTHESIS_PROFILE=explore ./scripts/test.sh -k fuzz`).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def _our_streams() -> set[str]:
