@@ -90,9 +90,12 @@ def test_their_dummy_feeds_two_of_our_buffers_read_from_two_threads(activate, mo
         (ours.StreamingMode.CONTINUOUS, ["APD", "analog 1"], RATE),
         (theirs.StreamingMode.CONTINUOUS, ["analog 1"], RATE / 2),
     ):
-        buffer1.configure(channels, mode, 4096, rate)
+        # their dummy's own buffer holds 0.8 s: more than a loaded 2-core CI machine has been
+        # seen to keep the pump from polling (4096 samples, 0.2 s, overflowed there once);
+        # our ring, a little larger, still wraps in the 2 s read below
+        buffer1.configure(channels, mode, 16384, rate)
         assert dummy.active_channels == channels and dummy.sample_rate == rate
-        buffer2.configure(channels, mode, 4096, rate)  # the same settings: a no-op
+        buffer2.configure(channels, mode, 16384, rate)  # the same settings: a no-op
         assert buffer1.active_channels == channels and buffer1.sample_rate == rate
         buffer1.start_stream()
         buffer2.start_stream()
