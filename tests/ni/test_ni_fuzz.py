@@ -19,19 +19,11 @@ import pytest
 from fake_daqmx import FakeDaqmx, SimulatedCard
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import HOSTILE, mostly, waits_briefly_if_valid
 
 from qudi.hardware.instream.ni_daq import NIXSeriesInStreamer
 from qudi.util.instream.errors import StreamError
 
-HOSTILE = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12),
-    st.lists(st.one_of(st.text(max_size=5), st.integers(), st.none()), max_size=4),
-    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-)
 REFUSALS = (TypeError, ValueError, RuntimeError, TimeoutError, StreamError)
 CHANNELS = ["PFI8", "PFI9", "ai0", "ai1"]
 
@@ -57,23 +49,6 @@ def fake_card():
         yield fake
     assert not fake.open_tasks(), [t.name for t in fake.open_tasks()]
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
-
-
-def waits_briefly_if_valid(timeout: object) -> bool:
-    """A read's timeout for the fuzz: any hostile value except those a read takes as a long
-    wait (None, or a finite number above a second): such a read waits as long as it was told
-    to, and here no samples may come (the card's clock moves only when the test says)."""
-    if timeout is None:
-        return False
-    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-    return not (number and 1 < timeout < float("inf"))
-
-
-def mostly(valid: st.SearchStrategy) -> st.SearchStrategy:
-    """``valid`` four times in five, otherwise a hostile value."""
-    return st.sampled_from([True, True, True, True, False]).flatmap(
-        lambda ok: valid if ok else HOSTILE
-    )
 
 
 @st.composite

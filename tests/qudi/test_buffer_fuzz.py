@@ -19,23 +19,14 @@ import time
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import ADDRESSES, HOSTILE, mostly
 
 from qudi.hardware.instream.buffer import DataInStreamBuffer
 from qudi.hardware.instream.dummy import InStreamDummy
 from qudi.util.instream.errors import StreamError, StreamOverrunError
 
-HOSTILE = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12),
-    st.lists(st.one_of(st.text(max_size=5), st.integers(), st.none()), max_size=4),
-    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-)
 REFUSALS = (TypeError, ValueError, StreamError)
 CHANNELS = ["ramp", "sine", "counts", "noise"]
-ADDRESSES = ["tcp://127.0.0.1:*", "tcp://*:0", "tcp://127.0.0.1:70000", "tcp://1.2.3.999:*"]
 # the names a refusal of each call may give for what it refuses
 ARGUMENTS = {
     "configure": ("active_channels", "streaming_mode", "channel_buffer_size", "sample_rate"),
@@ -60,13 +51,6 @@ def make_buffer(dummy: InStreamDummy, options: dict) -> DataInStreamBuffer:
     buffer = DataInStreamBuffer(qudi_main_weakref=None, name="fuzzed_buffer", config=options)
     buffer._streamer.connect(dummy)
     return buffer
-
-
-def mostly(valid: st.SearchStrategy) -> st.SearchStrategy:
-    """``valid`` four times in five, otherwise a hostile value."""
-    return st.sampled_from([True, True, True, True, False]).flatmap(
-        lambda ok: valid if ok else HOSTILE
-    )
 
 
 @st.composite

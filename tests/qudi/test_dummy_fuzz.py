@@ -17,21 +17,12 @@ import time
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.fuzzing import ADDRESSES, HOSTILE, mostly, waits_briefly_if_valid
 
 from qudi.hardware.instream.dummy import InStreamDummy
 from qudi.util.instream.simulated import SIGNALS
 
-HOSTILE = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12),
-    st.lists(st.one_of(st.text(max_size=5), st.integers(), st.none()), max_size=4),
-    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-)
 NUMBER_TYPES = ["float64", "float32", "float16", "int8", "uint8", "int16", "int32", "uint64"]
-ADDRESSES = ["tcp://127.0.0.1:*", "tcp://*:0", "tcp://127.0.0.1:70000", "tcp://1.2.3.999:*"]
 REFUSALS = (TypeError, ValueError, RuntimeError, TimeoutError)  # TimeoutError: an OSError
 
 
@@ -83,23 +74,6 @@ def _stamps(dummy: InStreamDummy, count: int) -> np.ndarray | None:
 
 # ------------------------------------------------------------------------ public methods
 CHANNELS = ["ramp", "sine", "counts", "noise"]
-
-
-def waits_briefly_if_valid(timeout: object) -> bool:
-    """A read's timeout for the fuzz: any hostile value except those a read takes as a long
-    wait (None, or a finite number above a second): such a read waits as long as it was told
-    to, and here no samples may come (the card's clock moves only when the test says)."""
-    if timeout is None:
-        return False
-    number = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-    return not (number and 1 < timeout < float("inf"))
-
-
-def mostly(valid: st.SearchStrategy) -> st.SearchStrategy:
-    """``valid`` four times in five, otherwise a hostile value."""
-    return st.sampled_from([True, True, True, True, False]).flatmap(
-        lambda ok: valid if ok else HOSTILE
-    )
 
 
 @st.composite

@@ -25,20 +25,12 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PySide6 import QtCore
+from tests.fuzzing import HOSTILE, mostly
 
 from qudi.hardware.instream.buffer import DataInStreamBuffer
 from qudi.hardware.instream.dummy import InStreamDummy
 from qudi.logic.instream.time_series_reader_logic import TimeSeriesReaderLogic
 
-HOSTILE = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12),
-    st.lists(st.one_of(st.text(max_size=5), st.integers(), st.none()), max_size=4),
-    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
-)
 NUMBERS = st.sampled_from(
     [math.nan, math.inf, -math.inf, 1e300, -1e300, 2**70, -(2**70), 2**63, -1, 0, 0.5, -0.0]
     + ["5", None, True, [1], np.float32(np.nan), np.int64(-3), 1e-300]
@@ -85,13 +77,6 @@ def close_stream(dummy: InStreamDummy, buffer: DataInStreamBuffer) -> None:
         buffer.module_state.deactivate()
     finally:
         dummy.module_state.deactivate()
-
-
-def mostly(valid: st.SearchStrategy) -> st.SearchStrategy:
-    """``valid`` four times in five, otherwise a hostile value."""
-    return st.sampled_from([True, True, True, True, False]).flatmap(
-        lambda ok: valid if ok else HOSTILE
-    )
 
 
 @st.composite
