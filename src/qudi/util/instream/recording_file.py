@@ -48,6 +48,9 @@ __all__ = [
     "RecordingFile",
     "checked_attributes",
     "exists_error",
+    "limit_metadata_cache",
+    "now_iso",
+    "string_array",
 ]
 
 FILE_FORMAT = "qudi-instream recording"
@@ -136,7 +139,7 @@ class RecordingFile:
         except FileExistsError:
             raise exists_error(path) from None
         try:
-            _limit_metadata_cache(self._file)
+            limit_metadata_cache(self._file)
             self._create_datasets(compression)
         except BaseException:
             self.close()
@@ -190,15 +193,15 @@ class RecordingFile:
         attrs["format_version"] = FILE_FORMAT_VERSION
         attrs["stream_name"] = ring.name
         attrs["reader_name"] = reader_name
-        attrs["channel_names"] = _string_array(info.channel_names)
-        attrs["channel_units"] = _string_array(info.channel_units)
+        attrs["channel_names"] = string_array(info.channel_names)
+        attrs["channel_units"] = string_array(info.channel_units)
         attrs["sample_rate"] = float(info.sample_rate) if info.sample_rate else math.nan
         attrs["sample_timing"] = str(info.sample_timing)
         attrs["stream_info_extra"] = json.dumps(dict(info.extra))
         attrs["dtype"] = str(ring.dtype)
         attrs["sample_shape"] = np.array(ring.sample_shape, np.int64)
         attrs["first_sample_index"] = np.int64(first_sample_index)
-        attrs["start_time"] = _now_iso()
+        attrs["start_time"] = now_iso()
         attrs["stop_time"] = ""
         attrs["status"] = "recording"
         attrs["error"] = ""
@@ -240,7 +243,7 @@ class RecordingFile:
         """The final counts, ``stop_time``, ``status`` and ``error`` (empty if none)."""
         self.write_counts(payload_bytes, lost)
         attrs = self._file.attrs
-        attrs["stop_time"] = _now_iso()
+        attrs["stop_time"] = now_iso()
         attrs["status"] = status
         attrs["error"] = "" if error is None else f"{type(error).__name__}: {error}"
 
@@ -293,7 +296,7 @@ def checked_attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return converted
 
 
-def _limit_metadata_cache(file: h5py.File) -> None:
+def limit_metadata_cache(file: h5py.File) -> None:
     """Keep HDF5's metadata cache at METADATA_CACHE_BYTES, so memory stays flat for hours."""
     config = file.id.get_mdc_config()
     config.set_initial_size = True
@@ -310,7 +313,7 @@ def _storable(value: Any) -> Any:
         return value if -(2**63) <= value < 2**63 else json.dumps(value)
     if isinstance(value, (list, tuple)) and value:
         if all(isinstance(item, str) for item in value):
-            return _string_array(value)
+            return string_array(value)
         if all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in value):
             numbers = np.asarray(value)
             # not object dtype (an integer beyond 64 bits), not too large for a header message
@@ -319,10 +322,11 @@ def _storable(value: Any) -> Any:
     return json.dumps(value)
 
 
-def _string_array(strings) -> np.ndarray:
+def string_array(strings) -> np.ndarray:
+    """``strings`` as an HDF5 array of variable-length UTF-8 strings."""
     return np.array([str(s) for s in strings], dtype=h5py.string_dtype())
 
 
-def _now_iso() -> str:
+def now_iso() -> str:
     """Local time with its UTC offset, e.g. 2024-05-01T14:03:07.123+02:00."""
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
