@@ -188,9 +188,10 @@ class FakeDaqmx:
         (found,) = [t for t in self.open_tasks() if t.kind == kind]
         return found
 
-    def fail_next_read(self, task_name: str, code: int) -> None:
+    def fail_next_read(self, what: str, code: int) -> None:
+        """The next read of the open task named ``..._<what>`` ('PFI9', 'ai') fails."""
         with self._lock:
-            (task,) = [t for t in self.open_tasks() if t.name == task_name]
+            (task,) = [t for t in self.open_tasks() if t.name.endswith(f"_{what}")]
             task.fail_next_read = code
 
     # ------------------------------------------------------------------------------ tasks
@@ -335,9 +336,9 @@ class FakeDaqmx:
         fake = self._task(task)
         assert fake.state != "running", f"{fake.name} started twice"
         self._verify(fake)
-        for channel in fake.channels:
-            resource = "ai" if fake.kind == "ai" else channel["physical"]
-            if resource in self.reserved:
+        for resource in self._resources(fake):
+            held = [t for t in self.open_tasks() if t.state == "running" and t is not fake]
+            if resource in self.reserved or any(resource in self._resources(t) for t in held):
                 raise DaqError(
                     f"The specified resource is reserved ({resource}).", RESERVED, fake.name
                 )
@@ -352,6 +353,11 @@ class FakeDaqmx:
             fake.first_edge = self._edges(fake.source)
         self.starts.append(fake.name)
         self.now += self.start_latency
+
+    @staticmethod
+    def _resources(fake: FakeTask) -> set[str]:
+        """What a running task holds: 'ai' for the analog inputs, 'ctrN' for a counter."""
+        return {fake.kind if fake.kind == "ai" else c["physical"] for c in fake.channels}
 
     def stop_task(self, task):
         fake = self._task(task)
@@ -430,9 +436,13 @@ class FakeDaqmx:
             kind, counter = "co", terminal[: -len("InternalOutput")].lower()
         else:
             raise DaqError(f"Sample clock source {source!r} makes no clock.", -89125)
-        for task in self.open_tasks():
-            if task.kind == kind and (counter is None or task.channels[0]["physical"] == counter):
-                return task
+        makers = [
+            task
+            for task in self.open_tasks()
+            if task.kind == kind and (counter is None or task.channels[0]["physical"] == counter)
+        ]
+        for task in sorted(makers, key=lambda t: t.state != "running"):  # the running one
+            return task
         raise DaqError(f"Nothing drives {source!r}.", -89125)
 
     def _driven_by(self, task: FakeTask, clock: FakeTask) -> bool:

@@ -38,6 +38,11 @@ def assert_ramps(data, channels, rate, at_least):
     np.testing.assert_array_equal(data, expected(channels, 0, len(data), rate))
 
 
+def started(fake):
+    """What the tasks started so far stream, in start order ('PFI8', 'ai', 'clock')."""
+    return [name.rsplit("_", 1)[1] for name in fake.starts]
+
+
 def read_all(streamer):
     out = np.empty((streamer.available_samples, len(streamer.active_channels)))
     assert streamer.read_available_data_into_buffer(out) == len(out)
@@ -112,7 +117,7 @@ def test_tasks_share_the_analog_clock_and_start_before_it(make_streamer, fake):
         assert task.overwrite == OverwriteMode.DO_NOT_OVERWRITE_UNREAD_SAMPLES.value
     assert {c.source for c in counters} == {"/Dev1/ai/SampleClock"}
     assert {c.rate for c in counters} == {ai.rate}
-    assert fake.starts == ["ni_PFI8", "ni_PFI9", "ni_ai"]  # the clock starts last
+    assert started(fake) == ["PFI8", "PFI9", "ai"]  # the clock starts last
     assert streamer.module_state() == "locked"
 
 
@@ -124,7 +129,7 @@ def test_counters_alone_are_clocked_by_a_spare_counter(make_streamer, fake):
     assert clock.channels[0]["physical"] == "ctr3"
     counters = [t for t in fake.open_tasks() if t.kind == "ci"]
     assert {c.source for c in counters} == {"/Dev1/Ctr3InternalOutput"}
-    assert fake.starts[-1] == "ni_clock"
+    assert started(fake)[-1] == "clock"
     fake.advance(0.5)
     assert_ramps(read_all(streamer), ["PFI9", "PFI8"], 1000.0, at_least=500)
 
@@ -142,7 +147,7 @@ def test_external_clock_clocks_every_task_at_its_configured_frequency(make_strea
     assert ai.source == "/Dev1/PFI11" and ai.rate == 20e3
     # the counters count on the analog task's clock, so they see exactly its edges
     assert {t.source for t in fake.open_tasks() if t.kind == "ci"} == {"/Dev1/ai/SampleClock"}
-    assert fake.starts[-1] == "ni_ai"
+    assert started(fake)[-1] == "ai"
     fake.advance(0.01)
     data = read_all(streamer)
     assert len(data) > 150
@@ -303,12 +308,24 @@ def test_overflow_stops_the_stream_and_never_returns_stale_data(make_streamer, f
     assert_ramps(read_all(streamer), CHANNELS, 1000.0, at_least=200)
 
 
+def test_two_streamers_of_the_same_name_in_one_process_both_stream(make_streamer, fake):
+    """DAQmx refuses a second task of the same name (-200089): a notebook may hold two."""
+    first = make_streamer(digital_sources=["PFI8"], analog_sources=[])
+    second = make_streamer(digital_sources=["PFI9"], analog_sources=[])
+    assert first.module_name == second.module_name == "ni"
+    for streamer, line in ((first, "PFI8"), (second, "PFI9")):  # one card: one at a time
+        streamer.start_stream()
+        fake.advance(0.1)
+        assert_ramps(read_all(streamer), [line], 50.0, at_least=5)
+        streamer.stop_stream()
+
+
 def test_a_driver_timeout_stops_the_stream(make_streamer, fake):
     streamer = make_streamer()
     streamer.configure(CHANNELS, StreamingMode.CONTINUOUS, 1000, 1000.0)
     streamer.start_stream()
     fake.advance(0.1)
-    fake.fail_next_read("ni_PFI9", TIMEOUT)
+    fake.fail_next_read("PFI9", TIMEOUT)
     with pytest.raises(StreamFaultError, match="timed out") as raised:
         streamer.read_available_data_into_buffer(np.empty((100, 4)))
     assert raised.value.__cause__.error_code == TIMEOUT

@@ -36,6 +36,7 @@ are checked in ``ni_options``.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterable
@@ -75,6 +76,7 @@ except ImportError:  # pragma: no cover - nidaqmx is a dependency of this packag
 __all__ = ["NIXSeriesInStreamer"]
 
 _WAIT_STEP_S = 0.05  # blocking reads re-check for data and for a stop at least this often
+_INSTANCES = itertools.count(1)  # DAQmx task names are unique per process: number each module
 
 
 class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
@@ -100,6 +102,8 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         self._newest: np.ndarray | None = None
         self._lock = threading.Lock()  # reads against start, stop, configure and close
         self._stopped = threading.Event()  # wakes blocking reads when the stream stops
+        # a second module of the same name in this process (a notebook) must not collide
+        self._task_prefix = f"{self.module_name}#{next(_INSTANCES)}"
 
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
@@ -394,7 +398,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         card = self._card
         try:
             return Tasks(
-                self.module_name,
+                self._task_prefix,
                 card.device,
                 settings,
                 card.digital,
