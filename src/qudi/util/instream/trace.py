@@ -1,11 +1,14 @@
 """TraceWindow: the newest N points of a multi-channel trace, appended at O(new points).
 
-Points are appended to a buffer three windows long; when it is full, the newest window is
-copied to its start (one copy per two windows of data, so appending stays O(new) on average).
+Points are appended to a buffer three windows long. While the write position is in the last
+third, each point is written a second time two windows further left, so that when the end is
+reached the newest window is already in place at the start and writing goes on from there:
+no append ever copies the whole window (a frame of the logic costs O(new points) every time,
+without a spike when the buffer wraps; ``benchmarks/logic_frame.py`` prints the p99).
 :meth:`view` returns read-only views of the newest window without copying. A view stays
-unchanged until about one more window of points has been appended, so a plot can hold on to
-the arrays of the last frame while the next one is prepared. Callers that keep data longer
-take a copy (:meth:`copy`). The time series logic's trace maths
+unchanged until one more window of points has been appended, so a plot can hold on to the
+arrays of the last frame while the next one is prepared. Callers that keep data longer take
+a copy (:meth:`copy`). The time series logic's trace maths
 (``qudi.logic.instream.trace.TraceBuilder``) keeps its points in two of these.
 """
 
@@ -36,18 +39,26 @@ class TraceWindow:
         n = len(x)
         if n == 0:
             return
+        self.count += n
         if n >= self.size:  # only the newest window survives
             x, y = x[-self.size :], y[:, -self.size :]
             n = self.size
-        if self._end + n > len(self._x):
-            keep = self.size - n  # the part of the old window that survives this append
-            self._x[:keep] = self._x[self._end - keep : self._end]
-            self._y[:, :keep] = self._y[:, self._end - keep : self._end]
-            self._end = keep
-        self._x[self._end : self._end + n] = x
-        self._y[:, self._end : self._end + n] = y
-        self._end += n
-        self.count += n
+        size, done = self.size, 0
+        while done < n:
+            # the end runs from one window to three; in the last third every point also goes
+            # two windows to the left, where the window goes on once the end reaches three
+            end = self._end
+            mirrored = end >= 2 * size
+            stop = 3 * size if mirrored else 2 * size
+            chunk = min(n - done, stop - end)
+            part = slice(done, done + chunk)
+            self._x[end : end + chunk] = x[part]
+            self._y[:, end : end + chunk] = y[:, part]
+            if mirrored:
+                self._x[end - 2 * size : end - 2 * size + chunk] = x[part]
+                self._y[:, end - 2 * size : end - 2 * size + chunk] = y[:, part]
+            done += chunk
+            self._end = size if end + chunk == 3 * size else end + chunk
 
     def view(self, points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Read-only views ``(x[points], y[channels, points])`` of the newest points.
