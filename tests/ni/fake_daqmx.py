@@ -12,6 +12,11 @@ edge ``e`` (counted from the clock's start, first edge at the start) gives analo
 the value ``e + N / 8`` volts, and PFI line ``L`` ``e + L`` photons in the period that ends at
 that edge — ramps, so a test can prove samples are aligned, complete and not repeated. A counter
 counting a timebase terminal (``100kHzTimebase``) counts its ticks: ``100 kHz / rate`` per period.
+
+As on a 63xx, a counter output drives its default pin (``ctrN`` -> ``PFI{12+N}``) unless its
+``co_pulse_term`` is set (``""``: internal only); a running task that counts or clocks on a pin
+a running counter output drives fails at its start (-89137), and :meth:`FakeDaqmx.driven_pins`
+says which pins are driven.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ DEVICE_DOUBLES = {
 }
 TASK_NAME, NUM_CHANS, AVAIL, OVERWRITE = 0x1276, 0x217B, 0x1223, 0x1211
 INPUT_BUF_SIZE, SAMP_CLK_RATE, COUNT_EDGES_TERM, CO_PULSE_FREQ = 0x186C, 0x1344, 0x18C7, 0x1178
+CO_PULSE_TERM = 0x18E1
+ROUTE_IN_USE = -89137  # a terminal both driven by a counter output and used as an input
 SIMULTANEOUS, COUNTER_BITS, AI_RANGES, DEVICE_NAMES = 0x298F, 0x299F, 0x2990, 0x193B
 TIMEBASES = {"100kHzTimebase": 100e3, "20MHzTimebase": 20e6}  # terminals a counter may count
 
@@ -120,6 +127,7 @@ class FakeDaqmx:
         "create_co_pulse_chan_freq",
         "internal_get_last_created_chan",
         "set_chan_attribute_string",
+        "get_chan_attribute_string",
         "get_chan_attribute_double",
         "cfg_samp_clk_timing",
         "cfg_implicit_timing",
@@ -269,15 +277,60 @@ class FakeDaqmx:
         duty_cycle,
     ):
         self._add_channel(task, "co", counter, name_to_assign_to_channel, freq=freq)
+        self._drive_default_pin(task)
         self._task(task).rate = self._coerced(freq)
+
+    def _drive_default_pin(self, task) -> None:
+        """A new counter output drives its counter's default pin, as on a 63xx."""
+        entry = self._task(task).channels[-1]
+        entry["term"] = f"/{self.card.name}/PFI{12 + int(entry['physical'][3:])}"
 
     def internal_get_last_created_chan(self):
         return self._last_channel
 
     def set_chan_attribute_string(self, task, channel, attribute, value):
-        assert attribute == COUNT_EDGES_TERM, hex(attribute)
-        (entry,) = [c for c in self._task(task).channels if c["name"] == channel]
+        assert attribute in (COUNT_EDGES_TERM, CO_PULSE_TERM), hex(attribute)
+        fake = self._task(task)
+        assert fake.kind == ("ci" if attribute == COUNT_EDGES_TERM else "co"), hex(attribute)
+        (entry,) = [c for c in fake.channels if c["name"] == channel]
         entry["term"] = value
+
+    def get_chan_attribute_string(self, task, channel, attribute):
+        assert attribute == CO_PULSE_TERM, hex(attribute)
+        (entry,) = [c for c in self._task(task).channels if c["name"] == channel]
+        return entry["term"]
+
+    def driven_pins(self) -> set[str]:
+        """The terminals running counter outputs drive now ('PFI15')."""
+        with self._lock:
+            return {
+                c["term"].rsplit("/", 1)[1]
+                for t in self.open_tasks()
+                if t.kind == "co" and t.state == "running"
+                for c in t.channels
+                if c["term"]
+            }
+
+    def _check_routes(self, fake: FakeTask) -> None:
+        """At start: an input on a pin a counter output drives cannot be routed."""
+        inputs = {c["term"] for c in fake.channels if fake.kind == "ci"} | {fake.source}
+        outputs = {c["term"] for c in fake.channels if fake.kind == "co"}
+        for other in self.open_tasks():
+            if other.state != "running" or other is fake:
+                continue
+            if other.kind == "co":
+                outputs |= {c["term"] for c in other.channels}
+            elif other.kind == "ci":
+                inputs |= {c["term"] for c in other.channels}
+            inputs.add(other.source)
+        clash = (inputs & outputs) - {"", None}
+        if clash:
+            raise DaqError(
+                f"Specified route cannot be satisfied: {sorted(clash)} is driven by a counter "
+                "output and used as an input.",
+                ROUTE_IN_USE,
+                fake.name,
+            )
 
     def get_chan_attribute_double(self, task, channel, attribute):
         assert attribute == CO_PULSE_FREQ, hex(attribute)
@@ -342,6 +395,7 @@ class FakeDaqmx:
                 raise DaqError(
                     f"The specified resource is reserved ({resource}).", RESERVED, fake.name
                 )
+        self._check_routes(fake)
         if fake.kind in ("ai", "ci"):
             assert fake.overwrite == OverwriteMode.DO_NOT_OVERWRITE_UNREAD_SAMPLES.value
             assert fake.buffer_size is not None, "input buffer size left to the driver"

@@ -14,39 +14,11 @@ import pytest
 from fake_daqmx import AVAIL, OVERFLOW, TIMEOUT
 from nidaqmx.constants import AcquisitionType, OverwriteMode, TerminalConfiguration
 from nidaqmx.errors import DaqError, DaqReadError
+from ramps import CHANNELS, assert_ramps, expected, read_all, started
 
 from qudi.hardware.instream import ni_tasks
 from qudi.interface.instream_interface import StreamingMode
 from qudi.util.instream.errors import StreamFaultError, StreamStoppedError, StreamTimeoutError
-
-CHANNELS = ["PFI8", "PFI9", "ai0", "ai1"]
-EXPECTED_OFFSET = {"PFI8": 8, "PFI9": 9, "ai0": 0.0, "ai1": 0.125}
-
-
-def expected(channels, first, count, rate):
-    """What the fake card gives for output samples ``first .. first + count - 1``."""
-    index = np.arange(first, first + count, dtype=np.float64) + 1
-    columns = [
-        (index + EXPECTED_OFFSET[ch]) * (rate if ch.startswith("PFI") else 1) for ch in channels
-    ]
-    return np.stack(columns, axis=1)
-
-
-def assert_ramps(data, channels, rate, at_least):
-    """``data`` is the stream from its first sample on, aligned, complete and unrepeated."""
-    assert len(data) >= at_least
-    np.testing.assert_array_equal(data, expected(channels, 0, len(data), rate))
-
-
-def started(fake):
-    """What the tasks started so far stream, in start order ('PFI8', 'ai', 'clock')."""
-    return [name.rsplit("_", 1)[1] for name in fake.starts]
-
-
-def read_all(streamer):
-    out = np.empty((streamer.available_samples, len(streamer.active_channels)))
-    assert streamer.read_available_data_into_buffer(out) == len(out)
-    return out
 
 
 # ---------------------------------------------------------------------------- constraints

@@ -15,6 +15,7 @@ Example config (copy into the ``hardware:`` section)::
                 ai1: {range: [-1, 1], terminal: 'DIFF'}   # terminal: RSE, NRSE, DIFF, PSEUDO_DIFF
             max_channel_samples_buffer: 33554432    # optional: largest buffer, samples per channel
             read_write_timeout: 10                  # optional: s, default limit of blocking reads
+            clock_output_terminal: null             # optional: PFI line to export the counter clock
 
 Every channel is sampled on the edges of one sample clock, so sample ``i`` of every channel is
 taken at the same moment: the analog task's own clock if analog inputs stream, otherwise a clock
@@ -92,6 +93,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
     _analog_channel_settings = ConfigOption("analog_channel_settings", default={})
     _max_channel_samples_buffer = ConfigOption("max_channel_samples_buffer", default=2**25)
     _read_write_timeout = ConfigOption("read_write_timeout", default=10)
+    _clock_output_terminal = ConfigOption("clock_output_terminal", default=None)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -119,6 +121,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 "analog_channel_settings": self._analog_channel_settings,
                 "max_channel_samples_buffer": self._max_channel_samples_buffer,
                 "read_write_timeout": self._read_write_timeout,
+                "clock_output_terminal": self._clock_output_terminal,
             }
         )
         self._constraints = self._card.constraints()
@@ -397,7 +400,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
     def _build_tasks(self, settings: StreamRequest) -> Tasks:
         card = self._card
         try:
-            return Tasks(
+            tasks = Tasks(
                 self._task_prefix,
                 card.device,
                 settings,
@@ -405,6 +408,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 card.analog,
                 card.external_clock,
                 card.timeout,
+                card.clock_terminal,
             )
         except nidaqmx.errors.Error as exc:
             raise ValueError(
@@ -412,6 +416,19 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 f"{settings.mode.name}, {settings.buffer_size} samples, {settings.rate} Hz: "
                 f"{daq_reason(exc)}"
             ) from exc
+        self._log_tasks(tasks)
+        return tasks
+
+    def _log_tasks(self, tasks: Tasks) -> None:
+        """Say what the driver set up, so the log of a first run on a card shows it."""
+        if tasks.clock_counter is not None:
+            self.log.info(
+                "%s: the sample clock is made by %s at %s Hz; its output terminal: %s",
+                tasks.device.name,
+                tasks.clock_counter,
+                tasks.rate,
+                tasks.clock_output or "none (it stays inside the card)",
+            )
 
     def _close_tasks(self) -> None:
         tasks, self._tasks = self._tasks, None

@@ -54,6 +54,7 @@ class CardOptions:
     external_clock: tuple[str, float] | None  # terminal and frequency (Hz), or None
     timeout: float  # s, default limit of blocking reads and of each driver read
     buffer_limit: int  # largest buffer, samples per channel
+    clock_terminal: str | None = None  # PFI line the counter clock is exported to, or None
 
     def constraints(self) -> DataInStreamConstraints:
         """What the module offers: every source as a channel, counters in c/s, inputs in V.
@@ -185,6 +186,7 @@ def checked_options(options: Mapping[str, object]) -> CardOptions:
         digital,
         device,
     )
+    clock_terminal = _checked_clock_terminal(options, digital, external_clock, device)
     if len(digital) > len(device.counters) - (0 if analog else 1):
         raise option_error(
             "digital_sources",
@@ -192,7 +194,50 @@ def checked_options(options: Mapping[str, object]) -> CardOptions:
             f"{device.name} has {len(device.counters)} counters {list(device.counters)}; "
             "each PFI line needs one, and a clock needs one more without analog sources",
         )
-    return CardOptions(device, digital, analog, external_clock, timeout, buffer_limit)
+    return CardOptions(
+        device, digital, analog, external_clock, timeout, buffer_limit, clock_terminal
+    )
+
+
+def _pfi_lines(device: Device) -> list[str]:
+    return [t for t in device.terminals if re.fullmatch(r"PFI\d+", t)]
+
+
+def _checked_clock_terminal(
+    options: Mapping[str, object],
+    digital: tuple[str, ...],
+    external_clock: tuple[str, float] | None,
+    device: Device,
+) -> str | None:
+    """The PFI line the counter clock is exported to (None: it stays inside the card).
+
+    Without it the counter that makes the clock of counters alone drives no pin; with it, no
+    source may be on that pin.
+    """
+    value = options.get("clock_output_terminal")
+    if value is None:
+        return None
+    lines = _pfi_lines(device)
+    name = short_name(value).upper() if isinstance(value, str) else None
+    if name not in lines:
+        raise option_error(
+            "clock_output_terminal",
+            value,
+            f"use a PFI line of {device.name} ({lines}) or null to keep the clock inside",
+        )
+    if name in digital:
+        raise option_error(
+            "digital_sources",
+            options["digital_sources"],
+            f"{name} carries the counter clock (option clock_output_terminal)",
+        )
+    if external_clock is not None and external_clock[0] == name:
+        raise option_error(
+            "external_sample_clock_source",
+            options["external_sample_clock_source"],
+            f"{name} carries the counter clock (option clock_output_terminal)",
+        )
+    return name
 
 
 def _checked_device_name(name: object) -> str:

@@ -193,6 +193,9 @@ class Tasks:
         The external sample clock's terminal and frequency (Hz), or None for the internal one.
     timeout : float
         Seconds a driver read may take.
+    clock_terminal : str, optional
+        The PFI line the counter clock is exported to; None keeps it inside the card (a
+        counter output otherwise drives its default pin, PFI12 + N for ctrN on 63xx).
 
     Raises
     ------
@@ -209,6 +212,7 @@ class Tasks:
         analog: dict[str, AnalogInput],
         external_clock: tuple[str, float] | None,
         timeout: float,
+        clock_terminal: str | None = None,
     ):
         self.device = device
         self.settings = settings
@@ -219,6 +223,9 @@ class Tasks:
         self.ai_columns: list[int] = []
         self.counters: list[tuple[int, nidaqmx.Task, CounterReader]] = []
         self.clock_task = None  # the task whose start starts the clock (None: external clock)
+        self.clock_counter: str | None = None  # the counter that makes the clock, if one does
+        self.clock_output: str | None = None  # where the driver says that clock goes ('': nowhere)
+        self._clock_terminal = clock_terminal
         self.rate = float(settings.rate)
         self.running = False
         try:
@@ -283,9 +290,14 @@ class Tasks:
             channel = task.co_channels.add_co_pulse_chan_freq(
                 f"{dev}/{clock_counter}", freq=self.rate, duty_cycle=0.5
             )
+            # without this the pulse train drives the counter's default pin (PFI15 for ctr3
+            # on 63xx), fighting whatever is wired there
+            pin = self._clock_terminal
+            channel.co_pulse_term = f"/{dev}/{pin}" if pin else ""
             task.timing.cfg_implicit_timing(sample_mode=mode, samps_per_chan=samples)
             task.control(daq.TaskMode.TASK_VERIFY)
             self.rate = float(channel.co_pulse_freq)
+            self.clock_counter, self.clock_output = clock_counter, channel.co_pulse_term
             clock_source = f"/{dev}/{clock_counter.capitalize()}InternalOutput"
         for name in counter_names:
             counter = free_counters.pop(0)

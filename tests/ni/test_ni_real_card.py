@@ -1,0 +1,65 @@
+"""Where a real 63xx card differs from a naive fake, and the streamer's answer to each (issue 20).
+
+Each test makes the fake card behave like the driver in one respect (``fake_daqmx``) and checks
+that the streamer copes: no pin driven by the counter clock, an exact counter-clock rate,
+terminal configurations the channel supports, aligned counters on an external clock, honest
+rate limits, errors named for a scientist, and the driver's reservation rules.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ramps import assert_ramps, read_all
+
+from qudi.interface.instream_interface import StreamingMode
+
+COUNTERS_ONLY = {"digital_sources": ["PFI8", "PFI15"], "analog_sources": []}
+
+
+# --------------------------------------------------------------------------- driven pins
+def test_the_counter_clock_drives_no_pin(make_streamer, fake):
+    """On 63xx ctr3's pulse train appears on PFI15 unless told otherwise: counting PFI15 next
+    to it would fight over the pin (the fake refuses that route at the start)."""
+    streamer = make_streamer(**COUNTERS_ONLY)
+    streamer.start_stream()
+    assert fake.task("co").channels[0]["physical"] == "ctr3"
+    assert fake.driven_pins() == set()
+    fake.advance(0.1)
+    assert_ramps(read_all(streamer), ["PFI8", "PFI15"], 50.0, at_least=5)
+
+
+def test_the_counter_clock_goes_where_the_config_says(make_streamer, fake):
+    streamer = make_streamer(
+        digital_sources=["PFI8"], analog_sources=[], clock_output_terminal="pfi14"
+    )
+    streamer.start_stream()
+    assert fake.driven_pins() == {"PFI14"}
+    streamer.stop_stream()
+    assert fake.driven_pins() == set()
+    streamer.configure(["PFI8"], StreamingMode.CONTINUOUS, 1000, 1000.0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"digital_sources": ["PFI8", "PFI14"], "clock_output_terminal": "PFI14"},
+            r"'digital_sources' is \['PFI8', 'PFI14'\]: PFI14 carries the counter clock",
+        ),
+        (
+            {
+                "clock_output_terminal": "PFI11",
+                "external_sample_clock_source": "PFI11",
+                "external_sample_clock_frequency": 1e3,
+            },
+            "'external_sample_clock_source' is 'PFI11': PFI11 carries the counter clock",
+        ),
+        ({"clock_output_terminal": "PFI99"}, r"'clock_output_terminal' is 'PFI99'.*'PFI0'"),
+        ({"clock_output_terminal": 15}, r"'clock_output_terminal' is 15: use a PFI line"),
+    ],
+)
+def test_a_source_on_the_clock_pin_is_refused(make_streamer, fake, options, message):
+    streamer = make_streamer(activate=False, **{"analog_sources": [], **options})
+    with pytest.raises(ValueError, match=message):
+        streamer.on_activate()
+    assert not fake.open_tasks()
