@@ -1,0 +1,236 @@
+"""Publishing a qudi stream as an LSL outlet: its description, its clock, and the push thread.
+
+:func:`outlet_info` describes a stream to LSL (name, type, source_id, channel count, nominal
+rate, channel format, and ``desc/channels/channel/label|unit``). :class:`OutletClock` maps the
+stream's samples to LSL time (host monotonic seconds, the clock of ``pylsl.local_clock()``).
+:class:`LslPublisher` is the thread that reads a source (any ``DataInStreamInterface``, e.g. a
+``DataInStreamBuffer``: then the outlet is one consumer among others) and pushes what it read
+in chunks. Plain Python and numpy; pylsl is passed in (see ``lsl_support``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from qudi.util.instream.lsl_support import channel_format_of, write_channels
+
+__all__ = ["LslPublisher", "OutletClock", "outlet_info"]
+
+_log = logging.getLogger(__name__)
+_JOIN_TIMEOUT_S = 10.0
+
+
+def outlet_info(
+    pylsl: ModuleType,
+    name: str,
+    stream_type: str,
+    source_id: str,
+    channels: Sequence[str],
+    units: Sequence[str],
+    rate: float,
+    dtype: object,
+) -> tuple[Any, np.dtype]:
+    """The ``StreamInfo`` of an outlet for this stream, and the dtype its pushes take.
+
+    ``rate`` 0 is LSL's irregular rate.
+
+    Raises
+    ------
+    ValueError
+        If LSL cannot carry ``dtype`` exactly (see ``channel_format_of``).
+    """
+    format_name, pushed = channel_format_of(dtype)
+    info = pylsl.StreamInfo(
+        name, stream_type, len(channels), float(rate), getattr(pylsl, format_name), source_id
+    )
+    write_channels(info, channels, units)
+    info.desc().append_child_value("acquisition", "qudi-instream")
+    return info, pushed
+
+
+class OutletClock:
+    """The LSL time of each sample of a qudi stream, in host monotonic seconds.
+
+    CONSTANT streams: sample ``i`` of a run is at ``origin + i / rate``. TIMESTAMP streams:
+    a sample stamped ``t`` (seconds since the stream's start) is at ``origin + t``. Without a
+    stream time base that says when the stream started, the origin is taken at the first
+    samples, as if the newest of them had been taken right then: LSL times are then late by
+    the stream's latency (at most about a poll period of the source and of this outlet), and
+    :attr:`origin_uncertainty` bounds that by the time the first read waited for.
+    """
+
+    def __init__(self, rate: float, timestamped: bool):
+        self.rate = float(rate)
+        self.timestamped = timestamped
+        self.origin: float | None = None
+        self.origin_uncertainty = float("nan")
+
+    def times(
+        self, first_index: int, count: int, stamps: np.ndarray | None, now: float, waited: float
+    ) -> np.ndarray | float:
+        """LSL times of ``count`` samples from stream index ``first_index`` (all of them for a
+        TIMESTAMP stream; the newest one's only for a CONSTANT stream, as LSL derives the
+        others from the nominal rate)."""
+        last = first_index + count - 1
+        if self.origin is None:
+            newest = float(stamps[count - 1]) if self.timestamped else last / self.rate
+            self.origin = now - newest
+            self.origin_uncertainty = waited
+        if self.timestamped:
+            return self.origin + stamps[:count]
+        return self.origin + last / self.rate
+
+
+class LslPublisher:
+    """The thread that reads ``source`` and pushes what it read into ``outlet``.
+
+    Parameters
+    ----------
+    name
+        Names the thread (``instream-lsl-outlet-<name>``).
+    source
+        A started ``DataInStreamInterface`` (``read_available_data_into_buffer``).
+    outlet
+        A ``pylsl.StreamOutlet``.
+    dtype, pushed
+        The source's sample dtype, and the dtype LSL takes (a conversion if they differ).
+    channels
+        Values per sample.
+    clock
+        Maps samples to LSL times.
+    period
+        Seconds between reads of the source.
+    room
+        Samples read at most at once.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        source: Any,
+        outlet: Any,
+        dtype: np.dtype,
+        pushed: np.dtype,
+        channels: int,
+        clock: OutletClock,
+        period: float,
+        room: int,
+        *,
+        on_fault: Callable[[BaseException], None] | None = None,
+    ):
+        self._source = source
+        self._outlet = outlet
+        self._pushed = pushed
+        self._clock = clock
+        self._period = period
+        self._on_fault = on_fault
+        self._data = np.empty((room, channels), dtype)
+        self._stamps = np.empty(room) if clock.timestamped else None
+        self.index = 0  # stream index of the next sample (samples pushed + samples lost)
+        self.pushed = 0
+        self.lost = 0
+        self.fault: BaseException | None = None
+        self._previous_read = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"instream-lsl-outlet-{name}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread still pushes."""
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """End the thread and wait for it.
+
+        Raises
+        ------
+        RuntimeError
+            If the thread did not end within 10 s.
+        """
+        self._stop.set()
+        self._thread.join(_JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            raise RuntimeError(f"{self._thread.name} did not stop within {_JOIN_TIMEOUT_S} s")
+        self._outlet = None  # its owner destroys it by dropping the last reference
+
+    def _run(self) -> None:
+        next_read = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                while self._push_once() == len(self._data) and not self._stop.is_set():
+                    pass  # a full read: more may wait
+            except Exception as exc:  # noqa: BLE001 - the thread ends; its owner is told
+                self.fault = exc
+                _log.error("LSL outlet stopped: reading its stream failed: %s", exc)
+                if self._on_fault is not None:
+                    self._on_fault(exc)
+                return
+            now = time.monotonic()
+            next_read = max(next_read + self._period, now)
+            self._stop.wait(next_read - now)
+
+    def _push_once(self) -> int:
+        """Read what the source holds (at most a buffer) and push it; how many were read."""
+        before, self._previous_read = self._previous_read, time.monotonic()
+        try:
+            count = int(self._source.read_available_data_into_buffer(self._data, self._stamps))
+        except Exception as exc:
+            lost = getattr(exc, "lost", None)  # a StreamOverrunError: this outlet fell behind
+            if not isinstance(lost, int):
+                raise
+            self.lost += lost
+            self.index += lost
+            _log.warning("LSL outlet fell behind its stream and lost %d samples", lost)
+            return 0
+        if count <= 0:
+            return 0
+        now = time.monotonic()
+        waited = now - before  # the newest sample came in after the previous read
+        times = self._clock.times(self.index, count, self._stamps, now, waited)
+        data = self._data[:count]
+        if data.dtype != self._pushed:
+            data = data.astype(self._pushed)
+        if isinstance(times, float):
+            self._outlet.push_chunk(data, times)
+        else:
+            push_with_times(self._outlet, data, times)
+        self.index += count
+        self.pushed += count
+        return count
+
+
+def push_with_times(outlet: Any, data: np.ndarray, times: np.ndarray) -> None:
+    """Push ``data`` with one timestamp per sample, without a Python loop over the samples.
+
+    pylsl's ``push_chunk`` converts a timestamp array element by element; its per-sample push
+    function (``do_push_chunk_n``, liblsl's ``lsl_push_chunk_*tn``) takes the array as is.
+    """
+    import ctypes
+
+    push = getattr(outlet, "do_push_chunk_n", None)
+    if push is None:  # an older pylsl
+        outlet.push_chunk(data, list(times))
+        return
+    data = np.ascontiguousarray(data)
+    times = np.ascontiguousarray(times, dtype=np.float64)
+    error = push(
+        outlet.obj,
+        ctypes.c_void_p(data.ctypes.data),
+        ctypes.c_long(data.size),
+        ctypes.c_void_p(times.ctypes.data),
+        ctypes.c_int(1),
+    )
+    if error:
+        from pylsl.util import handle_error
+
+        handle_error(error)

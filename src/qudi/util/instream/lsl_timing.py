@@ -1,0 +1,145 @@
+"""The times of an LSL inlet's samples: where samples are missing, and optional dejitter.
+
+LSL tells an inlet nothing when samples go missing: a full inlet buffer silently drops its
+oldest samples, and an outlet that stops and comes back (LSL reconnects by itself) leaves a
+pause. Both show only in the timestamps of a stream with a nominal rate: a step between
+neighbouring samples of ``n + 1`` periods means ``n`` samples are missing.
+:class:`GapDetector` finds those steps, vectorised over each pulled chunk.
+
+:class:`Dejitter` smooths timestamps onto a straight line through (sample number, time), as
+liblsl's own ``proc_dejitter`` does, but over sample numbers that *include* the missing
+samples, so that a gap does not bend the line (liblsl's fit counts only the samples it saw,
+which would hide a gap behind smoothed times).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CAUSE_OVERFLOW", "CAUSE_SILENCE", "Dejitter", "GapDetector", "LslGap"]
+
+CAUSE_OVERFLOW = "the inlet's buffer overflowed (LSL dropped its oldest samples)"
+CAUSE_SILENCE = "the outlet sent nothing for a while (it stopped, or was restarted)"
+
+
+@dataclass(frozen=True)
+class LslGap:
+    """Samples missing from an LSL stream, placed in the qudi stream's indices."""
+
+    index: int  # index of the first sample after the gap (in the stream qudi reads)
+    lost: int  # samples the nominal rate says are missing
+    seconds: float  # time from the sample before the gap to the one after it
+    cause: str  # CAUSE_OVERFLOW or CAUSE_SILENCE
+
+
+class GapDetector:
+    """Finds missing samples in the timestamps of a stream with a nominal rate.
+
+    A step between neighbouring timestamps counts as a gap when it is longer than 1.5 sample
+    periods *and* longer than a period plus ``tolerance`` seconds (a shorter delay is
+    timestamp jitter, e.g. of an outlet that stamps each chunk when it pushes it). Right after
+    an inlet buffer that was full, any step over 1.5 periods counts: LSL dropped samples there.
+
+    Parameters
+    ----------
+    nominal_rate
+        The stream's nominal rate in Hz; 0 (LSL's irregular rate) detects nothing.
+    tolerance
+        Seconds of timestamp jitter that are not read as missing samples.
+    """
+
+    def __init__(self, nominal_rate: float, tolerance: float):
+        self.nominal_rate = float(nominal_rate)
+        self.tolerance = float(tolerance)
+        self._last: float | None = None
+
+    def reset(self) -> None:
+        """Forget the last timestamp (a new run starts)."""
+        self._last = None
+
+    def check(self, first_index: int, timestamps: np.ndarray, queue_full: bool) -> list[LslGap]:
+        """The gaps before and within one pulled chunk of timestamps.
+
+        Parameters
+        ----------
+        first_index
+            Stream index of ``timestamps[0]``.
+        timestamps
+            The chunk's timestamps (LSL seconds), in order.
+        queue_full
+            Whether the inlet's buffer was full before this chunk was pulled.
+        """
+        if len(timestamps) == 0:
+            return []
+        previous, self._last = self._last, float(timestamps[-1])
+        if self.nominal_rate <= 0:
+            return []
+        period = 1.0 / self.nominal_rate
+        if previous is None:
+            steps = np.diff(timestamps)
+            offset = 1
+        else:
+            steps = np.diff(timestamps, prepend=previous)
+            offset = 0
+        late = (steps > 1.5 * period) & (steps > period + self.tolerance)
+        if queue_full and previous is not None and steps[0] > 1.5 * period:
+            late[0] = True
+        gaps = []
+        for at in np.flatnonzero(late):
+            step = float(steps[at])
+            lost = max(1, round(step * self.nominal_rate) - 1)
+            full_here = queue_full and at == 0 and previous is not None
+            cause = CAUSE_OVERFLOW if full_here else CAUSE_SILENCE
+            gaps.append(LslGap(first_index + int(at) + offset, lost, step, cause))
+        return gaps
+
+
+class Dejitter:
+    """A straight line ``t = a + b * k`` through (sample number, time), fitted by least squares
+    that forget old samples with a half-life of ``halftime`` samples.
+
+    Sums are kept relative to the newest sample, so they stay small however long it runs.
+    """
+
+    def __init__(self, halftime: float):
+        self._decay = math.exp(math.log(0.5) / max(1.0, float(halftime)))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the line (after the outlet came back: its clock may have jumped)."""
+        self._ref: tuple[float, float] | None = None  # (k, t) the sums are relative to
+        self._sums = np.zeros(5)  # w, w*k, w*t, w*k*k, w*k*t
+
+    def smooth(self, numbers: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """The fitted times of samples ``numbers`` (with missing samples counted) at ``times``."""
+        if len(times) == 0:
+            return times
+        k = np.asarray(numbers, dtype=np.float64)
+        t = np.asarray(times, dtype=np.float64)
+        if self._ref is None:
+            self._ref = (float(k[0]), float(t[0]))
+        k0, t0 = self._ref
+        dk, dt = k - k0, t - t0
+        weights = self._decay ** (len(k) - 1 - np.arange(len(k)))
+        s = self._sums * self._decay ** len(k)
+        s += (weights.sum(), weights @ dk, weights @ dt, weights @ (dk * dk), weights @ (dk * dt))
+        w, sk, st, skk, skt = s
+        det = w * skk - sk * sk
+        if det <= 1e-12 * max(1.0, w * skk):  # one point so far: nothing to fit yet
+            fitted = t.copy()
+        else:
+            slope = (w * skt - sk * st) / det
+            intercept = (st - slope * sk) / w
+            fitted = t0 + intercept + slope * dk
+        # re-centre the sums on the newest sample: (k, t) -> (k - d, t - e)
+        d, e = float(dk[-1]), float(dt[-1])
+        s[4] = s[4] - d * s[2] - e * s[1] + d * e * s[0]
+        s[3] = s[3] - 2 * d * s[1] + d * d * s[0]
+        s[1] -= d * s[0]
+        s[2] -= e * s[0]
+        self._sums = s
+        self._ref = (k0 + d, t0 + e)
+        return fitted

@@ -1,0 +1,106 @@
+"""A qudi stream -> our LslOutlet -> a plain pylsl inlet: values, labels, units, rate, times."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qudi.util.instream.lsl_support import time_correction
+from tests.lsl.conftest import TAG, pylsl, wait_until
+
+
+def resolve(name: str, timeout: float = 5.0):
+    found = pylsl.resolve_byprop("name", name, 1, timeout)
+    assert len(found) == 1, f"LSL stream {name!r} not found (or several): {found}"
+    return found[0]
+
+
+def pull_until(inlet, count: int, channels: int, dtype, timeout: float = 15.0):
+    """Pull from a plain inlet until ``count`` samples came."""
+    chunks, stamps = [], []
+    got = 0
+
+    def more():
+        nonlocal got
+        data, times = inlet.pull_chunk(timeout=0.05, max_samples=4096, as_numpy=True)
+        if len(times):
+            chunks.append(np.array(data, dtype=dtype).reshape(-1, channels))
+            stamps.append(np.asarray(times))
+            got += len(times)
+        return got >= count
+
+    wait_until(more, timeout, f"{count} samples from the outlet")
+    return np.concatenate(chunks), np.concatenate(stamps)
+
+
+@pytest.fixture
+def stop_modules(module_manager):
+    yield
+    for name in ("lsl_out", "lsl_ts_out", "lsl_out_buffer", "lsl_other_buffer", "lsl_ts_buffer"):
+        module_manager.deactivate_module(name)
+
+
+def test_a_constant_stream_reaches_a_plain_inlet_with_its_metadata_and_times(
+    activate, stop_modules
+):
+    other = activate("lsl_other_buffer")  # another consumer of the same dummy
+    activate("lsl_out_buffer").configure(["ramp", "sine"], "CONTINUOUS", 2**16, 2000.0)
+    outlet = activate("lsl_out")  # publishes at activation
+    assert outlet.publishing
+    info = resolve(f"qudi-out-{TAG}")
+    inlet = pylsl.StreamInlet(info, processing_flags=pylsl.proc_clocksync)
+    full = inlet.info(5.0)
+    assert (full.type(), full.channel_count(), full.nominal_srate()) == ("qudi", 2, 2000.0)
+    assert full.channel_format() == pylsl.cf_float32
+    assert full.source_id() == outlet.source_id
+    channel = full.desc().child("channels").child("channel")
+    labels_units = []
+    while not channel.empty():
+        labels_units.append((channel.child_value("label"), channel.child_value("unit")))
+        channel = channel.next_sibling("channel")
+    assert labels_units == [("ramp", "samples"), ("sine", "V")]
+
+    data, times = pull_until(inlet, 4000, 2, np.float32)
+    ramp = data[:, 0]
+    np.testing.assert_array_equal(np.diff(ramp), 1)  # every sample once, in order
+    origin, _ = outlet.time_origin
+    correction, uncertainty = time_correction(inlet, pylsl, 5.0)
+    # the outlet's clock: sample i at origin + i / rate (host monotonic = LSL time), which the
+    # inlet receives shifted by LSL's clock correction, known to within its uncertainty
+    expected = origin + ramp.astype(np.float64) / 2000.0
+    assert np.max(np.abs(times - expected)) <= abs(correction) + 1e-6
+    assert abs(correction) <= uncertainty  # same host: one clock, to LSL's own measure
+    # and those times are host monotonic times of when the samples were taken, to a latency
+    assert 0 <= pylsl.local_clock() - times[-1] < 1.0
+    assert other.module_state() == "idle"  # the outlet is one consumer, the other unaffected
+    del inlet
+
+
+def test_a_timestamp_stream_keeps_each_sample_time(activate, stop_modules):
+    activate("lsl_ts_buffer").configure(["ramp", "noise"], "CONTINUOUS", 2**16, 1000.0)
+    outlet = activate("lsl_ts_out")
+    assert not outlet.publishing  # start_on_activation: False
+    outlet.start_publishing()
+    info = resolve(f"qudi-ts-{TAG}")
+    assert info.channel_format() == pylsl.cf_double64
+    inlet = pylsl.StreamInlet(info)
+    data, times = pull_until(inlet, 1500, 2, np.float64)
+    ramp = data[:, 0]
+    np.testing.assert_array_equal(np.diff(ramp), 1)
+    origin, _ = outlet.time_origin
+    stream_times = times - origin  # the dummy stamps sample k at (k + jitter) / rate
+    assert np.all(np.abs(stream_times - ramp / 1000.0) <= 0.2 / 1000.0 + 1e-9)
+    assert not np.allclose(np.diff(stream_times), 1e-3)  # its own jittered stamps, not a grid
+    del inlet
+
+
+def test_stopping_destroys_the_outlet_and_its_thread(activate, stop_modules):
+    activate("lsl_out_buffer")
+    outlet = activate("lsl_out")
+    name = f"qudi-out-{TAG}"
+    resolve(name)
+    outlet.stop_publishing()
+    assert not outlet.publishing
+    wait_until(lambda: not pylsl.resolve_byprop("name", name, 1, 0.3), 10, "the outlet to go")
+    outlet.start_publishing()  # and it comes back
+    resolve(name)
