@@ -156,7 +156,11 @@ def test_no_stage_means_an_empty_chain():
             "low < high",
         ),
         ([{"iir": {"btype": "lowpass", "cutoff": 9, "order": 40}}], "filters[0].iir.order", "16"),
-        ([{"iir": {"btype": "lowpass", "cutoff": 9, "design": "x"}}], "filters[0].iir.design", "butter"),
+        (
+            [{"iir": {"btype": "lowpass", "cutoff": 9, "design": "x"}}],
+            "filters[0].iir.design",
+            "butter",
+        ),
         ([{"iir": {"sos": [[1, 2, 3]]}}], "filters[0].iir.sos", "second-order sections"),
         ([{"iir": {"sos": [[1, 0, 0, 2, 0, 0]]}}], "filters[0].iir.sos", "a0 = 1"),
         ([{"iir": {"sos": [[1, 0, 0, 1, 0, 0]], "order": 2}}], "filters[0].iir.order", "not both"),

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from scipy import signal
 
 from qudi.util.instream import StreamHub, StreamInfo, StreamOverrunError, StreamRing
-from qudi.util.instream.filtered_reader import FilteredReader, filtered
 from qudi.util.instream.filter_spec import FilterSpecError
+from qudi.util.instream.filtered_reader import FilteredReader, filtered
 from tests.core.sources import HandFedSource
 
 INFO = StreamInfo(channel_names=("a", "b"), channel_units=("V", "V"), sample_rate=1000.0)
@@ -127,7 +127,8 @@ def test_a_hub_reader_filtered_runs_from_a_zero_state_in_each_run():
 
 def test_latest_filters_afresh_and_consumes_nothing():
     with _ring() as ring:
-        reader = filtered(ring.reader("f"), [{"scale": {"offset": 1.0}}, {"decimate": {"factor": 2}}])
+        spec = [{"scale": {"offset": 1.0}}, {"decimate": {"factor": 2}}]
+        reader = filtered(ring.reader("f"), spec)
         ring.write(np.zeros((100, 2)))
         before = reader.available
         newest = reader.latest(5)
