@@ -47,6 +47,13 @@ class HubRegistry:
             hub.max_poll_rate = max(hub.max_poll_rate, max_poll_rate)
             return hub
 
+    def hub_of(self, key: object) -> StreamHub | None:
+        """The open hub for ``key``, if any (nobody is counted in: a source asking about its
+        own readers, as a lossless replay does)."""
+        with self._lock:
+            entry = self._hubs.get(key)
+            return None if entry is None else entry[0]
+
     def leave(self, hub: StreamHub, member: str) -> None:
         """The last member to leave closes the hub (its thread and shared memory)."""
         with self._lock:

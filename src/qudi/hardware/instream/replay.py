@@ -1,0 +1,293 @@
+"""RecordingReplayStreamer: a recorded stream played back as a live DataInStreamInterface stream.
+
+Example config (copy into the ``hardware:`` section)::
+
+    replay_counter:
+        module.Class: 'instream.replay.RecordingReplayStreamer'
+        options:
+            file_path: '/data/2026/12/session.h5'  # a session file or a one-stream recording
+            stream: 'counter'      # optional: the stream's label in a session (its first)
+            speed: 1.0             # optional: 1.0 real time, 10.0 ten times faster, or 'max'
+                                   # (as fast as its strict readers allow, losing nothing)
+
+Analysis and GUIs can be developed without the instrument: connect buffers and logics to this
+module as to a streamer. It streams the recorded channel names, units, rate, dtype and timing,
+and a TIMESTAMP stream's recorded timestamps; ``configure`` accepts any subset of the
+recorded channels, the recorded rate only, and ``FINITE`` mode to play the first
+``channel_buffer_size`` samples (``CONTINUOUS`` plays the whole stream, then delivers no more;
+:attr:`RecordingReplayStreamer.replay_finished` says when). Every start plays from the first
+sample.
+
+Recorded gaps come back where they were: ``lost_samples`` grows by a gap's count when playback
+passes it (and at ``speed`` > 0 the gap is a silence as long as the lost samples took). The
+markers of a session's first stream are listed by :meth:`RecordingReplayStreamer.played_markers`
+once playback has reached them. ``'max'`` paces playback by the readers of this module's hub in
+this process that must not lose samples (``allow_overwrite: False``, the buffers' default);
+readers that accept losses, and consumers in other processes, do not hold it back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from qudi.core.configoption import ConfigOption
+from qudi.util.constraints import ScalarConstraint
+
+from qudi.hardware.instream.stream_sharing import SharedStreamer
+from qudi.interface.instream_interface import (
+    DataInStreamConstraints,
+    DataInStreamInterface,
+    StreamingMode,
+    check_read_buffers,
+    check_stream_request,
+)
+from qudi.util.instream.arrays import check_count, check_timeout, option_error
+from qudi.util.instream.replay_source import SessionReplay, checked_speed
+from qudi.util.instream.transport.registry import hubs
+
+__all__ = ["RecordingReplayStreamer"]
+
+BUFFER_SIZE_LIMITS = (128, 2**30)  # samples per channel
+_WAIT_STEP_S = 0.01
+
+
+class RecordingReplayStreamer(SharedStreamer, DataInStreamInterface):
+    """Plays a recorded stream as a live one; see the module docstring for its config."""
+
+    _file_path = ConfigOption("file_path", missing="error")
+    _stream = ConfigOption("stream", default=None)
+    _speed = ConfigOption("speed", default=1.0)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._replay: SessionReplay | None = None
+        self._constraints: DataInStreamConstraints | None = None
+        self._channels: list[str] = []
+        self._mode = StreamingMode.CONTINUOUS
+        self._buffer_size = 0
+        self._state_lock = threading.Lock()
+
+    # --------------------------------------------------------------------------- lifetime
+    def on_activate(self) -> None:
+        path = self._file_path
+        if not isinstance(path, str) or not Path(path).expanduser().is_file():
+            raise option_error("file_path", path, "name an existing session or recording file")
+        try:
+            speed = checked_speed(self._speed)
+        except ValueError as exc:
+            raise option_error("speed", self._speed, str(exc)) from None
+        if self._stream is not None and not isinstance(self._stream, str):
+            raise option_error("stream", self._stream, "give a stream's label (text) or null")
+        self.check_publish_address()
+        try:
+            replay = SessionReplay(
+                Path(path).expanduser(), self._stream, speed=speed, room=self._lossless_room
+            )
+        except ValueError as exc:
+            if "no stream" in str(exc):
+                raise option_error("stream", self._stream, str(exc)) from None
+            raise option_error("file_path", path, str(exc)) from None
+        recorded = replay.stream
+        if not recorded.sample_rate:
+            replay.close()
+            raise option_error("file_path", path, "the stream has no sample rate to replay at")
+        rate = float(recorded.sample_rate)
+        default_size = int(min(max(BUFFER_SIZE_LIMITS[0], replay.rows), 1024**2))
+        self._constraints = DataInStreamConstraints(
+            channel_units=dict(zip(recorded.channel_names, recorded.channel_units, strict=True)),
+            sample_timing=recorded.sample_timing,
+            streaming_modes=[StreamingMode.CONTINUOUS, StreamingMode.FINITE],
+            data_type=recorded.dtype,
+            channel_buffer_size=ScalarConstraint(
+                default=default_size, bounds=BUFFER_SIZE_LIMITS, increment=1, enforce_int=True
+            ),
+            sample_rate=ScalarConstraint(default=rate, bounds=(rate, rate), increment=0.0),
+        )
+        self._channels = list(recorded.channel_names)
+        self._buffer_size = default_size
+        self._mode = StreamingMode.CONTINUOUS
+        self._replay = replay
+
+    def on_deactivate(self) -> None:
+        replay, self._replay = self._replay, None
+        if replay is not None:
+            replay.close()
+
+    # --------------------------------------------------------------------------- settings
+    @property
+    def constraints(self) -> DataInStreamConstraints:
+        return self._constraints
+
+    @property
+    def available_samples(self) -> int:
+        return self._active().available_samples
+
+    @property
+    def sample_rate(self) -> float:
+        return float(self._constraints.sample_rate.default)
+
+    @property
+    def channel_buffer_size(self) -> int:
+        return self._buffer_size
+
+    @property
+    def streaming_mode(self) -> StreamingMode:
+        return self._mode
+
+    @property
+    def active_channels(self) -> list[str]:
+        return list(self._channels)
+
+    @property
+    def lost_samples(self) -> int:
+        """Samples of the recorded gaps that playback has passed."""
+        return self._active().lost_samples
+
+    @property
+    def replay_finished(self) -> bool:
+        """This run has handed out every sample it plays."""
+        return self._active().finished
+
+    @property
+    def replay_speed(self) -> float | str:
+        return self._active().speed
+
+    def played_markers(self) -> list[tuple[float, int, str]]:
+        """(host monotonic time at recording, sample index, text) of the markers reached."""
+        return self._active().played_markers()
+
+    def played_gaps(self) -> list[tuple[int, int]]:
+        """(row in the recording, lost samples) of the recorded gaps playback has passed."""
+        return [(int(row), int(count)) for row, count in self._active().played_gaps()]
+
+    def configure(
+        self,
+        active_channels: Iterable[str],
+        streaming_mode: StreamingMode | int,
+        channel_buffer_size: int,
+        sample_rate: float,
+    ) -> None:
+        """Channels (any subset of the recorded ones), mode, buffer size; the recorded rate.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If an argument is refused (see :func:`check_stream_request`); nothing changes.
+        RuntimeError
+            While streaming, or when not active.
+        """
+        replay = self._active()
+        request = check_stream_request(
+            self._constraints, active_channels, streaming_mode, channel_buffer_size, sample_rate
+        )
+        with self._state_lock:
+            if self.module_state() == "locked":
+                raise RuntimeError("cannot configure the replay while it streams; stop it first")
+            finite = request.mode == StreamingMode.FINITE
+            replay.configure(list(request.channels), request.buffer_size if finite else None)
+            self._channels = list(request.channels)
+            self._mode = request.mode
+            self._buffer_size = request.buffer_size
+
+    # ----------------------------------------------------------------------- acquisition
+    def start_stream(self) -> None:
+        """Play from the first recorded sample (harmless while streaming)."""
+        replay = self._active()
+        with self._state_lock:
+            if self.module_state() == "locked":
+                return
+            replay.start()
+            self._show_streaming(True)
+
+    def stop_stream(self) -> None:
+        with self._state_lock:
+            if self._replay is None:
+                return
+            self._replay.stop()
+            self._show_streaming(False)
+
+    def read_data_into_buffer(
+        self,
+        data_buffer: np.ndarray,
+        samples_per_channel: int,
+        timestamp_buffer: np.ndarray | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Block until ``samples_per_channel`` samples are copied into ``data_buffer``.
+
+        Raises
+        ------
+        TimeoutError
+            The samples did not fall due in time (those that did are kept for the next read).
+        RuntimeError
+            Not streaming, or fewer samples than asked are left to play.
+        """
+        replay = self._active()
+        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
+        count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
+        timeout = check_timeout(timeout)
+        left = replay.rows - replay.position if self._mode != StreamingMode.FINITE else None
+        if left is not None and count > left:
+            raise RuntimeError(f"cannot wait for {count} samples: only {left} are left to play")
+        if self.module_state() != "locked" and replay.available_samples < count:
+            raise RuntimeError(f"'{self.module_name}' is not streaming; call start_stream() first")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while replay.available_samples < count:  # samples fall due with the clock: poll it
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{count} samples did not fall due within {timeout} s")
+            if self.module_state() != "locked":
+                raise RuntimeError(f"'{self.module_name}' stopped while a read waited")
+            time.sleep(_WAIT_STEP_S)
+        replay.read_into(data, stamps, count)
+
+    def read_available_data_into_buffer(
+        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
+    ) -> int:
+        """Copy what has fallen due, never more than fits; 0 when nothing is due."""
+        replay = self._active()
+        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
+        return replay.read_into(data, stamps, room)
+
+    def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
+        """The last sample handed out (the first recorded one before playback)."""
+        replay = self._active()
+        row = max(0, replay.position - 1)
+        data, stamps = replay.stream.read(row, row + 1) if replay.rows else (None, None)
+        if data is None:
+            return np.zeros(len(self._channels), self._constraints.data_type), None
+        names = list(replay.stream.channel_names)
+        values = data[0][[names.index(ch) for ch in self._channels]]
+        return values, None if stamps is None else np.float64(stamps[0])
+
+    # -------------------------------------------------------------------------- internals
+    def _active(self) -> SessionReplay:
+        replay = self._replay
+        if replay is None:
+            raise RuntimeError(f"'{self.module_name}' is not active; activate it first")
+        return replay
+
+    def _checked_buffers(self, data_buffer, timestamp_buffer):
+        return check_read_buffers(
+            data_buffer,
+            timestamp_buffer,
+            len(self._channels),
+            np.dtype(self._constraints.data_type),
+            self._active().has_timestamps,
+        )
+
+    def _lossless_room(self) -> int:
+        """Samples the hub's ring takes now without overwriting a strict reader's unread one."""
+        hub = hubs.hub_of(self.module_uuid)
+        if hub is None:
+            return 0
+        ring = hub.ring
+        behind = [
+            ring.write_index - reader.position
+            for reader in hub.readers
+            if reader.running and not reader.allow_overwrite
+        ]
+        return max(0, ring.capacity - max(behind, default=0))
