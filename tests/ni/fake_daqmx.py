@@ -46,13 +46,15 @@ DEVICE_DOUBLES = {
     0x298D: "ai_max_multi_rate",
     0x298E: "ai_min_rate",
     0x29A0: "counter_timebase",
+    0x29A2: "counter_timebase",  # co_max_timebase: the same 100 MHz on X-series
 }
 TASK_NAME, NUM_CHANS, AVAIL, OVERWRITE = 0x1276, 0x217B, 0x1223, 0x1211
 INPUT_BUF_SIZE, SAMP_CLK_RATE, COUNT_EDGES_TERM, CO_PULSE_FREQ = 0x186C, 0x1344, 0x18C7, 0x1178
 CO_PULSE_TERM = 0x18E1
 ROUTE_IN_USE = -89137  # a terminal both driven by a counter output and used as an input
 SIMULTANEOUS, COUNTER_BITS, AI_RANGES, DEVICE_NAMES = 0x298F, 0x299F, 0x2990, 0x193B
-TIMEBASES = {"100kHzTimebase": 100e3, "20MHzTimebase": 20e6}  # terminals a counter may count
+# terminals a counter may count, or make a pulse train from
+TIMEBASES = {"100kHzTimebase": 100e3, "20MHzTimebase": 20e6, "100MHzTimebase": 100e6}
 
 
 @dataclass
@@ -82,7 +84,7 @@ class SimulatedCard:
         if what in ("ci", "co"):
             return ", ".join(f"{dev}/ctr{i}" for i in range(self.counters))
         terminals = [f"PFI{i}" for i in range(self.pfi_lines)]
-        terminals += ["ai/SampleClock", "100kHzTimebase", "20MHzTimebase"]
+        terminals += ["ai/SampleClock", *TIMEBASES]
         terminals += [f"Ctr{i}InternalOutput" for i in range(self.counters)]
         return ", ".join(f"/{dev}/{t}" for t in terminals)
 
@@ -125,6 +127,7 @@ class FakeDaqmx:
         "create_ai_voltage_chan",
         "create_ci_count_edges_chan",
         "create_co_pulse_chan_freq",
+        "create_co_pulse_chan_ticks",
         "internal_get_last_created_chan",
         "set_chan_attribute_string",
         "get_chan_attribute_string",
@@ -278,7 +281,28 @@ class FakeDaqmx:
     ):
         self._add_channel(task, "co", counter, name_to_assign_to_channel, freq=freq)
         self._drive_default_pin(task)
-        self._task(task).rate = self._coerced(freq)
+        self._task(task).rate = self._coerced(freq)  # what the card makes
+        # what co_pulse_freq reads: NI does not say when the getter shows the coerced value,
+        # so the fake shows the requested one, as the real getter may
+
+    def create_co_pulse_chan_ticks(
+        self,
+        task,
+        counter,
+        source_terminal,
+        name_to_assign_to_channel,
+        idle_state,
+        initial_delay,
+        low_ticks,
+        high_ticks,
+    ):
+        assert low_ticks >= 2 and high_ticks >= 2, "a pulse needs 2 ticks high and 2 low"
+        assert max(low_ticks, high_ticks) < 2**self.card.counter_bits
+        timebase = source_terminal.rsplit("/", 1)[-1]
+        assert source_terminal == f"/{self.card.name}/{timebase}" and timebase in TIMEBASES
+        self._add_channel(task, "co", counter, name_to_assign_to_channel, freq=None)
+        self._drive_default_pin(task)
+        self._task(task).rate = TIMEBASES[timebase] / (low_ticks + high_ticks)
 
     def _drive_default_pin(self, task) -> None:
         """A new counter output drives its counter's default pin, as on a 63xx."""
@@ -334,7 +358,9 @@ class FakeDaqmx:
 
     def get_chan_attribute_double(self, task, channel, attribute):
         assert attribute == CO_PULSE_FREQ, hex(attribute)
-        return self._task(task).rate
+        (entry,) = [c for c in self._task(task).channels if c["name"] == channel]
+        assert entry["freq"] is not None, "a ticks channel has no frequency to read"
+        return entry["freq"]
 
     def cfg_samp_clk_timing(self, task, rate, source, active_edge, sample_mode, samps_per_chan):
         fake = self._task(task)
@@ -445,7 +471,8 @@ class FakeDaqmx:
         first = fake.first_edge
         edges = first + fake.read - count + np.arange(count, dtype=np.int64)
         if terminal.endswith("Timebase"):  # '100kHzTimebase': ticks at its frequency
-            ticks_per_period = TIMEBASES[terminal.rsplit("/", 1)[1]] / fake.rate
+            # the period is the clock's, whatever rate the counter task was told
+            ticks_per_period = TIMEBASES[terminal.rsplit("/", 1)[1]] / self._clock_rate(fake)
             since_start = np.floor((edges - first + 1) * ticks_per_period + 1e-9).astype(np.int64)
         else:  # photons since the counter started, latched at each edge
             line = int(terminal.rsplit("PFI", 1)[1])
@@ -473,6 +500,13 @@ class FakeDaqmx:
     def _coerced(self, rate: float) -> float:
         divisor = max(1, round(self.card.counter_timebase / rate))
         return self.card.counter_timebase / divisor
+
+    def _clock_rate(self, fake: FakeTask) -> float:
+        """The real rate of the clock a task is on."""
+        clock = self._clock(fake.source)
+        while not isinstance(clock, float) and not self._owns_clock(clock):
+            clock = self._clock(clock.source)  # an analog task on an external clock
+        return clock if isinstance(clock, float) else clock.rate
 
     def _owns_clock(self, fake: FakeTask) -> bool:
         return fake.kind == "co" or (fake.kind == "ai" and fake.source == "")

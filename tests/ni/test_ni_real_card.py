@@ -8,9 +8,11 @@ rate limits, errors named for a scientist, and the driver's reservation rules.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from ramps import assert_ramps, read_all
 
+from qudi.hardware.instream import ni_tasks
 from qudi.interface.instream_interface import StreamingMode
 
 COUNTERS_ONLY = {"digital_sources": ["PFI8", "PFI15"], "analog_sources": []}
@@ -63,3 +65,31 @@ def test_a_source_on_the_clock_pin_is_refused(make_streamer, fake, options, mess
     with pytest.raises(ValueError, match=message):
         streamer.on_activate()
     assert not fake.open_tasks()
+
+
+# ------------------------------------------------------------------ counter-clock rate
+def test_counts_per_second_of_counters_alone_are_exact(make_streamer, fake):
+    """30 kHz is 100 MHz / 3333.3: the clock runs at 100 MHz / 3333, and the 20 MHz timebase
+    must still read 20e6 c/s (the hardware test's check). The driver's co_pulse_freq may
+    return the requested 30 kHz, so the rate has to come from the clock's own ticks."""
+    streamer = make_streamer(digital_sources=["20MHzTimebase"], analog_sources=[])
+    streamer.configure(["20MHzTimebase"], StreamingMode.CONTINUOUS, 100_000, 30e3)
+    assert streamer.sample_rate == 100e6 / 3333
+    streamer.start_stream()
+    fake.advance(1.0)
+    counts = read_all(streamer)[:, 0]
+    assert len(counts) > 29_000
+    assert abs(counts.mean() / 20e6 - 1) < 2e-5
+    assert set(np.round(counts / streamer.sample_rate, 6)) == {666.0, 667.0}  # ticks of each period
+
+
+def test_counters_alone_are_limited_to_a_clock_the_card_can_make(make_streamer, fake):
+    """A pulse needs 2 timebase ticks high and 2 low: 25 MHz from 100 MHz at most, and the
+    streamer caps counters at COUNTER_RATE_LIMIT for the bus."""
+    streamer = make_streamer(**COUNTERS_ONLY)
+    low, high = streamer.constraints.sample_rate.bounds
+    assert (low, high) == (100e6 / 2**32, min(25e6, ni_tasks.COUNTER_RATE_LIMIT))
+    with pytest.raises(ValueError, match="sample_rate=50000000.0 Hz is outside"):
+        streamer.configure(["PFI8"], StreamingMode.CONTINUOUS, 1000, 50e6)
+    streamer.configure(["PFI8"], StreamingMode.CONTINUOUS, 1000, high)
+    assert streamer.sample_rate == high

@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - nidaqmx is a dependency of this packag
     nidaqmx = None
 
 __all__ = [
+    "COUNTER_RATE_LIMIT",
     "DRIVER_HELP",
     "OVERFLOW",
     "READ_TIMEOUT",
@@ -51,6 +52,12 @@ OVERFLOW = -200279  # the acquisition stopped: unread samples would have been ov
 READ_TIMEOUT = -200284
 RESOURCE_RESERVED = -50103
 CHUNK_SAMPLES = 65_536  # samples per channel moved per driver read (bounds the scratch memory)
+# Counters alone: the fastest clock the streamer offers. The card could make 25 MHz, but every
+# counter moves 4 bytes per sample over the bus; this cap is our choice, not a measured limit
+# (an overflow still stops the stream with a message).
+COUNTER_RATE_LIMIT = 10e6
+# timebase terminals a counter output can divide down, fastest first
+TIMEBASE_TERMINALS = (("100MHzTimebase", 100e6), ("20MHzTimebase", 20e6))
 
 
 def short_name(name: str) -> str:
@@ -88,13 +95,14 @@ class Device:
     ai_min_rate: float
     ai_simultaneous: bool
     ai_voltage_ranges: tuple[tuple[float, float], ...]
-    counter_timebase: float  # Hz, fastest counter timebase
+    counter_timebase: float  # Hz, fastest counter input timebase
     counter_bits: int
+    clock_timebase: tuple[str, float] = ("100MHzTimebase", 100e6)  # counter output's, for clocks
 
     def max_rate(self, analog_inputs: int) -> float:
         """Fastest sample clock with this many analog inputs (per channel, Hz)."""
-        if analog_inputs == 0:  # the clock is a counter output: half its fastest timebase
-            return self.counter_timebase / 2
+        if analog_inputs == 0:  # a counter output: 2 ticks high and 2 low at the least
+            return min(self.clock_timebase[1] / 4, COUNTER_RATE_LIMIT)
         if analog_inputs == 1:
             return self.ai_max_single_rate
         if self.ai_simultaneous:  # every input has its own converter
@@ -105,7 +113,13 @@ class Device:
         """Slowest sample clock (Hz): the analog timing engine's, or a full counter period."""
         if analog_inputs:
             return self.ai_min_rate
-        return self.counter_timebase / 2**self.counter_bits
+        return self.clock_timebase[1] / 2**self.counter_bits
+
+    def clock_ticks(self, rate: float) -> tuple[int, int]:
+        """Timebase ticks (high, low) of the counter clock nearest ``rate``: exact timing,
+        with nothing to read back from the driver."""
+        total = max(4, round(self.clock_timebase[1] / rate))
+        return total // 2, total - total // 2
 
 
 def read_device(name: str) -> Device:
@@ -146,12 +160,15 @@ def read_device(name: str) -> Device:
             "device_name", name, f"no such NI device ({daq_reason(exc)}); present: {present}"
         ) from exc
     ranges = list(device.ai_voltage_rngs)
+    terminals = tuple(t.strip("/").split("/", 1)[-1] for t in device.terminals)
+    co_timebase = float(device.co_max_timebase)
+    timebases = [(t, f) for t, f in TIMEBASE_TERMINALS if t in terminals and f <= co_timebase]
     return Device(
         name=name,
         product_type=product_type,
         analog_inputs=tuple(short_name(c) for c in device.ai_physical_chans.channel_names),
         counters=tuple(short_name(c) for c in device.ci_physical_chans.channel_names),
-        terminals=tuple(t.strip("/").split("/", 1)[-1] for t in device.terminals),
+        terminals=terminals,
         ai_max_single_rate=float(device.ai_max_single_chan_rate),
         ai_max_multi_rate=float(device.ai_max_multi_chan_rate),
         ai_min_rate=float(device.ai_min_rate),
@@ -159,6 +176,7 @@ def read_device(name: str) -> Device:
         ai_voltage_ranges=tuple(zip(ranges[::2], ranges[1::2], strict=True)),
         counter_timebase=float(device.ci_max_timebase),
         counter_bits=int(device.ci_max_size),
+        clock_timebase=timebases[0] if timebases else TIMEBASE_TERMINALS[0],
     )
 
 
@@ -287,8 +305,12 @@ class Tasks:
         elif counter_names and not external_clock:
             clock_counter = free_counters.pop()  # the last counter, PFI lines take the first
             task = self.clock_task = self._new_task(f"{owner}_clock")
-            channel = task.co_channels.add_co_pulse_chan_freq(
-                f"{dev}/{clock_counter}", freq=self.rate, duty_cycle=0.5
+            # in timebase ticks: the rate is then exact (NI does not say when co_pulse_freq
+            # would show the coerced frequency)
+            timebase, frequency = self.device.clock_timebase
+            high, low = self.device.clock_ticks(self.rate)
+            channel = task.co_channels.add_co_pulse_chan_ticks(
+                f"{dev}/{clock_counter}", f"/{dev}/{timebase}", high_ticks=high, low_ticks=low
             )
             # without this the pulse train drives the counter's default pin (PFI15 for ctr3
             # on 63xx), fighting whatever is wired there
@@ -296,7 +318,7 @@ class Tasks:
             channel.co_pulse_term = f"/{dev}/{pin}" if pin else ""
             task.timing.cfg_implicit_timing(sample_mode=mode, samps_per_chan=samples)
             task.control(daq.TaskMode.TASK_VERIFY)
-            self.rate = float(channel.co_pulse_freq)
+            self.rate = frequency / (high + low)
             self.clock_counter, self.clock_output = clock_counter, channel.co_pulse_term
             clock_source = f"/{dev}/{clock_counter.capitalize()}InternalOutput"
         for name in counter_names:
