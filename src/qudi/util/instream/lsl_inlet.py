@@ -134,6 +134,8 @@ class LslInletRun:
         )
         try:
             self._inlet.open_stream(open_timeout)
+            # subscribed: what the outlet sends from now on is queued; timestamp 0 of the run
+            self.start_time = float(pylsl.local_clock())
             self.clock_offset, self.clock_uncertainty = time_correction(
                 self._inlet, pylsl, open_timeout
             )
@@ -145,8 +147,8 @@ class LslInletRun:
         except BaseException:
             self.close()
             raise
-        self.start_time = float(pylsl.local_clock())  # seconds since this = the stamps we give
         self._detector = GapDetector(rate, gap_tolerance)
+        self._detector.reset(opened=self.start_time)
         self._dejitter = Dejitter(_DEJITTER_HALFTIME * max(rate, 1.0)) if dejitter else None
         self._delivered = 0  # samples read in this run
         self._numbered = 0  # samples read plus samples missing (the dejitter's sample numbers)

@@ -55,10 +55,17 @@ class GapDetector:
         self.nominal_rate = float(nominal_rate)
         self.tolerance = float(tolerance)
         self._last: float | None = None
+        self._opened: float | None = None
 
-    def reset(self) -> None:
-        """Forget the last timestamp (a new run starts)."""
+    def reset(self, opened: float | None = None) -> None:
+        """Forget the last timestamp: a new run starts, its inlet opened at time ``opened``.
+
+        A buffer already full at the run's first read dropped samples taken since then; the
+        first read counts them from that time (an estimate: it assumes the outlet sent all
+        along).
+        """
         self._last = None
+        self._opened = opened
 
     def check(self, first_index: int, timestamps: np.ndarray, queue_full: bool) -> list[LslGap]:
         """The gaps before and within one pulled chunk of timestamps.
@@ -77,6 +84,8 @@ class GapDetector:
         previous, self._last = self._last, float(timestamps[-1])
         if self.nominal_rate <= 0:
             return []
+        if previous is None and queue_full and self._opened is not None:
+            previous = self._opened - 1.0 / self.nominal_rate  # as if a sample came then
         period = 1.0 / self.nominal_rate
         if previous is None:
             steps = np.diff(timestamps)

@@ -1,0 +1,180 @@
+"""A plain pylsl outlet -> our LslInStreamer -> buffers -> logic; gaps, overflows, restarts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qudi.util.instream.lsl_timing import CAUSE_OVERFLOW, CAUSE_SILENCE
+from tests.lsl.conftest import TAG, wait_until
+
+IN_MODULES = (
+    "lsl_logic",
+    "lsl_in_buffer1",
+    "lsl_in_buffer2",
+    "lsl_in",
+    "lsl_restart_buffer",
+    "lsl_restart_in",
+)
+
+
+@pytest.fixture
+def stop_modules(module_manager):
+    yield
+    for name in IN_MODULES:
+        module_manager.deactivate_module(name)
+
+
+def read_ramp(buffer, count: int, timeout: float = 15.0):
+    """Read ``count`` samples from a qudi buffer, blocking, with their timestamps."""
+    data = np.empty((count, len(buffer.active_channels)), buffer.constraints.data_type)
+    stamps = np.empty(count)
+    buffer.read_data_into_buffer(data, count, stamps, timeout=timeout)
+    return data, stamps
+
+
+def test_constraints_come_from_the_stream_metadata(plain_outlet, activate, stop_modules):
+    plain_outlet(f"plain-{TAG}", channels=3, rate=500.0)
+    streamer = activate("lsl_in")
+    constraints = streamer.constraints
+    assert constraints.channel_units == {"ramp": "samples", "c1": "uV", "c2": "uV"}
+    assert constraints.sample_timing.name == "TIMESTAMP"
+    assert constraints.data_type is np.float32
+    assert constraints.sample_rate.bounds == (500.0, 500.0)
+    assert streamer.stream_info["source_id"] == f"plain-{TAG}-src"
+    with pytest.raises(ValueError, match="sample_rate"):
+        streamer.configure(["ramp"], "CONTINUOUS", 5000, 1000.0)
+    assert streamer.active_channels == ["ramp", "c1", "c2"]  # a refused call changes nothing
+
+
+def test_every_sample_reaches_two_buffers_and_a_logic_once(
+    plain_outlet, activate, stop_modules, qtbot
+):
+    source = plain_outlet(f"plain-{TAG}", channels=3, rate=1000.0)
+    buffer1 = activate("lsl_in_buffer1")
+    logic = activate("lsl_logic")
+    logic.set_trace_settings(data_rate=1000.0, oversampling_factor=1, trace_window_size=2.0)
+    buffer1.start_stream()
+    logic.start_reading()
+    streamer = activate("lsl_in")
+    assert source.wait_for_consumers(10.0)
+    origin = streamer.start_time
+    sent = [source.push(100) for _ in range(20)]  # 2000 samples, 20 chunks
+    data, stamps = read_ramp(buffer1, 2000)
+    np.testing.assert_array_equal(data[:, 0], np.arange(2000))  # every sample, once, in order
+    np.testing.assert_array_equal(data[:, 1], (np.arange(2000) % 7) * 1)
+    # timestamps: the outlet's own LSL times, corrected, as seconds since start_time
+    offset, uncertainty = streamer.clock_offset
+    np.testing.assert_allclose(stamps + origin, np.concatenate(sent) + offset, atol=1e-9)
+    assert abs(offset) <= uncertainty  # one host, one clock
+    qtbot.waitUntil(lambda: len(logic.trace_data[0]) >= 1900, timeout=10_000)
+    x, raw = logic.trace_data
+    ramp = raw["ramp"]
+    assert np.all(np.diff(ramp) == 1) and ramp[-1] == 1999
+    assert streamer.lost_samples == 0 and streamer.gaps == []
+    logic.stop_reading()
+    buffer1.stop_stream()
+
+
+def test_a_subset_of_channels_streams_in_the_asked_order(plain_outlet, activate, stop_modules):
+    source = plain_outlet(f"plain-{TAG}", channels=3, rate=1000.0)
+    streamer = activate("lsl_in")
+    buffer1 = activate("lsl_in_buffer1")
+    buffer1.configure(["c2", "ramp"], "CONTINUOUS", 5000, 1000.0)
+    buffer1.start_stream()
+    assert source.wait_for_consumers(10.0)
+    source.push(300)
+    data, _ = read_ramp(buffer1, 300)
+    np.testing.assert_array_equal(data[:, 1], np.arange(300))
+    np.testing.assert_array_equal(data[:, 0], (np.arange(300) % 7) * 2)
+    buffer1.stop_stream()
+    assert streamer.active_channels == ["c2", "ramp"]
+
+
+def test_an_outlet_restart_is_a_gap_with_its_count_and_the_stream_resumes(
+    plain_outlet, activate, stop_modules, caplog
+):
+    source = plain_outlet(f"restart-{TAG}", channels=2, rate=1000.0)
+    streamer = activate("lsl_restart_in")
+    buffer = activate("lsl_restart_buffer")
+    buffer.start_stream()
+    assert source.wait_for_consumers(10.0)
+    source.push(500)
+    before, _ = read_ramp(buffer, 500)
+    source.close()  # the device's software goes away ...
+    source.open()  # ... and comes back: same source_id, a new outlet
+    assert source.wait_for_consumers(20.0), "the inlet did not reconnect to the new outlet"
+    source.push(500, skip=1234)  # it missed 1234 sample times meanwhile
+    after, stamps = read_ramp(buffer, 500)
+    np.testing.assert_array_equal(before[:, 0], np.arange(500))
+    np.testing.assert_array_equal(after[:, 0], np.arange(1734, 2234))  # resumed
+    assert [(g.index, g.lost, g.cause) for g in streamer.gaps] == [(500, 1234, CAUSE_SILENCE)]
+    assert streamer.lost_samples == 1234
+    assert "1234 samples missing before sample 500" in caplog.text
+    buffer.stop_stream()
+
+
+def test_an_overflow_before_the_first_read_is_estimated_from_the_time_since_opening(
+    plain_outlet, activate, stop_modules
+):
+    source = plain_outlet(f"plain-{TAG}", channels=3, rate=1000.0)
+    streamer = activate("lsl_in")
+    streamer.configure(["ramp", "c1", "c2"], "CONTINUOUS", 1000, 1000.0)  # LSL buffer: 1 s
+    streamer.start_stream()  # read directly, by nobody in time
+    assert source.wait_for_consumers(10.0)
+    source.t0 = streamer.start_time  # the device's first sample: when the inlet opened
+    for _ in range(30):
+        source.push(100)  # 3000 samples into a buffer of 1000: LSL drops the oldest 2000
+    wait_until(lambda: streamer.available_samples >= 1000, 10, "the inlet to fill")
+    data = np.empty((5000, 3), np.float32)
+    stamps = np.empty(5000)
+    assert streamer.read_available_data_into_buffer(data, stamps) == 1000
+    np.testing.assert_array_equal(data[:1000, 0], np.arange(2000, 3000))  # LSL kept the newest
+    [gap] = streamer.gaps
+    assert gap.index == 0 and gap.cause == CAUSE_OVERFLOW
+    # from the time the inlet opened (a little before start_time) to the first sample kept
+    assert 2000 <= gap.lost <= 2000 + 50
+    streamer.stop_stream()
+
+
+def test_an_overflow_between_reads_is_counted(plain_outlet, activate, stop_modules):
+    source = plain_outlet(f"plain-{TAG}", channels=3, rate=1000.0)
+    streamer = activate("lsl_in")
+    streamer.configure(["ramp", "c1", "c2"], "CONTINUOUS", 1000, 1000.0)
+    streamer.start_stream()
+    assert source.wait_for_consumers(10.0)
+    source.push(100)
+    data = np.empty((5000, 3), np.float32)
+    stamps = np.empty(5000)
+    wait_until(lambda: streamer.available_samples >= 100, 10, "the first samples")
+    assert streamer.read_available_data_into_buffer(data, stamps) == 100
+    for _ in range(25):
+        source.push(100)  # 2500 more into a buffer of 1000: 1500 dropped
+    wait_until(lambda: streamer.available_samples >= 1000, 10, "the inlet to fill")
+    got = streamer.read_available_data_into_buffer(data, stamps)
+    np.testing.assert_array_equal(data[:got, 0], np.arange(1600, 2600))
+    assert [(g.index, g.lost, g.cause) for g in streamer.gaps] == [(100, 1500, CAUSE_OVERFLOW)]
+    assert streamer.lost_samples == 1500
+    streamer.stop_stream()
+
+
+def test_a_stream_that_is_not_there_fails_activation_listing_what_was_found(
+    plain_outlet, module_manager, expected_qudi_errors
+):
+    plain_outlet(f"plain-{TAG}", channels=3, rate=500.0)
+    with pytest.raises(RuntimeError):
+        module_manager.activate_module("lsl_missing_in")
+    message = " ".join(expected_qudi_errors())
+    assert f"no LSL stream matches name='nobody-{TAG}', type='EEG'" in message
+    assert f"name='plain-{TAG}' type='Test' source_id='plain-{TAG}-src'" in message
+
+
+def test_stopping_releases_the_inlet(plain_outlet, activate, stop_modules):
+    source = plain_outlet(f"plain-{TAG}", channels=3, rate=1000.0)
+    streamer = activate("lsl_in")
+    streamer.start_stream()
+    assert source.wait_for_consumers(10.0)
+    streamer.stop_stream()
+    wait_until(lambda: not source.outlet.have_consumers(), 10, "the inlet to disconnect")
+    streamer.start_stream()
+    assert source.wait_for_consumers(10.0)
