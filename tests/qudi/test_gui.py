@@ -504,3 +504,127 @@ def test_deactivation_disconnects_everything(gui, module_manager, qtbot):
     logic.set_trace_settings(logic.trace_settings)
     logic.stop_reading()
     qtbot.wait(100)
+
+
+def click_legend_line(gui, qtbot, name: str) -> None:
+    """A real left click on the line of ``name`` in its plot's legend (as a user hides it)."""
+    view = gui.window.plot_widget
+    for legend in gui.window.legends.values():
+        for sample, label in legend.items:
+            if label.text == name:
+                point = view.mapFromScene(sample.sceneBoundingRect().center())
+                qtbot.mouseClick(view.viewport(), QtCore.Qt.MouseButton.LeftButton, pos=point)
+                return
+    raise AssertionError(f"no legend entry {name!r}")
+
+
+def test_a_click_on_a_legend_line_hides_the_curve_and_it_persists(
+    gui, activate, module_manager, qtbot
+):
+    start(gui, qtbot)
+    volts = gui.window.plot_items["V"]
+    sine = gui.plot.raw_curves["sine"]
+    click_legend_line(gui, qtbot, "sine")
+    qtbot.waitUntil(lambda: not sine.isVisible())
+    assert gui.plot.hidden == ["sine"]
+    try:
+        # hidden: no longer drawn, and the y range follows the other curves of its plot only
+        changes = plot_changes(sine)
+        qtbot.waitUntil(lambda: live_points(gui, "noise") > 500, timeout=5_000)
+        qtbot.wait(300)
+        assert changes[0] == 0
+        gui.window.action_autoscale.trigger()
+        qtbot.wait(300)
+        shown = np.concatenate(
+            [
+                gui.plot.raw_curves["noise"].getData()[1],
+                *(c.getData()[1] for c in gui.plot.averaged_curves.values()),
+            ]
+        )
+        low, high = volts.getViewBox().viewRange()[1]
+        assert low <= shown.min() and shown.max() <= high
+        stop(gui, qtbot)
+        module_manager.deactivate_module("trace_gui_a")
+        gui = activate("trace_gui_a")
+        assert gui.plot.hidden == ["sine"]
+        assert not gui.plot.raw_curves["sine"].isVisible()
+        click_legend_line(gui, qtbot, "sine")  # shown again, with the last frame drawn
+        qtbot.waitUntil(lambda: gui.plot.raw_curves["sine"].isVisible())
+        assert gui.plot.hidden == []
+    finally:
+        gui.plot.set_hidden([])
+
+
+def test_plot_per_channel_puts_same_unit_channels_on_plots_of_their_own(
+    gui, activate, module_manager, qtbot
+):
+    window = gui.window
+    start(gui, qtbot)
+    assert list(window.plot_items) == ["samples", "V", "c/s"]  # per unit: sine, noise share
+    try:
+        window.action_plot_per_channel.trigger()
+        assert list(window.plot_items) == CHANNELS
+        assert axis_labels(gui) == [
+            ("ramp", "samples"),
+            ("sine", "V"),
+            ("counts", "c/s"),
+            ("noise", "V"),
+        ]
+        qtbot.waitUntil(lambda: live_points(gui, "noise") > 200, timeout=5_000)
+        noise_plot = window.plot_items["noise"]
+        assert gui.plot.raw_curves["noise"] in noise_plot.listDataItems()
+        assert gui.plot.averaged_curves["noise"] in noise_plot.listDataItems()
+        assert gui.plot.raw_curves["sine"] not in noise_plot.listDataItems()
+        top = window.plot_items["ramp"].getViewBox()
+        assert noise_plot.getViewBox().linkedView(pg.ViewBox.XAxis) is top
+        stop(gui, qtbot)
+        module_manager.deactivate_module("trace_gui_a")
+        window = activate("trace_gui_a").window
+        assert window.action_plot_per_channel.isChecked()
+        assert list(window.plot_items) == CHANNELS
+        window.action_plot_per_channel.trigger()  # back to one plot per unit
+        assert list(window.plot_items) == ["samples", "V", "c/s"]
+    finally:
+        window.action_plot_per_channel.setChecked(False)
+
+
+def test_a_long_window_draws_a_few_points_per_pixel_and_keeps_a_spike(gui, qtbot):
+    """10^6 points in a frame, then frames of new points: what reaches pyqtgraph is about
+    two points per pixel column, the one-sample spike among them, also zoomed in."""
+    logic = logic_of(gui)
+    from qudi.util.instream.trace import TraceWindow
+
+    window = TraceWindow(1_000_000, 1)
+    rng = np.random.default_rng(3)
+    written = 0
+
+    def frame(count: int, spike: int | None = None):
+        nonlocal written
+        x = np.arange(written, written + count) / 1000.0
+        y = rng.normal(size=count)
+        if spike is not None:
+            y[spike] = 40.0
+        window.append(x, y[None, :])
+        written += count
+        xv, yv = window.view(window.filled)
+        logic.sigDataChanged.emit(xv, {name: yv[0] for name in CHANNELS}, None, None)
+
+    frame(1_000_000)
+    qtbot.waitUntil(lambda: gui.plot.raw_curves["ramp"].getData()[0] is not None)
+    for _ in range(5):
+        frame(20_000)
+        qtbot.wait(40)
+    frame(20_000, spike=12_345)
+    spike_x = (written - 20_000 + 12_345) / 1000.0
+    qtbot.waitUntil(lambda: gui.plot.raw_curves["sine"].getData()[1].max() == 40.0)
+    drawn_x, drawn_y = gui.plot.raw_curves["sine"].getData()
+    columns = gui.window.plot_item.getViewBox().width()
+    assert len(drawn_x) <= 4 * max(200, columns) + 8
+    assert drawn_x[-1] == (written - 1) / 1000.0
+    view = gui.window.plot_item.getViewBox()
+    view.setXRange(spike_x - 30.0, spike_x + 2.0, padding=0)  # a zoom, as by the wheel
+    view.sigRangeChangedManually.emit([True, False])
+    qtbot.waitUntil(lambda: gui.plot.raw_curves["sine"].getData()[0][0] > spike_x - 31)
+    drawn_x, drawn_y = gui.plot.raw_curves["sine"].getData()
+    assert drawn_y.max() == 40.0 and drawn_x[-1] <= spike_x + 2.01
+    gui.window.action_autoscale.trigger()

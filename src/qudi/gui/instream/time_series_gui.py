@@ -10,8 +10,10 @@ Example config (copy into the ``gui:`` section)::
             _time_series_logic_con: 'time_series_logic1'
 
 Channels are plotted by unit: one plot per unit (in the order the units first appear among the
-active channels), stacked, their time axes linked, each with its own y axis and legend. The
-window is titled by the module's name.
+active channels), stacked, their time axes linked, each with its own y axis and legend; the
+toolbar's "Plot per channel" gives each channel a plot of its own instead. Clicking a curve's
+line in a legend hides or shows it. Both choices persist from one session to the next, as do
+"Freeze y", the readout and the window's geometry. The window is titled by the module's name.
 
 The logic lives in its own thread. Start, stop and record go to it through queued signals,
 so the GUI never waits for it; a snapshot is saved by a short-lived thread that reports the
@@ -74,6 +76,8 @@ class TimeSeriesGui(GuiBase):
     # view choices that persist from one session to the next (the window geometry does too)
     _saved_freeze_y = StatusVar("freeze_y", default=False)
     _saved_readout = StatusVar("readout", default=None)  # [channel, "raw" | "averaged"]
+    _saved_plot_per_channel = StatusVar("plot_per_channel", default=False)
+    _saved_hidden = StatusVar("hidden_curves", default=[])  # legend names
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -101,7 +105,7 @@ class TimeSeriesGui(GuiBase):
         mw = self._mw = TimeSeriesWindow(title=f"qudi: {self.module_name}")
         mw.plot_widget.setAntialiasing(self._use_antialias)
         self._restore_window_geometry(mw)
-        self._plot = TracePlot(mw, self._channel_units, self._redraw_after_zoom)
+        self._plot = TracePlot(mw, self._channel_units, self._redraw_after_zoom, self._redraw)
         self._panel = SettingsPanel(mw)
         self._status = StreamStatus(mw)
         self._connect(self.sigStartReading, logic.start_reading, _QUEUED)
@@ -121,6 +125,7 @@ class TimeSeriesGui(GuiBase):
         self._connect(mw.action_snapshot.triggered, self._snapshot_clicked)
         self._connect(mw.action_freeze_y.toggled, self._plot.freeze_y)
         self._connect(mw.action_autoscale.triggered, self._autoscale)
+        self._connect(mw.action_plot_per_channel.toggled, self._plot_per_channel_toggled)
         self._connect(mw.trace_apply_button.clicked, self.apply_trace_settings)
         self._connect(mw.channel_apply_button.clicked, self.apply_channel_settings)
         self._connect(mw.readout_channel_combo.currentIndexChanged, self._show_readout)
@@ -143,6 +148,8 @@ class TimeSeriesGui(GuiBase):
     def on_deactivate(self) -> None:
         mw = self._mw
         self._saved_freeze_y = mw.action_freeze_y.isChecked()
+        self._saved_plot_per_channel = mw.action_plot_per_channel.isChecked()
+        self._saved_hidden = self._plot.hidden
         self._saved_readout = [
             mw.readout_channel_combo.currentText(),
             mw.readout_kind_combo.currentText(),
@@ -170,6 +177,9 @@ class TimeSeriesGui(GuiBase):
             if mw.readout_kind_combo.findText(kind) >= 0:
                 mw.readout_kind_combo.setCurrentText(kind)
         mw.action_freeze_y.setChecked(bool(self._saved_freeze_y))
+        if isinstance(self._saved_hidden, (list, tuple)):
+            self._plot.set_hidden(str(name) for name in self._saved_hidden)
+        mw.action_plot_per_channel.setChecked(bool(self._saved_plot_per_channel))
 
     def show(self) -> None:
         self._mw.show()
@@ -231,6 +241,18 @@ class TimeSeriesGui(GuiBase):
             return
         self._redraw_wanted = True
         self._schedule_draw()
+
+    def _redraw(self) -> None:
+        """Draw the last frame again soon (a curve was shown or hidden)."""
+        if self._mw is None:
+            return
+        self._redraw_wanted = True
+        self._schedule_draw()
+
+    @QtCore.Slot(bool)
+    def _plot_per_channel_toggled(self, per_channel: bool) -> None:
+        self._plot.set_plot_per_channel(per_channel)
+        self._redraw()
 
     @QtCore.Slot()
     def _autoscale(self) -> None:

@@ -82,6 +82,12 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
         self.action_freeze_y.setToolTip("Keep the y range as it is now")
         self.action_autoscale = QtGui.QAction("Autoscale", self)
         self.action_autoscale.setToolTip("Fit both axes to the data and follow it again")
+        self.action_plot_per_channel = QtGui.QAction("Plot per channel", self)
+        self.action_plot_per_channel.setCheckable(True)
+        self.action_plot_per_channel.setToolTip(
+            "Each channel on a plot of its own (off: channels of one unit share a plot and "
+            "its y axis). Click a curve's line in a legend to hide or show it."
+        )
         self.action_close = QtGui.QAction("Close", self)
         self.action_close.setShortcut(QtGui.QKeySequence("Ctrl+Q"))
         self.action_close.triggered.connect(self.close)
@@ -102,6 +108,7 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
         toolbar.addSeparator()
         toolbar.addAction(self.action_freeze_y)
         toolbar.addAction(self.action_autoscale)
+        toolbar.addAction(self.action_plot_per_channel)
         self.addToolBar(toolbar)
         self.toolbar = toolbar
 
@@ -211,11 +218,19 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
         """The top plot's legend."""
         return next(iter(self.legends.values()))
 
-    def set_plot_units(self, units: list[str], names: dict[str, str] | None = None) -> None:
-        """One plot per unit, top to bottom in the given order, x axes linked to the top one.
+    def set_plot_units(
+        self,
+        units: list[str],
+        names: dict[str, str] | None = None,
+        plot_units: dict[str, str] | None = None,
+    ) -> None:
+        """One plot per key of ``units``, top to bottom in the given order, x axes linked to
+        the top one; ``plot_items`` and ``legends`` are keyed by them.
 
-        ``names`` gives the left axis' name per unit ('value' if not given)."""
+        ``names`` gives the left axis' name per key ('value' if not given), ``plot_units``
+        the unit of its axis (the key itself if not given: one plot per unit)."""
         names = names or {}
+        plot_units = plot_units or {}
         grid, legend = _grid_colour(), _legend_colour()
         self.plot_widget.clear()
         self.plot_items = {}
@@ -229,7 +244,9 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
                 axis = plot.getAxis(side)
                 axis.setStyle(tickAlpha=255, maxTickLevel=_GRID_LEVELS)  # see _grid_colour
                 axis.setTickPen(pg.mkPen(grid))
-            plot.setLabel("left", names.get(unit, "value"), units=unit or None)
+            plot.setLabel(
+                "left", names.get(unit, "value"), units=plot_units.get(unit, unit) or None
+            )
             # the GUI hands over only the visible points, min/max-decimated to the plot's width
             # (qudi.gui.instream.decimate): spikes survive and drawing costs the same for any
             # window; pyqtgraph's own clipping and downsampling would redo that work, and was

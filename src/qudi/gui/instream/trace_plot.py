@@ -1,10 +1,17 @@
-"""The curves of the time series window: one plot per unit, frames drawn as whole arrays.
+"""The curves of the time series window: one plot per unit (or per channel), whole arrays.
 
 Each frame of the logic (``x, {channel: y}, x_avg, {channel: y_avg}``) goes to the curves of
 its plot; a frame that brings nothing new is not drawn again. Only the points in view are
-handed to pyqtgraph, min/max-decimated to about two per pixel column
-(``qudi.gui.instream.decimate``). The view ranges are fitted to those points before Qt paints
+handed to pyqtgraph, about two per pixel column, from a min/max pyramid of each curve that a
+frame updates with its new points only (``qudi.gui.instream.pyramid``): a draw costs
+O(new points + pixels) at any window length and zoom, and a spike of one sample stays
+visible. The view ranges are fitted to those points before Qt paints
 (``qudi.gui.instream.view_ranges``), so one frame costs one paint.
+
+Channels of one unit share a plot and its y axis, or each channel gets a plot of its own
+(:meth:`TracePlot.set_plot_per_channel`; qudi-iqo-modules' users asked for the first in their
+issue #124). Clicking a curve's line in the legend hides it (its name greys) or shows it
+again; a hidden curve costs nothing to draw and does not count for the y range.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from qudi.gui.instream.decimate import peak_decimate, visible_slice
+from qudi.gui.instream.decimate import visible_slice
+from qudi.gui.instream.pyramid import MinMaxPyramid, PointFollower
 from qudi.gui.instream.time_series_window import TimeSeriesWindow
 from qudi.gui.instream.view_ranges import FollowedRanges, data_extent
 
@@ -40,6 +48,8 @@ class TracePlot:
     x_range_changed : callable
         Called (queued, in the GUI thread) whenever the time range of the plots changes,
         by a zoom or pan of the user or by following the data.
+    curves_toggled : callable, optional
+        Called when the user hid or showed a curve from the legend (to draw it at once).
     """
 
     decimating = True
@@ -49,10 +59,17 @@ class TracePlot:
         window: TimeSeriesWindow,
         channel_units: Callable[[], dict[str, str]],
         x_range_changed: Callable[[], None],
+        curves_toggled: Callable[[], None] | None = None,
     ):
         self._window = window
         self._channel_units = channel_units
         self._x_range_changed = x_range_changed
+        self._curves_toggled = curves_toggled
+        self._per_channel = False  # one plot per unit (False) or per channel (True)
+        self._hidden: set[str] = set()  # legend names of the curves the user hid
+        self._plot_keys: dict[str, str] = {}  # channel -> key of its plot in the window
+        self._pyramids: dict[tuple[str, str], MinMaxPyramid] = {}
+        self._followers = {_RAW: PointFollower(), _AVERAGED: PointFollower()}
         self.raw_curves: dict[str, pg.PlotCurveItem] = {}
         self.averaged_curves: dict[str, pg.PlotCurveItem] = {}
         self._newest: dict[tuple[str, str], float] = {}
@@ -69,7 +86,8 @@ class TracePlot:
 
     def rebuild(self, channels: list[str], averaged: list[str], units: dict[str, str]) -> None:
         """One plot per unit (in the order the units first appear), the curves in the plot
-        of their unit; the plots are made anew, so units that went away leave no empty plot.
+        of their unit, or one plot per channel (:meth:`set_plot_per_channel`); the plots are
+        made anew, so units that went away leave no empty plot.
 
         Parameters
         ----------
@@ -85,13 +103,21 @@ class TracePlot:
         self.raw_curves.clear()
         self.averaged_curves.clear()
         self._newest.clear()
+        self._pyramids.clear()
+        for follower in self._followers.values():
+            follower.reset()
         self._last_signature = None
         members: dict[str, list[str]] = {}
+        self._plot_keys = {}
         for channel in [*channels, *(ch for ch in averaged if ch not in channels)]:
-            members.setdefault(self._units.get(channel, ""), []).append(channel)
-        units_in_order = list(members) or [""]
-        names = {unit: chs[0] if len(chs) == 1 else "value" for unit, chs in members.items()}
-        window.set_plot_units(units_in_order, names)
+            unit = self._units.get(channel, "")
+            key = channel if self._per_channel else unit
+            self._plot_keys[channel] = key
+            members.setdefault(key, []).append(channel)
+        keys = list(members) or [""]
+        names = {key: chs[0] if len(chs) == 1 else "value" for key, chs in members.items()}
+        plot_units = {key: self._units.get(chs[0], "") for key, chs in members.items()}
+        window.set_plot_units(keys, names, plot_units)
         window.plot_item.getViewBox().sigXRangeChanged.connect(
             self._x_range_changed, QtCore.Qt.ConnectionType.QueuedConnection
         )
@@ -109,6 +135,47 @@ class TracePlot:
             self.averaged_curves[channel] = self._add_curve(
                 channel, pg.mkPen(colour, width=2), 10, f"{channel} (avg)"
             )
+        for legend in window.legends.values():
+            for sample, _ in legend.items:
+                sample.sigClicked.connect(self._legend_clicked)
+
+    # -------------------------------------------------------------------- plot choices
+    @property
+    def plot_per_channel(self) -> bool:
+        """Whether each channel has a plot of its own (else channels of a unit share one)."""
+        return self._per_channel
+
+    def set_plot_per_channel(self, per_channel: bool) -> None:
+        """Each channel on its own plot (True) or channels of one unit on one plot (False);
+        the plots are rebuilt with the channels shown now."""
+        per_channel = bool(per_channel)
+        if per_channel == self._per_channel:
+            return
+        self._per_channel = per_channel
+        if self._channels is not None:
+            self.rebuild(*self._channels, self._units)
+
+    @property
+    def hidden(self) -> list[str]:
+        """Legend names of the curves hidden by the user (``"sine"``, ``"sine (avg)"``)."""
+        return sorted(self._hidden)
+
+    def set_hidden(self, names) -> None:
+        """Hide the curves of these legend names and show all others (names of curves not
+        plotted now are kept, for when they are)."""
+        self._hidden = {str(name) for name in names}
+        for curve in [*self.raw_curves.values(), *self.averaged_curves.values()]:
+            curve.setVisible(curve.name() not in self._hidden)
+
+    def _legend_clicked(self, curve) -> None:
+        """pyqtgraph toggled the curve's visibility: remember it, draw what is shown now."""
+        name = curve.name()
+        if curve.isVisible():
+            self._hidden.discard(name)
+        else:
+            self._hidden.add(name)
+        if self._curves_toggled is not None:
+            self._curves_toggled()
 
     def _add_curve(self, channel: str, pen, z: int, name: str | None = None):
         """A curve in the plot of the channel's unit, named in its legend.
@@ -120,11 +187,12 @@ class TracePlot:
         kind = pg.PlotCurveItem if self.decimating else pg.PlotDataItem
         curve = kind(pen=pen, name=name or channel)
         curve.setZValue(z)
+        curve.setVisible(curve.name() not in self._hidden)
         self._plot_of(channel).addItem(curve)
         return curve
 
     def _plot_of(self, channel: str) -> pg.PlotItem:
-        return self._window.plot_items[self._units.get(channel, "")]
+        return self._window.plot_items[self._plot_keys.get(channel, "")]
 
     # ----------------------------------------------------------------------------- frames
     def draw(self, frame: tuple, force: bool = False) -> bool:
@@ -159,11 +227,17 @@ class TracePlot:
             (self.raw_curves, _RAW, x, raw),
             (self.averaged_curves, _AVERAGED, x_avg, averaged),
         ):
+            if not ys:
+                continue
+            new = self._followers[kind].follow(xs)
             for channel, y in ys.items():
-                drawn_x, drawn_y = self._drawable(xs, y)
-                curves[channel].setData(drawn_x, drawn_y)
                 if len(y):
                     self._newest[(channel, kind)] = y[-1]
+                if not curves[channel].isVisible():  # costs nothing; built anew when shown
+                    self._pyramid(kind, channel).invalidate()
+                    continue
+                drawn_x, drawn_y = self._drawable(kind, channel, xs, y, new)
+                curves[channel].setData(drawn_x, drawn_y)
                 index = plots.index(self._plot_of(channel))
                 y_extents[index] = _union(y_extents[index], data_extent(drawn_y))
                 if len(drawn_x):
@@ -196,17 +270,28 @@ class TracePlot:
         """Whether the y ranges are frozen (and locked against the mouse)."""
         return self._ranges.frozen
 
-    def _drawable(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _pyramid(self, kind: str, channel: str) -> MinMaxPyramid:
+        pyramid = self._pyramids.get((kind, channel))
+        if pyramid is None:
+            pyramid = self._pyramids[(kind, channel)] = MinMaxPyramid()
+        return pyramid
+
+    def _drawable(
+        self, kind: str, channel: str, x: np.ndarray, y: np.ndarray, new: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The points worth drawing: those in view (all of them while x follows the data),
-        min/max-decimated to about two per pixel column."""
+        about two per pixel column from the curve's pyramid, which takes the ``new`` points
+        (None: all of them) first."""
         if not self.decimating:
             return x, y
         view = self._window.plot_item.getViewBox()
+        pyramid = self._pyramid(kind, channel)
+        pyramid.update(y, new)
+        visible = slice(0, len(x))
         if not self.follows_x:
             x_min, x_max = view.viewRange()[0]
             visible = visible_slice(x, x_min, x_max)
-            x, y = x[visible], y[visible]
-        return peak_decimate(x, y, max(200, int(view.width())))
+        return pyramid.decimate(x, visible.start, visible.stop, max(200, int(view.width())))
 
     # ----------------------------------------------------------------------------- views
     def freeze_y(self, frozen: bool) -> None:
