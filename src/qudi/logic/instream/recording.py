@@ -3,7 +3,13 @@
 A recording reads the stream on its own cursor, so the live trace and the file never compete
 for samples. When the streamer shares its stream (``stream_name``), the recorder reads that
 shared ring directly (``recorder ring``); otherwise the logic's frames feed a private ring
-(``frames ring``) that the recorder reads. Either ring is closed when the recording ends.
+(``frames ring``) that the recorder reads. Every ring is closed when the recording ends.
+
+With ``recording_format: 'session'`` the file is a session
+(:mod:`qudi.util.instream.session_file`): the logic's stream first (labelled by its streamer's
+module name), then each stream of ``recording_streams``, attached by its shared name on this
+host or as this qudi's streamer module of that name (:func:`attach_stream`); markers go into
+it with :meth:`TraceRecording.add_marker`.
 """
 
 from __future__ import annotations
@@ -16,20 +22,87 @@ import numpy as np
 
 from qudi.logic.instream.file_names import nametag, unused_path
 from qudi.util.instream import StreamInfo, StreamRing, attach
+from qudi.util.instream.errors import StreamNotFoundError
 from qudi.util.instream.recorder import RecordingSummary, StreamRecorder
+from qudi.util.instream.session_file import checked_label
+from qudi.util.instream.session_recorder import SessionRecorder, SessionSummary
 
-__all__ = ["TraceRecording"]
+__all__ = ["RECORDING_FORMATS", "TraceRecording", "attach_stream", "checked_session_options"]
+
+RECORDING_FORMATS = ("single", "session")
+
+
+def checked_session_options(recording_format: object, streams: object) -> list[str]:
+    """The options ``recording_format`` and ``recording_streams``, checked; the stream names.
+
+    Raises
+    ------
+    ValueError
+        Naming the option, its value and what would be valid.
+    """
+    if recording_format not in RECORDING_FORMATS:
+        raise ValueError(
+            f"option 'recording_format' is {recording_format!r}: use 'single' (one stream per "
+            "file, the default) or 'session' (several streams, time tables and markers)"
+        )
+    if not isinstance(streams, list) or not all(isinstance(name, str) for name in streams):
+        raise ValueError(
+            f"option 'recording_streams' is {streams!r}: use a list of stream names, e.g. "
+            "['wavemeter'] (a shared stream on this host or a streamer module of this qudi)"
+        )
+    for name in streams:
+        try:
+            checked_label(name)
+        except ValueError as exc:
+            raise ValueError(f"option 'recording_streams' is {streams!r}: {exc}") from None
+    if len(set(streams)) != len(streams):
+        raise ValueError(f"option 'recording_streams' is {streams!r}: name each stream once")
+    if streams and recording_format != "session":
+        raise ValueError(
+            f"option 'recording_streams' is {streams!r} but 'recording_format' is "
+            f"{recording_format!r}: several streams go into one file with 'session'"
+        )
+    return list(streams)
+
+
+def attach_stream(name: str) -> StreamRing:
+    """The shared stream ``name`` on this host, or this qudi's streamer module ``name``'s
+    (whose hub names its stream ``<module name>_<process id>``).
+
+    Raises
+    ------
+    StreamNotFoundError
+        Neither exists; the message names the streams there are.
+    """
+    try:
+        return attach(name)
+    except StreamNotFoundError as first:
+        try:
+            return attach(f"{name}_{os.getpid()}")
+        except StreamNotFoundError:
+            raise StreamNotFoundError(
+                f"recording_streams: no stream '{name}' ({first}); a streamer module of this "
+                "qudi is found once a buffer has joined it"
+            ) from None
 
 
 class TraceRecording:
     """Starts, feeds and finishes the logic's recordings, one at a time."""
 
     def __init__(self) -> None:
-        self._recorder: StreamRecorder | None = None
-        self._recorder_ring: StreamRing | None = None  # the ring the recorder reads
+        self._recorder: StreamRecorder | SessionRecorder | None = None
+        self._rings: list[StreamRing] = []  # the rings the recorder reads, closed at the end
         self._frames_ring: StreamRing | None = None  # private ring the frames feed, if any
-        self.last: RecordingSummary | None = None  # of the last recording that ended
+        self.last: RecordingSummary | SessionSummary | None = None  # of the last one ended
         self._max_bytes = 0
+        self._session = False
+        self._streams: list[str] = []
+
+    def configure(self, recording_format: object, streams: object) -> None:
+        """Set the options ``recording_format`` and ``recording_streams`` (checked, see
+        :func:`checked_session_options`)."""
+        self._streams = checked_session_options(recording_format, streams)
+        self._session = recording_format == "session"
 
     @property
     def active(self) -> bool:
@@ -63,13 +136,13 @@ class TraceRecording:
             reads that), else its channels, units, rate and dtype for the private ring that
             the frames feed (:meth:`feed`).
         reader_name : str
-            Name of the recording's reader (shown by the stream's health).
+            Name of the recording's readers (shown by the streams' health).
         timing : str
             The stream's sample timing by name.
         timestamps : bool
             Whether samples carry timestamps.
         max_bytes : int
-            The recording stops at this many bytes of samples.
+            The recording stops at this many bytes of samples (of all its streams).
         attributes : dict
             Extra attributes of the file (``streamer``, its module name, is added).
 
@@ -83,34 +156,46 @@ class TraceRecording:
         RuntimeError
             A recording runs already.
         Exception
-            What the recorder raises (a taken file name, a closed stream); nothing stays open.
+            What the recorder raises (a taken file name, a closed or missing stream, a
+            stream that does not run); nothing stays open.
         """
         if self._recorder is not None:
             raise RuntimeError("a recording runs already; finish it first")
         os.makedirs(directory, exist_ok=True)
         path = unused_path(directory, datetime.datetime.now(), nametag(""), ".h5")
+        module = str(getattr(streamer, "module_name", "")) or "stream"
         stream_name = getattr(streamer, "stream_name", None)
+        frames = None
         if stream_name is not None:
-            ring, frames = attach(str(stream_name)), None
+            ring = attach(str(stream_name))
         else:
-            channels = list(streamer.active_channels)
-            constraints = streamer.constraints
-            units = tuple(str(constraints.channel_units[ch]) for ch in channels)
-            rate = float(streamer.sample_rate)
-            info = StreamInfo(tuple(channels), units, rate, timing)
-            capacity, dtype = max(1024, int(4 * rate)), np.dtype(constraints.data_type)
-            ring = StreamRing(capacity, (len(channels),), dtype, timestamps=timestamps, info=info)
-            frames = ring
+            ring = frames = _frames_ring(streamer, timing, timestamps)
+        rings = [ring]
         try:
-            attributes = {**attributes, "streamer": str(getattr(streamer, "module_name", ""))}
-            recorder = StreamRecorder(
-                ring.reader(reader_name), path, max_bytes=max_bytes, attributes=attributes
-            )
+            attributes = {**attributes, "streamer": module}
+            if self._session:
+                if module in self._streams:
+                    raise ValueError(
+                        f"option 'recording_streams' names '{module}', the logic's own stream"
+                    )
+                for name in self._streams:
+                    rings.append(attach_stream(name))
+                labels = [module, *self._streams]
+                pairs = zip(labels, rings, strict=True)
+                readers = {label: opened.reader(reader_name) for label, opened in pairs}
+                recorder: StreamRecorder | SessionRecorder = SessionRecorder(
+                    readers, path, max_bytes=max_bytes, attributes=attributes
+                )
+            else:
+                recorder = StreamRecorder(
+                    ring.reader(reader_name), path, max_bytes=max_bytes, attributes=attributes
+                )
             recorder.start()
         except BaseException:
-            ring.close()
+            for opened in rings:
+                opened.close()
             raise
-        self._recorder, self._recorder_ring, self._frames_ring = recorder, ring, frames
+        self._recorder, self._rings, self._frames_ring = recorder, rings, frames
         self._max_bytes = max_bytes
         return path
 
@@ -119,8 +204,31 @@ class TraceRecording:
         if self._frames_ring is not None:
             self._frames_ring.write(data, stamps)
 
+    def add_marker(self, text: str) -> dict:
+        """Note ``text`` in the running session's markers table.
+
+        Returns
+        -------
+        dict
+            ``time`` (host monotonic s), ``sample_index`` (of the logic's own stream) and
+            ``text``: plain values, for Jupyter over qudi's remote connection.
+
+        Raises
+        ------
+        RuntimeError
+            No session recording runs (the message says what to do).
+        TypeError, ValueError
+            ``text`` is no str, empty, over 256 bytes of UTF-8 or has a NUL; nothing is noted.
+        """
+        recorder = self._recorder
+        if not isinstance(recorder, SessionRecorder):
+            needs = "start a recording" if self._session else "set recording_format: 'session'"
+            raise RuntimeError(f"markers go into a session recording: {needs} first")
+        marker = recorder.add_marker(text)
+        return {"time": marker.time, "sample_index": marker.sample_index, "text": marker.text}
+
     def finish(self, log: logging.Logger) -> str | None:
-        """Stop the recording and close its ring; log how it ended, return the file's path.
+        """Stop the recording and close its rings; log how it ended, return the file's path.
 
         Parameters
         ----------
@@ -138,8 +246,8 @@ class TraceRecording:
         try:
             summary = recorder.stop()
         finally:
-            ring, self._recorder_ring, self._frames_ring = self._recorder_ring, None, None
-            if ring is not None:
+            rings, self._rings, self._frames_ring = self._rings, [], None
+            for ring in rings:
                 ring.close()
         self.last = summary
         if summary.error is not None:
@@ -154,23 +262,32 @@ class TraceRecording:
         return str(summary.path)
 
     def info(self) -> dict | None:
-        """Path, samples, bytes and seconds of the running (or else the last) recording."""
+        """Path, samples, bytes and seconds of the running (or else the last) recording; a
+        session's also has each stream's samples (``streams``) and its ``markers``."""
         recorder = self._recorder
-        if recorder is not None:
-            return {
-                "path": str(recorder.path),
-                "samples": recorder.samples_written,
-                "bytes": recorder.bytes_written,
-                "seconds": recorder.elapsed_seconds,
-                "running": True,
-            }
-        last = self.last
-        if last is None:
+        summary = self.last if recorder is None else recorder.summary()
+        if summary is None:
             return None
-        return {
-            "path": str(last.path),
-            "samples": last.samples,
-            "bytes": last.bytes,
-            "seconds": last.seconds,
-            "running": False,
+        info = {
+            "path": str(summary.path),
+            "samples": summary.samples,
+            "bytes": summary.bytes,
+            "seconds": summary.seconds,
+            "running": recorder is not None,
         }
+        if isinstance(summary, SessionSummary):
+            info["streams"] = dict(summary.samples)
+            info["samples"] = next(iter(summary.samples.values()))
+            info["markers"] = summary.markers
+        return info
+
+
+def _frames_ring(streamer, timing: str, timestamps: bool) -> StreamRing:
+    """A private ring in the streamer's format, fed by the logic's frames."""
+    channels = list(streamer.active_channels)
+    constraints = streamer.constraints
+    units = tuple(str(constraints.channel_units[ch]) for ch in channels)
+    rate = float(streamer.sample_rate)
+    info = StreamInfo(tuple(channels), units, rate, timing)
+    capacity, dtype = max(1024, int(4 * rate)), np.dtype(constraints.data_type)
+    return StreamRing(capacity, (len(channels),), dtype, timestamps=timestamps, info=info)

@@ -8,6 +8,8 @@ Example config (copy into the ``logic:`` section)::
             max_frame_rate: 30            # optional: trace updates per second (20)
             channel_buffer_size: 1048576  # optional: stream buffer asked of the streamer (1 Mi)
             max_raw_data_bytes: 1073741824  # optional: a recording stops at this size (1 GiB)
+            recording_format: 'single'    # optional: 'session' records several streams + markers
+            recording_streams: []         # optional, with 'session': other streams, by name
             max_trace_bytes: 1073741824   # optional: memory the trace window may take (1 GiB)
             calc_digital_freq: True       # optional: counts per sample -> counts per second
             start_reading_on_activation: False  # optional: start the live trace at once
@@ -23,7 +25,8 @@ stream to HDF5 from their own thread (memory stays flat), and errors stop the st
 This module is the qudi glue; the parts live beside it in ``qudi.logic.instream``: the trace
 maths (``trace``), checks of options and settings (``settings``), settings as they meet the
 streamer (``trace_setup``, ``stream_setup``), reading frames (``frames``), recording
-(``recording``), snapshots (``snapshot``, ``file_names``) and the frame rates (``health``).
+(``recording``, ``session_options``), snapshots (``snapshot``, ``file_names``) and the frame
+rates (``health``).
 
 ``calc_digital_freq``: channels whose unit is counts-like (``counts``, ``cts``, ``c`` or the
 ``count_units`` option) carry counts per sample; the trace shows them in counts per second
@@ -56,6 +59,7 @@ from qudi.core.statusvariable import StatusVar
 from qudi.logic.instream.frames import FrameReader, frame_interval_ms
 from qudi.logic.instream.health import StreamHealth
 from qudi.logic.instream.recording import TraceRecording
+from qudi.logic.instream.session_options import SessionRecordingOptions
 from qudi.logic.instream.settings import (
     TRACE_SETTING_KEYS,
     check_options,
@@ -82,7 +86,7 @@ _OPTIONS = {  # config key: attribute
 _STATUS_KEYS = (*TRACE_SETTING_KEYS, "active_channels", "averaged_channels")
 
 
-class TimeSeriesReaderLogic(LogicBase):
+class TimeSeriesReaderLogic(SessionRecordingOptions, LogicBase):
     """Live time series of a ``DataInStreamInterface`` streamer; see the module docstring."""
 
     sigDataChanged = QtCore.Signal(object, object, object, object)  # x, {ch: y}, x_avg, {ch: y}
@@ -126,6 +130,7 @@ class TimeSeriesReaderLogic(LogicBase):
     def on_activate(self) -> None:
         options = {key: getattr(self, attribute) for key, attribute in _OPTIONS.items()}
         check_options(options)
+        self.check_recording_options()
         self._setup = TraceSetup(self._streamer, SetupOptions.from_config(options))
         saved = {key: getattr(self, f"_{key}") for key in _STATUS_KEYS}
         self._use(self._setup.restore(saved, self.log))
@@ -337,11 +342,7 @@ class TimeSeriesReaderLogic(LogicBase):
                 timing=self._setup.timing,
                 timestamps=self._frames.timestamps,
                 max_bytes=int(self._max_raw_data_bytes),
-                attributes={
-                    **self.trace_settings,
-                    "averaged_channels": self.averaged_channel_names or [""],
-                    "logic": self.module_name,
-                },
+                attributes=self.recording_attributes(),
             )
             self.log.info(f"recording to {path}")
             self.sigStatusChanged.emit(True, True)
