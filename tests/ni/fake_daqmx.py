@@ -17,6 +17,10 @@ As on a 63xx, a counter output drives its default pin (``ctrN`` -> ``PFI{12+N}``
 ``co_pulse_term`` is set (``""``: internal only); a running task that counts or clocks on a pin
 a running counter output drives fails at its start (-89137), and :meth:`FakeDaqmx.driven_pins`
 says which pins are driven.
+
+Terminal configurations as on a 63xx: multiplexed cards take RSE, NRSE and DIFF on ai0-7 and
+ai16-23 and only RSE, NRSE on ai8-15 and ai24-31 (DEFAULT means DIFF where DIFF exists, else
+RSE); simultaneous cards (6366, 6368) are DIFF only. Another configuration fails (-200077).
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ from unittest import mock
 
 import numpy as np
 from nidaqmx._base_interpreter import BaseInterpreter
-from nidaqmx.constants import AcquisitionType, FillMode, OverwriteMode, TaskMode
+from nidaqmx.constants import (
+    AcquisitionType,
+    FillMode,
+    OverwriteMode,
+    TaskMode,
+    TerminalConfiguration,
+)
 from nidaqmx.errors import DaqError, DaqReadError
 
 OVERFLOW = -200279
@@ -51,6 +61,8 @@ DEVICE_DOUBLES = {
 TASK_NAME, NUM_CHANS, AVAIL, OVERWRITE = 0x1276, 0x217B, 0x1223, 0x1211
 INPUT_BUF_SIZE, SAMP_CLK_RATE, COUNT_EDGES_TERM, CO_PULSE_FREQ = 0x186C, 0x1344, 0x18C7, 0x1178
 CO_PULSE_TERM = 0x18E1
+AI_TERM_CFG, PHYS_TERM_CFGS = 0x1097, 0x2342
+TERM_BITS = {"RSE": 1, "NRSE": 2, "DIFF": 4, "PSEUDO_DIFF": 8}  # nidaqmx's _TermCfg bitfield
 ROUTE_IN_USE = -89137  # a terminal both driven by a counter output and used as an input
 SIMULTANEOUS, COUNTER_BITS, AI_RANGES, DEVICE_NAMES = 0x298F, 0x299F, 0x2990, 0x193B
 # terminals a counter may count, or make a pulse train from
@@ -74,6 +86,14 @@ class SimulatedCard:
     counter_bits: int = 32
     ai_ranges: tuple[float, ...] = (-10.0, 10.0, -5.0, 5.0, -2.0, 2.0, -1.0, 1.0, -0.2, 0.2)
     external_clocks: dict[str, float] = field(default_factory=dict)  # 'PFI11': Hz
+
+    def terminal_configurations(self, ai: str) -> tuple[str, ...]:
+        """What analog input ``ai`` ('ai8') supports, as on a 63xx."""
+        if self.simultaneous:
+            return ("DIFF",)
+        if int(ai[2:]) % 16 < 8:  # ai0-7, ai16-23 pair with ai8-15, ai24-31
+            return ("RSE", "NRSE", "DIFF")
+        return ("RSE", "NRSE")
 
     def strings(self, what: str) -> str:
         dev = self.name
@@ -132,6 +152,8 @@ class FakeDaqmx:
         "set_chan_attribute_string",
         "get_chan_attribute_string",
         "get_chan_attribute_double",
+        "get_chan_attribute_int32",
+        "get_physical_chan_attribute_int32",
         "cfg_samp_clk_timing",
         "cfg_implicit_timing",
         "get_timing_attribute_double",
@@ -253,14 +275,40 @@ class FakeDaqmx:
         units,
         custom_scale_name,
     ):
+        supported = self.card.terminal_configurations(physical_channel.rsplit("/", 1)[-1])
+        if terminal_config == TerminalConfiguration.DEFAULT.value:
+            in_force = "DIFF" if "DIFF" in supported else "RSE"
+        else:
+            in_force = TerminalConfiguration(terminal_config).name
+            if in_force not in supported:
+                raise DaqError(
+                    "Requested value is not a supported value for this property.\n"
+                    f"Property: AI.TermCfg\nRequested Value: {in_force}\nChannel: "
+                    f"{physical_channel}",
+                    NOT_SUPPORTED_VALUE,
+                )
         self._add_channel(
             task,
             "ai",
             physical_channel,
             name_to_assign_to_channel,
             terminal=terminal_config,
+            in_force=TerminalConfiguration[in_force].value,
             range=(min_val, max_val),
         )
+
+    def get_chan_attribute_int32(self, task, channel, attribute):
+        assert attribute == AI_TERM_CFG, hex(attribute)
+        (entry,) = [c for c in self._task(task).channels if c["name"] == channel]
+        return entry["in_force"]
+
+    def get_physical_chan_attribute_int32(self, physical_channel, attribute):
+        assert attribute == PHYS_TERM_CFGS, hex(attribute)
+        device, _, name = physical_channel.partition("/")
+        card = self._device(device)
+        if name not in card.strings("ai").replace(f"{device}/", "").split(", "):
+            raise DaqError(f"Physical channel {physical_channel!r} does not exist.", -200170)
+        return sum(TERM_BITS[t] for t in card.terminal_configurations(name))
 
     def create_ci_count_edges_chan(
         self, task, counter, name_to_assign_to_channel, edge, initial_count, count_direction

@@ -93,3 +93,42 @@ def test_counters_alone_are_limited_to_a_clock_the_card_can_make(make_streamer, 
         streamer.configure(["PFI8"], StreamingMode.CONTINUOUS, 1000, 50e6)
     streamer.configure(["PFI8"], StreamingMode.CONTINUOUS, 1000, high)
     assert streamer.sample_rate == high
+
+
+# ------------------------------------------------------------------ terminal configurations
+@pytest.mark.parametrize(
+    ("simultaneous", "name", "terminal", "valid"),
+    [
+        (False, "ai8", "DIFF", "['RSE', 'NRSE']"),  # ai8-15 are the negative inputs of ai0-7
+        (True, "ai1", "RSE", "['DIFF']"),  # 6366/6368: differential only
+    ],
+)
+def test_a_terminal_configuration_the_channel_lacks_is_refused_by_name(
+    make_streamer, fake, card, simultaneous, name, terminal, valid
+):
+    card.simultaneous = simultaneous
+    streamer = make_streamer(
+        activate=False,
+        analog_sources=["ai0", name],
+        analog_channel_settings={name: {"terminal": terminal}},
+    )
+    with pytest.raises(ValueError, match="supports") as raised:
+        streamer.on_activate()
+    assert str(raised.value) == (
+        f"option 'analog_channel_settings.{name}.terminal' is '{terminal}': {name} of Dev1 "
+        f"(PCIe-6363) supports {valid}, or DEFAULT (what the card chooses)"
+    )
+    assert not fake.open_tasks()
+
+
+def test_the_terminal_configuration_in_force_is_logged(make_streamer, fake, caplog):
+    """DEFAULT is DIFF on ai0-7 of a 63xx, RSE on ai8-15: the log says which one is in force."""
+    with caplog.at_level("INFO"):
+        make_streamer(
+            analog_sources=["ai0", "ai8", "ai1"],
+            analog_channel_settings={"ai1": {"terminal": "NRSE"}},
+        )
+    (line,) = [r.getMessage() for r in caplog.records if "terminal configuration" in r.getMessage()]
+    assert line.endswith(
+        "terminal configuration in force: ai0 DIFF (DEFAULT), ai8 RSE (DEFAULT), ai1 NRSE"
+    )

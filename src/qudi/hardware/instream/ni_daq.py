@@ -421,6 +421,16 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
 
     def _log_tasks(self, tasks: Tasks) -> None:
         """Say what the driver set up, so the log of a first run on a card shows it."""
+        if tasks.terminals:
+            asked = {name: self._card.analog[name].terminal for name in tasks.terminals}
+            self.log.info(
+                "%s: terminal configuration in force: %s",
+                tasks.device.name,
+                ", ".join(
+                    f"{name} {cfg}" + (" (DEFAULT)" if asked[name] == "DEFAULT" else "")
+                    for name, cfg in tasks.terminals.items()
+                ),
+            )
         if tasks.clock_counter is not None:
             self.log.info(
                 "%s: the sample clock is made by %s at %s Hz; its output terminal: %s",

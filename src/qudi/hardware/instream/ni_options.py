@@ -16,7 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 from qudi.util.constraints import ScalarConstraint
 
-from qudi.hardware.instream.ni_tasks import AnalogInput, Device, read_device, short_name
+from qudi.hardware.instream.ni_tasks import (
+    AnalogInput,
+    Device,
+    read_device,
+    short_name,
+    supported_terminals,
+)
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     SampleTiming,
@@ -324,6 +330,15 @@ def _checked_input(
     terminal = entry.get("terminal", "DEFAULT")
     if not isinstance(terminal, str) or terminal.upper() not in TERMINALS:
         raise option_error(f"{key}.terminal", terminal, f"valid are {list(TERMINALS)}")
+    if terminal.upper() != "DEFAULT":
+        supported = supported_terminals(device.name, name)
+        if terminal.upper() not in supported:
+            raise option_error(
+                f"{key}.terminal",
+                terminal,
+                f"{name} of {device.name} ({device.product_type}) supports {list(supported)}, "
+                "or DEFAULT (what the card chooses)",
+            )
     return AnalogInput(low, high, terminal.upper())
 
 

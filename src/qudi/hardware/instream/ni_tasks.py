@@ -41,6 +41,7 @@ __all__ = [
     "daq_reason",
     "read_device",
     "short_name",
+    "supported_terminals",
 ]
 
 DRIVER_HELP = (
@@ -180,6 +181,16 @@ def read_device(name: str) -> Device:
     )
 
 
+def supported_terminals(device: str, analog_input: str) -> tuple[str, ...]:
+    """The terminal configurations the card supports on one analog input ('RSE', 'DIFF', ...).
+
+    On multiplexed 63xx cards ai8-15 (and ai24-31) are the negative inputs of ai0-7 (ai16-23)
+    and cannot be DIFF; simultaneous cards (6366, 6368, ...) are DIFF only.
+    """
+    channel = nidaqmx.system.PhysicalChannel(f"{device}/{analog_input}")
+    return tuple(t.name for t in channel.ai_term_cfgs)
+
+
 def device_names() -> list[str]:
     """The names of the NI devices present (empty if the driver cannot tell)."""
     try:
@@ -244,6 +255,7 @@ class Tasks:
         self.clock_counter: str | None = None  # the counter that makes the clock, if one does
         self.clock_output: str | None = None  # where the driver says that clock goes ('': nowhere)
         self._clock_terminal = clock_terminal
+        self.terminals: dict[str, str] = {}  # analog input -> configuration the driver set
         self.rate = float(settings.rate)
         self.running = False
         try:
@@ -280,20 +292,26 @@ class Tasks:
             self.rate = float(external_clock[1])
         if ai_names:
             task = self.ai_task = self._new_task(f"{owner}_ai")
+            channels = []
             for name in ai_names:
                 config = analog[name]
-                task.ai_channels.add_ai_voltage_chan(
+                channel = task.ai_channels.add_ai_voltage_chan(
                     f"{dev}/{name}",
                     name_to_assign_to_channel=name,
                     terminal_config=daq.TerminalConfiguration[config.terminal],
                     min_val=config.low,
                     max_val=config.high,
                 )
+                channels.append(channel)
             task.timing.cfg_samp_clk_timing(
                 self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
             )
             self._configure_buffer(task, samples)
             task.control(daq.TaskMode.TASK_VERIFY)  # the driver coerces the rate here
+            # what DEFAULT became: on 63xx DIFF for ai0-7, ai16-23, RSE for the others
+            self.terminals = {
+                n: c.ai_term_cfg.name for n, c in zip(ai_names, channels, strict=True)
+            }
             if not external_clock:
                 self.rate = float(task.timing.samp_clk_rate)
             # the counters count on the analog task's clock, even when an external clock
