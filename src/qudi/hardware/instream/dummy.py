@@ -7,7 +7,7 @@ Example config (copy into the ``hardware:`` section)::
         options:
             channel_names: ['APD', 'analog 1']
             channel_units: ['Hz', 'V']             # a rate unit makes 'counts' counts per second
-            channel_signals: ['counts', 'sine']   # one of 'counts', 'sine', 'ramp', 'noise' each
+            channel_signals: ['counts', 'sine']   # 'counts', 'sine', 'ramp', 'sawtooth', 'noise'
             data_type: 'float64'                   # optional, any numpy number dtype (see below)
             sample_timing: 'CONSTANT'              # optional: 'CONSTANT', 'TIMESTAMP' or 'RANDOM'
             seed: null                             # optional: an integer for reproducible data
@@ -56,7 +56,7 @@ from qudi.util.instream.simulated import SIGNALS, SimulatedSource, signal_needs_
 
 __all__ = ["InStreamDummy"]
 
-SAMPLE_RATE_LIMITS = (0.1, 1e6)  # Hz
+SAMPLE_RATE_LIMITS = (0.1, 1e7)  # Hz: up to 10 MS/s per channel (sawtooth, counts, noise are cheap)
 BUFFER_SIZE_LIMITS = (128, 2**30)  # samples per channel
 
 

@@ -7,8 +7,17 @@ overflow, the acquisition stops at that moment, like a real card's, and the next
 :class:`SourceOverflowError`; nothing is ever overwritten, returned twice or made up.
 
 Signals per channel: ``ramp`` (the sample's absolute index, to prove nothing is lost or
-repeated), ``sine`` (0.5 Hz, amplitude 1), ``counts`` (Poisson counts of a 50 kHz photon flux)
-and ``noise`` (standard normal).
+repeated), ``sawtooth`` (the sample index modulo :func:`sawtooth_period`: 32 768 in int16 and
+wider types, so that an int16 stream at MHz rates can prove the same for as long as it runs),
+``sine`` (0.5 Hz, amplitude 1), ``counts`` (Poisson counts of a 50 kHz photon flux) and
+``noise`` (standard normal).
+
+Generating must cost little next to what a benchmark measures, up to 10 MS/s per channel:
+``sawtooth``, ``counts`` and ``noise`` come from one table of all channels, drawn when the
+acquisition starts (seeded) and repeated: :func:`table_length` samples, a power of two from
+2**15 up to 2**20 (about half a second at the sample rate), so noise and counts repeat after
+that many samples. A read then copies whole rows of the table (a ``memcpy``); only ``ramp``
+and ``sine`` columns are computed per read.
 
 Counts follow the channel's unit: a channel whose unit is a rate (``Hz``, ``c/s``, ``cps``,
 ``counts/s``, ``1/s`` or ``/s``, optionally with the prefix ``k``, ``M`` or ``G``; see
@@ -46,6 +55,8 @@ import numpy as np
 import numpy.typing as npt
 
 from qudi.util.instream.arrays import as_channel_names
+from qudi.util.instream.simulated_clock import SimulatedClock
+from qudi.util.instream.timebase import SampleClock
 
 __all__ = [
     "SIGNALS",
@@ -55,10 +66,16 @@ __all__ = [
     "SourceRangeError",
     "ramp_limit",
     "rate_unit_scale",
+    "sawtooth_period",
     "signal_needs_float",
+    "table_length",
 ]
 
-SIGNALS = ("ramp", "sine", "counts", "noise")
+SIGNALS = ("ramp", "sine", "counts", "noise", "sawtooth")
+_TABLED = ("counts", "noise", "sawtooth")  # generated once per run, then repeated
+_TABLE_SECONDS = 0.5
+_TABLE_LENGTHS = (2**15, 2**20)  # shortest, longest (powers of two)
+_TABLE_BYTES = 64 * 2**20  # a table larger than this is made shorter (not below 2**15)
 TIMINGS = ("CONSTANT", "TIMESTAMP", "RANDOM")
 MODES = ("CONTINUOUS", "FINITE")
 _PHOTON_FLUX_HZ = 50e3
@@ -111,6 +128,49 @@ def ramp_limit(data_type: npt.DTypeLike) -> int:
     return min(2 ** (np.finfo(dtype).nmant + 1), 2**63 - 1)
 
 
+def sawtooth_period(data_type: npt.DTypeLike) -> int:
+    """Samples after which the ``sawtooth`` signal starts again from 0 in ``data_type``.
+
+    Parameters
+    ----------
+    data_type : numpy.typing.DTypeLike
+        An integer or float type.
+
+    Returns
+    -------
+    int
+        The largest power of two up to 32 768 whose values ``0 .. period - 1`` the type holds
+        exactly: 128 in int8, 256 in uint8, 2048 in float16, 32 768 in all other types.
+    """
+    return min(2**15, 2 ** int(math.log2(ramp_limit(data_type) + 1)))
+
+
+def table_length(sample_rate: float, channels: int, itemsize: int) -> int:
+    """Samples in the repeated table of ``counts``, ``noise`` and ``sawtooth`` (module doc).
+
+    Parameters
+    ----------
+    sample_rate : float
+        Samples per second.
+    channels : int
+        Channels per sample (the table holds them all).
+    itemsize : int
+        Bytes per value.
+
+    Returns
+    -------
+    int
+        The power of two next to half a second of samples, within 2**15 .. 2**20, halved
+        while the table would take more than 64 MiB (not below 2**15).
+    """
+    shortest, longest = _TABLE_LENGTHS
+    wanted = max(1, math.ceil(sample_rate * _TABLE_SECONDS))
+    length = min(max(2 ** math.ceil(math.log2(wanted)), shortest), longest)
+    while length > shortest and length * channels * itemsize > _TABLE_BYTES:
+        length //= 2
+    return length
+
+
 def signal_needs_float(signal: str, data_type: npt.DTypeLike) -> bool:
     """Whether ``signal`` (see :data:`SIGNALS`) cannot be held by the integer ``data_type``:
     ``sine`` and ``noise`` take values around -1 to 1."""
@@ -154,6 +214,7 @@ class SimulatedSource:
         sample_timing: str = "CONSTANT",
         timestamps: bool = False,
         seed: int | None = None,
+        clock: SimulatedClock | None = None,
     ):
         signals = tuple(signals) if signals is not None else ("ramp",) * len(channel_names)
         units = tuple(channel_units) if channel_units is not None else ("",) * len(channel_names)
@@ -174,6 +235,8 @@ class SimulatedSource:
                 "use a float type such as 'float32' (integer types suit 'ramp' and 'counts')"
             )
         self._signals = dict(zip(channel_names, signals, strict=True))
+        #: when samples are taken and reach the buffer (None: exactly i / rate after the start)
+        self.clock = clock
         # counts per second in the channel's unit for rate units, counts per sample otherwise
         self._count_scale = {
             ch: rate_unit_scale(unit) for ch, unit in zip(channel_names, units, strict=True)
@@ -193,11 +256,17 @@ class SimulatedSource:
         self._read = 0
         self._ramp_end: float = math.inf  # samples the ramp holds exactly in this run
         self._injected_fault: BaseException | None = None
+        self._table: np.ndarray | None = None  # [samples, channels] of this run (module doc)
 
     # ------------------------------------------------------------------------ settings
     @property
     def has_timestamps(self) -> bool:
         return self.constraints.sample_timing == "TIMESTAMP"
+
+    @property
+    def sample_clock(self) -> SampleClock:
+        """What ticks the samples (a hub reads it: see ``contracts.ClockedSource``)."""
+        return self.clock.sample_clock if self.clock is not None else SampleClock()
 
     @property
     def is_running(self) -> bool:
@@ -240,6 +309,7 @@ class SimulatedSource:
                 f"to {ramp_end - 1}: use a wider data_type or at most {ramp_end} samples"
             )
         self.active_channels = list(channels)
+        self._table = None
         self.streaming_mode = streaming_mode
         self.channel_buffer_size = int(channel_buffer_size)
         self.sample_rate = float(sample_rate)
@@ -256,11 +326,14 @@ class SimulatedSource:
         self._check_values_fit(self.active_channels, self.sample_rate)
         with self._lock:
             self._rng = np.random.default_rng(self._seed)
+            self._table = None  # drawn anew from the seed, at this run's rate
             self._read = 0
             finite = self.streaming_mode == "FINITE"
             self._end_index = self.channel_buffer_size if finite else math.inf
             self._ramp_end = self._ramp_end_of(self.active_channels)
             self._start_time = time.monotonic()
+            if self.clock is not None:  # when samples are taken and arrive (issue 14)
+                self.clock.start(self._start_time, self.sample_rate)
 
     def stop_stream(self) -> None:
         """Stop acquiring; samples already acquired stay readable."""
@@ -357,6 +430,8 @@ class SimulatedSource:
         """Samples acquired since the start (all of them once the acquisition ended)."""
         if self._start_time is None:
             return int(self._end_index)
+        if self.clock is not None:
+            return int(min(self.clock.arrived_by(time.monotonic()), self._end_index))
         elapsed = math.floor((time.monotonic() - self._start_time) * self.sample_rate)
         return int(min(elapsed, self._end_index))
 
@@ -428,19 +503,48 @@ class SimulatedSource:
                 )
 
     def _generate(self, out: np.ndarray, first: int) -> None:
-        index = np.arange(first, first + len(out), dtype=np.float64)
-        integer = out.dtype.kind in "iu"
+        """Samples ``first ..`` into ``out`` [samples, channels]: rows of the run's table,
+        then the ``ramp`` and ``sine`` columns computed."""
+        table = self._table_of_run()
+        if table is not None:
+            done, position = 0, first % len(table)
+            while done < len(out):
+                count = min(len(out) - done, len(table) - position)
+                out[done : done + count] = table[position : position + count]
+                done, position = done + count, 0
         for column, channel in enumerate(self.active_channels):
             signal = self._signals[channel]
             if signal == "ramp":
-                exact = np.arange(first, first + len(out), dtype=np.int64) if integer else index
-                out[:, column] = exact
+                kind = np.int64 if out.dtype.kind in "iu" else np.float64
+                out[:, column] = np.arange(first, first + len(out), dtype=kind)
             elif signal == "sine":
+                index = np.arange(first, first + len(out), dtype=np.float64)
                 out[:, column] = np.sin(index * (2 * np.pi * _SINE_HZ / self.sample_rate))
-            elif signal == "counts":
-                out[:, column] = self._counts(channel, len(out), out.dtype)
-            else:
-                out[:, column] = self._rng.standard_normal(len(out))
+
+    def _table_of_run(self) -> np.ndarray | None:
+        """The repeated table of this run's tabled channels (drawn on first use), None if no
+        channel is tabled."""
+        if self._table is None:
+            columns = [
+                (column, channel)
+                for column, channel in enumerate(self.active_channels)
+                if self._signals[channel] in _TABLED
+            ]
+            if not columns:
+                return None
+            dtype = self._dtype
+            length = table_length(self.sample_rate, len(self.active_channels), dtype.itemsize)
+            table = np.zeros((length, len(self.active_channels)), dtype)
+            for column, channel in columns:
+                signal = self._signals[channel]
+                if signal == "sawtooth":
+                    table[:, column] = np.arange(length) % sawtooth_period(dtype)
+                elif signal == "counts":
+                    table[:, column] = self._counts(channel, length, dtype)
+                else:
+                    table[:, column] = self._rng.standard_normal(length)
+            self._table = table
+        return self._table
 
     def _counts(self, channel: str, count: int, dtype: np.dtype) -> np.ndarray:
         """Photon counts per sample, or per second in the channel's rate unit, within dtype."""
