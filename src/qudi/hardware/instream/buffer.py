@@ -12,6 +12,9 @@ Example config (copy into the ``hardware:`` section; one buffer per consumer)::
                                      # 'shared_memory' (same host) or 'zmq' (any host)
             publish_address: 'tcp://127.0.0.1:*'  # optional: where consumers on other hosts
                                                   # get this buffer's stream (ZeroMQ)
+            # optional, for a streamer on another host that publishes with CURVE keys:
+            # subscribe_key: '~/qudi/instream_keys/laptop.key_secret'  # this host's key pair
+            # publisher_key: '~/qudi/instream_keys/daq-pc.key'  # the streamer host's public key
         connect:
             streamer: 'instream_dummy'
 
@@ -25,6 +28,14 @@ only control calls (configure, start, stop) travel over qudi's remote connection
 come through shared memory on the same host, or over ZeroMQ from another host, where the
 streamer's own ``publish_address`` option says on which address it publishes. The counting
 holds across processes: the streamer stops when the last consumer anywhere stops.
+
+Across hosts the stream is authenticated and encrypted (CURVE) when the streamer has the
+options ``publish_key`` and ``allowed_clients``; this buffer then needs ``subscribe_key`` (its
+host's NAME.key_secret, whose NAME.key is in the streamer's ``allowed_clients`` folder) and
+``publisher_key`` (the streamer host's NAME.key), made with
+``python -m qudi.util.instream.keys new NAME``. The same options as a streamer's
+(``publish_key``, ``allowed_clients``, ``insecure``) apply to this buffer's own
+``publish_address``.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ from qudi.util.instream.contracts import JoinedHub, StreamReader
 from qudi.util.instream.enums import member_name
 from qudi.util.instream.errors import StreamStoppedError
 from qudi.util.instream.hub import MAX_POLL_RATE, MIN_POLL_RATE, check_poll_rate
+from qudi.util.instream.network import ClientKeys
 from qudi.util.instream.sharing import (
     TRANSPORTS,
     StreamShare,
@@ -102,6 +114,9 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
     _allow_overwrite = ConfigOption("allow_overwrite", default=False)
     _max_poll_rate = ConfigOption("max_poll_rate", default=30.0)
     _transport = ConfigOption("transport", default="auto")
+    # CURVE keys to subscribe to a streamer on another host that publishes with keys
+    _subscribe_key = ConfigOption("subscribe_key", default=None)
+    _publisher_key = ConfigOption("publisher_key", default=None)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -128,13 +143,14 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
                 f"option 'transport' is {self._transport!r}: use one of {list(TRANSPORTS)}"
             )
         self.check_publish_address()  # now, not when a host joins
+        keys = self._client_keys()
         streamer = self._streamer()
         self._constraints = None
         hub: JoinedHub
         if is_remote(streamer):
             self._constraints = _constraints_copy(streamer.constraints)
             consumer = f"{self.module_name}@{socket.gethostname()}:{os.getpid()}"
-            hub = join_remote_stream(streamer, consumer, float(rate), self._transport)
+            hub = join_remote_stream(streamer, consumer, float(rate), self._transport, keys)
         else:
             hub = join_module_hub(streamer, self.module_name, float(rate))
         self._hub = hub
@@ -143,6 +159,24 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
         except BaseException:
             self.on_deactivate()  # leave the hub: nothing half-done stays behind
             raise
+
+    def _client_keys(self) -> ClientKeys | None:
+        """The options ``subscribe_key`` and ``publisher_key``, read (both or neither)."""
+        key, server = self._subscribe_key, self._publisher_key
+        if key is None and server is None:
+            return None
+        if key is None or server is None:
+            given, missing = (
+                ("subscribe_key", "publisher_key")
+                if server is None
+                else ("publisher_key", "subscribe_key")
+            )
+            raise ValueError(
+                f"option '{given}' is set but '{missing}' is not: subscribing with CURVE needs "
+                "both, this host's NAME.key_secret file (subscribe_key) and the streamer "
+                "host's NAME.key file (publisher_key)"
+            )
+        return ClientKeys.from_files(key, server, ("subscribe_key", "publisher_key"))
 
     def on_deactivate(self) -> None:
         hub, reader = self._hub, self._reader
@@ -157,7 +191,10 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
     def share_stream(self, consumer: str, max_poll_rate: float = 30.0) -> StreamShare:
         """Let ``consumer`` in another process join the stream this buffer reads (the hub of
         this buffer's streamer), e.g. when that streamer is not a qudi-instream module."""
-        return share_module_stream(self._streamer(), consumer, max_poll_rate, self.publish_address)
+        address, keys, insecure = self.publish_security()
+        return share_module_stream(
+            self._streamer(), consumer, max_poll_rate, address, keys=keys, insecure=insecure
+        )
 
     def _active_hub(self) -> JoinedHub:
         """The hub this buffer joined at activation."""

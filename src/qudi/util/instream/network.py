@@ -5,6 +5,10 @@ The code lives in :mod:`qudi.util.instream.transport` (:mod:`~.transport.publish
 module keeps the names scripts, notebooks and docs import::
 
     from qudi.util.instream.network import StreamPublisher, StreamSubscriber
+
+With CURVE keys (made by ``python -m qudi.util.instream.keys new NAME``), a publisher takes
+``keys=ServerKeys.from_files(secret_file, allowed_folder)`` and a subscriber
+``keys=ClientKeys.from_files(secret_file, server_public_file)``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 from qudi.util.instream.ring import StreamRing
 from qudi.util.instream.stream_format import parse_description
+from qudi.util.instream.transport.curve import MAKE_KEYS, ClientKeys, ServerKeys, is_loopback
 from qudi.util.instream.transport.gaps import Gap
 from qudi.util.instream.transport.publisher import (
     DEFAULT_ADDRESS,
@@ -48,19 +53,23 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_RING_BYTES",
     "DEFAULT_SEND_HWM",
+    "MAKE_KEYS",
     "HAS_TIMESTAMPS",
     "HEADER",
     "MAGIC",
     "MAX_SUBSCRIPTION_BYTES",
     "VERSION",
+    "ClientKeys",
     "Gap",
     "PublisherStats",
     "RemoteSourceError",
+    "ServerKeys",
     "StreamPublisher",
     "StreamReceiver",
     "StreamSubscriber",
     "SubscriberStats",
     "describe_ring",
+    "is_loopback",
     "parse_description",
 ]
 

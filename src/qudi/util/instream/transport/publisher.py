@@ -7,6 +7,11 @@ never holds back the producer, and sends it in the messages of
 socket takes no inbound message over :data:`MAX_SUBSCRIPTION_BYTES`: a peer that sends a bigger
 one is disconnected before ZeroMQ stores it (subscriptions live in a per-byte trie, tens of
 times their size).
+
+With :class:`~qudi.util.instream.transport.curve.ServerKeys` the socket is a CURVE server: only
+clients whose public key is in the allow-list folder get a connection, and everything is
+encrypted (see :mod:`~qudi.util.instream.transport.curve`). Without keys a publisher binds
+loopback only, unless told ``insecure=True``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from qudi.util.instream.hub import HubReader, StreamHub
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.ring import RingState, StreamRing
 from qudi.util.instream.stream_format import encode_description
+from qudi.util.instream.transport.curve import MAKE_KEYS, CurveGuard, ServerKeys, is_loopback
 from qudi.util.instream.transport.wire import CONTROL, DATA, HAS_TIMESTAMPS, pack_header
 
 __all__ = [
@@ -51,6 +57,7 @@ DEFAULT_HEARTBEAT_S = 0.25
 #: a subscriber of this package subscribes to everything, an empty topic).
 MAX_SUBSCRIPTION_BYTES = 4096
 _JOIN_TIMEOUT_S = 10.0
+_REBIND_S = 2.0  # how long one try to bind the endpoint again after a revocation lasts
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class PublisherStats:
     lost: int  # samples the publisher's own reader lost (it was too slow)
     queued_bytes: int  # sample bytes handed to ZeroMQ and not yet released by it
     peak_queued_bytes: int
+    refused: int = 0  # CURVE handshakes refused (a key not in the allow-list)
+    revocations: int = 0  # times the connections were dropped because a key was revoked
 
 
 def _ring_state(ring: StreamRing) -> RingState:
@@ -78,8 +87,8 @@ class StreamPublisher:
         A :class:`StreamHub` (the publisher opens a reader ``name`` on it and starts it, so the
         source runs while it publishes) or a :class:`StreamRing` (e.g. attached by name).
     address
-        ZeroMQ address to bind; loopback with a free port by default. Bind another interface
-        (``tcp://0.0.0.0:5555``) only on a trusted network: there is no authentication.
+        ZeroMQ address to bind; loopback with a free port by default. Another interface
+        (``tcp://0.0.0.0:5555``) needs ``keys``, or ``insecure=True``.
     name
         The name of the publisher's reader, and of its thread.
     send_hwm
@@ -89,11 +98,19 @@ class StreamPublisher:
         Samples per data message (default: about 256 KiB).
     heartbeat
         Seconds between control messages (description and state) when nothing changes.
+    keys
+        The publisher's CURVE keys and allow-list: only allowed clients connect, and the
+        stream is encrypted. A key removed from the allow-list while publishing is refused
+        from then on (the others reconnect at once: their receivers report what they missed).
+    insecure
+        Allow binding an address other hosts can reach without ``keys`` (logged as a warning
+        each time): any host that reaches it can read the stream.
 
     Raises
     ------
     ValueError, TypeError
-        For an argument out of range or of the wrong type.
+        For an argument out of range or of the wrong type, and for an address other hosts can
+        reach without ``keys`` or ``insecure=True``.
     zmq.ZMQError
         If ``address`` cannot be bound.
     """
@@ -107,7 +124,10 @@ class StreamPublisher:
         send_hwm: int = DEFAULT_SEND_HWM,
         chunk_samples: int | None = None,
         heartbeat: float = DEFAULT_HEARTBEAT_S,
+        keys: ServerKeys | None = None,
+        insecure: bool = False,
     ):
+        _check_security(address, keys, insecure, name)
         if not (isinstance(heartbeat, (int, float)) and 0 < heartbeat <= 60):
             raise ValueError(f"heartbeat must be between 0 and 60 s, got {heartbeat!r}")
         if isinstance(send_hwm, bool) or not isinstance(send_hwm, int) or send_hwm < 1:
@@ -143,11 +163,18 @@ class StreamPublisher:
         self._queue_lock = threading.Lock()
         self._stop = threading.Event()
         self._context = zmq.Context()
+        self._guard: CurveGuard | None = None
+        self._revocations = 0
+        self._unbound = False  # dropped its connections and not bound again yet
         try:
+            if keys is not None:
+                self._guard = CurveGuard(self._context, keys, name)
             self._socket = self._context.socket(zmq.PUB)
             self._socket.setsockopt(zmq.LINGER, 0)
             self._socket.setsockopt(zmq.SNDHWM, send_hwm)
             self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
+            if self._guard is not None:
+                self._guard.apply(self._socket)
             self._socket.bind(address)
             self._endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
             if self._hub_reader is not None:
@@ -185,7 +212,14 @@ class StreamPublisher:
             self._reader.lost,
             self._queued,
             self._peak_queued,
+            0 if self._guard is None else self._guard.allow_list.refused,
+            self._revocations,
         )
+
+    @property
+    def public_key(self) -> bytes | None:
+        """The publisher's CURVE public key (Z85), None for a plain publisher."""
+        return None if self._guard is None else self._guard.keys.public
 
     def close(self) -> None:
         """Stop the thread, leave the hub (the source stops if nobody else reads) and unbind."""
@@ -216,7 +250,34 @@ class StreamPublisher:
         socket = getattr(self, "_socket", None)
         if socket is not None:
             socket.close(linger=0)
+        if self._guard is not None:
+            self._guard.close()
         self._context.term()
+
+    def _drop_revoked(self) -> None:
+        """A key left the allow-list: drop every connection (the socket has no per-peer
+        close); each client handshakes again, and the revoked one is refused."""
+        if self._unbound or (self._guard is not None and self._guard.revoked()):
+            if not self._unbound:
+                self._revocations += 1
+                self._socket.unbind(self._endpoint)
+                self._unbound = True
+            # ZeroMQ closes the listener in its I/O thread: the port is free a moment later
+            deadline = time.monotonic() + _REBIND_S
+            while self._unbound and not self._stop.is_set():
+                try:
+                    self._socket.bind(self._endpoint)
+                    self._unbound = False
+                except zmq.ZMQError as exc:
+                    if time.monotonic() > deadline:
+                        log.error("publisher '%s': cannot bind %s again (%s); retrying",
+                                  self.name, self._endpoint, exc)  # fmt: skip
+                        return
+                    self._stop.wait(0.01)
+            log.warning(
+                "publisher '%s': a client key was revoked; connections dropped and re-checked",
+                self.name,
+            )
 
     def _run(self) -> None:
         ring, reported = None, None
@@ -238,6 +299,7 @@ class StreamPublisher:
                 self._drain(reader, next_heartbeat)  # a stop or fault goes after its data
                 state = (_ring_state(ring), 0 if ring.closed else ring.run_epoch)
                 if state != reported or time.monotonic() >= next_heartbeat:
+                    self._drop_revoked()
                     self._send_control(reader, ring, state)
                     reported = state
                     next_heartbeat = time.monotonic() + self._heartbeat
@@ -348,3 +410,27 @@ class StreamPublisher:
             0,
         )
         self._socket.send_multipart([header, description, fault])
+
+
+def _check_security(address: object, keys: object, insecure: object, name: str) -> None:
+    """Refuse plain publishing on an address other hosts can reach unless told ``insecure``."""
+    if not isinstance(insecure, bool):
+        raise TypeError(f"insecure must be True or False, got {insecure!r}")
+    if keys is not None and not isinstance(keys, ServerKeys):
+        raise TypeError(f"keys must be ServerKeys or None, got {type(keys).__name__}")
+    if not isinstance(address, str):
+        raise TypeError(f"address must be a ZeroMQ address string, got {address!r}")
+    if keys is not None or is_loopback(address):
+        return
+    if not insecure:
+        raise ValueError(
+            f"publisher '{name}': binding {address!r} without keys lets any host that reaches it "
+            f"read the stream. Make key pairs with '{MAKE_KEYS}' and pass keys=ServerKeys."
+            "from_files(...), or pass insecure=True on a network you trust"
+        )
+    log.warning(
+        "publisher '%s': publishing on %s WITHOUT authentication or encryption (insecure=True): "
+        "any host that reaches it can read the stream",
+        name,
+        address,
+    )

@@ -19,6 +19,9 @@ A peer is not trusted. What it can and cannot do:
   publishers, or a forger) is rejected and counted, message by message; it is followed only
   once the first has gone quiet or closed. When a stream that was followed before comes back,
   what it sent meanwhile is a gap: nothing vanishes uncounted.
+* With :class:`~qudi.util.instream.transport.curve.ClientKeys` the connection is CURVE: only
+  the publisher that holds the trusted server key gets one, and everything is encrypted; a
+  refused handshake is counted and said (``handshake_failure``).
 * Memory: ZeroMQ refuses frames over ``max_message_bytes``, and ends the connection that sent
   one (the receiver connects again once the stream has been silent for ``silence_timeout``:
   what was sent meanwhile is a gap); the local ring is sized from the publisher's description
@@ -48,8 +51,10 @@ from qudi.util.instream.errors import (
 )
 from qudi.util.instream.ring import RingState, StreamInfo, StreamRing
 from qudi.util.instream.stream_format import parse_description
+from qudi.util.instream.transport.curve import ClientKeys
 from qudi.util.instream.transport.following import Following
 from qudi.util.instream.transport.gaps import GapLog
+from qudi.util.instream.transport.handshakes import HandshakeWatch
 from qudi.util.instream.transport.wire import (
     CONTROL,
     MAX_DESCRIPTION_BYTES,
@@ -124,6 +129,9 @@ class StreamReceiver:
     max_message_bytes
         ZeroMQ refuses frames over this (and disconnects the sender); default: 64 MiB or
         ``max_ring_bytes``, whichever is less, and at least 1 MiB.
+    keys
+        CURVE keys: this subscriber's key pair and the publisher's public key (which the
+        handshake verifies). None for a plain publisher (on loopback, or ``insecure``).
 
     Raises
     ------
@@ -142,7 +150,10 @@ class StreamReceiver:
         silence_timeout: float = 5.0,
         max_ring_bytes: int = DEFAULT_MAX_RING_BYTES,
         max_message_bytes: int | None = None,
+        keys: ClientKeys | None = None,
     ):
+        if keys is not None and not isinstance(keys, ClientKeys):
+            raise TypeError(f"keys must be ClientKeys or None, got {type(keys).__name__}")
         if capacity is not None:
             _check_whole(capacity, "capacity", "a positive number of samples", 1)
         _check_seconds(seconds, "seconds")
@@ -177,12 +188,16 @@ class StreamReceiver:
         self._stop = threading.Event()
         self._described = threading.Event()
         self._context = zmq.Context()
+        self._handshakes: HandshakeWatch | None = None
         try:
             self._socket = self._context.socket(zmq.SUB)
             self._socket.setsockopt(zmq.LINGER, 0)
             self._socket.setsockopt(zmq.RCVHWM, receive_hwm)
             self._socket.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
             self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+            if keys is not None:
+                keys.apply(self._socket)
+            self._handshakes = HandshakeWatch(self._socket)
             self._socket.connect(endpoint)
         except BaseException:
             self._release()
@@ -199,6 +214,11 @@ class StreamReceiver:
         if self._local is None:
             raise StreamError(f"subscriber '{self.name}' has no stream from {self.endpoint} yet")
         return self._local
+
+    @property
+    def handshake_failure(self) -> str | None:
+        """Why the last refused handshake with the publisher failed (None if none did)."""
+        return None if self._handshakes is None else self._handshakes.last_failure
 
     def wait_described(self, timeout: float) -> None:
         """Wait until the publisher's description built the local ring.
@@ -237,6 +257,8 @@ class StreamReceiver:
         while not self._stop.is_set():
             try:
                 if not self._socket.poll(_POLL_MS):
+                    if self._handshakes is not None:  # refused handshakes: only while silent
+                        self._handshakes.check()
                     if time.monotonic() - last_message > self._silence_timeout:
                         self._publisher_silent()
                         self._reconnect()
@@ -339,7 +361,7 @@ class StreamReceiver:
             self.gaps.last_end = control.next_index
             self._following.switch(control.stream, control.next_index, control.next_index)
         elif new_format != self._format:
-            self._format_changed(new_format)
+            _fault_on_new_format(self.ring, self._format, new_format, self.endpoint)
             return False
         else:
             self._continue_with(control, info)
@@ -391,21 +413,6 @@ class StreamReceiver:
                     f"the publisher at {self.endpoint} sent an unusable description: {exc}"
                 )
             self._described.set()
-
-    def _format_changed(self, new_format: tuple) -> None:
-        ring = self.ring
-        if ring.state is RingState.FAULTED:
-            return
-        log.error(
-            "subscriber of %s: the stream's format changed (%s -> %s); open a new subscriber "
-            "to read it",
-            self.endpoint,
-            self._format,
-            new_format,
-        )
-        ring.mark_faulted(
-            StreamFormatError(f"the stream's format changed from {self._format} to {new_format}")
-        )
 
     # ----------------------------------------------------------------------------- samples
     def _data(self, header: Header, frames: list[Any]) -> None:
@@ -481,10 +488,26 @@ class StreamReceiver:
         self._socket.connect(self.endpoint)
 
     def _release(self) -> None:
+        if self._handshakes is not None:
+            self._handshakes.close()
         socket = getattr(self, "_socket", None)
         if socket is not None:
             socket.close(linger=0)
         self._context.term()
+
+
+def _fault_on_new_format(ring: StreamRing, old: object, new: object, endpoint: str) -> None:
+    """A followed stream changed its format: fault the local ring (once); never mix them."""
+    if ring.state is RingState.FAULTED:
+        return
+    log.error(
+        "subscriber of %s: the stream's format changed (%s -> %s); open a new subscriber "
+        "to read it",
+        endpoint,
+        old,
+        new,
+    )
+    ring.mark_faulted(StreamFormatError(f"the stream's format changed from {old} to {new}"))
 
 
 def _check_index(local_end: int, write: int, what: str) -> None:
@@ -505,6 +528,9 @@ def _nothing_usable(receiver: StreamReceiver, timeout: float) -> str:
         f"subscriber '{receiver.name}': no stream description from {receiver.endpoint} within "
         f"{timeout} s"
     )
+    refused = receiver.handshake_failure
+    if refused is not None:
+        return f"{start}: {refused}"
     if not receiver.messages:
         return f"{start} (is a publisher running there, and is the address right?)"
     if receiver.last_rejection is None:

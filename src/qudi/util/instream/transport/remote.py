@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from qudi.util.instream.errors import StreamError, StreamFaultError, StreamNotFoundError
 from qudi.util.instream.hub import HubReader
 from qudi.util.instream.ring import RingState, StreamRing
+from qudi.util.instream.transport.curve import ClientKeys
 from qudi.util.instream.transport.rpc import call, configure_share, stream_id
 from qudi.util.instream.transport.subscribed import SubscribedHub
 
@@ -167,7 +168,11 @@ _places_lock = threading.Lock()
 
 
 def join_remote_stream(
-    streamer: Any, consumer: str, max_poll_rate: float = 30.0, transport: str = "auto"
+    streamer: Any,
+    consumer: str,
+    max_poll_rate: float = 30.0,
+    transport: str = "auto",
+    keys: ClientKeys | None = None,
 ) -> RemoteHub | SubscribedHub:
     """Join the stream of ``streamer``, a qudi-instream module in another process, as
     ``consumer``: through shared memory when it runs on this host, else over ZeroMQ.
@@ -183,6 +188,8 @@ def join_remote_stream(
         Most reads of the source per second, if this consumer starts its pump.
     transport
         ``'auto'``, ``'shared_memory'`` or ``'zmq'``.
+    keys
+        CURVE keys for a streamer that publishes with keys (used over ZeroMQ only).
 
     Raises
     ------
@@ -193,7 +200,8 @@ def join_remote_stream(
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"transport {transport!r} is not one of {list(TRANSPORTS)}")
-    return _join(streamer, consumer, max_poll_rate, functools.partial(_open, transport=transport))
+    opener = functools.partial(_open, transport=transport, keys=keys)
+    return _join(streamer, consumer, max_poll_rate, opener)
 
 
 _Hub = TypeVar("_Hub", bound="RemoteHub | SubscribedHub")
@@ -225,15 +233,15 @@ def _join(
         return hub
 
 
-def _open(share: Any, *, transport: str) -> RemoteHub | SubscribedHub:
+def _open(share: Any, *, transport: str, keys: ClientKeys | None) -> RemoteHub | SubscribedHub:
     if transport == "zmq":
-        return SubscribedHub(share)
+        return SubscribedHub(share, keys)
     try:
         return RemoteHub(share)
     except StreamError:
         if transport == "shared_memory":
             raise
-        return SubscribedHub(share)  # not on this host
+        return SubscribedHub(share, keys)  # not on this host
 
 
 def _give_up_earlier_place(key: tuple[str, str]) -> None:

@@ -34,7 +34,15 @@ from qudi.util.instream.ring import StreamRing
 __all__ = ["REMOTE_ERRORS", "REMOTE_METHODS", "answer", "call", "configure_share", "stream_id"]
 
 #: What a consumer may call on a share.
-REMOTE_METHODS = ("start", "start_publishing", "stop", "configure", "describe", "close")
+REMOTE_METHODS = (
+    "start",
+    "start_publishing",
+    "stop",
+    "configure",
+    "describe",
+    "close",
+    "publish_security",
+)
 #: The errors raised again as their own class on the consumer's side (else StreamError).
 REMOTE_ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls

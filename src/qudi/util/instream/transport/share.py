@@ -19,6 +19,7 @@ import zmq
 
 from qudi.util.instream.hub import HubReader, StreamHub
 from qudi.util.instream.stream_format import encode_description
+from qudi.util.instream.transport.curve import ServerKeys
 from qudi.util.instream.transport.publisher import DEFAULT_ADDRESS, StreamPublisher
 from qudi.util.instream.transport.registry import hubs, module_hub
 from qudi.util.instream.transport.rpc import answer, stream_id
@@ -31,8 +32,12 @@ def share_module_stream(
     consumer: str,
     max_poll_rate: float,
     publish_address: str = DEFAULT_ADDRESS,
+    keys: ServerKeys | None = None,
+    insecure: bool = False,
 ) -> StreamShare:
-    """A :class:`StreamShare` of ``streamer``'s hub for ``consumer`` in another process.
+    """A :class:`StreamShare` of ``streamer``'s hub for ``consumer`` in another process;
+    ``publish_address``, ``keys`` and ``insecure`` are its publisher's (see
+    :class:`~qudi.util.instream.transport.publisher.StreamPublisher`).
 
     Raises
     ------
@@ -46,6 +51,8 @@ def share_module_stream(
             consumer,
             on_close=functools.partial(hubs.leave, hub, consumer),
             publish_address=publish_address,
+            keys=keys,
+            insecure=insecure,
         )
     except BaseException:
         hubs.leave(hub, consumer)
@@ -73,7 +80,9 @@ class StreamShare:
     source stops unless another consumer still runs.
 
     A consumer on another host calls :meth:`start_publishing` instead of :meth:`start`: the
-    share then also publishes the stream over ZeroMQ on ``publish_address`` while it runs.
+    share then also publishes the stream over ZeroMQ on ``publish_address`` while it runs,
+    with CURVE ``keys`` if given (see
+    :class:`~qudi.util.instream.transport.publisher.StreamPublisher` for ``insecure``).
     """
 
     def __init__(
@@ -82,7 +91,10 @@ class StreamShare:
         consumer: str,
         on_close: Callable[[], None] | None = None,
         publish_address: str = DEFAULT_ADDRESS,
+        keys: ServerKeys | None = None,
+        insecure: bool = False,
     ):
+        self._keys, self._insecure = keys, insecure
         self._hub = hub
         # this reader is never read: it only gives the remote consumer its place in the count
         self._reader = hub.open_reader(consumer, allow_overwrite=True)
@@ -121,6 +133,12 @@ class StreamShare:
         if not self._publishers:
             self._publishers.append(self._new_publisher())
         return self._publishers[0].endpoint
+
+    def publish_security(self) -> str:
+        """``'curve <public key>'`` if the stream is published with CURVE keys, else
+        ``'plain'`` (so a consumer can say at once which keys it lacks; the handshake is what
+        verifies them)."""
+        return "plain" if self._keys is None else f"curve {self._keys.public.decode()}"
 
     def describe(self) -> str:
         """The stream's format and meaning, as JSON (see :meth:`StreamRing.description`)."""
@@ -161,9 +179,14 @@ class StreamShare:
     def _new_publisher(self) -> StreamPublisher:
         """A publisher on the port the last one had, so a subscriber's endpoint stays valid."""
         name = f"{self.consumer} zmq"
+        keys, insecure = self._keys, self._insecure
         try:
-            publisher = StreamPublisher(self._hub, self._bind_address, name=name)
+            publisher = StreamPublisher(
+                self._hub, self._bind_address, name=name, keys=keys, insecure=insecure
+            )
         except zmq.ZMQError:  # the port was taken meanwhile: any free one
-            publisher = StreamPublisher(self._hub, self._publish_address, name=name)
+            publisher = StreamPublisher(
+                self._hub, self._publish_address, name=name, keys=keys, insecure=insecure
+            )
         self._bind_address = publisher.endpoint
         return publisher

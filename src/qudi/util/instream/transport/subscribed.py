@@ -18,6 +18,7 @@ import numpy as np
 from qudi.util.instream.errors import StreamError, StreamStoppedError, StreamTimeoutError
 from qudi.util.instream.ring import RingState, StreamRing
 from qudi.util.instream.stream_format import decode_description, parse_description
+from qudi.util.instream.transport.curve import ClientKeys
 from qudi.util.instream.transport.rpc import call, configure_share
 from qudi.util.instream.transport.subscriber import StreamSubscriber
 
@@ -30,13 +31,15 @@ class SubscribedHub:
 
     While the reader runs, the share publishes and a :class:`StreamSubscriber` refills a local
     ring; while it is stopped, :attr:`ring` is an empty ring of the stream's format. Use it in
-    a ``with`` block to leave it however the block ends.
+    a ``with`` block to leave it however the block ends. ``keys`` are the subscriber's CURVE
+    keys, for a share that publishes with keys.
     """
 
     name = None  # no stream in this host's shared memory
 
-    def __init__(self, share: Any):
+    def __init__(self, share: Any, keys: ClientKeys | None = None):
         self._share = share
+        self._keys = keys
         self._idle_ring = _idle_ring(str(call(share, "describe")))
         self._reader: SubscribedReader | None = None
         self._closed = False
@@ -63,7 +66,7 @@ class SubscribedHub:
             raise StreamError("this remote stream was left (closed); join it again")
         if self._reader is not None:
             raise StreamError(f"this remote stream already has a reader ('{self._reader.name}')")
-        self._reader = SubscribedReader(self._share, name, allow_overwrite)
+        self._reader = SubscribedReader(self._share, name, allow_overwrite, self._keys)
         return self._reader
 
     def configure(
@@ -111,8 +114,11 @@ class SubscribedReader:
     one else runs) and a fresh subscriber. Reads, ``available``, ``lost`` and the loss
     policies are those of :class:`StreamSubscriber`."""
 
-    def __init__(self, share: Any, name: str, allow_overwrite: bool):
+    def __init__(
+        self, share: Any, name: str, allow_overwrite: bool, keys: ClientKeys | None = None
+    ):
         self._share = share
+        self._keys = keys
         self.name = name
         self.allow_overwrite = bool(allow_overwrite)
         self._subscriber: StreamSubscriber | None = None
@@ -159,14 +165,15 @@ class SubscribedReader:
         if self.running:
             return
         self._end_subscription()
+        _check_keys(self._share, self._keys)
         endpoint = str(call(self._share, "start_publishing"))
         try:
             self._subscriber = StreamSubscriber(
-                endpoint, name=self.name, allow_overwrite=self.allow_overwrite
+                endpoint, name=self.name, allow_overwrite=self.allow_overwrite, keys=self._keys
             )
         except StreamTimeoutError as exc:
             call(self._share, "stop")
-            raise StreamError(_unreachable(endpoint)) from exc
+            raise StreamError(f"{_unreachable(endpoint)} ({exc})") from exc
         except BaseException:
             with contextlib.suppress(Exception):  # the subscriber's error is the one to see
                 call(self._share, "stop")
@@ -217,6 +224,40 @@ def _idle_ring(description: str) -> StreamRing:
     ring = StreamRing(1024, shape, dtype, timestamps=has_timestamps, info=info)
     ring.mark_stopped()
     return ring
+
+
+def _check_keys(share: Any, keys: ClientKeys | None) -> None:
+    """Say at once which keys a consumer lacks for the share's publisher (what the share
+    says is not trusted: a wrong answer only costs this error, the handshake verifies).
+
+    Raises
+    ------
+    StreamError
+        If the share publishes with CURVE and ``keys`` is None or trusts another server key,
+        or publishes plain and ``keys`` is given.
+    """
+    try:
+        said = str(call(share, "publish_security"))
+    except (StreamError, ValueError):  # a share of an older version: the handshake tells
+        return
+    kind, _, public = said.partition(" ")
+    how = (
+        "give this consumer ClientKeys (a DataInStreamBuffer: the options 'subscribe_key', "
+        "its own NAME.key_secret file, and 'publisher_key', the streamer host's NAME.key file)"
+    )
+    if kind == "curve" and keys is None:
+        raise StreamError(f"the streamer publishes with CURVE keys (server key {public}): {how}")
+    if kind == "curve" and keys is not None and public.encode() != keys.server:
+        raise StreamError(
+            f"the streamer publishes with server key {public}, but this consumer trusts "
+            f"{keys.server.decode()}: copy the streamer host's NAME.key file and name it in "
+            "the option 'publisher_key'"
+        )
+    if kind == "plain" and keys is not None:
+        raise StreamError(
+            "the streamer publishes without keys, but this consumer has keys: give the "
+            "streamer the options 'publish_key' and 'allowed_clients', or drop this consumer's"
+        )
 
 
 def _unreachable(endpoint: str) -> str:

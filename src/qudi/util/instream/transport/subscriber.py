@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from qudi.util.instream.reader import RingReader, check_reader_options
+from qudi.util.instream.transport.curve import ClientKeys
 from qudi.util.instream.transport.gaps import Gap
 from qudi.util.instream.transport.receiver import DEFAULT_MAX_RING_BYTES, StreamReceiver
 
@@ -74,13 +75,17 @@ class StreamSubscriber(RingReader):
     max_message_bytes
         ZeroMQ refuses bigger frames from the publisher (default: 64 MiB or
         ``max_ring_bytes``, whichever is less, at least 1 MiB).
+    keys
+        CURVE keys (:class:`~qudi.util.instream.transport.curve.ClientKeys`): this
+        subscriber's key pair and the publisher's public key; None for a plain publisher.
 
     Raises
     ------
     ValueError, TypeError
         For an option out of range or of the wrong type (nothing is started).
     StreamTimeoutError
-        If no description arrived in time (saying what arrived instead, if anything did).
+        If no description arrived in time (saying what arrived instead, if anything did, or
+        why the publisher refused the connection).
     StreamFormatError, StreamCapacityError
         If the stream cannot be followed here (a format refused, a ring beyond
         ``max_ring_bytes``).
@@ -99,6 +104,7 @@ class StreamSubscriber(RingReader):
         silence_timeout: float = 5.0,
         max_ring_bytes: int = DEFAULT_MAX_RING_BYTES,
         max_message_bytes: int | None = None,
+        keys: ClientKeys | None = None,
     ):
         check_reader_options(name, allow_overwrite)  # before a thread or socket exists
         receiver = StreamReceiver(
@@ -110,6 +116,7 @@ class StreamSubscriber(RingReader):
             silence_timeout=silence_timeout,
             max_ring_bytes=max_ring_bytes,
             max_message_bytes=max_message_bytes,
+            keys=keys,
         )
         receiver.wait_described(timeout)  # closes the receiver if it raises
         try:
