@@ -28,6 +28,7 @@ from __future__ import annotations
 import inspect
 import math
 import threading
+import warnings
 from dataclasses import dataclass, field
 from unittest import mock
 
@@ -40,7 +41,7 @@ from nidaqmx.constants import (
     TaskMode,
     TerminalConfiguration,
 )
-from nidaqmx.errors import DaqError, DaqReadError
+from nidaqmx.errors import DaqError, DaqReadError, DaqWarning
 
 OVERFLOW = -200279
 TIMEOUT = -200284
@@ -48,6 +49,7 @@ RESERVED = -50103
 DUPLICATE_TASK = -200089
 INVALID_TASK = -200088
 NOT_SUPPORTED_VALUE = -200077
+RATE_WARNING = 200011  # an AI rate above the card's limit: the driver warns and acquires
 
 # attribute ids nidaqmx passes to the interpreter (from nidaqmx's generated property code)
 DEVICE_STRINGS = {0x631: "product_type", 0x231E: "ai", 0x2324: "ci", 0x2325: "co", 0x2A40: "terms"}
@@ -448,12 +450,12 @@ class FakeDaqmx:
     def _verify(self, fake: FakeTask) -> None:
         if fake.kind in ("ai", "ci"):
             assert fake.mode is not None, "an input task needs sample clock timing"
-        if fake.kind == "ai" and fake.source == "":
+        if fake.kind == "ai":  # with an external clock: the maximum rate it expects
             count = len(fake.channels)
             limit = self.card.ai_max_single_rate if count == 1 else self.card.ai_max_multi_rate
             limit = limit if count == 1 or self.card.simultaneous else limit / count
-            if fake.rate > limit * (1 + 1e-12):
-                raise DaqError("Requested sample clock rate is not supported.", NOT_SUPPORTED_VALUE)
+            if fake.rate > limit * (1 + 1e-12):  # the driver only warns, and acquires
+                warnings.warn(DaqWarning(_MESSAGES[RATE_WARNING], RATE_WARNING), stacklevel=2)
         if fake.kind == "ci":
             assert all(c["term"] for c in fake.channels), "counter without input terminal"
             self._clock(fake.source)  # an unknown clock fails here, as in the driver
@@ -675,4 +677,8 @@ _MESSAGES = {
         "to read instead of reading all available samples might correct the problem."
     ),
     TIMEOUT: "Some or all of the samples requested have not yet been acquired.",
+    RATE_WARNING: (
+        "Sample rate is above the maximum the device supports for this number of channels; "
+        "the acquisition proceeds, the settling may be insufficient."
+    ),
 }

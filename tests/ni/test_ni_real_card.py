@@ -8,8 +8,11 @@ rate limits, errors named for a scientist, and the driver's reservation rules.
 
 from __future__ import annotations
 
+import nidaqmx
 import numpy as np
 import pytest
+from nidaqmx.constants import TaskMode
+from nidaqmx.errors import DaqWarning
 from ramps import assert_ramps, read_all
 
 from qudi.hardware.instream import ni_tasks
@@ -132,3 +135,41 @@ def test_the_terminal_configuration_in_force_is_logged(make_streamer, fake, capl
     assert line.endswith(
         "terminal configuration in force: ai0 DIFF (DEFAULT), ai8 RSE (DEFAULT), ai1 NRSE"
     )
+
+
+# --------------------------------------------------------------------------- rate limits
+def test_an_analog_rate_over_the_limit_is_refused_by_the_module_not_the_driver(make_streamer, fake):
+    """The driver only warns (200011) and acquires with too little settling time."""
+    streamer = make_streamer()
+    with pytest.raises(ValueError, match=r"outside .* 500000.0 Hz.*2 analog inputs"):
+        streamer.configure(["ai0", "ai1"], StreamingMode.CONTINUOUS, 1000, 6e5)
+    with pytest.warns(DaqWarning, match="200011"):  # the premise: the fake only warns
+        with nidaqmx.Task("over_the_limit") as task:
+            task.ai_channels.add_ai_voltage_chan("Dev1/ai0")
+            task.ai_channels.add_ai_voltage_chan("Dev1/ai1")
+            task.timing.cfg_samp_clk_timing(6e5)
+            task.control(TaskMode.TASK_VERIFY)
+
+
+def test_an_external_clock_faster_than_the_inputs_allow_is_refused(make_streamer, fake, card):
+    """The frequency is DAQmx's "maximum expected rate": a multiplexed card's convert clock is
+    derived from it, so it must be within the card's limit for every input streamed."""
+    card.external_clocks["PFI11"] = 8e5
+    streamer = make_streamer(
+        activate=False,
+        external_sample_clock_source="PFI11",
+        external_sample_clock_frequency=8e5,
+    )
+    with pytest.raises(ValueError) as raised:
+        streamer.on_activate()
+    assert str(raised.value) == (
+        "option 'external_sample_clock_frequency' is 800000.0: Dev1 samples 2 analog inputs "
+        "at up to 500000.0 Hz; give the clock's highest frequency, within that"
+    )
+    assert not fake.open_tasks()
+    streamer = make_streamer(
+        analog_sources=["ai0"],
+        external_sample_clock_source="PFI11",
+        external_sample_clock_frequency=8e5,
+    )
+    assert streamer.sample_rate == 8e5

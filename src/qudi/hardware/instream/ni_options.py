@@ -190,6 +190,7 @@ def checked_options(options: Mapping[str, object]) -> CardOptions:
         options["external_sample_clock_source"],
         options["external_sample_clock_frequency"],
         digital,
+        len(analog),
         device,
     )
     clock_terminal = _checked_clock_terminal(options, digital, external_clock, device)
@@ -359,7 +360,11 @@ def _checked_range(key: str, value: object, device: Device) -> tuple[float, floa
 
 
 def _checked_external_clock(
-    source: object, frequency: object, digital: tuple[str, ...], device: Device
+    source: object,
+    frequency: object,
+    digital: tuple[str, ...],
+    analog_inputs: int,
+    device: Device,
 ) -> tuple[str, float] | None:
     if source is None:
         if frequency is not None:
@@ -386,5 +391,16 @@ def _checked_external_clock(
             "external_sample_clock_frequency",
             frequency,
             "give the external clock's frequency in Hz (above 0)",
+        )
+    # DAQmx takes it as the highest rate to expect: a multiplexed card's convert clock is
+    # derived from it, so a faster clock overruns the converter (-200019)
+    limit = device.max_rate(analog_inputs)
+    if float(frequency) > limit:
+        inputs = f"{analog_inputs} analog inputs" if analog_inputs else "counters alone"
+        raise option_error(
+            "external_sample_clock_frequency",
+            frequency,
+            f"{device.name} samples {inputs} at up to {limit} Hz; give the clock's highest "
+            "frequency, within that",
         )
     return terminal, float(frequency)
