@@ -9,6 +9,10 @@
   :class:`~qudi.util.instream.sharing.RemoteHub` standing in for one in another process).
 * :class:`JoinedHub`: one consumer's place in a hub of any kind (local, remote, subscribed):
   what a consumer such as the qudi buffer module uses, and how it leaves.
+* :class:`ClockedSource`: a source that declares what ticks its samples (optional: a source
+  without ``sample_clock`` runs on its own internal clock).
+* :class:`TimedCursor`: a cursor whose ring (and so its time table) it can name: what an
+  :class:`~qudi.util.instream.aligned_reader.AlignedReader` reads.
 
 Nothing here runs; the classes name the methods each side may call, so that the parts talk
 through these names only.
@@ -25,7 +29,15 @@ if TYPE_CHECKING:
     from qudi.util.instream.hub import HubReader
     from qudi.util.instream.ring import StreamRing
 
-__all__ = ["JoinedHub", "ReaderHost", "StreamCursor", "StreamReader", "StreamSource"]
+__all__ = [
+    "ClockedSource",
+    "JoinedHub",
+    "ReaderHost",
+    "StreamCursor",
+    "StreamReader",
+    "StreamSource",
+    "TimedCursor",
+]
 
 
 class StreamSource(Protocol):
@@ -112,6 +124,30 @@ class StreamCursor(Protocol):
     def latest(self, n: int, *, with_timestamps: bool = False) -> Any: ...
 
     def close(self) -> None: ...
+
+
+class TimedCursor(StreamCursor, Protocol):
+    """A cursor that names its ring: the ring's description and time table say when each
+    sample was taken (see :class:`~qudi.util.instream.stream_clock.StreamClock`)."""
+
+    @property
+    def ring(self) -> StreamRing: ...
+
+
+class ClockedSource(StreamSource, Protocol):
+    """A source that declares its sample clock, read by the hub when it makes the stream's
+    ring and again after each start (for the run's start tick).
+
+    ``sample_clock`` is a :class:`~qudi.util.instream.timebase.SampleClock` or a mapping of
+    its fields (``kind``: ``'internal'``, ``'external'`` or ``'shared'``; ``source``: the
+    terminal or shared clock's name; ``tick_rate``; ``start_trigger``; ``start_tick``). An NI
+    streamer on an external clock says ``{'kind': 'external', 'source': '/Dev1/PFI0'}``; two
+    tasks on ``/Dev1/ai/SampleClock`` both say ``{'kind': 'shared', 'source':
+    '/Dev1/ai/SampleClock', 'start_trigger': '/Dev1/ai/StartTrigger'}``.
+    """
+
+    @property
+    def sample_clock(self) -> Any: ...
 
 
 class StreamReader(StreamCursor, Protocol):

@@ -14,7 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -31,6 +31,8 @@ from qudi.util.instream.errors import (
 from qudi.util.instream.pump import Pump
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.ring import RingState, StreamInfo, StreamRing
+from qudi.util.instream.time_table import now_pair
+from qudi.util.instream.timebase import RunStart, SampleClock
 
 __all__ = [
     "MAX_POLL_RATE",
@@ -274,6 +276,7 @@ def ring_for_source(source: StreamSource, capacity: int, *, shared: bool, name: 
         sample_rate=float(source.sample_rate),
         sample_timing=timing,
         extra={"stream_id": uuid.uuid4().hex},  # tells a replaced ring from the old one
+        sample_clock=replace(declared_clock(source), start_tick=None),  # known at the start
     )
     ring = StreamRing(
         capacity,
@@ -286,6 +289,20 @@ def ring_for_source(source: StreamSource, capacity: int, *, shared: bool, name: 
     )
     ring.mark_stopped()
     return ring
+
+
+def declared_clock(source: object) -> SampleClock:
+    """The sample clock a source declares (its optional ``sample_clock``: a
+    :class:`~qudi.util.instream.timebase.SampleClock` or a mapping of its fields); internal
+    if it declares none or something unreadable (logged)."""
+    declared = getattr(source, "sample_clock", None)
+    try:
+        return SampleClock.from_description(declared)
+    except (TypeError, ValueError) as exc:
+        log.warning(
+            "the source's sample_clock %r is not understood (%s): taken as internal", declared, exc
+        )
+        return SampleClock()
 
 
 class _RunLog(Generic[_T]):
@@ -542,9 +559,11 @@ class StreamHub:
                 return
             first = not self._running
             if first:
+                monotonic_start, utc_start = now_pair()
                 self._source.start_stream()
                 self._ring.mark_running()
                 self._run_starts.remember(self._ring.run_epoch, self._ring.run_start_index)
+                self._record_run_start(monotonic_start, utc_start)
             reader.join_run(self._ring)  # before the pump runs: the first reader misses nothing
             self._running.add(reader)
             if first:
@@ -591,6 +610,21 @@ class StreamHub:
         self._pump = Pump(
             self.name, self._source, self._ring, period, self._on_pump_fault, max_chunk=chunk
         )
+
+    def _record_run_start(self, monotonic_start: float, utc_start: float) -> None:
+        """Write the run's start into the ring's time table (see :class:`RunStart`)."""
+        ring = self._ring
+        if ring.time_table is None:
+            return
+        run = RunStart(
+            run_epoch=ring.run_epoch,
+            first_index=ring.run_start_index,
+            monotonic_start=monotonic_start,
+            utc_start=utc_start,
+            start_call=max(0.0, now_pair()[0] - monotonic_start),
+            start_tick=declared_clock(self._source).start_tick,
+        )
+        ring.time_table.write_run(run)
 
     def _stop_source(self) -> None:
         pump, self._pump = self._pump, None

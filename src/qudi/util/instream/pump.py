@@ -3,10 +3,14 @@
 Each poll asks the source how many samples it holds and reads exactly that many (in chunks that
 fit the ring's contiguous free region) straight into the ring's free slots: no staging copy.
 Between polls the thread sleeps; it never looks at readers, so none can hold it back.
+After each chunk it adds a row to the ring's time table (see
+:mod:`qudi.util.instream.time_table`): the write index, the host's monotonic time, and the
+device time of the chunk's last sample (index / rate, or its timestamp).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -68,6 +72,12 @@ class Pump:
         self._max_chunk = max(1, ring.capacity // 4 if max_chunk is None else max_chunk)
         # a qudi streamer reads an exact count; a minimal source may only read what it has
         self._read_exact = getattr(source, "read_data_into_buffer", None)
+        self._time_table = ring.time_table
+        self._run_first = ring.run_start_index
+        timing = str(ring.info.sample_timing)
+        rate = float(ring.info.sample_rate or 0.0)
+        self._stamped = timing == "TIMESTAMP" and ring.has_timestamps
+        self._rate = rate if timing == "CONSTANT" and rate > 0 else math.nan
         self._stop = threading.Event()
         self.polls: deque[tuple[float, int]] = deque(maxlen=max(4, int(4 / period)))
         self.fault: BaseException | None = None
@@ -134,7 +144,20 @@ class Pump:
             self._ring.publish(got)
             if got <= 0:
                 return
+            self._record_time(got, stamps)
             pending -= got
+
+    def _record_time(self, got: int, stamps: np.ndarray | None) -> None:
+        """A time-table row for the chunk just published (its last sample's device time)."""
+        if self._time_table is None:
+            return
+        host = time.monotonic()
+        index = self._ring.write_index
+        if self._stamped and stamps is not None:
+            device = float(stamps[got - 1])
+        else:
+            device = (index - 1 - self._run_first) / self._rate
+        self._time_table.append(index, host, device)
 
     def _read_into(self, data: np.ndarray, count: int, stamps: np.ndarray | None) -> int:
         """Fill ``count`` samples of the contiguous free region ``data``; returns how many.

@@ -30,6 +30,7 @@ from qudi.util.instream.errors import (
     StreamTimeoutError,
     format_count,
 )
+from qudi.util.instream.stream_clock import StreamClock
 from qudi.util.instream.stream_format import RingState
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class RingReader:
         "_lost",
         "_closed",
         "_fault_epoch_seen",
+        "_clock",
     )
 
     def __init__(
@@ -118,6 +120,7 @@ class RingReader:
         self._closed = False
         # a fault from before this reader existed is not news to it
         self._fault_epoch_seen = ring.run_epoch if ring.state is RingState.FAULTED else -1
+        self._clock: StreamClock | None = None
 
     # ------------------------------------------------------------------------ properties
     @property
@@ -155,6 +158,16 @@ class RingReader:
     def fill(self) -> float:
         """Unread part of the ring, 0.0 (caught up) to 1.0 (about to lose samples)."""
         return self.available / self._ring.capacity if not self._ring.closed else 0.0
+
+    # ------------------------------------------------------------------------------ time
+    @property
+    def clock(self) -> StreamClock:
+        """The time base of this reader's stream: ``clock.time_of(i)``,
+        ``clock.indices_between(t0, t1)`` (a :class:`StreamClock`; ValueError without a
+        time table). It follows a replaced ring."""
+        if self._clock is None or self._clock.ring is not self._ring:
+            self._clock = StreamClock(self._ring)
+        return self._clock
 
     # ----------------------------------------------------------------------------- reads
     def read_into(

@@ -65,6 +65,7 @@ from qudi.util.instream.stream_format import (
     checked_format,
     describe,
 )
+from qudi.util.instream.time_table import DEFAULT_TIME_SLOTS, MAX_TIME_SLOTS, TimeTableBlock
 
 __all__ = ["RingControl", "RingState", "StreamInfo", "StreamRing"]
 
@@ -253,6 +254,9 @@ class StreamRing(RingControl):
         :meth:`attach`.
     name
         The stream's name (default: a unique one); other processes attach by it.
+    time_slots
+        Rows of the ring's time table (its run's start and the writer's (index, host time)
+        rows, see :mod:`qudi.util.instream.time_table`), 0 for none.
 
     Raises
     ------
@@ -273,9 +277,20 @@ class StreamRing(RingControl):
         info: StreamInfo | None = None,
         shared: bool = False,
         name: str | None = None,
+        time_slots: int = DEFAULT_TIME_SLOTS,
     ):
         capacity, sample_shape, dtype, info = checked_format(capacity, sample_shape, dtype, info)
-        layout = RingLayout.plan(capacity, sample_shape, dtype, bool(timestamps), info)
+        if (
+            isinstance(time_slots, bool)
+            or not isinstance(time_slots, int)
+            or not (0 <= time_slots <= MAX_TIME_SLOTS)
+        ):
+            raise ValueError(
+                f"time_slots={time_slots!r}: use a whole number of rows from 0 to {MAX_TIME_SLOTS}"
+            )
+        layout = RingLayout.plan(
+            capacity, sample_shape, dtype, bool(timestamps), info, time_slots=time_slots
+        )
         name = name if name is not None else f"stream_{uuid.uuid4().hex[:12]}"
         block, buf = _allocate(layout, name, bool(shared))
         self._bind(name, block, buf, layout, info, writer=True)
@@ -352,6 +367,13 @@ class StreamRing(RingControl):
             if layout.has_timestamps
             else None
         )
+        self.time_slots = layout.time_slots
+        #: the run's start and the writer's (index, host time) rows; None for a ring without
+        self.time_table: TimeTableBlock | None = (
+            TimeTableBlock(buf, layout.time_offset, layout.time_slots, writer=writer)
+            if layout.time_slots
+            else None
+        )
 
     @property
     def fault_exception(self) -> BaseException | None:
@@ -367,7 +389,7 @@ class StreamRing(RingControl):
         and what a subscriber is told (read it back with
         :func:`~qudi.util.instream.stream_format.parse_description`)."""
         fmt = (self.capacity, self.sample_shape, self.dtype, self.has_timestamps)
-        return {**describe(*fmt, self.info), "name": self.name}
+        return {**describe(*fmt, self.info, self.time_slots), "name": self.name}
 
     def reader(
         self, name: str = "reader", *, allow_overwrite: bool = False, from_oldest: bool = False
@@ -580,6 +602,8 @@ class StreamRing(RingControl):
         self._control = self._control.copy()
         self._data = np.empty((0, *self.sample_shape), self.dtype)
         self._timestamps = None if self._timestamps is None else np.empty(0)
+        if self.time_table is not None:
+            self.time_table.release()
         self._buf = None
         if self._block is not None:
             with contextlib.suppress(BufferError):  # a view is still alive: unmapped at exit

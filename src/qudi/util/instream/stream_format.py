@@ -14,6 +14,12 @@ The ring's header layout (:class:`RingLayout`) is kept here beside the codec::
     1152  metadata: the description as JSON
     ...   data ring    [capacity, *sample_shape]     (64-byte aligned)
     ...   timestamps   [capacity] float64, optional  (64-byte aligned)
+    ...   time table   run start and (index, host, device) rows, optional  (64-byte aligned,
+                       see :mod:`qudi.util.instream.time_table`)
+
+A description may also carry ``sample_clock`` (what ticks the samples, see
+:class:`~qudi.util.instream.timebase.SampleClock`) and ``time_slots`` (rows of the ring's time
+table); both are optional, so older descriptions read as before.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from qudi.util.instream.errors import StreamFormatError
+from qudi.util.instream.time_table import DEFAULT_TIME_SLOTS, MAX_TIME_SLOTS, time_bytes
+from qudi.util.instream.timebase import SampleClock
 
 __all__ = [
     "ALIGN",
@@ -55,6 +63,7 @@ __all__ = [
     "dtype_from_description",
     "encode_description",
     "parse_description",
+    "time_slots_of",
 ]
 
 MAGIC = b"QISTREAM"
@@ -104,6 +113,7 @@ class StreamInfo:
     sample_rate: float | None = None
     sample_timing: str = "CONSTANT"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    sample_clock: SampleClock = SampleClock()
 
 
 # ------------------------------------------------------------------------------ dtypes
@@ -203,8 +213,18 @@ def describe(
     dtype: np.dtype,
     has_timestamps: bool,
     info: StreamInfo,
+    time_slots: int = 0,
 ) -> dict[str, Any]:
-    """A stream's format and meaning as JSON-ready values (see :func:`parse_description`)."""
+    """A stream's format and meaning as JSON-ready values (see :func:`parse_description`).
+
+    ``sample_clock`` is written only if it is not the default (internal) and ``time_slots``
+    only if there is a time table, so that a description without them reads as before.
+    """
+    optional: dict[str, Any] = {}
+    if info.sample_clock != SampleClock():
+        optional["sample_clock"] = info.sample_clock.as_description()
+    if time_slots:
+        optional["time_slots"] = time_slots
     return {
         "dtype": dtype_description(dtype),
         "sample_shape": list(sample_shape),
@@ -215,6 +235,7 @@ def describe(
         "sample_rate": info.sample_rate,
         "sample_timing": info.sample_timing,
         "extra": dict(info.extra),
+        **optional,
     }
 
 
@@ -304,6 +325,7 @@ def parse_description(
             sample_rate=float(rate) if _is_number(rate) else rate,
             sample_timing=description.get("sample_timing", "CONSTANT"),
             extra=extra,
+            sample_clock=SampleClock.from_description(description.get("sample_clock")),
         )
         if any(n < 1 for n in shape) or capacity < 1:
             raise ValueError(
@@ -361,6 +383,11 @@ def check_info(info: StreamInfo, sample_shape: tuple[int, ...]) -> None:
                 f"sample_rate is {rate!r}: use a finite number >= 0 of samples per second, or "
                 "null for unknown"
             )
+    if not isinstance(info.sample_clock, SampleClock):
+        raise TypeError(
+            f"sample_clock is {_short(info.sample_clock)}, not a SampleClock (use "
+            "SampleClock.from_description for its fields)"
+        )
     if not isinstance(info.sample_timing, str):
         raise TypeError(
             f"sample_timing is {_short(info.sample_timing)}, not a name (such as 'CONSTANT')"
@@ -458,6 +485,8 @@ class RingLayout:
     timestamp_offset: int
     total_bytes: int
     metadata: bytes
+    time_offset: int = 0
+    time_slots: int = 0
 
     @classmethod
     def plan(
@@ -468,14 +497,17 @@ class RingLayout:
         has_timestamps: bool,
         info: StreamInfo,
         header_bytes: int | None = None,
+        time_slots: int = DEFAULT_TIME_SLOTS,
     ) -> RingLayout:
         """The layout of a ring of this format (offsets need not be stored: they follow)."""
-        metadata = encode_description(describe(capacity, sample_shape, dtype, has_timestamps, info))
+        described = describe(capacity, sample_shape, dtype, has_timestamps, info, time_slots)
+        metadata = encode_description(described)
         if header_bytes is None:
             header_bytes = _aligned(METADATA_OFFSET + len(metadata))
         sample_bytes = math.prod(sample_shape) * dtype.itemsize
         timestamp_offset = _aligned(header_bytes + capacity * sample_bytes)
-        total = timestamp_offset + (8 * capacity if has_timestamps else 0)
+        time_offset = _aligned(timestamp_offset + (8 * capacity if has_timestamps else 0))
+        total = time_offset + time_bytes(time_slots)
         return cls(
             capacity,
             sample_shape,
@@ -485,6 +517,8 @@ class RingLayout:
             timestamp_offset,
             total,
             metadata,
+            time_offset,
+            time_slots,
         )
 
     @classmethod
@@ -516,15 +550,33 @@ class RingLayout:
             raw = bytes(buf[METADATA_OFFSET : METADATA_OFFSET + metadata_bytes])  # no view kept
             meta = decode_description(raw, "metadata")
             (dtype, sample_shape, has_timestamps), info, capacity = parse_description(meta)
+            slots = time_slots_of(meta)
         except (StreamFormatError, *_BAD_DESCRIPTION) as exc:
             raise StreamFormatError(f"'{name}' has a corrupted header ({exc})") from None
-        layout = cls.plan(capacity, sample_shape, dtype, has_timestamps, info, header_bytes)
+        layout = cls.plan(capacity, sample_shape, dtype, has_timestamps, info, header_bytes, slots)
         if layout.total_bytes > len(buf):
             raise StreamFormatError(
                 f"'{name}' has a corrupted header: its format needs {layout.total_bytes} bytes, "
                 f"the block has {len(buf)}"
             )
         return layout, info
+
+
+def time_slots_of(description: Mapping[str, Any]) -> int:
+    """Rows of the time table a description declares (0, none, if it declares none).
+
+    Raises
+    ------
+    StreamFormatError
+        If ``time_slots`` is not a whole number from 0 to 65536.
+    """
+    slots = description.get("time_slots", 0)
+    if isinstance(slots, bool) or not isinstance(slots, int) or not 0 <= slots <= MAX_TIME_SLOTS:
+        raise StreamFormatError(
+            f"bad field: time_slots is {_short(slots)}: use a whole number from 0 to "
+            f"{MAX_TIME_SLOTS}"
+        )
+    return slots
 
 
 # ------------------------------------------------------------------- a writer's format
