@@ -7,6 +7,8 @@ triggers of a 1 MS/s stream take a second of CI; benchmarks/stream_kinds.py meas
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -194,3 +196,46 @@ def test_bad_window_arguments_are_refused(kwargs, match):
             TriggeredReader(ring.reader("x"), digital_edge(0), **kwargs)
     with pytest.raises(ValueError, match="edge is 'up'"):
         LevelTrigger(0, 1.0, "up")
+
+
+def test_a_trigger_too_near_the_first_sample_is_counted_too_early_not_missed():
+    line = np.zeros(200)
+    line[[5, 50, 120]] = 1
+    data = np.column_stack((line, np.arange(200, dtype=np.float64)))
+    with StreamRing(1024, (2,), np.float64, info=INFO) as ring:
+        ring.write(data[:30])  # written before the reader: not its stream
+        tr = TriggeredReader(ring.reader("late"), digital_edge(0), pre=10, post=10)
+        ring.write(data[30:])
+        # the reader's first sample is 30: the edge at 50 is fine, none lies before 40
+        assert tr.poll().trigger_index.tolist() == [50, 120]
+        assert (tr.stats.too_early, tr.stats.missed) == (0, 0)
+    with StreamRing(1024, (2,), np.float64, info=INFO) as ring:
+        tr = TriggeredReader(ring.reader("early"), digital_edge(0), pre=10, post=10)
+        ring.write(data)
+        assert tr.poll().trigger_index.tolist() == [50, 120]
+        assert (tr.stats.too_early, tr.stats.missed, tr.stats.triggers) == (1, 0, 3)
+
+
+def test_a_hub_reader_started_after_the_triggered_reader_was_made_cuts_true_windows():
+    source = HandFedSource(channels=("a", "b"), sample_rate=1e5)
+    with StreamHub(source, name="late_start_hub", shared=False, max_poll_rate=200) as hub:
+        other = hub.open_reader("other")
+        other.start()
+        source.feed(1000)  # the stream runs on before the scope starts
+        _wait_for(lambda: hub.ring.write_index == 1000)
+        scope = hub.open_reader("scope")
+        tr = TriggeredReader(scope, LevelTrigger(0, 1500.5), pre=5, post=5)
+        scope.start()
+        source.feed(2000)
+        windows = tr.read(timeout=10.0)
+        assert windows.trigger_index.tolist() == [1501]
+        np.testing.assert_array_equal(windows.data[0, :, 1], np.arange(1496, 1506))
+        scope.close()
+        other.close()
+
+
+def _wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)

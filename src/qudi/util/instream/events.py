@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,9 +84,9 @@ def bin_rates(
 class PoissonEvents:
     """Photon arrivals: one Poisson process per channel, merged in time order.
 
-    The events of each millisecond block ``b`` are drawn from a generator seeded by
-    ``(seed, b)``, so the stream is the same however it is read, and a test can draw the
-    expected events of any span with :meth:`between`.
+    The events of each millisecond block ``b`` are drawn from a counter-based generator keyed
+    by ``seed`` and counting from ``b``, so the stream is the same however it is read, and a
+    test can draw the expected events of any span with :meth:`between`.
 
     Parameters
     ----------
@@ -107,16 +108,21 @@ class PoissonEvents:
             raise ValueError(f"seed is {seed!r}: use an integer >= 0")
         self.rates = rates_array
         self.total_rate = float(rates_array.sum())
-        self._p = rates_array / self.total_rate
+        self._cdf = np.cumsum(rates_array / self.total_rate)
+        self._cdf[-1] = 1.0
         self.seed = seed
 
     def block(self, b: int) -> np.ndarray:
         """The events of block ``b`` (times ``b * 1 ms`` to ``(b + 1) * 1 ms``), in order."""
-        rng = np.random.default_rng([self.seed, b])
+        # a counter-based generator per block: cheap to make, and the blocks' numbers never
+        # overlap (block b counts from 2**128 * b)
+        rng = np.random.Generator(np.random.Philox(key=self.seed, counter=[0, 0, b, 0]))
         count = int(rng.poisson(self.total_rate * BLOCK_S))
         out = np.empty(count, EVENT_DTYPE)
-        out["time"] = (b + np.sort(rng.random(count))) * BLOCK_S
-        out["channel"] = rng.choice(len(self._p), count, p=self._p) if len(self._p) > 1 else 0
+        # sorted uniform times in O(n): partial sums of exponentials over their total
+        spacing = np.cumsum(rng.standard_exponential(count + 1))
+        out["time"] = (b + spacing[:-1] / spacing[-1]) * BLOCK_S
+        out["channel"] = np.searchsorted(self._cdf, rng.random(count), side="right")
         out["value"] = 1.0
         return out
 
@@ -186,8 +192,9 @@ class EventSource:
         self._lock = threading.Lock()
         self._start: float | None = None
         self._next_block = 0
-        self._pending = np.empty(0, EVENT_DTYPE)
-        self._taken = 0  # of the pending events
+        self._queue: deque[np.ndarray] = deque()  # drawn, not yet read: blocks of events
+        self._taken = 0  # events of the first queued block already read
+        self._waiting = 0
         self._fault: BaseException | None = None
 
     # ------------------------------------------------------------------------ settings
@@ -218,8 +225,8 @@ class EventSource:
         with self._lock:
             self._start = self._clock()
             self._next_block = 0
-            self._pending = np.empty(0, EVENT_DTYPE)
-            self._taken = 0
+            self._queue.clear()
+            self._taken = self._waiting = 0
             self._fault = None
 
     def stop_stream(self) -> None:
@@ -261,27 +268,37 @@ class EventSource:
         if self._fault is not None:
             fault, self._fault = self._fault, None
             raise fault
-        waiting = len(self._pending) - self._taken
         if self._start is None:
-            return waiting
+            return self._waiting
         due = math.floor((self._clock() - self._start) / BLOCK_S + 1e-9)  # float error
         if due > self._next_block:
             fresh = self.events.between(self._next_block, due)
             self._next_block = due
-            if waiting + len(fresh) > self.channel_buffer_size:
+            room = self.channel_buffer_size - self._waiting
+            if len(fresh) > room:
                 self._start = None
-                keep = self.channel_buffer_size - waiting
-                self._pending = np.concatenate((self._pending[self._taken :], fresh[:keep]))
-                self._taken = 0
+                self._queue.append(fresh[:room])
+                self._waiting += room
                 raise EventSourceOverflowError(
                     f"the event buffer of {self.channel_buffer_size} events overflowed (it was "
                     "not read fast enough) and the source stopped"
                 )
-            self._pending = np.concatenate((self._pending[self._taken :], fresh))
-            self._taken = 0
-        return len(self._pending) - self._taken
+            self._queue.append(fresh)
+            self._waiting += len(fresh)
+        return self._waiting
 
     def _take(self, out: np.ndarray, count: int) -> int:
-        out[:count] = self._pending[self._taken : self._taken + count]
-        self._taken += count
+        """Move ``count`` waiting events (the caller checked they wait) into ``out``."""
+        done = 0
+        queue = self._queue
+        while done < count:
+            head = queue[0]
+            step = min(count - done, len(head) - self._taken)
+            out[done : done + step] = head[self._taken : self._taken + step]
+            done += step
+            self._taken += step
+            if self._taken == len(head):
+                queue.popleft()
+                self._taken = 0
+        self._waiting -= count
         return count

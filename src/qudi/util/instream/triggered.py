@@ -154,13 +154,20 @@ class TriggeredWindows:
 @dataclass
 class TriggerStats:
     """What became of every trigger found (``triggers`` = ``windows`` + ``held_off`` +
-    ``missed`` + pending), the windows that overlap the one before, and samples lost."""
+    ``missed`` + ``too_early`` + pending), the windows that overlap the one before, and
+    samples lost.
+
+    ``missed``: windows that needed samples lost while the reader was behind, or an index
+    handed in after its samples were gone; ``too_early``: triggers less than ``pre`` samples
+    after the reader's first sample (their windows would begin before it).
+    """
 
     triggers: int = 0
     windows: int = 0
     held_off: int = 0
     overlapping: int = 0
     missed: int = 0
+    too_early: int = 0
     lost: int = 0
 
 
@@ -212,6 +219,7 @@ class TriggeredReader:
         self._last_window: int | None = None
         self._lost_seen = reader.lost
         self._fresh = 0  # samples of the last piece read, not yet scanned for triggers
+        self._origin: int | None = None  # the first sample read: nothing came before it
 
     @property
     def reader(self) -> Any:
@@ -265,9 +273,16 @@ class TriggeredReader:
             self._gap(reader.position)
             room = self._buf[: self._chunk]
             got = reader.read_available_into(room)
-        if reader.lost != self._lost_seen:  # an allowed loss, before this piece
-            self._gap(reader.position - got)
+        first = reader.position - got
+        loss = reader.lost != self._lost_seen
+        moved = got > 0 and first != self._buf_start + self._held and not loss
+        if loss or moved:
+            # an allowed loss before this piece, or the reader moved on by itself (a hub
+            # reader's start puts it at the newest sample of a new run): the history ends
+            self._gap(first)
             self._buf[:got] = room[:got]
+        if got and (moved or self._origin is None):
+            self._origin = first  # nothing came before this sample
         self._held += got
         self._fresh = got
         return got
@@ -299,7 +314,9 @@ class TriggeredReader:
         triggers = self._pending
         early = triggers - self.pre < start  # its pre samples are gone (a late index)
         if early.any():
-            self.stats.missed += int(early.sum())
+            before_origin = int((triggers[early] - self.pre < (self._origin or 0)).sum())
+            self.stats.too_early += before_origin
+            self.stats.missed += int(early.sum()) - before_origin
             triggers = triggers[~early]
         complete = triggers + self.post <= start + held
         ready, self._pending = triggers[complete], triggers[~complete]
