@@ -18,6 +18,10 @@ recorded channels, the recorded rate only, and ``FINITE`` mode to play the first
 :attr:`RecordingReplayStreamer.replay_finished` says when). Every start plays from the first
 sample.
 
+Faster than real time, give the buffers room: a hub sizes its ring by the stream's (recorded)
+rate, so at ``speed: 10`` configure a ``channel_buffer_size`` ten times what a consumer of the
+live stream would need (the logic asks for its ``channel_buffer_size`` option, 1 Mi samples).
+
 Recorded gaps come back where they were: ``lost_samples`` grows by a gap's count when playback
 passes it (and at ``speed`` > 0 the gap is a silence as long as the lost samples took). The
 markers of a session's first stream are listed by :meth:`RecordingReplayStreamer.played_markers`
@@ -96,7 +100,7 @@ class RecordingReplayStreamer(SharedStreamer, DataInStreamInterface):
             replay.close()
             raise option_error("file_path", path, "the stream has no sample rate to replay at")
         rate = float(recorded.sample_rate)
-        default_size = int(min(max(BUFFER_SIZE_LIMITS[0], replay.rows), 1024**2))
+        default_size = 1024**2  # as the dummy's: at x10 of 10 kS/s, 10 s of slack
         self._constraints = DataInStreamConstraints(
             channel_units=dict(zip(recorded.channel_names, recorded.channel_units, strict=True)),
             sample_timing=recorded.sample_timing,

@@ -27,6 +27,8 @@ import numpy as np
 
 from qudi.util.instream.recording_file import FILE_FORMAT
 from qudi.util.instream.session_file import SESSION_FORMAT
+from qudi.util.instream.session_time import ROW_DTYPE, recorded_stream_time
+from qudi.util.instream.timebase import StreamTime
 
 __all__ = ["RecordedStream", "Session", "open_session", "stream_indices"]
 
@@ -98,9 +100,14 @@ class RecordedStream:
 
     @property
     def time_table(self) -> np.ndarray:
-        """``[rows, 2]`` float64 (sample index, host monotonic s); empty if none was kept."""
+        """``[rows]`` (index, host, device) records; empty if none was kept."""
         table = self.group.get("time_table")
-        return np.empty((0, 2)) if table is None else table[...]
+        return np.empty(0, ROW_DTYPE) if table is None else table[...]
+
+    def stream_time(self) -> StreamTime | None:
+        """When each sample was taken, as the live readers' time model has it (from the
+        stored time base and time table); None without a time table."""
+        return recorded_stream_time(self.time_base, self.time_table, self.sample_rate)
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Rows ``start:stop`` of data and timestamps (None without), within :attr:`rows`.

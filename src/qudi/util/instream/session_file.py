@@ -13,11 +13,13 @@ File layout::
     /streams/<label>/data        [samples, *sample_shape], the ring's dtype
     /streams/<label>/timestamps  [samples] float64, only if the stream carries timestamps
     /streams/<label>/gaps        [gaps, 2] int64 (row in data where samples are missing, count)
-    /streams/<label>/time_table  [rows, 2] float64 (sample index, host monotonic s)
+    /streams/<label>/time_table  [rows] (index i8, host f8, device f8): by host monotonic time
+                            ``host`` the samples before ``index`` had been taken, the last at
+                            ``device`` s of the stream's clock (see qudi.util.instream.timebase)
     /streams/<label>/counts      [3] int64 (rows in data, samples lost, gap rows), live
     /streams/<label>  attributes stream_name, reader_name, channel_names, channel_units,
                             sample_rate, sample_timing, stream_info_extra, dtype, sample_shape,
-                            first_sample_index, time_base (JSON, the stream's time base)
+                            first_sample_index, time_base (JSON: sample_clock, run start)
 
 Sample index ``first_sample_index + row + (samples lost before row)`` is the stream's own
 index of ``data[row]``, the index its time table and the markers use.
@@ -55,6 +57,7 @@ from qudi.util.instream.recording_file import (
     now_iso,
     string_array,
 )
+from qudi.util.instream.time_table import ROW_DTYPE
 
 __all__ = [
     "MARKER_DTYPE",
@@ -171,7 +174,7 @@ class StreamTrack:
             "gaps", shape=(0, 2), maxshape=(None, 2), dtype=np.int64, chunks=(256, 2)
         )
         self.time_table = group.create_dataset(
-            "time_table", shape=(0, 2), maxshape=(None, 2), dtype=np.float64, chunks=(1024, 2)
+            "time_table", shape=(0,), maxshape=(None,), dtype=ROW_DTYPE, chunks=(1024,)
         )
         self.counts = group.create_dataset("counts", data=np.zeros(3, np.int64))
         info = ring.info
@@ -207,7 +210,7 @@ class StreamTrack:
         self.lost += lost
 
     def append_time_rows(self, rows: np.ndarray) -> None:
-        """Append (sample index, host monotonic time) pairs to the time table."""
+        """Append time-table rows (:data:`~qudi.util.instream.time_table.ROW_DTYPE`)."""
         if len(rows):
             start = self._table_rows
             self.time_table.resize(start + len(rows), axis=0)

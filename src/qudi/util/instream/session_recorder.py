@@ -104,7 +104,7 @@ class _Stream:
         self.stamps: np.ndarray | None = None
         self.track: StreamTrack
         self.lost_at_start = 0
-        self.table_since = 0  # the next time-table sample index to copy
+        self.table_since = 0  # the next time-table row to copy (counted ever)
         self.ended = False
 
 
@@ -296,7 +296,7 @@ class SessionRecorder:
                 )
                 stream.lost_at_start = stream.reader.lost
                 stream.track = self._file.tracks[stream.label]
-                stream.table_since = stream.reader.position
+                stream.table_since = 0  # every row of the run: the fit wants them all
             self._started_at = self._next_flush = time.monotonic()
             self._status = RecordingStatus.RECORDING
             self._thread = threading.Thread(
@@ -465,10 +465,8 @@ class SessionRecorder:
 
     def _copy_time_tables(self) -> None:
         for stream in self._streams:
-            rows = time_table_rows(stream.reader.ring, stream.table_since)
-            if len(rows):
-                stream.track.append_time_rows(rows)
-                stream.table_since = int(rows[-1, 0]) + 1
+            rows, stream.table_since = time_table_rows(stream.reader.ring, stream.table_since)
+            stream.track.append_time_rows(rows)
 
     def _flush_if_due(self) -> None:
         now = time.monotonic()

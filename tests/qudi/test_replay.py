@@ -1,0 +1,259 @@
+"""A session of three streams, recorded, then replayed at x10 by RecordingReplayStreamer into
+two buffers and a logic that records it again: every sample and timestamp as in the file,
+gaps and markers where they were.
+
+The session is recorded for ``QUDI_INSTREAM_SESSION_SECONDS`` (3 s by default, to keep CI
+short; the issue's 60 s run: ``QUDI_INSTREAM_SESSION_SECONDS=60 pytest tests/qudi/test_replay.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.qudi.conftest import qudi_with_modules
+
+from qudi.util.instream import StreamHub, StreamInfo, StreamRing
+from qudi.util.instream.session import open_session
+from qudi.util.instream.session_recorder import SessionRecorder
+from qudi.util.instream.simulated import SimulatedSource
+
+RECORD_S = float(os.environ.get("QUDI_INSTREAM_SESSION_SECONDS", "3"))
+SPEED = 10.0
+WAVEMETER = StreamInfo(("wavelength",), ("nm",), 10.0, "TIMESTAMP")
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout} s"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def session_path(tmp_path_factory) -> Path:
+    """counter (1 kS/s, CONSTANT, ramp = index) and analog (100 S/s, TIMESTAMP) from simulated
+    cards through real hubs, a 10 S/s 'wavemeter' fed by hand with one gap of 14 samples;
+    a marker at the start and one halfway."""
+    path = tmp_path_factory.mktemp("replay_session") / "session.h5"
+    counter = SimulatedSource(("ramp", "apd"), ("ramp", "counts"), channel_units=("", "c/s"))
+    analog = SimulatedSource(("ramp", "sine"), sample_rate=100.0, sample_timing="TIMESTAMP")
+    with (
+        StreamHub(counter, name="replay_rec_counter", shared=False) as counter_hub,
+        StreamHub(analog, name="replay_rec_analog", shared=False) as analog_hub,
+        StreamRing(16, (1,), timestamps=True, info=WAVEMETER) as wavemeter,
+    ):
+        readers = {
+            "counter": counter_hub.open_reader("rec"),
+            "analog": analog_hub.open_reader("rec"),
+            "wavemeter": wavemeter.reader("rec", allow_overwrite=True),
+        }
+        readers["counter"].start()
+        readers["analog"].start()
+        recorder = SessionRecorder(readers, path, poll_interval=0.3)
+        recorder.start()
+        recorder.add_marker("start")
+        stamps = np.arange(35) * 0.1
+        wavemeter.write(np.arange(5.0)[:, None], stamps[:5])
+        _wait(lambda: recorder.samples_written["wavemeter"] == 5, 5, "the first wavemeter rows")
+        time.sleep(0.02)  # into the recorder's (long) poll wait
+        wavemeter.write(np.arange(5.0, 35.0)[:, None], stamps[5:])  # 14 overwritten unread
+        _wait(lambda: recorder.samples_written["wavemeter"] == 21, 5, "the last wavemeter rows")
+        time.sleep(RECORD_S / 2)  # the session's length: a chosen duration, not a wait
+        recorder.add_marker("halfway")
+        time.sleep(RECORD_S / 2)
+        summary = recorder.stop()
+    assert summary.error is None and summary.lost["wavemeter"] == 14
+    assert summary.lost["counter"] == summary.lost["analog"] == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def original(session_path):
+    with open_session(session_path) as session:
+        streams = {label: s.read(0, s.rows) for label, s in session.streams.items()}
+        gaps = {label: s.gaps.tolist() for label, s in session.streams.items()}
+        return streams, gaps, session.marker_list()
+
+
+@pytest.fixture(scope="module")
+def replay_qudi(qudi, qudi_home, tmp_path_factory, session_path):
+    config = tmp_path_factory.mktemp("replay_cfg") / "replay.cfg"
+    replays = "".join(
+        f"""
+    replay_{label}:
+        module.Class: 'instream.replay.RecordingReplayStreamer'
+        options:
+            file_path: '{session_path}'
+            stream: '{label}'
+            speed: {SPEED}
+"""
+        for label in ("counter", "analog", "wavemeter")
+    )
+    buffers = "".join(
+        f"""
+    {name}:
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        connect:
+            streamer: '{streamer}'
+"""
+        for name, streamer in (
+            ("replay_buffer1", "replay_counter"),
+            ("replay_buffer2", "replay_counter"),
+            ("replay_analog_buffer", "replay_analog"),
+            ("replay_wavemeter_buffer", "replay_wavemeter"),
+        )
+    )
+    bad = f"""
+    replay_bad_path:
+        module.Class: 'instream.replay.RecordingReplayStreamer'
+        options:
+            file_path: '{session_path}.missing'
+    replay_bad_speed:
+        module.Class: 'instream.replay.RecordingReplayStreamer'
+        options:
+            file_path: '{session_path}'
+            speed: 0
+    replay_bad_stream:
+        module.Class: 'instream.replay.RecordingReplayStreamer'
+        options:
+            file_path: '{session_path}'
+            stream: 'camera'
+"""
+    config.write_text(
+        f"""global:
+    startup_modules: []
+hardware:{replays}{buffers}{bad}
+logic:
+    replay_logic:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        options:
+            recording_format: 'session'
+            recording_streams: ['replay_counter', 'replay_wavemeter']
+        connect:
+            streamer: 'replay_analog_buffer'
+"""
+    )
+    with qudi_with_modules(None, qudi_home, config) as app:
+        yield app
+
+
+def drain(buffer, channels: int, stamped: bool, out: list, stamps_out: list) -> None:
+    data = np.empty((4096, channels))
+    stamps = np.empty(4096) if stamped else None
+    got = buffer.read_available_data_into_buffer(data, stamps)
+    if got:
+        out.append(data[:got].copy())
+        if stamped:
+            stamps_out.append(stamps[:got].copy())
+
+
+def test_replayed_at_x10_into_two_buffers_and_a_logic_as_recorded(
+    replay_qudi, activate, original, qtbot
+):
+    streams, gaps, markers = original
+    buffer1, buffer2 = activate("replay_buffer1"), activate("replay_buffer2")
+    wave_buffer = activate("replay_wavemeter_buffer")
+    logic = activate("replay_logic")
+    counter, wavemeter = activate("replay_counter"), activate("replay_wavemeter")
+    assert counter.active_channels == ["ramp", "apd"] and counter.sample_rate == 1000.0
+    assert counter.constraints.channel_units == {"ramp": "", "apd": "c/s"}
+    assert wavemeter.constraints.sample_timing.name == "TIMESTAMP"
+    logic.set_trace_settings(data_rate=100.0, oversampling_factor=1)
+
+    # the hub sizes its ring by the recorded rate: at x10 a ring of 10 times the seconds
+    buffer1.configure(["ramp", "apd"], "CONTINUOUS", 1 << 16, 1000.0)
+    got = {"b1": ([], []), "b2": ([], []), "wave": ([], [])}
+    buffer1.start_stream()
+    buffer2.start_stream()
+    wave_buffer.start_stream()
+    logic.start_recording()  # starts reading the analog replay, records all three
+    assert logic.recording_info["running"]
+    replays = [counter, wavemeter, activate("replay_analog")]
+
+    def drained() -> bool:
+        drain(buffer1, 2, False, *got["b1"])
+        drain(buffer2, 2, False, *got["b2"])
+        drain(wave_buffer, 1, True, *got["wave"])
+        return all(r.replay_finished for r in replays) and not any(
+            b.available_samples for b in (buffer1, buffer2, wave_buffer)
+        )
+
+    qtbot.waitUntil(drained, timeout=int(30_000 + 1000 * RECORD_S / SPEED * 3))
+    rows = len(streams["analog"][0])
+    qtbot.waitUntil(lambda: logic.recording_info["samples"] >= rows, timeout=10_000)
+    path = logic.stop_recording()
+    assert len(logic.trace_data[0]) > 0  # the logic's trace got the replay too
+
+    # every sample of each buffer, in order, as in the file (from the sample it started at)
+    counter_data = streams["counter"][0]
+    for name in ("b1", "b2"):
+        data = np.concatenate(got[name][0])
+        first = int(data[0, 0])
+        assert first <= 50  # started with the replay, within its first poll
+        np.testing.assert_array_equal(data, counter_data[first:])
+    data, stamps = np.concatenate(got["wave"][0]), np.concatenate(got["wave"][1])
+    np.testing.assert_array_equal(data, streams["wavemeter"][0])
+    np.testing.assert_array_equal(stamps, streams["wavemeter"][1])
+
+    # the logic's own session file: its stream from the first sample, the others from when
+    # the recording joined them; the samples and timestamps as recorded
+    with open_session(path) as again:
+        assert again.labels == ["replay_analog_buffer", "replay_counter", "replay_wavemeter"]
+        analog = again.streams["replay_analog_buffer"]
+        data, stamps = analog.read(0, analog.rows)
+        np.testing.assert_array_equal(data, streams["analog"][0])
+        np.testing.assert_array_equal(stamps, streams["analog"][1])
+        for label, name in (("replay_counter", "counter"), ("replay_wavemeter", "wavemeter")):
+            stream = again.streams[label]
+            data, stamps = stream.read(0, stream.rows)
+            offset = stream.first_sample_index
+            np.testing.assert_array_equal(data, streams[name][0][offset : offset + len(data)])
+            if stamps is not None:
+                np.testing.assert_array_equal(stamps, streams[name][1][offset : offset + len(data)])
+
+    # gaps and markers where they were
+    assert gaps["wavemeter"] == [[5, 14]] and wavemeter.played_gaps() == [(5, 14)]
+    assert wavemeter.lost_samples == 14 and counter.lost_samples == 0
+    assert counter.played_markers() == markers and [m[2] for m in markers] == ["start", "halfway"]
+    for buffer in (buffer1, buffer2, wave_buffer):
+        buffer.stop_stream()
+
+
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        ("replay_bad_path", "option 'file_path'"),
+        ("replay_bad_speed", "no replay speed: use a number > 0"),
+        (
+            "replay_bad_stream",
+            "no stream 'camera'; its streams are ['counter', 'analog', 'wavemeter']",
+        ),
+    ],
+)
+def test_bad_options_fail_activation_naming_the_option(
+    replay_qudi, activate, expected_qudi_errors, module, message
+):
+    with pytest.raises(RuntimeError):
+        activate(module)
+    assert any(message in error for error in expected_qudi_errors())
+
+
+def test_configure_accepts_a_channel_subset_and_only_the_recorded_rate(replay_qudi, activate):
+    counter = activate("replay_counter")
+    with pytest.raises(ValueError, match="sample_rate"):
+        counter.configure(["apd"], "CONTINUOUS", 4096, 500.0)
+    assert counter.active_channels == ["ramp", "apd"]  # a refused call changes nothing
+    counter.configure(["apd"], "FINITE", 200, 1000.0)
+    assert counter.active_channels == ["apd"] and counter.channel_buffer_size == 200
+    counter.start_stream()
+    try:
+        data = np.empty((200, 1))
+        counter.read_data_into_buffer(data, 200, timeout=10.0)  # FINITE: the first 200
+        assert counter.replay_finished and counter.available_samples == 0
+    finally:
+        counter.stop_stream()
+        counter.configure(["ramp", "apd"], "CONTINUOUS", 1024**2, 1000.0)
