@@ -125,7 +125,7 @@ def number(
     """``value`` as a finite float in the range; :class:`FilterSpecError` otherwise."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     if ok:
-        x = float(value)
+        x = float(value)  # type: ignore[arg-type]
         ok = math.isfinite(x) and (x > low if open_low else x >= low)
         ok = ok and (x < high if open_high else x <= high)
     if not ok:

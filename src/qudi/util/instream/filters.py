@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -322,7 +322,7 @@ class Decimate:
         return out
 
 
-_BUILDERS = {
+_BUILDERS: dict[str, Callable[[StageSpec, ChunkFormat], FilterStage]] = {
     "scale": Scale,
     "cast": Cast,
     "channels": Channels,

@@ -191,7 +191,7 @@ class KindsSource:
     def newest_sample(self) -> tuple[np.ndarray, float | None]:
         """The newest sample: the inner channels' newest, the lines' current levels."""
         inner, stamp = self._inner.newest_sample()
-        out = np.zeros(len(self.active_channels), self.constraints.data_type)
+        out: np.ndarray = np.zeros(len(self.active_channels), self.constraints.data_type)
         names = self._inner.active_channels
         for column, ch in enumerate(self.active_channels):
             line = self._lines.get(ch)
