@@ -444,8 +444,16 @@ class FakeDaqmx:
 
     def task_control(self, task, action):
         fake = self._task(task)
-        assert action == TaskMode.TASK_VERIFY.value, f"unexpected task_control({action})"
-        self._verify(fake)
+        if action == TaskMode.TASK_VERIFY.value:
+            self._verify(fake)
+        elif action == TaskMode.TASK_RESERVE.value:
+            self._verify(fake)
+            self._reserve(fake)
+            fake.state = "reserved"
+        else:
+            assert action == TaskMode.TASK_UNRESERVE.value, f"unexpected task_control({action})"
+            if fake.state == "reserved":
+                fake.state = "verified"
 
     def _verify(self, fake: FakeTask) -> None:
         if fake.kind in ("ai", "ci"):
@@ -456,22 +464,29 @@ class FakeDaqmx:
             limit = limit if count == 1 or self.card.simultaneous else limit / count
             if fake.rate > limit * (1 + 1e-12):  # the driver only warns, and acquires
                 warnings.warn(DaqWarning(_MESSAGES[RATE_WARNING], RATE_WARNING), stacklevel=2)
-        if fake.kind == "ci":
+        if fake.kind == "ci":  # its clock source is routed only at reserve or start
             assert all(c["term"] for c in fake.channels), "counter without input terminal"
-            self._clock(fake.source)  # an unknown clock fails here, as in the driver
         fake.state = "verified" if fake.state == "created" else fake.state
+
+    def _reserve(self, fake: FakeTask) -> None:
+        """Reserve and route, as at TASK_RESERVE or a start: TASK_VERIFY does neither."""
+        for resource in self._resources(fake):
+            held = [
+                t for t in self.open_tasks() if t.state in ("running", "reserved") and t is not fake
+            ]
+            if resource in self.reserved or any(resource in self._resources(t) for t in held):
+                raise DaqError(
+                    f"The specified resource is reserved ({resource}).", RESERVED, fake.name
+                )
+        if fake.kind == "ci":
+            self._clock(fake.source)  # an unknown clock fails here (-89125), as in the driver
+        self._check_routes(fake)
 
     def start_task(self, task):
         fake = self._task(task)
         assert fake.state != "running", f"{fake.name} started twice"
         self._verify(fake)
-        for resource in self._resources(fake):
-            held = [t for t in self.open_tasks() if t.state == "running" and t is not fake]
-            if resource in self.reserved or any(resource in self._resources(t) for t in held):
-                raise DaqError(
-                    f"The specified resource is reserved ({resource}).", RESERVED, fake.name
-                )
-        self._check_routes(fake)
+        self._reserve(fake)
         if fake.kind in ("ai", "ci"):
             assert fake.overwrite == OverwriteMode.DO_NOT_OVERWRITE_UNREAD_SAMPLES.value
             assert fake.buffer_size is not None, "input buffer size left to the driver"

@@ -173,3 +173,39 @@ def test_an_external_clock_faster_than_the_inputs_allow_is_refused(make_streamer
         external_sample_clock_frequency=8e5,
     )
     assert streamer.sample_rate == 8e5
+
+
+# ---------------------------------------------------------------------- reserved counters
+@pytest.mark.parametrize(
+    ("options", "reserved", "expected"),
+    [
+        ({}, {"ctr0"}, {"PFI8": "ctr1", "PFI9": "ctr2"}),
+        (COUNTERS_ONLY, {"ctr4", "ctr1"}, {"PFI8": "ctr0", "PFI15": "ctr2", "clock": "ctr3"}),
+    ],
+    ids=["analog clock", "counter clock"],
+)
+def test_counters_another_program_holds_are_passed_over(
+    make_streamer, fake, card, options, reserved, expected
+):
+    """TASK_VERIFY reserves nothing (-50103 comes at the start): the streamer reserves each
+    counter while building and takes the next free one."""
+    card.counters = 5
+    fake.reserved |= reserved
+    streamer = make_streamer(**options)
+    streamer.start_stream()
+    got = {t.name.rsplit("_", 1)[1]: t.channels[0]["physical"] for t in fake.open_tasks()}
+    assert {k: v for k, v in got.items() if k != "ai"} == expected
+    fake.advance(0.1)
+    assert_ramps(read_all(streamer), streamer.active_channels, 50.0, at_least=5)
+
+
+def test_a_counter_taken_after_configure_is_passed_over_at_the_next_start(make_streamer, fake):
+    streamer = make_streamer()
+    fake.reserved.add("ctr1")
+    with pytest.raises(RuntimeError, match="in use by another task or program"):
+        streamer.start_stream()
+    streamer.start_stream()  # built afresh: PFI9 moves to ctr2
+    assert sorted(t.channels[0]["physical"] for t in fake.open_tasks() if t.kind == "ci") == [
+        "ctr0",
+        "ctr2",
+    ]

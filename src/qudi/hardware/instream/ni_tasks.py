@@ -321,40 +321,83 @@ class Tasks:
             self.ai_reader = AnalogMultiChannelReader(task.in_stream)
             self.ai_columns = [s.channels.index(name) for name in ai_names]
         elif counter_names and not external_clock:
-            clock_counter = free_counters.pop()  # the last counter, PFI lines take the first
-            task = self.clock_task = self._new_task(f"{owner}_clock")
-            # in timebase ticks: the rate is then exact (NI does not say when co_pulse_freq
-            # would show the coerced frequency)
-            timebase, frequency = self.device.clock_timebase
-            high, low = self.device.clock_ticks(self.rate)
-            channel = task.co_channels.add_co_pulse_chan_ticks(
-                f"{dev}/{clock_counter}", f"/{dev}/{timebase}", high_ticks=high, low_ticks=low
+            # the last free counter, PFI lines take the first
+            self.clock_counter, task = self._free_counter(
+                free_counters[::-1], lambda counter: self._clock_task(owner, counter, mode, samples)
             )
-            # without this the pulse train drives the counter's default pin (PFI15 for ctr3
-            # on 63xx), fighting whatever is wired there
-            pin = self._clock_terminal
-            channel.co_pulse_term = f"/{dev}/{pin}" if pin else ""
-            task.timing.cfg_implicit_timing(sample_mode=mode, samps_per_chan=samples)
-            task.control(daq.TaskMode.TASK_VERIFY)
-            self.rate = frequency / (high + low)
-            self.clock_counter, self.clock_output = clock_counter, channel.co_pulse_term
-            clock_source = f"/{dev}/{clock_counter.capitalize()}InternalOutput"
+            free_counters.remove(self.clock_counter)
+            self.clock_task = task
+            clock_source = f"/{dev}/{self.clock_counter.capitalize()}InternalOutput"
         for name in counter_names:
-            counter = free_counters.pop(0)
-            task = self._new_task(f"{owner}_{name}")
-            channel = task.ci_channels.add_ci_count_edges_chan(
-                f"{dev}/{counter}",
-                edge=daq.Edge.RISING,
-                initial_count=0,
-                count_direction=daq.CountDirection.COUNT_UP,
+            counter, task = self._free_counter(
+                free_counters,
+                lambda counter, name=name: self._counter_task(
+                    owner, name, counter, clock_source, mode, samples
+                ),
             )
-            channel.ci_count_edges_term = f"/{dev}/{name}"
-            task.timing.cfg_samp_clk_timing(
-                self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
-            )
-            self._configure_buffer(task, samples)
-            task.control(daq.TaskMode.TASK_VERIFY)
+            free_counters.remove(counter)
             self.counters.append((s.channels.index(name), task, CounterReader(task.in_stream)))
+
+    def _free_counter(self, candidates: list[str], build) -> tuple[str, nidaqmx.Task]:
+        """The first of ``candidates`` nobody holds, with the task ``build(counter)`` made.
+
+        TASK_VERIFY reserves nothing, so a counter another program holds would fail only at
+        the start (-50103): each task is reserved once here, and released again, to find out.
+        """
+        for counter in candidates:
+            task = build(counter)
+            try:
+                task.control(daq.TaskMode.TASK_RESERVE)
+            except nidaqmx.errors.DaqError as exc:
+                if exc.error_code != RESOURCE_RESERVED or counter == candidates[-1]:
+                    raise
+                self._all.remove(task)
+                task.close()
+                continue
+            task.control(daq.TaskMode.TASK_UNRESERVE)
+            return counter, task
+        raise AssertionError("no counter candidates")  # check_counters rules this out
+
+    def _clock_task(self, owner: str, counter: str, mode, samples: int) -> nidaqmx.Task:
+        """The pulse train that clocks counters alone, made by ``counter``."""
+        dev = self.device.name
+        task = self._new_task(f"{owner}_clock")
+        # in timebase ticks: the rate is then exact (NI does not say when co_pulse_freq
+        # would show the coerced frequency)
+        timebase, frequency = self.device.clock_timebase
+        high, low = self.device.clock_ticks(self.rate)
+        channel = task.co_channels.add_co_pulse_chan_ticks(
+            f"{dev}/{counter}", f"/{dev}/{timebase}", high_ticks=high, low_ticks=low
+        )
+        # without this the pulse train drives the counter's default pin (PFI15 for ctr3
+        # on 63xx), fighting whatever is wired there
+        pin = self._clock_terminal
+        channel.co_pulse_term = f"/{dev}/{pin}" if pin else ""
+        task.timing.cfg_implicit_timing(sample_mode=mode, samps_per_chan=samples)
+        task.control(daq.TaskMode.TASK_VERIFY)
+        self.rate = frequency / (high + low)
+        self.clock_output = channel.co_pulse_term
+        return task
+
+    def _counter_task(
+        self, owner: str, name: str, counter: str, clock_source: str, mode, samples: int
+    ) -> nidaqmx.Task:
+        """A counter that counts terminal ``name``, latched on ``clock_source``."""
+        dev = self.device.name
+        task = self._new_task(f"{owner}_{name}")
+        channel = task.ci_channels.add_ci_count_edges_chan(
+            f"{dev}/{counter}",
+            edge=daq.Edge.RISING,
+            initial_count=0,
+            count_direction=daq.CountDirection.COUNT_UP,
+        )
+        channel.ci_count_edges_term = f"/{dev}/{name}"
+        task.timing.cfg_samp_clk_timing(
+            self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
+        )
+        self._configure_buffer(task, samples)
+        task.control(daq.TaskMode.TASK_VERIFY)
+        return task
 
     @staticmethod
     def _configure_buffer(task, samples: int) -> None:
