@@ -7,8 +7,8 @@ Example config (copy into the ``hardware:`` section; one buffer per consumer)::
         options:
             allow_overwrite: False   # optional: False raises on lost frames, True skips them
             max_poll_rate: 30.0      # optional: most reads of the camera per second (1 to 1000)
-            ring_seconds: 1.0        # optional: seconds of frames the shared ring holds (the
-                                     # first consumer's value counts)
+            ring_seconds: 1.0        # optional: seconds of frames the shared ring holds at least
+                                     # (the largest any consumer of the camera asks for)
         connect:
             camera: 'camera_dummy'
 
@@ -24,6 +24,7 @@ another process on this host attaches to (``qudi.util.instream.attach(name)``, z
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -42,6 +43,7 @@ from qudi.util.instream.enums import member_name
 from qudi.util.instream.errors import StreamStoppedError
 from qudi.util.instream.hub import MAX_POLL_RATE, MIN_POLL_RATE, HubReader, check_poll_rate
 from qudi.util.instream.image_hub import JoinedImageHub, join_image_hub
+from qudi.util.instream.image_recorder import ImageRecorder
 
 __all__ = ["ImageStreamBuffer", "checked_consumer_options"]
 
@@ -139,6 +141,13 @@ class ImageStreamBuffer(ImageStreamInterface):
     def measured_frame_rate(self) -> float:
         """Frames per second that reached the shared ring over the last second."""
         return self._active_hub().hub.measured_rate()
+
+    def open_recorder(self, path: str | os.PathLike, **options: Any) -> ImageRecorder:
+        """An :class:`~qudi.util.instream.image_recorder.ImageRecorder` (not started) that
+        drains this buffer's own cursor into the new HDF5 file ``path``, from its own thread:
+        this buffer's consumer is then the recorder (read nothing else from it meanwhile).
+        ``options`` are the recorder's (``compression``, ``shuffle``, ``max_frames``, ...)."""
+        return ImageRecorder(self._active_reader(), path, **options)
 
     @property
     def running_consumers(self) -> list[str]:

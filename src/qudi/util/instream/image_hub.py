@@ -310,6 +310,25 @@ class ImageHub:
             self._requested = size
             self._use_ring(ring, readable)
 
+    def hold_seconds(self, seconds: float) -> None:
+        """Make the ring hold at least ``seconds`` of frames from now on (it never shrinks).
+
+        The ring is replaced at once if no reader runs; otherwise the request counts from the
+        next configuration change.
+        """
+        seconds = check_positive_number(seconds, "ring_seconds")
+        with self._lock:
+            if seconds <= self._ring_seconds:
+                return
+            self._ring_seconds = seconds
+            if self.running_readers or self._ring.closed:
+                return
+            old = self._ring
+            if self._shared:
+                old.close()
+            self._use_ring(*self._new_ring())
+            old.close()
+
     def close(self) -> None:
         """Stop the camera, end every reader and release the ring (and its shared memory)."""
         with self._lock:
@@ -537,8 +556,8 @@ def join_image_hub(
 ) -> JoinedImageHub:
     """``member``'s place in the image hub of qudi camera module ``camera`` in this process.
 
-    The stream is named ``<module name>_<process id>``, unique on the host. ``ring_seconds``
-    counts when the hub is opened (by its first consumer).
+    The stream is named ``<module name>_<process id>``, unique on the host. The ring holds
+    the largest ``ring_seconds`` any consumer asked for (see :meth:`ImageHub.hold_seconds`).
     """
     hub = image_hubs.join(
         camera.module_uuid,
@@ -551,4 +570,9 @@ def join_image_hub(
         ),
         max_poll_rate,
     )
+    try:
+        hub.hold_seconds(ring_seconds)
+    except Exception:
+        image_hubs.leave(hub, member)
+        raise
     return JoinedImageHub(hub, member, image_hubs)
