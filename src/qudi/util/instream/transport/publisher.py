@@ -50,13 +50,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:*"
-DEFAULT_SEND_HWM = 16  # messages queued per subscriber before PUB drops (x chunk bytes)
+#: Messages queued per subscriber before PUB drops them: with data messages at most every
+#: :data:`SEND_INTERVAL_S`, a second of the stream (at most this many chunks of memory).
+DEFAULT_SEND_HWM = 100
 DEFAULT_CHUNK_BYTES = 1 << 18  # 256 KiB per data message: far above zmq's copy threshold
 DEFAULT_HEARTBEAT_S = 0.25
 #: The largest message a peer may send the publisher (a subscription is 1 byte plus a topic;
 #: a subscriber of this package subscribes to everything, an empty topic).
 MAX_SUBSCRIPTION_BYTES = 4096
 _JOIN_TIMEOUT_S = 10.0
+#: Data messages go out at most this often unless a whole chunk is ready: fewer, bigger
+#: messages (a few per stream write would make the per-subscriber queue, counted in messages,
+#: hold only milliseconds of the stream), for at most this much more latency.
+SEND_INTERVAL_S = 0.01
 _REBIND_S = 2.0  # how long one try to bind the endpoint again after a revocation lasts
 
 
@@ -296,7 +302,8 @@ class StreamPublisher:
                     self._send_control(reader, ring, state)
                     reported = state
                     next_heartbeat = time.monotonic() + self._heartbeat
-                self._drain(reader, next_heartbeat)  # a stop or fault goes after its data
+                if self._drain(reader, next_heartbeat):  # a stop or fault goes after its data
+                    self._pace(reader)
                 state = (_ring_state(ring), 0 if ring.closed else ring.run_epoch)
                 if state != reported or time.monotonic() >= next_heartbeat:
                     self._drop_revoked()
@@ -329,9 +336,25 @@ class StreamPublisher:
         if hub is not None and reader is not None and not reader.running:
             hub.join_if_running(reader)  # never starts the source itself
 
-    def _drain(self, reader: RingReader, until: float) -> None:
+    def _pace(self, reader: RingReader) -> None:
+        """Wait up to :data:`SEND_INTERVAL_S` after a send, unless a whole chunk is ready or
+        the stream's state changes."""
+        ring = reader.ring
+
+        def ready() -> bool:
+            return (
+                self._stop.is_set()
+                or ring.closed
+                or reader.available >= self._chunk_samples
+                or ring.state is not RingState.RUNNING
+            )
+
+        ring.wait(ready, SEND_INTERVAL_S)
+
+    def _drain(self, reader: RingReader, until: float) -> bool:
         """Send what is readable, a chunk per message; return when caught up or at ``until``
-        (a publisher that cannot catch up still sends its heartbeats)."""
+        (a publisher that cannot catch up still sends its heartbeats). True if it sent."""
+        sent = False
         ring = reader.ring
         while not self._stop.is_set() and not ring.closed and time.monotonic() < until:
             chunk = min(self._chunk_samples, max(reader.available, 1))
@@ -347,12 +370,12 @@ class StreamPublisher:
             try:
                 count = reader.read_available_into(data, timestamps=stamps)
             except StreamStoppedError:
-                return
+                return sent
             except StreamError as exc:  # a fault, reported once: it goes out as CONTROL
                 log.info("publisher '%s': %s", self.name, exc)
                 continue
             if count == 0:
-                return
+                return sent
             first = reader.position - count
             frames: list[Any] = [
                 pack_header(
@@ -373,6 +396,8 @@ class StreamPublisher:
             self._socket.send_multipart(frames, copy=not zero_copy)
             self._sent_samples += count
             self._sent_messages += 1
+            sent = True
+        return sent
 
     def _spare_buffers(self, ring: StreamRing, chunk: int):
         """One buffer per ring format, reused for copied sends."""

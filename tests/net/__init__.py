@@ -1,0 +1,1 @@
+"""Multi-host tests: publisher and subscribers in network namespaces joined by veth links."""
