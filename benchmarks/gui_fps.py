@@ -1,14 +1,15 @@
 """TimeSeriesGui in a real qudi: frames drawn per second as the trace window grows.
 
-    python benchmarks/gui_fps.py            # 10 s windows at 1, 10, 100 kHz; 5 s per run
-    python benchmarks/gui_fps.py --quick    # 2 s windows at 5, 50, 500 kHz; 3 s per run
+    python benchmarks/gui_fps.py            # 10 s windows at 1, 10, 100 kHz, 1 MHz; 5 s per run
+    python benchmarks/gui_fps.py --quick    # 2 s windows at 5, 50, 500 kHz, then 10 s at 1 MHz
     python benchmarks/gui_fps.py --compare  # also with pyqtgraph's own clipping + downsampling
 
 One process: dummy (4 'noise' channels, the hardest case for peak downsampling) -> buffer ->
 logic (30 frames/s at most) -> TimeSeriesGui, offscreen unless QT_QPA_PLATFORM says otherwise
 (under Xvfb: ``QT_QPA_PLATFORM=xcb DISPLAY=:99 python benchmarks/gui_fps.py``). For windows
-of 10^4, 10^5 and 10^6 points per channel the logic reads until the window is full; then the
-Qt event loop is spun (``QApplication.processEvents``) and we count
+of 10^4, 10^5, 10^6 and 10^7 points per channel (the last: 4 MS/s through the chain, 1.4 GB
+of trace window) the logic reads until the window is full; then the Qt event loop is spun
+(``QApplication.processEvents``) and we count
 
 * **drawn**: frames the GUI handed to its curves (calls of ``_draw_frame`` that had a frame;
   several frames queued behind a slow draw count once, as the GUI draws only the newest),
@@ -16,17 +17,22 @@ Qt event loop is spun (``QApplication.processEvents``) and we count
 * **logic**: the logic's frame rate from ``stream_health``,
 * **CPU**: process CPU time over wall time (all threads: dummy, buffer, logic, GUI).
 
-Redraw cost should not grow with the window: curves draw only the visible part,
-peak-downsampled to about the plot's width in pixels. ``--compare`` runs the same rows a second
-time with pyqtgraph doing that job instead (``setClipToView(True)``, ``setDownsampling(auto=True,
-method='peak')``, full arrays handed to the curves): this is the measurement that justifies
-``qudi.gui.instream.decimate`` (see docs/performance.md for the numbers).
+Redraw cost should not grow with the window: each curve keeps a min/max pyramid that a frame
+updates with its new points only, and a draw reads about two points per pixel column from it
+(``qudi.gui.instream.pyramid``); what grows with the data rate is the chain's own work
+(generating, copying, the logic's oversampling and rings), all in this one process.
+``--compare`` runs the first three rows a second time with pyqtgraph doing that job instead
+(``setClipToView(True)``, ``setDownsampling(auto=True, method='peak')``, full arrays handed to
+the curves): the measurement that justified drawing our own min/max points
+(``qudi.gui.instream.decimate``, now from the pyramid; docs/performance.md has the numbers).
 
 The GUI draws at most 30 frames per second and about one per 20 new trace points
 (``qudi.gui.instream.frame_pacer``): at these rates that is 30.
 
-Last line: ``gui: <F.F> fps at 4x1e6 points`` (F: drawn frames per second, 4 channels with a
-window of 1e6 points each).
+The machine's other load counts too: on 2 shared cores the numbers are noisy.
+
+Last line: ``gui: <F.F> fps at 4x1e7 points`` (F: drawn frames per second, 4 channels with a
+window of 1e7 points each).
 """
 
 from __future__ import annotations
@@ -116,7 +122,9 @@ def measure(app, logic, gui, draws, paints, rate: float, window: float, seconds:
     deadline = time.monotonic() + window * 3 + 30
     while time.monotonic() < deadline:
         spin(app, 0.1)
-        if len(logic.trace_data[0]) >= points:  # the curves hold decimated data
+        # the window's fill, not trace_data: a copy of 4 x 10^7 points per look would be
+        # most of what we measure
+        if logic._trace.filled >= points:
             break
     else:
         raise RuntimeError(f"the window of {points} points did not fill")
@@ -126,7 +134,7 @@ def measure(app, logic, gui, draws, paints, rate: float, window: float, seconds:
     spin(app, seconds)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     result = {
-        "points": len(logic.trace_data[0]),  # the window; the curves get it decimated
+        "points": logic._trace.filled,  # the window; the curves get it decimated
         "drawn": (draws[0] - drawn) / wall,
         "paints": (paints.count - painted) / wall,
         "logic": logic.stream_health["frame_rate"],
@@ -137,15 +145,16 @@ def measure(app, logic, gui, draws, paints, rate: float, window: float, seconds:
     return result
 
 
-def run_rows(app, logic, gui, draws, paints, rates, window, seconds, label) -> list[dict]:
-    """One table: a row per data rate; ``label`` says who decimates ("ours", "pyqtgraph")."""
+def run_rows(app, logic, gui, draws, paints, rows, seconds, label) -> list[dict]:
+    """One table: a row per (data rate, window); ``label`` says who decimates ("ours",
+    "pyqtgraph")."""
     print(f"downsampling: {label}")
     print(
         f"{'window points':>14} {'data rate':>10} {'drawn fps':>10} {'paints/s':>9} "
         f"{'logic fps':>10} {'CPU %':>6}"
     )
     results = []
-    for rate in rates:
+    for rate, window in rows:
         row = measure(app, logic, gui, draws, paints, rate, window, seconds)
         results.append(row)
         print(
@@ -163,13 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     window, seconds = (2.0, 3.0) if args.quick else (10.0, 5.0)
-    rates = [10**4 / window, 10**5 / window, 10**6 / window]
+    rows = [(points / window, window) for points in (10**4, 10**5, 10**6)]
+    rows.append((1e6, 10.0))  # 10^7 points: 1 MS/s per channel, in both modes
 
     app, qudi = start_qudi(
         {
             "hardware": dummy_entry("fps_dummy", 4, "noise")
             + buffer_entry("fps_buffer", "fps_dummy"),
-            "logic": logic_entry("fps_logic", "fps_buffer", "{max_frame_rate: 30}"),
+            # 10^7 points x 4 channels take 1.4 GB of trace window (three windows of x + 4 y);
+            # a stream buffer of 8 s at 1 MS/s rides out a busy machine's stalls
+            "logic": logic_entry(
+                "fps_logic",
+                "fps_buffer",
+                "{max_frame_rate: 30, max_trace_bytes: 4000000000, channel_buffer_size: 8388608}",
+            ),
             "gui": gui_entry("fps_gui", "fps_logic"),
         },
         no_gui=False,
@@ -185,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     paints = paint_counter(gui.window.plot_widget.viewport())
 
     platform = os.environ["QT_QPA_PLATFORM"]
-    print(f"4 ch 'noise', window {window:g} s, {seconds:g} s per run, Qt platform {platform}")
-    results = run_rows(app, logic, gui, draws, paints, rates, window, seconds, "ours")
+    print(f"4 ch 'noise', {seconds:g} s per run, Qt platform {platform}")
+    results = run_rows(app, logic, gui, draws, paints, rows, seconds, "ours")
     if args.compare:
         manager.deactivate_module("fps_gui")
         use_pyqtgraph_downsampling()
@@ -194,11 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         gui = manager["fps_gui"].instance
         gui.window.resize(1100, 700)
         paints = paint_counter(gui.window.plot_widget.viewport())
-        run_rows(app, logic, gui, draws, paints, rates, window, seconds, "pyqtgraph")
+        run_rows(app, logic, gui, draws, paints, rows[:-1], seconds, "pyqtgraph")
     manager.deactivate_module("fps_gui")
     stop_qudi(app, qudi)
     last = results[-1]
-    points = "1e6" if last["points"] == 10**6 else str(last["points"])
+    points = "1e7" if last["points"] == 10**7 else str(last["points"])
     print(f"gui: {last['drawn']:.1f} fps at 4x{points} points")
     return 0
 

@@ -138,6 +138,18 @@ def test_integer_samples_become_float_points():
     np.testing.assert_array_equal(builder.views().raw["a"], [1.5, 3.5])
 
 
+def test_int16_samples_without_oversampling_scale_in_float_and_stay_untouched():
+    builder = TraceBuilder(
+        ["counts", "volts"], data_rate=10.0, window_seconds=1.0, count_scale={"counts": 50.0}
+    )
+    data = np.array([[30_000, 7], [-2, 32_767]], dtype=np.int16)
+    builder.add(data)
+    raw = builder.views().raw
+    np.testing.assert_array_equal(raw["counts"], [1_500_000.0, -100.0])  # no int16 overflow
+    np.testing.assert_array_equal(raw["volts"], [7.0, 32_767.0])
+    np.testing.assert_array_equal(data, [[30_000, 7], [-2, 32_767]])  # the caller's block
+
+
 @pytest.mark.parametrize(
     ("timing", "first", "last"),
     [("CONSTANT", 0.0, 0.38), ("TIMESTAMP", -0.4, -0.02), ("RANDOM", 0.0, 19.0)],

@@ -139,6 +139,7 @@ class TraceBuilder:
         self.timing = _timing_name(timing)
         self.points = max(2, round(self.window_seconds * self.data_rate))
         self._scale = _scale_row(self.channels, count_scale)
+        self._scaled = bool(np.any(self._scale != 1.0))
         self._averaged_rows = [self.channels.index(ch) for ch in self.averaged_channels]
         capacity = 2 * self.points if self.timing == "TIMESTAMP" else self.points
         self._trace = TraceWindow(capacity, len(self.channels))
@@ -222,8 +223,12 @@ class TraceBuilder:
         self._carry_stamps = stamps[used:].copy() if stamps is not None else np.empty(0)
         if points == 0:
             return 0
-        values = data[:used].reshape(points, self.oversampling, -1).mean(axis=1)
-        values *= self._scale
+        if self.oversampling > 1:
+            values = data[:used].reshape(points, self.oversampling, -1).mean(axis=1)
+            if self._scaled:
+                values *= self._scale
+        else:  # no mean of one, no product with ones: the window's append casts and copies
+            values = data[:used] * self._scale if self._scaled else data[:used]
         self._trace.append(self._x_values(points, stamps, used), values.T)
         self._count += points
         if self.averaging:
