@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from qudi.core.config import Configuration
+from tests.qudi.added_modules import add_modules
 
 import qudi.hardware.instream.event_dummy as event_dummy_module
 from qudi.interface.instream_interface import StreamingMode
@@ -17,21 +17,6 @@ from qudi.util.instream.events import EVENT_DTYPE, PoissonEvents, as_events
 
 def _docstring_example(module) -> str:
     return re.search(r"::\n\n((?:    .*\n|\n)+)", module.__doc__).group(1)
-
-
-def add_modules(qudi, tmp_path, hardware_yaml: str) -> list[str]:
-    """Register the modules of a ``hardware:`` section with the running qudi (as qudi loads a
-    config: the same validation, the same module manager)."""
-    path = tmp_path / "kinds.cfg"
-    path.write_text("hardware:\n" + hardware_yaml)
-    configuration = Configuration()
-    configuration.load(str(path), set_default=False)
-    names = []
-    for name, module_config in configuration["hardware"].items():
-        if name not in qudi.module_manager:
-            qudi.module_manager.add_module(name=name, base="hardware", configuration=module_config)
-        names.append(name)
-    return names
 
 
 @pytest.fixture
