@@ -239,3 +239,28 @@ def _wait_for(condition, timeout=10.0):
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.001)
+
+
+def test_events_of_chosen_channels_trigger_windows_at_their_times():
+    from qudi.util.instream.events import EVENT_DTYPE, event_ring
+    from qudi.util.instream.trigger_sources import EventTrigger
+
+    rate = 1e4
+    data = np.column_stack((np.zeros(20_000), np.arange(20_000, dtype=np.float64)))
+    events = np.zeros(4, EVENT_DTYPE)
+    events["time"] = [0.10004, 0.25, 0.5, 2.5]  # s; the last one is beyond this stream
+    events["channel"] = [0, 1, 0, 0]
+    with (
+        event_ring(1024, ["apd0", "apd1"], 100.0) as photons,
+        StreamRing(1 << 16, (2,), np.float64, info=INFO) as ring,
+    ):
+        trigger = EventTrigger(photons.reader("trig"), rate, channels=[0])
+        scope = TriggeredReader(ring.reader("scope"), trigger, pre=2, post=3)
+        photons.write(events)
+        ring.write(data)
+        windows = scope.poll()
+    assert windows.trigger_index.tolist() == [1000, 5000]  # rounded to the nearest sample
+    np.testing.assert_array_equal(
+        windows.data[:, :, 1], [np.arange(998, 1003), np.arange(4998, 5003)]
+    )
+    assert scope.pending == 0 and scope.stats.triggers == 2  # 2.5 s waits in the trigger

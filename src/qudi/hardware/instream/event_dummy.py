@@ -126,6 +126,8 @@ class InStreamEventDummy(DataInStreamInterface):
     # --------------------------------------------------------------------------- settings
     @property
     def constraints(self) -> EventStreamConstraints:
+        if self._constraints is None:
+            raise RuntimeError(f"'{self.module_name}' is not active; activate it first")
         return self._constraints
 
     @property
@@ -181,7 +183,7 @@ class InStreamEventDummy(DataInStreamInterface):
             "the largest event buffer",
             minimum=BUFFER_LIMITS[0],
         )
-        rate = self._constraints.sample_rate
+        rate = self.constraints.sample_rate
         if not (isinstance(sample_rate, (int, float)) and rate.is_valid(sample_rate)):
             raise ValueError(
                 f"sample_rate is {sample_rate!r}: use a total of {RATE_LIMITS[0]:g} to "
