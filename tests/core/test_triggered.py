@@ -264,3 +264,20 @@ def test_events_of_chosen_channels_trigger_windows_at_their_times():
         windows.data[:, :, 1], [np.arange(998, 1003), np.arange(4998, 5003)]
     )
     assert scope.pending == 0 and scope.stats.triggers == 2  # 2.5 s waits in the trigger
+
+
+def test_markers_trigger_at_their_sample_index_when_their_text_matches():
+    from qudi.util.instream.session_recorder import Marker
+    from qudi.util.instream.trigger_sources import MarkerTrigger
+
+    data = np.column_stack((np.zeros(3000), np.arange(3000, dtype=np.float64)))
+    trigger = MarkerTrigger(match="laser")
+    with StreamRing(8192, (2,), np.float64, info=INFO) as ring:
+        scope = TriggeredReader(ring.reader("scope"), trigger, pre=4, post=4)
+        assert trigger.add_marker(Marker(1.0, 1200, "laser on"))
+        assert not trigger.add_marker(Marker(1.1, 1500, "coffee"))
+        assert trigger.add_marker(Marker(1.2, 2500, "laser off"))
+        ring.write(data)
+        windows = scope.poll()
+    assert windows.trigger_index.tolist() == [1200, 2500]
+    np.testing.assert_array_equal(windows.data[0, :, 1], np.arange(1196, 1204))

@@ -6,8 +6,9 @@ a trigger at the sample of the triggered stream taken at that time: ``index = ro
 time_offset) * sample_rate)``. The two streams' clocks are related by ``time_offset`` (seconds of
 the event stream at the triggered stream's sample 0; 0 when both started together on one clock).
 
-A marker stream plugs in the same way: anything that can say at which sample index something
-happened hands those indices to an :class:`~qudi.util.instream.triggered.IndexTrigger` (see
+Markers plug in the same way: :class:`MarkerTrigger` takes marker records (a sample index and
+a text, as a session recorder's ``Marker``), and anything else that can say at which sample
+index something happened feeds an :class:`~qudi.util.instream.triggered.IndexTrigger` (see
 :class:`IndexSource` for the shape of such a source).
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 from qudi.util.instream.events import EVENT_DTYPE, as_events
 from qudi.util.instream.triggered import IndexTrigger
 
-__all__ = ["EventTrigger", "IndexSource", "SourcedTrigger"]
+__all__ = ["EventTrigger", "IndexSource", "MarkerTrigger", "SourcedTrigger"]
 
 
 class IndexSource(Protocol):
@@ -92,3 +93,21 @@ class EventTrigger(SourcedTrigger):
             if got < len(self._scratch):
                 break
         return np.concatenate(found)
+
+
+class MarkerTrigger(IndexTrigger):
+    """Triggers at markers: anything with a ``sample_index`` (of the triggered stream) and a
+    ``text``, such as a session recorder's ``Marker``. Hand each one to :meth:`add_marker` (from
+    any thread that calls this reader's owner); ``match`` keeps only markers whose text holds it.
+    """
+
+    def __init__(self, match: str | None = None):
+        super().__init__()
+        self.match = match
+
+    def add_marker(self, marker: Any) -> bool:
+        """Trigger at ``marker.sample_index`` if its text matches; returns whether it will."""
+        if self.match is not None and self.match not in str(marker.text):
+            return False
+        self.add([int(marker.sample_index)])
+        return True
