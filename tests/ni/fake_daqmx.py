@@ -18,6 +18,10 @@ As on a 63xx, a counter output drives its default pin (``ctrN`` -> ``PFI{12+N}``
 a running counter output drives fails at its start (-89137), and :meth:`FakeDaqmx.driven_pins`
 says which pins are driven.
 
+:meth:`FakeDaqmx.unplug` pulls the USB cable: reads of a running task fail with -50405, every
+other call on the card (channels, start, stop, clear, device queries) with -201003; a clear
+still releases the task, as nidaqmx's ``Task.close`` does. :meth:`FakeDaqmx.plug_in` undoes it.
+
 Terminal configurations as on a 63xx: multiplexed cards take RSE, NRSE and DIFF on ai0-7 and
 ai16-23 and only RSE, NRSE on ai8-15 and ai24-31 (DEFAULT means DIFF where DIFF exists, else
 RSE); simultaneous cards (6366, 6368) are DIFF only. Another configuration fails (-200077).
@@ -50,6 +54,8 @@ DUPLICATE_TASK = -200089
 INVALID_TASK = -200088
 NOT_SUPPORTED_VALUE = -200077
 RATE_WARNING = 200011  # an AI rate above the card's limit: the driver warns and acquires
+FIFO_OVERFLOW_2, FIFO_OVERFLOW, COUNTER_OVERFLOW = -200361, -200010, -200141
+ADC_OVERRUN, TRANSFER_ABORTED, DEVICE_GONE = -200019, -50405, -201003
 
 # attribute ids nidaqmx passes to the interpreter (from nidaqmx's generated property code)
 DEVICE_STRINGS = {0x631: "product_type", 0x231E: "ai", 0x2324: "ci", 0x2325: "co", 0x2A40: "terms"}
@@ -182,6 +188,7 @@ class FakeDaqmx:
         self.tasks: dict[int, FakeTask] = {}
         self.starts: list[str] = []  # task names in the order they were started
         self.reserved: set[str] = set()  # resources another program holds: 'ctr0', 'ai'
+        self.unplugged = False
         self._next_handle = 1
         self._last_channel: str | None = None
         self._lock = threading.RLock()
@@ -223,6 +230,18 @@ class FakeDaqmx:
         (found,) = [t for t in self.open_tasks() if t.kind == kind]
         return found
 
+    def unplug(self) -> None:
+        with self._lock:
+            self.unplugged = True
+
+    def plug_in(self) -> None:
+        with self._lock:
+            self.unplugged = False
+
+    def _reachable(self, name: str = "") -> None:
+        if self.unplugged:
+            raise DaqError(_MESSAGES[DEVICE_GONE], DEVICE_GONE, name)
+
     def fail_next_read(self, what: str, code: int) -> None:
         """The next read of the open task named ``..._<what>`` ('PFI9', 'ai') fails."""
         with self._lock:
@@ -240,8 +259,10 @@ class FakeDaqmx:
 
     def clear_task(self, task):
         fake = self._task(task)
-        self.stop_task(task)
-        fake.state = "closed"
+        try:
+            self.stop_task(task)
+        finally:  # the handle is gone even if the card cannot be reached
+            fake.state = "closed"
 
     def get_task_attribute_string(self, task, attribute):
         assert attribute == TASK_NAME, hex(attribute)
@@ -255,6 +276,7 @@ class FakeDaqmx:
 
     def _add_channel(self, task, kind, physical, name, **settings):
         fake = self._task(task)
+        self._reachable(fake.name)
         assert fake.kind in ("", kind), f"{kind} channel added to a {fake.kind} task"
         assert fake.state == "created", "channels are added before the task is verified"
         device, _, resource = physical.partition("/")
@@ -440,10 +462,12 @@ class FakeDaqmx:
         if attribute == NUM_CHANS:
             return len(fake.channels)
         assert attribute == AVAIL, hex(attribute)
+        self._reachable(fake.name)
         return self._acquired(fake) - fake.read
 
     def task_control(self, task, action):
         fake = self._task(task)
+        self._reachable(fake.name)
         if action == TaskMode.TASK_VERIFY.value:
             self._verify(fake)
         elif action == TaskMode.TASK_RESERVE.value:
@@ -485,6 +509,7 @@ class FakeDaqmx:
     def start_task(self, task):
         fake = self._task(task)
         assert fake.state != "running", f"{fake.name} started twice"
+        self._reachable(fake.name)
         self._verify(fake)
         self._reserve(fake)
         if fake.kind in ("ai", "ci"):
@@ -506,6 +531,9 @@ class FakeDaqmx:
 
     def stop_task(self, task):
         fake = self._task(task)
+        if fake.state == "running" and self.unplugged:
+            fake.state = "stopped"  # nothing runs on a card that is gone
+            raise DaqError(_MESSAGES[DEVICE_GONE], DEVICE_GONE, fake.name)
         if fake.state == "running":
             for other in self.open_tasks():  # tasks on this task's clock get no more edges
                 if (
@@ -549,6 +577,8 @@ class FakeDaqmx:
         assert fill_mode == FillMode.GROUP_BY_CHANNEL.value
         assert array.dtype == dtype and array.flags.c_contiguous
         assert array.size == count * len(fake.channels), "array does not fit the request"
+        if self.unplugged:
+            raise DaqReadError(_MESSAGES[TRANSFER_ABORTED], TRANSFER_ABORTED, 0, fake.name)
         if fake.fail_next_read is not None:
             code, fake.fail_next_read = fake.fail_next_read, None
             raise DaqReadError(_MESSAGES.get(code, "Simulated failure."), code, 0, fake.name)
@@ -644,6 +674,7 @@ class FakeDaqmx:
 
     # ----------------------------------------------------------------------------- device
     def _device(self, device_name):
+        self._reachable()
         if device_name != self.card.name:
             raise DaqError(f"Device {device_name!r} is not present.", -200220)
         return self.card
@@ -692,6 +723,18 @@ _MESSAGES = {
         "to read instead of reading all available samples might correct the problem."
     ),
     TIMEOUT: "Some or all of the samples requested have not yet been acquired.",
+    FIFO_OVERFLOW_2: (
+        "The onboard device memory overflowed: the bus could not move the data to the "
+        "computer fast enough. Reduce the sample rate or the number of channels."
+    ),
+    FIFO_OVERFLOW: "Onboard device memory overflow: data were lost before they reached the host.",
+    COUNTER_OVERFLOW: "Counter data were overwritten before the bus moved them to the host.",
+    ADC_OVERRUN: (
+        "The ADC was clocked again before it finished a conversion: the sample clock is "
+        "faster than the task was told."
+    ),
+    TRANSFER_ABORTED: "The transfer was aborted: the device stopped answering.",
+    DEVICE_GONE: "The device cannot be accessed: it was removed, powered off or reset.",
     RATE_WARNING: (
         "Sample rate is above the maximum the device supports for this number of channels; "
         "the acquisition proceeds, the settling may be insufficient."

@@ -17,6 +17,7 @@ from ramps import assert_ramps, read_all
 
 from qudi.hardware.instream import ni_tasks
 from qudi.interface.instream_interface import StreamingMode
+from qudi.util.instream.errors import StreamFaultError
 
 COUNTERS_ONLY = {"digital_sources": ["PFI8", "PFI15"], "analog_sources": []}
 
@@ -209,3 +210,77 @@ def test_a_counter_taken_after_configure_is_passed_over_at_the_next_start(make_s
         "ctr0",
         "ctr2",
     ]
+
+
+# ------------------------------------------------------------------------ errors by name
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        (-200361, "the card's memory overflowed.*a larger buffer does not help"),
+        (-200010, "the card's memory overflowed.*a larger buffer does not help"),
+        (-200141, "a counter's samples were overwritten.*a larger buffer does not help"),
+        (-200019, "faster than external_sample_clock_frequency says"),
+        (-50405, "NI card Dev1 is gone.*reconnect it"),
+    ],
+)
+def test_card_failures_are_named_for_a_scientist(make_streamer, fake, code, says):
+    streamer = make_streamer()
+    streamer.start_stream()
+    fake.advance(0.1)
+    fake.fail_next_read("PFI9", code)
+    with pytest.raises(StreamFaultError, match=says) as raised:
+        read_all(streamer)
+    assert str(raised.value).endswith(f"(DAQmx error {code})")
+    assert raised.value.__cause__.error_code == code
+    assert streamer.module_state() == "idle" and not fake.open_tasks()
+
+
+def test_after_an_unplug_the_stream_stops_and_the_next_start_says_the_card_is_gone(
+    make_streamer, fake
+):
+    """Reads fail with -50405; stopping and clearing the tasks fail too (-201003)."""
+    streamer = make_streamer()
+    streamer.start_stream()
+    fake.advance(0.1)
+    fake.unplug()
+    with pytest.raises(StreamFaultError, match="NI card Dev1 is gone"):
+        read_all(streamer)
+    assert streamer.module_state() == "idle" and not fake.open_tasks()
+    with pytest.raises(RuntimeError) as raised:
+        streamer.start_stream()
+    assert str(raised.value) == (
+        "NI card Dev1 is gone (unplugged, switched off or reset): reconnect it, then start the "
+        "stream again (DAQmx error -201003)"
+    )
+    assert streamer.module_state() == "idle" and not fake.open_tasks()
+    fake.plug_in()
+    streamer.start_stream()
+    fake.advance(0.1)
+    assert_ramps(read_all(streamer), streamer.active_channels, 50.0, at_least=5)
+
+
+def test_stop_stream_survives_a_card_that_cannot_stop(make_streamer, fake, caplog):
+    streamer = make_streamer()
+    streamer.start_stream()
+    fake.unplug()
+    with caplog.at_level("WARNING"):
+        streamer.stop_stream()  # stop and clear raise -201003: the stream is stopped anyway
+    assert streamer.module_state() == "idle" and not fake.open_tasks()
+    assert any("NI card Dev1 is gone" in r.getMessage() for r in caplog.records)
+    assert streamer.read_available_data_into_buffer(np.empty((10, 4))) == 0
+    fake.plug_in()
+    streamer.start_stream()
+    assert streamer.module_state() == "locked"
+
+
+def test_a_card_unplugged_while_idle_says_so_at_the_start(make_streamer, fake):
+    streamer = make_streamer()  # its tasks are built: closing them fails too
+    fake.unplug()
+    with pytest.raises(RuntimeError, match=r"^NI card Dev1 is gone .*\(DAQmx error -201003\)$"):
+        streamer.start_stream()
+    with pytest.raises(RuntimeError, match="NI card Dev1 is gone"):
+        streamer.configure(["ai0"], StreamingMode.CONTINUOUS, 100, 100.0)
+    assert streamer.module_state() == "idle" and not fake.open_tasks()
+    fake.plug_in()
+    streamer.configure(["ai0"], StreamingMode.CONTINUOUS, 100, 100.0)
+    assert streamer.active_channels == ["ai0"]

@@ -45,14 +45,9 @@ from collections.abc import Iterable
 import numpy as np
 from qudi.core.configoption import ConfigOption
 
+from qudi.hardware.instream.ni_errors import start_failure, streaming_failure
 from qudi.hardware.instream.ni_options import CardOptions, checked_options
-from qudi.hardware.instream.ni_tasks import (
-    OVERFLOW,
-    READ_TIMEOUT,
-    RESOURCE_RESERVED,
-    Tasks,
-    daq_reason,
-)
+from qudi.hardware.instream.ni_tasks import Tasks, daq_reason
 from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
@@ -135,13 +130,13 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 self._constraints.sample_rate.default,
             )
         except Exception:
-            self._close_tasks()
+            self._close_tasks_logged()
             raise
 
     def on_deactivate(self) -> None:
         with self._lock:
             self._stopped.set()
-            self._close_tasks()
+            self._close_tasks_logged()
 
     # --------------------------------------------------------------------------- settings
     @property
@@ -192,7 +187,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
             If the card cannot stream these settings, with the reason; the previous settings
             stay in force.
         RuntimeError
-            While streaming.
+            While streaming, or if the card is gone or in use by another program.
         """
         card = self._card
         settings = check_stream_request(
@@ -210,7 +205,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 raise RuntimeError(
                     f"cannot configure {self.module_name} while it streams; stop it first"
                 )
-            self._close_tasks()
+            self._close_tasks_logged()
             self._tasks = self._build_tasks(settings)
             self._settings = settings
 
@@ -225,7 +220,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                     self._tasks = self._build_tasks(self._settings)
                 self._tasks.start()
             except Exception as exc:
-                self._close_tasks()
+                self._close_tasks_logged()
                 raise self._start_error(exc) from exc
             self._newest = None
             self._stopped.clear()
@@ -238,9 +233,15 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
             try:
                 if self._tasks is not None and self._tasks.running:
                     self._tasks.stop()
-            except Exception:
-                self._close_tasks()  # a task that cannot stop is closed, and rebuilt at start
-                raise
+            except nidaqmx.errors.Error as exc:
+                # a card that cannot stop (unplugged: -201003) streams no more either: close
+                # its tasks (rebuilt at the next start) and say why
+                self.log.warning(
+                    "stopping %s: %s; its tasks were closed",
+                    self.module_name,
+                    start_failure(exc, self._card.device.name) or daq_reason(exc),
+                )
+                self._close_tasks_logged()
             finally:
                 self._show_streaming(False)
 
@@ -360,41 +361,20 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
     def _fail(self, exc: BaseException) -> StreamFaultError:
         """The card failed while streaming: close every task, unlock, describe what happened."""
         self._stopped.set()
-        try:
-            self._close_tasks()
-        except Exception as close_exc:  # the first failure is the one to report
-            self.log.warning("closing the NI tasks after a failure failed too: %s", close_exc)
+        self._close_tasks_logged()  # the first failure is the one to report
         self._show_streaming(False)
-        code = getattr(exc, "error_code", None)
-        device = self._card.device.name
-        if code == OVERFLOW:
-            message = (
-                f"the buffer of NI card {device} ({self._settings.buffer_size} samples per "
-                "channel) overflowed: the stream was not read fast enough, so the acquisition "
-                "stopped and samples were lost; start the stream again (a larger "
-                "channel_buffer_size or more frequent reads prevent this)"
-            )
-        elif code == READ_TIMEOUT:
-            message = (
-                f"a read of NI card {device} timed out after {self._card.timeout} s although the "
-                "samples were reported available; the stream was stopped"
-            )
-        else:
-            message = f"NI card {device} failed while streaming: {daq_reason(exc)}"
-        return StreamFaultError(f"{message} (DAQmx error {code})" if code else message)
+        card = self._card
+        return StreamFaultError(
+            streaming_failure(exc, card.device.name, self._settings.buffer_size, card.timeout)
+        )
 
     def _start_error(self, exc: BaseException) -> Exception:
-        code = getattr(exc, "error_code", None)
-        if code == RESOURCE_RESERVED:
-            return RuntimeError(
-                f"NI card {self._card.device.name} is in use by another task or program (a counter "
-                "or the analog inputs are reserved): close it there and start again "
-                f"(DAQmx error {code})"
-            )
+        if isinstance(exc, RuntimeError):  # from _build_tasks, already said plainly
+            return exc
         if isinstance(exc, nidaqmx.errors.Error):
-            return RuntimeError(
-                f"could not start NI card {self._card.device.name}: {daq_reason(exc)}"
-            )
+            device = self._card.device.name
+            message = start_failure(exc, device)
+            return RuntimeError(message or f"could not start NI card {device}: {daq_reason(exc)}")
         return exc
 
     def _build_tasks(self, settings: StreamRequest) -> Tasks:
@@ -411,6 +391,9 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 card.clock_terminal,
             )
         except nidaqmx.errors.Error as exc:
+            message = start_failure(exc, card.device.name)
+            if message is not None:  # the card, not the settings: gone, in use, miswired
+                raise RuntimeError(message) from exc
             raise ValueError(
                 f"NI card {self._card.device.name} refused the settings {list(settings.channels)}, "
                 f"{settings.mode.name}, {settings.buffer_size} samples, {settings.rate} Hz: "
@@ -444,6 +427,14 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         tasks, self._tasks = self._tasks, None
         if tasks is not None:
             tasks.close()
+
+    def _close_tasks_logged(self) -> None:
+        """Close every task; a card that fails even that (unplugged) is logged, not raised:
+        nidaqmx drops each task's handle anyway."""
+        try:
+            self._close_tasks()
+        except Exception as exc:
+            self.log.warning("closing the NI tasks of %s failed: %s", self.module_name, exc)
 
     def _checked_buffer(self, data_buffer: np.ndarray, timestamp_buffer: object) -> np.ndarray:
         """The caller's buffer as ``[samples, channels]``; this stream has no timestamps."""
