@@ -1,0 +1,59 @@
+"""What a buffer's filters make its consumer see and ask for (BufferFilters on a real ring)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qudi.util.constraints import ScalarConstraint
+
+from qudi.hardware.instream.buffer_filters import BufferFilters
+from qudi.interface.instream_interface import DataInStreamConstraints
+from qudi.util.instream import StreamInfo, StreamRing
+from qudi.util.instream.filter_spec import FilterSpecError
+from qudi.util.instream.filtered_reader import FilteredReader
+
+INFO = StreamInfo(channel_names=("a", "b", "c"), channel_units=("V", "V", "Hz"), sample_rate=1e4)
+STREAM = DataInStreamConstraints(
+    channel_units={"a": "V", "b": "V", "c": "Hz"},
+    sample_timing="CONSTANT",
+    streaming_modes=["CONTINUOUS"],
+    data_type=np.int16,
+    channel_buffer_size=ScalarConstraint(default=1024, bounds=(128, 2**20), increment=1),
+    sample_rate=ScalarConstraint(default=1e4, bounds=(10.0, 1e6), increment=1.0),
+)
+
+
+def test_a_chain_that_picks_and_decimates_is_what_the_consumer_sees_and_asks_in():
+    spec = [
+        {"channels": ["c", "a"]},
+        {"scale": {"gain": 0.5, "unit": "mV"}},
+        {"decimate": {"factor": 4}},
+        {"cast": "float32"},
+    ]
+    filters = BufferFilters(spec)
+    with StreamRing(4096, (3,), np.int16, info=INFO) as ring:
+        reader = filters.wrap(ring.reader("r"))
+        assert isinstance(reader, FilteredReader)
+        assert filters.channels(ring) == ["c", "a"] and filters.rate(1e4) == 2500.0
+        assert filters.read_format(ring) == (2, np.dtype(np.float32))
+        seen = filters.constraints(STREAM)
+        assert seen.channel_units == {"c": "mV", "a": "mV"} and seen.data_type is np.float32
+        assert seen.sample_rate.bounds == (2.5, 2.5e5) and seen.sample_rate.default == 2500.0
+        assert filters.stream_request(["c", "a"], 2500.0) == (["a", "b", "c"], 1e4)
+        with pytest.raises(FilterSpecError, match=r"give the channels \['c', 'a'\]"):
+            filters.stream_request(["a"], 2500.0)
+        assert filters.wrap(reader).inner is reader.inner  # rebuilt on the same reader
+
+
+def test_no_filters_leave_the_reader_and_the_constraints_as_they_are():
+    filters = BufferFilters(None)
+    with StreamRing(4096, (3,), np.int16, info=INFO) as ring:
+        reader = ring.reader("r")
+        assert filters.wrap(reader) is reader and filters.constraints(STREAM) is STREAM
+        assert filters.stream_request(["b"], 10.0) == (["b"], 10.0)
+        assert filters.read_format(ring) == (3, np.dtype(np.int16))
+
+
+def test_a_bad_spec_is_refused_before_any_stream_is_looked_at():
+    with pytest.raises(FilterSpecError, match=r"filters\[0\]\.decimate\.factor is 0"):
+        BufferFilters([{"decimate": {"factor": 0}}])
