@@ -57,7 +57,7 @@ from qudi.util.instream.lsl_timing import LslGap
 
 __all__ = ["LslInStreamer"]
 
-BUFFER_SECONDS_LIMITS = (1, 3600)  # LSL's inlet buffer: whole seconds
+MAX_BUFFER_SIZE = 2**30  # samples per channel (LSL's inlet buffer holds whole seconds)
 
 
 class LslInStreamer(SharedStreamer, DataInStreamInterface):
@@ -101,7 +101,7 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
         nominal = float(full.nominal_srate())
         rate = nominal if nominal > 0 else float(hint)
         per_second = round(rate) if nominal > 0 else 100
-        limits = tuple(s * per_second for s in BUFFER_SECONDS_LIMITS)
+        limits = (per_second, max(per_second, MAX_BUFFER_SIZE))
         self._constraints = DataInStreamConstraints(
             channel_units={c.label: c.unit for c in channels},
             sample_timing=SampleTiming.TIMESTAMP,
