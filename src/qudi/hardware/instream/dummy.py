@@ -11,6 +11,13 @@ Example config (copy into the ``hardware:`` section)::
             data_type: 'float64'                   # optional, any numpy number dtype (see below)
             sample_timing: 'CONSTANT'              # optional: 'CONSTANT', 'TIMESTAMP' or 'RANDOM'
             seed: null                             # optional: an integer for reproducible data
+            sample_rate: 50.0                      # optional: the rate until a consumer sets one
+            # optional, to simulate real clocks (docs/time.md):
+            start_offset: 0.0        # s from start_stream to the first sample
+            clock_drift_ppm: 0.0     # how fast the card's clock runs against the host's
+            clock_jitter: 0.0        # s: samples reach the buffer up to this late
+            shared_clock: null       # a name: dummies naming one clock share it (one drift)
+            clock_tick_rate: 1e6     # ticks/s of the shared clock (sample starts on ticks)
 
 Samples arrive as wall-clock time passes at the configured rate into a device buffer of
 ``channel_buffer_size`` samples per channel. Not read in time, the buffer overflows: the
@@ -35,6 +42,7 @@ counts per sample at 50 S/s in int8). ``sine`` and ``noise`` need a float type.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Iterable
 
@@ -53,6 +61,8 @@ from qudi.interface.instream_interface import (
 )
 from qudi.util.instream.arrays import check_count, check_timeout, option_error
 from qudi.util.instream.simulated import SIGNALS, SimulatedSource, signal_needs_float
+from qudi.util.instream.simulated_clock import SimulatedClock, shared_clock
+from qudi.util.instream.timebase import SampleClock
 
 __all__ = ["InStreamDummy"]
 
@@ -69,6 +79,12 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
     _data_type = ConfigOption("data_type", default="float64")
     _sample_timing = ConfigOption("sample_timing", default="CONSTANT")
     _seed = ConfigOption("seed", default=None)
+    _initial_rate = ConfigOption("sample_rate", default=50.0)
+    _start_offset = ConfigOption("start_offset", default=0.0)
+    _clock_drift_ppm = ConfigOption("clock_drift_ppm", default=0.0)
+    _clock_jitter = ConfigOption("clock_jitter", default=0.0)
+    _shared_clock = ConfigOption("shared_clock", default=None)
+    _clock_tick_rate = ConfigOption("clock_tick_rate", default=1e6)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -93,7 +109,9 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
             channel_buffer_size=ScalarConstraint(
                 default=1024**2, bounds=BUFFER_SIZE_LIMITS, increment=1, enforce_int=True
             ),
-            sample_rate=ScalarConstraint(default=50.0, bounds=SAMPLE_RATE_LIMITS, increment=1.0),
+            sample_rate=ScalarConstraint(
+                default=self._checked_initial_rate(), bounds=SAMPLE_RATE_LIMITS, increment=1.0
+            ),
         )
         self._source = SimulatedSource(
             names,
@@ -104,6 +122,7 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
             buffer_size=self._constraints.channel_buffer_size.default,
             sample_timing=timing.name,
             seed=seed,
+            clock=self._checked_clock(seed),
         )
 
     def on_deactivate(self) -> None:
@@ -259,6 +278,29 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
         data, stamp = self._active_source().newest_sample()
         return data, None if stamp is None else np.float64(stamp)
 
+    @property
+    def sample_clock(self) -> SampleClock:
+        """What ticks the samples: internal, or the shared clock named by ``shared_clock``
+        with this run's start tick (see ``contracts.ClockedSource``)."""
+        return self._active_source().sample_clock
+
+    def true_sample_times(self, indices) -> np.ndarray:
+        """Host monotonic times at which samples ``indices`` of the current run were really
+        taken (what a real card cannot say: for tests and benchmarks of alignment).
+
+        Raises
+        ------
+        RuntimeError
+            Without a clock option (start_offset, clock_drift_ppm, clock_jitter,
+            shared_clock), or before the first start.
+        """
+        clock = self._active_source().clock
+        if clock is None:
+            raise RuntimeError(
+                f"'{self.module_name}' simulates no clock: set one of its clock options"
+            )
+        return clock.true_time(np.asarray(indices, np.float64))
+
     def simulate_fault(self, message: str = "simulated device failure") -> None:
         """Make the next read fail and stop the acquisition, to try out error handling."""
         self._source.simulate_fault(RuntimeError(message))
@@ -333,6 +375,46 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
                 "'float32'; integer types suit 'ramp' and 'counts'",
             )
         return dtype.type
+
+    def _checked_initial_rate(self) -> float:
+        rate = self._initial_rate
+        low, high = SAMPLE_RATE_LIMITS
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not low <= rate <= high:
+            raise option_error("sample_rate", rate, f"use a number of Hz from {low} to {high:g}")
+        return float(rate)
+
+    def _checked_clock(self, seed: int | None) -> SimulatedClock | None:
+        """The options that make the dummy's clock behave like a real one (None: ideal)."""
+        values = {}
+        for key, value, low in (
+            ("start_offset", self._start_offset, 0.0),
+            ("clock_drift_ppm", self._clock_drift_ppm, -1e5),
+            ("clock_jitter", self._clock_jitter, 0.0),
+            ("clock_tick_rate", self._clock_tick_rate, 1e-3),
+        ):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < low:
+                raise option_error(key, value, f"use a finite number >= {low:g}")
+            values[key] = float(value)
+        name = self._shared_clock
+        if name is not None and (not isinstance(name, str) or not name):
+            raise option_error("shared_clock", name, "use a name (str), or null for its own clock")
+        shared = None
+        if name is not None:
+            try:
+                shared = shared_clock(
+                    name, drift_ppm=values["clock_drift_ppm"], tick_rate=values["clock_tick_rate"]
+                )
+            except ValueError as exc:
+                raise option_error("clock_drift_ppm", values["clock_drift_ppm"], str(exc)) from None
+        clock = SimulatedClock(
+            start_offset=values["start_offset"],
+            drift_ppm=values["clock_drift_ppm"],
+            jitter=values["clock_jitter"],
+            shared=shared,
+            seed=seed,
+        )
+        return None if clock.is_simple else clock
 
     def _checked_timing(self) -> SampleTiming:
         try:

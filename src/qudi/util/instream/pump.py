@@ -26,6 +26,8 @@ from qudi.util.instream.ring import StreamRing
 __all__ = ["Pump"]
 
 _JOIN_TIMEOUT_S = 10.0
+_DITHER = 0.2  # most stretch of a poll interval (see _run)
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
 class Pump:
@@ -43,7 +45,8 @@ class Pump:
     ring
         Where the samples go (this pump is its only writer while it runs).
     period
-        Seconds from one poll to the next.
+        Seconds from one poll to the next, at least: each interval is stretched by up to
+        20 % so that polls do not lock to the phase of a slow source's samples.
     on_fault
         Called in the thread with the ring and the source's exception when a read fails;
         the thread then ends.
@@ -79,6 +82,7 @@ class Pump:
         self._stamped = timing == "TIMESTAMP" and ring.has_timestamps
         self._rate = rate if timing == "CONSTANT" and rate > 0 else math.nan
         self._stop = threading.Event()
+        self._polls_done = 0
         self.polls: deque[tuple[float, int]] = deque(maxlen=max(4, int(4 / period)))
         self.fault: BaseException | None = None
         self._thread = threading.Thread(
@@ -130,7 +134,12 @@ class Pump:
             if self._end_index is not None and self._ring.write_index >= self._end_index:
                 self._ring.mark_stopped()  # finite acquisition complete
                 return
-            next_poll = max(next_poll + self._period, now)  # late: do not try to catch up
+            # Each interval is stretched by 0 to 20 % (a golden-ratio sequence): a source whose
+            # rate divides the poll rate (10 Hz polled 30 times a second) is then not seen at
+            # one phase for ever, so some rows of the time table come close to its true clock.
+            self._polls_done += 1
+            stretch = 1.0 + _DITHER * ((self._polls_done * _GOLDEN) % 1.0)
+            next_poll = max(next_poll + self._period * stretch, now)  # late: no catching up
             self._stop.wait(next_poll - now)
 
     def _drain(self) -> None:
