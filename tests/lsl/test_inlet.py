@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -169,12 +171,25 @@ def test_a_stream_that_is_not_there_fails_activation_listing_what_was_found(
     assert f"name='plain-{TAG}' type='Test' source_id='plain-{TAG}-src'" in message
 
 
-def test_stopping_releases_the_inlet(plain_outlet, activate, stop_modules):
+def os_threads() -> int:
+    """Threads of this process, liblsl's own (native) threads among them."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_stopping_and_deactivating_release_the_inlet_and_its_threads(
+    plain_outlet, activate, module_manager
+):
     source = plain_outlet(f"plain-{TAG}", channels=3, rate=1000.0)
-    streamer = activate("lsl_in")
+    threads = os_threads()
+    streamer = activate("lsl_in")  # its short-lived inlet (for the metadata) is gone again
+    wait_until(lambda: not source.outlet.have_consumers(), 10, "the metadata inlet to go")
     streamer.start_stream()
     assert source.wait_for_consumers(10.0)
+    assert os_threads() > threads  # liblsl's threads of the inlet
     streamer.stop_stream()
     wait_until(lambda: not source.outlet.have_consumers(), 10, "the inlet to disconnect")
     streamer.start_stream()
     assert source.wait_for_consumers(10.0)
+    module_manager.deactivate_module("lsl_in")  # while streaming
+    wait_until(lambda: not source.outlet.have_consumers(), 10, "the inlet to disconnect")
+    wait_until(lambda: os_threads() <= threads, 10, "liblsl's inlet threads to end")

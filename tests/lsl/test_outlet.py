@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import pytest
 
@@ -94,13 +97,21 @@ def test_a_timestamp_stream_keeps_each_sample_time(activate, stop_modules):
     del inlet
 
 
-def test_stopping_destroys_the_outlet_and_its_thread(activate, stop_modules):
+def test_stopping_destroys_the_outlet_and_its_threads(activate, module_manager, stop_modules):
+    threads = len(os.listdir("/proc/self/task"))  # liblsl's native threads too
     activate("lsl_out_buffer")
     outlet = activate("lsl_out")
     name = f"qudi-out-{TAG}"
     resolve(name)
     outlet.stop_publishing()
     assert not outlet.publishing
+    assert not [t for t in threading.enumerate() if t.name.startswith("instream-lsl-outlet")]
     wait_until(lambda: not pylsl.resolve_byprop("name", name, 1, 0.3), 10, "the outlet to go")
     outlet.start_publishing()  # and it comes back
     resolve(name)
+    module_manager.deactivate_module("lsl_out")
+    module_manager.deactivate_module("lsl_out_buffer")
+    wait_until(lambda: not pylsl.resolve_byprop("name", name, 1, 0.3), 10, "the outlet to go")
+    wait_until(
+        lambda: len(os.listdir("/proc/self/task")) <= threads, 10, "liblsl's outlet threads to end"
+    )
