@@ -57,3 +57,15 @@ def test_no_filters_leave_the_reader_and_the_constraints_as_they_are():
 def test_a_bad_spec_is_refused_before_any_stream_is_looked_at():
     with pytest.raises(FilterSpecError, match=r"filters\[0\]\.decimate\.factor is 0"):
         BufferFilters([{"decimate": {"factor": 0}}])
+
+
+def test_the_newest_filtered_sample_is_zeros_before_the_first():
+    filters = BufferFilters([{"scale": {"gain": 2.0}}, {"channels": ["b"]}])
+    with StreamRing(4096, (3,), np.int16, info=INFO) as ring:
+        reader = filters.wrap(ring.reader("r"))
+        point, stamp = filters.newest(reader)
+        assert point.tolist() == [0.0] and stamp is None
+        ring.write(np.array([[1, 2, 3], [4, 5, 6]], np.int16))
+        point, _ = filters.newest(reader)
+        assert point.tolist() == [10.0] and reader.available == 2  # nothing consumed
+    assert BufferFilters(None).newest(reader) is None

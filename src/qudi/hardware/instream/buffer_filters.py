@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from qudi.util.constraints import ScalarConstraint
 
 from qudi.interface.instream_interface import DataInStreamConstraints
@@ -50,7 +51,10 @@ class BufferFilters:
         if not self.active:
             self.chain = None
             return inner
-        self.chain = build_chain(self.spec, ChunkFormat.of_ring(inner.ring), "filters")
+        fmt = ChunkFormat.of_ring(inner.ring)
+        if isinstance(reader, FilteredReader) and reader.chain.input == fmt:
+            return reader  # the stream is as it was: the filters keep their state
+        self.chain = build_chain(self.spec, fmt, "filters")
         return FilteredReader(inner, self.chain)
 
     @property
@@ -62,7 +66,7 @@ class BufferFilters:
                 factor *= int(stage.params["factor"])
         return factor
 
-    def stream_request(self, channels: Sequence[str], rate: float) -> tuple[list[str], float]:
+    def stream_request(self, channels: Sequence[str], rate: Any) -> tuple[list[str], Any]:
         """The stream's channels and rate for a consumer's request in filtered terms.
 
         Without stages the request is the stream's. A chain that picks channels reads the
@@ -74,7 +78,9 @@ class BufferFilters:
             For channels the chain does not give, naming the option.
         """
         channels = list(channels)
-        rate = float(rate) * self.decimation
+        factor = self.decimation
+        if factor > 1 and isinstance(rate, (int, float)) and not isinstance(rate, bool):
+            rate = float(rate) * factor  # anything else is the stream's to refuse
         chain = self.chain
         picks = any(s.kind == "channels" for s in parse_chain(self.spec, "filters"))
         if chain is None or not picks:
@@ -130,3 +136,15 @@ class BufferFilters:
         if self.chain is not None:
             return self.chain.output.channels, self.chain.output.dtype
         return ring.sample_shape[0], ring.dtype
+
+    def newest(self, reader: Any) -> tuple[np.ndarray, np.float64 | None] | None:
+        """The newest filtered sample (zeros before the first), None without filters."""
+        if self.chain is None:
+            return None
+        ring = reader.ring
+        stamps = ring.has_timestamps
+        got = reader.latest(1, with_timestamps=stamps)
+        data, times = got if stamps else (got, None)
+        if not len(data):
+            return np.zeros(self.chain.output.channels, self.chain.output.dtype), None
+        return data[0], None if times is None else np.float64(times[0])
