@@ -111,6 +111,8 @@ class SimulatedCard:
             return ", ".join(f"{dev}/ai{i}" for i in range(self.analog_inputs))
         if what in ("ci", "co"):
             return ", ".join(f"{dev}/ctr{i}" for i in range(self.counters))
+        if what == "di":  # port0 is the hardware-timed port of X-series cards
+            return ", ".join(f"{dev}/port0/line{i}" for i in range(32))
         terminals = [f"PFI{i}" for i in range(self.pfi_lines)]
         terminals += ["ai/SampleClock", *TIMEBASES]
         terminals += [f"Ctr{i}InternalOutput" for i in range(self.counters)]
@@ -123,7 +125,7 @@ class FakeTask:
 
     handle: int
     name: str
-    kind: str = ""  # 'ai', 'ci' or 'co'
+    kind: str = ""  # 'ai', 'ci', 'co' or 'di'
     channels: list[dict] = field(default_factory=list)
     rate: float | None = None  # coerced sample clock rate (ai, co) or the rate given (ci)
     source: str = ""
@@ -154,6 +156,7 @@ class FakeDaqmx:
         "get_task_attribute_string",
         "create_ai_voltage_chan",
         "create_ci_count_edges_chan",
+        "create_di_chan",
         "create_co_pulse_chan_freq",
         "create_co_pulse_chan_ticks",
         "internal_get_last_created_chan",
@@ -340,6 +343,9 @@ class FakeDaqmx:
         assert initial_count == 0
         self._add_channel(task, "ci", counter, name_to_assign_to_channel, term=None)
 
+    def create_di_chan(self, task, lines, name_to_assign_to_lines, line_grouping):
+        self._add_channel(task, "di", lines, name_to_assign_to_lines)
+
     def create_co_pulse_chan_freq(
         self,
         task,
@@ -480,7 +486,7 @@ class FakeDaqmx:
                 fake.state = "verified"
 
     def _verify(self, fake: FakeTask) -> None:
-        if fake.kind in ("ai", "ci"):
+        if fake.kind in ("ai", "ci", "di"):
             assert fake.mode is not None, "an input task needs sample clock timing"
         if fake.kind == "ai":  # with an external clock: the maximum rate it expects
             count = len(fake.channels)
@@ -514,6 +520,7 @@ class FakeDaqmx:
         self._reserve(fake)
         if fake.kind in ("ai", "ci"):
             assert fake.overwrite == OverwriteMode.DO_NOT_OVERWRITE_UNREAD_SAMPLES.value
+        if fake.kind in ("ai", "ci", "di"):
             assert fake.buffer_size is not None, "input buffer size left to the driver"
         fake.state, fake.started_at, fake.stopped_at = "running", self.now, None
         fake.read, fake.overflowed, fake.frozen = 0, False, None
@@ -526,8 +533,9 @@ class FakeDaqmx:
 
     @staticmethod
     def _resources(fake: FakeTask) -> set[str]:
-        """What a running task holds: 'ai' for the analog inputs, 'ctrN' for a counter."""
-        return {fake.kind if fake.kind == "ai" else c["physical"] for c in fake.channels}
+        """What a running task holds: 'ai' for the analog inputs, 'ctrN' for a counter, 'di'
+        for the hardware-timed digital inputs."""
+        return {c["physical"] if fake.kind in ("ci", "co") else fake.kind for c in fake.channels}
 
     def stop_task(self, task):
         fake = self._task(task)
@@ -604,7 +612,7 @@ class FakeDaqmx:
         return clock if isinstance(clock, float) else clock.rate
 
     def _owns_clock(self, fake: FakeTask) -> bool:
-        return fake.kind == "co" or (fake.kind == "ai" and fake.source == "")
+        return fake.kind == "co" or (fake.kind in ("ai", "di") and fake.source == "")
 
     def _clock(self, source: str):
         """The task (or external clock's rate) that makes the edges of terminal ``source``."""
@@ -613,8 +621,8 @@ class FakeDaqmx:
         terminal = source[len(prefix) :]
         if terminal in self.card.external_clocks:
             return self.card.external_clocks[terminal]
-        if terminal == "ai/SampleClock":  # the analog task's clock, whatever drives it
-            kind, counter = "ai", None
+        if terminal in ("ai/SampleClock", "di/SampleClock"):  # that task's clock, whatever
+            kind, counter = terminal[:2], None  # drives it
         elif terminal.endswith("InternalOutput"):
             kind, counter = "co", terminal[: -len("InternalOutput")].lower()
         else:
@@ -667,6 +675,8 @@ class FakeDaqmx:
         With a full buffer (overwrite is off) the acquisition stops, as on the card.
         """
         acquired = self._clock_edges(fake)
+        if fake.overwrite == OverwriteMode.OVERWRITE_UNREAD_SAMPLES.value:
+            return acquired  # the oldest samples give way: never an overflow
         if fake.kind != "co" and (fake.overflowed or acquired - fake.read > fake.buffer_size):
             fake.overflowed = True
             return fake.read + fake.buffer_size

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from nidaqmx.constants import TaskMode
 from nidaqmx.errors import DaqWarning
-from ramps import assert_ramps, read_all
+from ramps import assert_ramps, read_all, started
 
 from qudi.hardware.instream import ni_tasks
 from qudi.interface.instream_interface import StreamingMode
@@ -284,3 +284,26 @@ def test_a_card_unplugged_while_idle_says_so_at_the_start(make_streamer, fake):
     fake.plug_in()
     streamer.configure(["ai0"], StreamingMode.CONTINUOUS, 100, 100.0)
     assert streamer.active_channels == ["ai0"]
+
+
+# ------------------------------------------------------------ counters on an external clock
+def test_counters_alone_on_an_external_clock_count_the_same_periods(make_streamer, fake, card):
+    """Started one after the other, each counter would take the external clock's next edge as
+    its first: at 500 kHz the 10 µs between starts are 5 periods. A digital-input task on
+    that clock, started last, makes the edges the counters latch on."""
+    card.external_clocks["PFI11"] = 5e5
+    streamer = make_streamer(
+        **COUNTERS_ONLY, external_sample_clock_source="PFI11", external_sample_clock_frequency=5e5
+    )
+    streamer.configure(["PFI8", "PFI15"], StreamingMode.CONTINUOUS, 10_000, 5e5)
+    streamer.start_stream()
+    fake.advance(0.01)
+    assert_ramps(read_all(streamer), ["PFI8", "PFI15"], 5e5, at_least=4000)
+    assert started(fake)[-1] == "di"
+    assert fake.task("di").channels[0]["physical"] == "port0/line0"
+    streamer.stop_stream()
+    streamer.configure(["PFI8"], StreamingMode.FINITE, 100, 5e5)
+    streamer.start_stream()
+    fake.advance(0.01)
+    assert_ramps(read_all(streamer), ["PFI8"], 5e5, at_least=100)
+    assert streamer.module_state() == "idle"  # the FINITE run ended after its 100 samples

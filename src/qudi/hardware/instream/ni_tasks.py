@@ -3,7 +3,8 @@
 Pure nidaqmx, public API only: :func:`read_device` asks the driver what a card offers
 (:class:`Device`); :class:`Tasks` builds, starts, reads and closes the tasks that stream one
 configuration (an analog task, a counter task per counted terminal and, for counters alone, a
-counter-output task that makes their clock), with every sample of every task aligned. The qudi
+counter-output task that makes their clock or a digital-input task that passes an external one
+on), with every sample of every task aligned. The qudi
 module around it is ``ni_daq.NIXSeriesInStreamer``.
 
 Counting channels are delivered as rates: the counts of each sample clock period times the rate
@@ -203,7 +204,8 @@ class Tasks:
     """The DAQmx tasks of one configuration, built, started, read and closed together.
 
     One analog task (if analog inputs stream), one counter task per PFI line and, when only
-    counters stream on the internal clock, a counter-output task that makes their clock. Every
+    counters stream, a counter-output task that makes their clock (internal clock) or a
+    digital-input task on ``port0/line0`` whose sample clock they share (external clock). Every
     task this object created is closed by :meth:`close`, also when building fails half-way.
 
     Parameters
@@ -320,7 +322,20 @@ class Tasks:
             clock_source = f"/{dev}/ai/SampleClock"
             self.ai_reader = AnalogMultiChannelReader(task.in_stream)
             self.ai_columns = [s.channels.index(name) for name in ai_names]
-        elif counter_names and not external_clock:
+        elif counter_names and external_clock:
+            # started one by one on the external clock, each counter would take its own first
+            # edge: a digital-input task on that clock, started last, makes the edges they
+            # latch on (as the analog task does); it is never read, so it may overwrite
+            task = self.clock_task = self._new_task(f"{owner}_di")
+            task.di_channels.add_di_chan(f"{dev}/port0/line0", name_to_assign_to_lines="clock")
+            task.timing.cfg_samp_clk_timing(
+                self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
+            )
+            task.in_stream.input_buf_size = samples
+            task.in_stream.overwrite = daq.OverwriteMode.OVERWRITE_UNREAD_SAMPLES
+            task.control(daq.TaskMode.TASK_VERIFY)
+            clock_source = f"/{dev}/di/SampleClock"
+        elif counter_names:
             # the last free counter, PFI lines take the first
             self.clock_counter, task = self._free_counter(
                 free_counters[::-1], lambda counter: self._clock_task(owner, counter, mode, samples)
