@@ -55,16 +55,18 @@ def test_edges_of_a_streamed_digital_line_are_the_triggers_one_for_one():
         raw = hub.open_reader("raw")
         scope.start()
         raw.start()
+        first = raw.position  # the pump may have written before raw joined: absolute indices
         tr = TriggeredReader(scope, digital_edge(0), pre=3, post=5)
         line = np.empty((40_000, 1))
         raw.read_into(line, timeout=10.0)
         found = []
-        while not found or found[-1][-1:].tolist() < [len(line)]:
+        while not found or found[-1][-1:].tolist() < [first + len(line)]:
             found.append(tr.read(timeout=10.0).trigger_index)
         found = np.concatenate(found)
-        rising = np.flatnonzero(np.diff(line[:, 0]) == 1) + 1
-        assert found[-1] >= len(line)  # the scope read on beyond what the raw reader took
-        np.testing.assert_array_equal(found[found < len(line)], rising)
+        rising = np.flatnonzero(np.diff(line[:, 0]) == 1) + 1 + first
+        end = first + len(line)
+        assert found[-1] >= end  # the scope read on beyond what the raw reader took
+        np.testing.assert_array_equal(found[(found > first) & (found < end)], rising)
         assert tr.stats.missed == 0 and tr.stats.lost == 0
         scope.close()
         raw.close()
@@ -74,3 +76,12 @@ def test_edges_of_a_streamed_digital_line_are_the_triggers_one_for_one():
 def test_a_bad_edge_rate_is_refused_naming_it(rate):
     with pytest.raises(ValueError, match="option 'digital_edge_rate' is"):
         check_edge_rate(rate)
+
+
+def test_what_the_kinds_source_does_not_say_its_simulated_source_says():
+    source = KindsSource(["a", "ttl"], ["ramp", "digital"], sample_rate=100.0)
+    inner_only = [name for name in ("sample_clock",) if hasattr(source._inner, name)]
+    for name in inner_only:
+        assert getattr(source, name) == getattr(source._inner, name)
+    with pytest.raises(AttributeError):
+        _ = source._no_such_thing

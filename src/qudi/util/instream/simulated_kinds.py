@@ -124,6 +124,13 @@ class KindsSource:
         self._staging = np.empty((0, 1), np.dtype(inner_type))
 
     # ------------------------------------------------------------------ the source's face
+    def __getattr__(self, name: str) -> Any:
+        """What this class does not say itself, the inner source says (its sample clock, and
+        whatever a SimulatedSource grows)."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
     @property
     def has_timestamps(self) -> bool:
         return self._inner.has_timestamps
