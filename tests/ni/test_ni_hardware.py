@@ -1,13 +1,23 @@
-"""On a lab PC with an NI X-series card: count the card's own 100 kHz timebase.
+"""On a lab PC with an NI X-series card: the checks to run the first time on a real card.
 
-Skips itself without the NI-DAQmx driver or without a device. No wiring needed: a counter counts
-the internal ``/<dev>/100kHzTimebase`` on a clock made by another counter, and the stream must
-show about 100 000 counts/s in every sample. Choose the card with ``NI_TEST_DEVICE=Dev2``
-(default: the first device found).
+Skips itself without the NI-DAQmx driver or without a device. No wiring needed (leave PFI15
+unconnected): counters count the card's own timebases, so every expected number is known.
+
+- the counter clock of counters alone drives no pin (the driver's ``co_pulse_term`` reads
+  empty, and PFI15, ctr3's default output on 63xx, can be counted next to it);
+- the internal 100 kHz timebase reads 100 000 c/s on the counter clock and on the analog clock;
+- the 20 MHz timebase counted at 30 kHz (100 MHz / 3333.3: the clock runs at 100 MHz / 3333)
+  reads 20e6 c/s on average within 2e-5, which proves the counter clock's rate is exact;
+- the terminal configuration in force: DEFAULT is DIFF on ai0 of every X-series card and RSE on
+  ai8 of a multiplexed one, which also refuses DIFF on ai8.
+
+Choose the card with ``NI_TEST_DEVICE=Dev2`` (default: the first device found).
+``test_ni_hardware_on_fake.py`` runs this file against the fake card.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import nidaqmx.errors
@@ -15,7 +25,8 @@ import nidaqmx.system
 import numpy as np
 import pytest
 
-from qudi.interface.instream_interface import StreamingMode
+from qudi.hardware.instream import ni_tasks
+from qudi.interface.instream_interface import StreamingMode, StreamRequest
 
 
 def _device() -> str | None:
@@ -40,7 +51,9 @@ def make_streamer():
     made = []
 
     def make(**options):
-        module = NIXSeriesInStreamer(qudi_main_weakref=None, name="ni_hw", config=options)
+        module = NIXSeriesInStreamer(
+            qudi_main_weakref=None, name="ni_hw", config={"device_name": DEVICE, **options}
+        )
         made.append(module)
         module.module_state.activate()
         assert module.module_state() == "idle", "activation failed (see the log)"
@@ -51,17 +64,36 @@ def make_streamer():
         module.module_state.deactivate()
 
 
+def _stream(streamer, channels, rate, samples):
+    streamer.configure(channels, StreamingMode.CONTINUOUS, max(100_000, 2 * samples), rate)
+    streamer.start_stream()
+    try:
+        data = np.empty((samples, len(channels)))
+        streamer.read_data_into_buffer(data, samples, timeout=10 + samples / rate)
+    finally:
+        streamer.stop_stream()
+    return data
+
+
+def test_the_counter_clock_drives_no_pin(make_streamer):
+    device = ni_tasks.read_device(DEVICE)
+    request = StreamRequest(("PFI8",), StreamingMode.CONTINUOUS, 1000, 1000.0)
+    tasks = ni_tasks.Tasks("ni_hw_pin_check", device, request, ("PFI8",), {}, None, 10.0)
+    try:
+        print(f"counter clock on {tasks.clock_counter}, co_pulse_term={tasks.clock_output!r}")
+        assert tasks.clock_output == ""
+    finally:
+        tasks.close()
+    # PFI15 is ctr3's default output on 63xx: counting it next to the clock must work
+    streamer = make_streamer(digital_sources=["PFI8", "PFI15"])
+    data = _stream(streamer, ["PFI8", "PFI15"], 1000.0, 500)
+    assert np.all(np.isfinite(data))
+
+
 @pytest.mark.parametrize("analog_sources", [[], ["ai0"]], ids=["counter clock", "analog clock"])
 def test_counting_the_internal_100khz_timebase(make_streamer, analog_sources):
-    streamer = make_streamer(
-        device_name=DEVICE, digital_sources=["100kHzTimebase"], analog_sources=analog_sources
-    )
-    channels = ["100kHzTimebase", *analog_sources]
-    streamer.configure(channels, StreamingMode.CONTINUOUS, 100_000, 1000.0)
-    streamer.start_stream()
-    data = np.empty((2000, len(channels)))
-    streamer.read_data_into_buffer(data, 2000, timeout=10)
-    streamer.stop_stream()
+    streamer = make_streamer(digital_sources=["100kHzTimebase"], analog_sources=analog_sources)
+    data = _stream(streamer, ["100kHzTimebase", *analog_sources], 1000.0, 1000)
     counts = data[:, 0]
     # 100 timebase ticks per 1 ms period, give or take the one a period boundary may catch
     assert np.all(np.abs(counts - 100_000) <= streamer.sample_rate + 1), (
@@ -69,3 +101,38 @@ def test_counting_the_internal_100khz_timebase(make_streamer, analog_sources):
         counts.max(),
     )
     assert abs(counts.mean() - 100_000) < 100
+
+
+def test_the_20mhz_timebase_at_30khz_reads_20e6_counts_per_second(make_streamer):
+    streamer = make_streamer(digital_sources=["20MHzTimebase"])
+    data = _stream(streamer, ["20MHzTimebase"], 30e3, 30_000)  # 1 s
+    print(f"rate {streamer.sample_rate!r} Hz, mean {data[:, 0].mean()!r} c/s")
+    assert streamer.sample_rate == 100e6 / 3333
+    assert abs(data[:, 0].mean() / 20e6 - 1) < 2e-5
+
+
+def test_the_terminal_configuration_in_force(make_streamer, caplog):
+    device = ni_tasks.read_device(DEVICE)
+    multiplexed = not device.ai_simultaneous
+    inputs = ["ai0", "ai8"] if multiplexed and "ai8" in device.analog_inputs else ["ai0"]
+    with caplog.at_level(logging.INFO):
+        make_streamer(analog_sources=inputs)
+    (line,) = [r.getMessage() for r in caplog.records if "configuration in force" in r.getMessage()]
+    print(line)
+    expected = "ai0 DIFF (DEFAULT)" + (", ai8 RSE (DEFAULT)" if len(inputs) == 2 else "")
+    assert line.endswith(expected)
+    if len(inputs) == 2:  # ai8 is ai0's negative input: it cannot be DIFF
+        assert "DIFF" not in ni_tasks.supported_terminals(DEVICE, "ai8")
+        from qudi.hardware.instream.ni_daq import NIXSeriesInStreamer
+
+        refused = NIXSeriesInStreamer(
+            qudi_main_weakref=None,
+            name="ni_hw_refused",
+            config={
+                "device_name": DEVICE,
+                "analog_sources": ["ai8"],
+                "analog_channel_settings": {"ai8": {"terminal": "DIFF"}},
+            },
+        )
+        with pytest.raises(ValueError, match="'analog_channel_settings.ai8.terminal' is 'DIFF'"):
+            refused.on_activate()
