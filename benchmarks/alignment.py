@@ -1,7 +1,7 @@
 """Alignment benchmark: a 10 Hz stream on a 1 kHz stream's time axis, against the truth.
 
-    python benchmarks/alignment.py            # 200 trials of 60 s + a 20 s live run (~1 min)
-    python benchmarks/alignment.py --quick    # 200 trials of 30 s + a 8 s live run
+    python benchmarks/alignment.py            # 200 simulated runs of 60 s + a 20 s live run
+    python benchmarks/alignment.py --quick    # the same with an 8 s live run
 
 Two simulated streams: a 1 kHz primary on its own clock and a 10 Hz secondary (a
 "wavemeter") whose first sample comes 50 ms after the primary's and whose clock runs 100 ppm
@@ -28,10 +28,15 @@ primary's axis minus where the truth puts it (ms, or primary samples).
 
   A trial's error is its worst secondary sample's; the table gives the median and the worst
   trial.
-* **live**: real StreamHubs and pump threads over SimulatedSources with those clocks, an
-  AlignedReader reading both; the secondary's ``ramp`` channel counts its samples, so its
-  value interpolated at a primary sample's time says where the reader put that time, which
-  the truth is compared with. The baseline is applied to the same samples.
+  The fitted case is also run with polls every 10 ms, the rate DataInStreamSync joins its
+  streamers' hubs with (its ``max_poll_rate``, 100 by default): slow streams are timed
+  better the more often they are polled.
+* **live**: real StreamHubs (polling at 100 Hz, as under DataInStreamSync) and pump threads
+  over SimulatedSources with those clocks, an AlignedReader reading both in 0.25 s chunks;
+  the secondary's ``ramp`` channel counts its samples, so its value interpolated at a
+  primary sample's time says where the reader put that time, which the truth is compared
+  with (each chunk against the uncertainty the reader reported for it). The baseline is
+  applied to the same samples.
 
 The last line is ``alignment: shared clock X samples, fitted Y ms, baseline Z ms``: X the
 worst shared-clock trial (the start-fitted case) in primary samples, Y and Z the median over
@@ -58,12 +63,14 @@ FAST, SLOW = 1000.0, 10.0  # Hz
 SKEW = 0.050  # s: the secondary's first sample after the primary's
 DRIFT = 100.0  # ppm
 POLL = 1 / 30  # s: the pump's poll period at the hubs' default max_poll_rate (30)
+SYNC_POLL = 1 / 100  # s: DataInStreamSync's default max_poll_rate (100, as qudi-iqo-modules')
 POLL_LATE = 0.002  # s: how late a poll may come
 STAMP_DELAY = 200e-6  # s: mean delay from the read to the row's time stamp
 DESCHEDULED = 0.02  # of rows: stamped up to 10 ms late more (a busy machine)
 INTERNAL = SampleClock()
 GOLDEN = (5**0.5 - 1) / 2
 TRIALS = 200
+LIVE_HUB = {"min_ring_seconds": 10, "max_poll_rate": 100.0}  # as DataInStreamSync joins hubs
 
 
 @dataclass
@@ -74,21 +81,20 @@ class Simulated:
     time: StreamTime
 
 
-def simulate(clock, rate, start, seconds, rng, declared=INTERNAL, tick_known=True):
+def simulate(clock, rate, start, seconds, rng, declared=INTERNAL, tick_known=True, poll=POLL):
     """The time table a pump would write for ``clock`` started at host ``start``."""
     clock.start(start, rate)
-    now, last, rows, polls = start, 0, [], 0
-    while now < start + seconds:
-        polls += 1  # stretched as the pump stretches its intervals, and a little late
-        now += POLL * (1 + 0.2 * ((polls * GOLDEN) % 1.0)) + rng.uniform(0, POLL_LATE)
-        n = clock.arrived_by(now)
-        if n > last:
-            late = rng.exponential(STAMP_DELAY)
-            if rng.uniform() < DESCHEDULED:  # the thread lost its core for a while
-                late += rng.uniform(0, 0.010)
-            rows.append((n, now + late, (n - 1) / rate))
-            last = n
-    index, host, device = np.array(rows).T
+    count = int(seconds / poll) + 1
+    # poll intervals stretched as the pump stretches them (golden-ratio sequence), a little late
+    stretch = 1 + 0.2 * ((np.arange(1, count + 1) * GOLDEN) % 1.0)
+    polls = start + np.cumsum(poll * stretch + rng.uniform(0, POLL_LATE, count))
+    seen = clock.arrived_by_many(polls)
+    new = np.flatnonzero(np.diff(np.r_[0, seen]) > 0)  # a row per poll that brought samples
+    late = rng.exponential(STAMP_DELAY, len(new))
+    late += np.where(rng.uniform(size=len(new)) < DESCHEDULED, rng.uniform(0, 0.010, len(new)), 0)
+    index = seen[new]
+    host = polls[new] + late
+    device = (index - 1) / rate
     table = TimeTable.of(index, host, device)
     tick = clock.sample_clock.start_tick if tick_known else None
     run = RunStart(1, 0, start, start + 1.7e9, 0.0, tick)
@@ -129,6 +135,21 @@ def trial(seed: int, seconds: float) -> dict[str, float]:
     errors["covered"] = float(np.all(np.abs(fitted) <= bound))
     errors["uncertainty_ms"] = float(np.max(bound)) * 1e3
     errors["baseline_ms"] = float(np.max(np.abs(baseline_primary_index(j) - truth))) / FAST * 1e3
+    # the same at the poll rate DataInStreamSync joins its streamers' hubs with (100 Hz)
+    primary = simulate(SimulatedClock(seed=seed), FAST, start, seconds, rng, poll=SYNC_POLL)
+    secondary = simulate(
+        SimulatedClock(start_offset=SKEW, drift_ppm=DRIFT, seed=seed + 1),
+        SLOW,
+        start + rng.uniform(0, 1e-3),
+        seconds,
+        rng,
+        poll=SYNC_POLL,
+    )
+    alignment = align(primary.time, secondary.time)
+    truth = true_primary_index(primary.clock, secondary.clock, j)
+    fitted = (alignment.primary_index(j) - truth) / FAST
+    errors["fitted_sync_ms"] = float(np.max(np.abs(fitted))) * 1e3
+    errors["covered_sync"] = float(np.all(np.abs(fitted) <= alignment.uncertainty(j / SLOW)))
     # one shared clock, 100 ppm against the host; declared; start ticks known or not
     lab = shared_clock(f"bench-{seed}", drift_ppm=DRIFT, tick_rate=FAST, epoch=start - 1.0)
     for key, known in (("shared_exact", True), ("shared_fitted", False)):
@@ -152,8 +173,8 @@ def live(seconds: float) -> dict[str, float | str]:
     suffix = f"{time.monotonic_ns() % 10**9}"
     chunks = []
     with (
-        StreamHub(primary, name=f"bench_align_p{suffix}", min_ring_seconds=10) as p_hub,
-        StreamHub(secondary, name=f"bench_align_s{suffix}", min_ring_seconds=10) as s_hub,
+        StreamHub(primary, name=f"bench_align_p{suffix}", **LIVE_HUB) as p_hub,
+        StreamHub(secondary, name=f"bench_align_s{suffix}", **LIVE_HUB) as s_hub,
     ):
         p_reader, s_reader = p_hub.open_reader("aligned"), s_hub.open_reader("aligned")
         p_reader.start()
@@ -199,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter trials and live run")
     parser.add_argument("--trials", type=int, default=TRIALS, help="simulated runs (200)")
     args = parser.parse_args(argv)
-    seconds = 30.0 if args.quick else 60.0
+    seconds = 60.0  # simulated: cheap, so --quick shortens only the live run
     live_seconds = 8.0 if args.quick else 20.0
     print(
         f"{args.trials} trials of {seconds:g} s: primary {FAST:g} Hz, secondary {SLOW:g} Hz, "
@@ -213,17 +234,22 @@ def main(argv: list[str] | None = None) -> int:
         ("shared clock, start fitted+rounded", "shared_fitted", "samples"),
         ("fitted offset + drift", "fitted_ms", "ms"),
         ("  its reported uncertainty", "uncertainty_ms", "ms"),
+        ("fitted, 100 Hz polls (the sync's)", "fitted_sync_ms", "ms"),
         ("baseline (interpolation only)", "baseline_ms", "ms"),
     ]
     for label, key, unit in rows:
         values = table[key]
         print(f"{label:<34} {np.median(values):>10.4f} {values.max():>10.4f} {unit}")
     coverage = table["covered"].mean() * 100
-    print(f"uncertainty contains every sample's true error in {coverage:.1f} % of trials")
+    coverage_sync = table["covered_sync"].mean() * 100
+    print(
+        f"uncertainty contains every sample's true error in {coverage:.1f} % of trials "
+        f"({coverage_sync:.1f} % at 100 Hz polls)"
+    )
     result = live(live_seconds)
     print(
-        f"live ({live_seconds:g} s, real hubs and pumps, {result['method']}, read in 0.25 s "
-        f"chunks): worst error {result['fitted_ms']:.3f} ms in the second half, "
+        f"live ({live_seconds:g} s, real hubs and pumps polling at 100 Hz, {result['method']}, "
+        f"read in 0.25 s chunks): worst error {result['fitted_ms']:.3f} ms in the second half, "
         f"{result['first_ms']:.3f} ms in the first chunk; the chunk's uncertainty held in "
         f"{result['covered']:.0f} % of chunks; {result['nan_rows']:.0f} rows before the "
         f"secondary's first sample NaN; baseline {result['baseline_ms']:.3f} ms"

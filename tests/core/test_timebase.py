@@ -241,3 +241,15 @@ def test_stream_time_maps_both_ways():
     assert time_base.indices_between(0.0, 1.0) == (100, 100)
     with pytest.raises(ValueError, match="no time table"):
         StreamClock(StreamRing(8, 1, time_slots=0))
+
+
+def test_many_looks_at_a_simulated_clock_count_as_looks_one_by_one():
+    times = np.sort(np.random.default_rng(3).uniform(0.0, 2.0, 500))
+    one, many = (
+        SimulatedClock(start_offset=0.05, drift_ppm=100.0),
+        SimulatedClock(start_offset=0.05, drift_ppm=100.0),
+    )
+    one.start(0.0, 1000.0)
+    many.start(0.0, 1000.0)
+    assert list(many.arrived_by_many(times)) == [one.arrived_by(t) for t in times]
+    assert one.taken_by(0.05) == 1 and one.taken_by(0.0499) == 0

@@ -74,13 +74,36 @@ hardware:
         connect:
             primary_streamer: 'sync_lab_fast'
             secondary_streamer: 'sync_lab_slow'
+    sync_bad_jitter:
+        module.Class: 'instream.dummy.InStreamDummy'
+        options:
+            channel_names: ['ramp']
+            channel_units: ['samples']
+            channel_signals: ['ramp']
+            clock_jitter: -0.001
+    sync_bad_drift:
+        module.Class: 'instream.dummy.InStreamDummy'
+        options:
+            channel_names: ['ramp']
+            channel_units: ['samples']
+            channel_signals: ['ramp']
+            shared_clock: 'test_sync_lab'
+            clock_drift_ppm: 5.0
+            clock_tick_rate: 1000.0
 logic:
     sync_logic:
         module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
         connect:
             streamer: 'sync_fitted'
 """
-MODULES = ["sync_logic", "sync_fitted", "sync_shared", "sync_bad", "sync_from_docstring"]
+MODULES = [
+    "sync_logic",
+    "sync_fitted",
+    "sync_shared",
+    "sync_bad",
+    "sync_from_docstring",
+    "sync_lab_fast",
+]
 
 
 def docstring_example() -> str:
@@ -185,3 +208,19 @@ def test_a_bad_option_fails_activation_naming_it(sync_qudi, expected_qudi_errors
     with pytest.raises(RuntimeError):
         sync_qudi.module_manager.activate_module("sync_bad")
     assert any("'missing'" in e and "'hold'" in e for e in expected_qudi_errors())
+
+
+@pytest.mark.parametrize(
+    ("module", "words"),
+    [
+        ("sync_bad_jitter", ["'clock_jitter'", "-0.001", ">= 0"]),
+        ("sync_bad_drift", ["'clock_drift_ppm'", "test_sync_lab", "100.0 ppm"]),
+    ],
+)
+def test_bad_clock_options_of_the_dummy_fail_activation_naming_them(
+    sync_activate, sync_qudi, expected_qudi_errors, module, words
+):
+    sync_activate("sync_lab_fast")  # the shared clock exists, at 100 ppm
+    with pytest.raises(RuntimeError):
+        sync_qudi.module_manager.activate_module(module)
+    assert any(all(w in e for w in words) for e in expected_qudi_errors())
