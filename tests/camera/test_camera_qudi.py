@@ -176,7 +176,9 @@ def test_the_demo_config_shows_the_camera_and_its_regions_next_to_the_daq(activa
     x, curves = roi_logic.trace_data
     assert set(curves) == {"centre", "corner"}
     _process_events_until(qapp, lambda: np.any(roi_logic.trace_data[1]["corner"] > 100))
-    assert "stream" in viewer_gui.window.status_label.text()
+    label = viewer_gui.window.status_label
+    _process_events_until(qapp, lambda: "stream" in label.text(), what="the viewer's status line")
+    assert " fps · lost 0 · frames " in label.text()
     assert set(viewer_gui.window.rois) == {"centre", "corner"}
     # moving a region in the viewer moves the ROI streamer's region
     viewer_gui.window.set_roi_region("centre", (100, 120, 32, 32))

@@ -68,7 +68,7 @@ def test_simulated_images_show_a_moving_spot_over_the_offset_and_are_seeded():
     SimulatedCamera((256, 256), np.uint16, seed=5).render(again, 50)
     assert np.array_equal(frames, again)  # same seed, same frames
     row, column = camera.spot_position(50)
-    assert frames[0, row, column] > 100 + 20 + 1000  # the spot's centre (peak 16 383 counts)
+    assert frames[0, row, column] > 100 + 20 + 1000  # the spot's centre (peak 2000 counts)
     background = frames[0, 200:, :50] if row < 128 else frames[0, :50, :50]
     assert 100 < background.mean() < 140  # offset 100 + 20 background photons
     assert background.std() > 3  # shot and read noise

@@ -26,6 +26,7 @@ class CameraViewerWindow(QtWidgets.QMainWindow):
         self.image_view = pg.ImageView()
         self.image_view.ui.roiBtn.hide()  # its ROI plots a profile; ours feed a time series
         self.image_view.ui.menuBtn.hide()
+        self.image_view.setColorMap(pg.colormap.get("viridis"))  # the histogram's menu changes it
         self.setCentralWidget(self.image_view)
         toolbar = self.addToolBar("camera")
         toolbar.setObjectName("camera_toolbar")

@@ -236,9 +236,8 @@ class ImageRoiStreamer(DataInStreamInterface):
         camera = self._camera()
         if self.module_state() == "locked" and list(request.channels) != self._active:
             raise RuntimeError("cannot change the regions streamed while streaming; stop first")
-        self._active_hub().configure(
-            request.rate, int(camera.frame_buffer_size), camera.streaming_mode
-        )
+        # the rate only: the camera keeps its own buffer
+        self._active_hub().configure(request.rate, None, camera.streaming_mode)
         self._active = list(request.channels)
 
     # ----------------------------------------------------------------------- acquisition

@@ -81,8 +81,8 @@ class SimulatedCamera:
     seed
         Seeds the noise; None draws a new seed.
     offset, background, read_noise, spot_peak
-        Counts (see above); ``spot_peak`` None means a quarter of the dtype's range (integers)
-        or 1000.
+        Counts (see above); ``spot_peak`` None means 2000 counts (at most a quarter of an
+        integer dtype's range).
     """
 
     def __init__(
@@ -106,7 +106,7 @@ class SimulatedCamera:
         rng = np.random.default_rng(seed)
         top = _full_scale(self.dtype)
         low = float(np.iinfo(self.dtype).min) if np.issubdtype(self.dtype, np.integer) else -top
-        peak = top / 2 if spot_peak is None else float(spot_peak)
+        peak = min(top / 2, 2000.0) if spot_peak is None else float(spot_peak)
         self._range = (low, 2 * top if np.issubdtype(self.dtype, np.integer) else math.inf)
         self._bank = np.stack(
             [

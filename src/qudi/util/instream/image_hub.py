@@ -271,18 +271,26 @@ class ImageHub:
             self._readers[name] = reader
             return reader
 
-    def configure(self, frame_rate: float, frame_buffer_size: int, streaming_mode: Any) -> None:
+    def configure(
+        self, frame_rate: float, frame_buffer_size: int | None, streaming_mode: Any
+    ) -> None:
         """Configure the camera and size the ring; a no-op when nothing changes.
 
         ``frame_buffer_size`` means "at least this many frames in one blocking read", as a
-        channel stream's ``channel_buffer_size``. Raises :class:`StreamBusyError` naming the
-        running readers if a change is asked for while any runs; the camera's own checks
-        (``TypeError``/``ValueError``) otherwise. A refused call changes nothing.
+        channel stream's ``channel_buffer_size``, and is the camera's own buffer; None keeps
+        the camera's buffer and asks nothing of the ring (a consumer that sets only the rate).
+        Raises :class:`StreamBusyError` naming the running readers if a change is asked for
+        while any runs; the camera's own checks (``TypeError``/``ValueError``) otherwise. A
+        refused call changes nothing.
         """
         rate = check_positive_number(frame_rate, "frame_rate", "a positive number of frames/s")
-        size = check_count(
-            frame_buffer_size, 1 << 30, "frame_buffer_size", "2**30 frames", minimum=1
-        )
+        if frame_buffer_size is None:
+            size = min(int(self._camera.frame_buffer_size), self._readable)
+            camera_size = int(self._camera.frame_buffer_size)
+        else:
+            size = camera_size = check_count(
+                frame_buffer_size, 1 << 30, "frame_buffer_size", "2**30 frames", minimum=1
+            )
         mode = member_name(streaming_mode)
         with self._lock:
             self._require_open()
@@ -295,7 +303,7 @@ class ImageHub:
                 raise StreamBusyError(running, f"{change} of stream '{self.name}'")
             camera = self._camera
             previous = (camera.frame_rate, camera.frame_buffer_size, camera.streaming_mode)
-            camera.configure(rate, size, streaming_mode)
+            camera.configure(rate, camera_size, streaming_mode)
             old = self._ring
             if self._shared:
                 old.close()  # the new ring takes over the old one's name
@@ -541,7 +549,9 @@ class JoinedImageHub:
             raise StreamStoppedError(f"consumer '{self._member}' left stream '{self.name}'")
         return self.hub.open_reader(name, allow_overwrite=allow_overwrite)
 
-    def configure(self, frame_rate: float, frame_buffer_size: int, streaming_mode: Any) -> None:
+    def configure(
+        self, frame_rate: float, frame_buffer_size: int | None, streaming_mode: Any
+    ) -> None:
         self.hub.configure(frame_rate, frame_buffer_size, streaming_mode)
 
     def leave(self) -> None:
