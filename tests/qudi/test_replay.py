@@ -123,6 +123,24 @@ def replay_qudi(qudi, qudi_home, tmp_path_factory, session_path):
             file_path: '{session_path}'
             stream: 'camera'
 """
+    bad_logic = """
+    replay_logic_bad_format:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        options:
+            recording_format: 'zip'
+        connect:
+            streamer: 'replay_buffer2'
+    replay_logic_streams_without_session:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        options:
+            recording_streams: ['replay_counter']
+        connect:
+            streamer: 'replay_buffer2'
+    replay_logic_single:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        connect:
+            streamer: 'replay_buffer2'
+"""
     config.write_text(
         f"""global:
     startup_modules: []
@@ -135,7 +153,7 @@ logic:
             recording_streams: ['replay_counter', 'replay_wavemeter']
         connect:
             streamer: 'replay_analog_buffer'
-"""
+{bad_logic}"""
     )
     with qudi_with_modules(None, qudi_home, config) as app:
         yield app
@@ -172,6 +190,10 @@ def test_replayed_at_x10_into_two_buffers_and_a_logic_as_recorded(
     wave_buffer.start_stream()
     logic.start_recording()  # starts reading the analog replay, records all three
     assert logic.recording_info["running"]
+    noted = logic.add_marker("replayed")  # as from Jupyter: plain values back
+    assert noted["text"] == "replayed" and isinstance(noted["sample_index"], int)
+    with pytest.raises(ValueError, match="NUL"):
+        logic.add_marker("bad\x00text")
     replays = [counter, wavemeter, activate("replay_analog")]
 
     def drained() -> bool:
@@ -183,7 +205,11 @@ def test_replayed_at_x10_into_two_buffers_and_a_logic_as_recorded(
         )
 
     qtbot.waitUntil(drained, timeout=int(30_000 + 1000 * RECORD_S / SPEED * 3))
-    rows = len(streams["analog"][0])
+    # the recording joined the analog stream just after the logic started it: follow the
+    # running file (SWMR) for its first sample, then wait for the last
+    with open_session(logic.recording_info["path"]) as running:
+        analog_first = running.streams["replay_analog_buffer"].first_sample_index
+    rows = len(streams["analog"][0]) - analog_first
     qtbot.waitUntil(lambda: logic.recording_info["samples"] >= rows, timeout=10_000)
     path = logic.stop_recording()
     assert len(logic.trace_data[0]) > 0  # the logic's trace got the replay too
@@ -199,21 +225,27 @@ def test_replayed_at_x10_into_two_buffers_and_a_logic_as_recorded(
     np.testing.assert_array_equal(data, streams["wavemeter"][0])
     np.testing.assert_array_equal(stamps, streams["wavemeter"][1])
 
-    # the logic's own session file: its stream from the first sample, the others from when
-    # the recording joined them; the samples and timestamps as recorded
+    # the logic's own session file: each stream from the sample the recording joined it at
+    # (its first_sample_index), every sample and timestamp as in the original file
     with open_session(path) as again:
         assert again.labels == ["replay_analog_buffer", "replay_counter", "replay_wavemeter"]
-        analog = again.streams["replay_analog_buffer"]
-        data, stamps = analog.read(0, analog.rows)
-        np.testing.assert_array_equal(data, streams["analog"][0])
-        np.testing.assert_array_equal(stamps, streams["analog"][1])
-        for label, name in (("replay_counter", "counter"), ("replay_wavemeter", "wavemeter")):
+        labels = ("replay_analog_buffer", "replay_counter", "replay_wavemeter")
+        final = again.streams["replay_analog_buffer"]
+        assert final.first_sample_index == analog_first <= 50
+        for label, name in zip(labels, ("analog", "counter", "wavemeter"), strict=True):
             stream = again.streams[label]
             data, stamps = stream.read(0, stream.rows)
             offset = stream.first_sample_index
             np.testing.assert_array_equal(data, streams[name][0][offset : offset + len(data)])
             if stamps is not None:
                 np.testing.assert_array_equal(stamps, streams[name][1][offset : offset + len(data)])
+
+        assert again.marker_list() == [(noted["time"], noted["sample_index"], "replayed")]
+        assert logic.recording_info["markers"] == 1
+        assert (
+            logic.recording_info["streams"]["replay_counter"]
+            == again.streams["replay_counter"].rows
+        )
 
     # gaps and markers where they were
     assert gaps["wavemeter"] == [[5, 14]] and wavemeter.played_gaps() == [(5, 14)]
@@ -257,3 +289,76 @@ def test_configure_accepts_a_channel_subset_and_only_the_recorded_rate(replay_qu
     finally:
         counter.stop_stream()
         counter.configure(["ramp", "apd"], "CONTINUOUS", 1024**2, 1000.0)
+
+
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        ("replay_logic_bad_format", "option 'recording_format' is 'zip'"),
+        ("replay_logic_streams_without_session", "several streams go into one file with 'session'"),
+    ],
+)
+# a logic's failed activation also raises in the Qt event loop (fysom.Canceled): qudi's way
+@pytest.mark.qt_no_exception_capture
+def test_bad_recording_options_fail_the_logic_naming_them(
+    replay_qudi, activate, expected_qudi_errors, module, message
+):
+    with pytest.raises(RuntimeError):
+        activate(module)
+    assert any(message in error for error in expected_qudi_errors())
+
+
+def test_a_marker_needs_a_session_recording(replay_qudi, activate):
+    logic = activate("replay_logic_single")
+    with pytest.raises(RuntimeError, match="set recording_format: 'session' first"):
+        logic.add_marker("nowhere to go")
+    session_logic = activate("replay_logic")
+    with pytest.raises(RuntimeError, match="start a recording first"):
+        session_logic.add_marker("not yet")
+
+
+def test_the_shipped_replay_config_plays_a_session(
+    replay_qudi, qudi_home, activate, session_path, tmp_path, qtbot
+):
+    """cfg/instream_replay.cfg as shipped, its file_path set to a session and no window."""
+    from qudi.util.yaml import yaml_dump, yaml_load
+
+    config = yaml_load(str(Path(__file__).parents[2] / "cfg" / "instream_replay.cfg"))
+    config["hardware"]["session_replay"]["options"]["file_path"] = str(session_path)
+    config["global"]["startup_modules"] = []
+    del config["gui"]
+    path = tmp_path / "instream_replay.cfg"
+    yaml_dump(str(path), config)
+    with qudi_with_modules(None, qudi_home, path):
+        logic = activate("session_replay_logic")
+        assert logic.active_channel_names == ["ramp", "apd"]
+        logic.start_reading()
+        qtbot.waitUntil(lambda: len(logic.trace_data[0]) > 10, timeout=10_000)
+        x, y = logic.trace_data
+        assert np.all(np.diff(y["ramp"]) == 1)  # the recorded ramp, sample after sample
+        logic.stop_reading()
+
+
+def test_docstring_example_is_a_valid_config_of_the_class():
+    import io
+    import re
+
+    from qudi.core.config.validator import validate_config
+    from qudi.core.configoption import ConfigOption
+    from qudi.util.yaml import yaml_load
+    from ruamel.yaml import YAML
+
+    import qudi.hardware.instream.replay as replay
+
+    example = re.search(r"::\n\n((?:    .*\n|\n)+)", replay.__doc__).group(1)
+    config = {"hardware": YAML(typ="safe").load(io.StringIO(example))}
+    validate_config(config)
+    (entry,) = config["hardware"].values()
+    assert entry["module.Class"] == "instream.replay.RecordingReplayStreamer"
+    options = {
+        value.name
+        for value in vars(replay.RecordingReplayStreamer).values()
+        if isinstance(value, ConfigOption)
+    }
+    assert set(entry["options"]) <= options
+    del yaml_load

@@ -266,7 +266,8 @@ class SessionReplay:
         start, window = self._window
         if position < start or position >= start + len(window) or window[-1] <= until:
             stop = min(self.rows, position + _STAMP_WINDOW)
-            window = self._stream.timestamps[position:stop]
+            stamps = self._stream.timestamps
+            window = stamps[position:stop] if stamps is not None else np.empty(0)
             start = position
             self._window = (start, window)
         if len(window) == 0:
