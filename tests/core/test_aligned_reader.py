@@ -166,3 +166,25 @@ def test_bad_options_are_refused(stream_name):
             AlignedReader(p, {"s": s}, missing="hold")
         with pytest.raises(ValueError, match="\\['t'\\]"):
             AlignedReader(p, {"s": s}, clocks={"t": SampleClock()})
+
+
+def test_a_timestamped_secondary_is_placed_by_its_stamps(stream_name):
+    p_clock = SimulatedClock()
+    s_clock = SimulatedClock(start_offset=0.05, drift_ppm=100.0)
+    primary = SimulatedSource(["ramp"], sample_rate=FAST, clock=p_clock)
+    secondary = SimulatedSource(["ramp"], sample_rate=50.0, timestamps=True, clock=s_clock)
+    hubs = (
+        StreamHub(primary, name=f"{stream_name}_p", max_poll_rate=100.0, min_ring_seconds=5),
+        StreamHub(secondary, name=f"{stream_name}_s", max_poll_rate=100.0, min_ring_seconds=5),
+    )
+    with Running(hubs) as (p, s):
+        assert s.ring.has_timestamps
+        reader = AlignedReader(p, {"stamped": s}, missing="wait")
+        for _ in range(6):
+            chunk = reader.read(250, timeout=10)
+    got = chunk.secondary["stamped"][:, 0]
+    truth = (p_clock.true_time(chunk.index) - s_clock.true_time(0)) * 50.0 * s_clock.speed
+    assert np.isfinite(got).all()
+    # the stamps carry a little jitter of their own (a hundredth of a sample)
+    error = np.abs(got - truth).max() / 50.0
+    assert error <= chunk.uncertainty["stamped"] + 0.02 / 50.0
