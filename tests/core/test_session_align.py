@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from qudi.util.instream import StreamHub, StreamRing
+from qudi.util.instream.alignment import FITTED
 from qudi.util.instream.session import open_session
-from qudi.util.instream.session_align import realign_session, realign_stream
+from qudi.util.instream.session_align import align_session, realign_session, realign_stream
 from qudi.util.instream.session_recorder import SessionRecorder
 from qudi.util.instream.simulated import SimulatedSource
 from qudi.util.instream.stream_clock import StreamClock
@@ -43,6 +44,8 @@ def test_realigned_times_are_those_of_the_live_clock(tmp_path):
         with open_session(path) as session:
             aligned = realign_session(session)
             stamps = session.streams["slow"].read(0, session.streams["slow"].rows)[1]
+            lined_up = align_session(session)
+            slow_ramp = session.streams["slow"].read(0, session.streams["slow"].rows)[0][:, 0]
     after = time.monotonic()
     assert set(aligned) == {"fast", "slow"}
     fast_times = aligned["fast"]
@@ -59,6 +62,19 @@ def test_realigned_times_are_those_of_the_live_clock(tmp_path):
         assert before - 0.1 < stream.times[0] and stream.times[-1] < after + 0.1
         assert np.all(np.diff(stream.times) > 0) and np.all(stream.uncertainty >= 0)
         assert abs(stream.drift_ppm) < 1e4
+
+    # the slow stream at each fast sample, as the live AlignedReader lines them up
+    assert lined_up.primary == "fast" and lined_up.methods == {"slow": FITTED}
+    values = lined_up.values["slow"][:, 0]
+    known = ~np.isnan(values)
+    assert lined_up.missing["slow"] == np.count_nonzero(~known) < len(values)
+    assert np.all(np.diff(np.flatnonzero(known)) == 1)  # one span, NaN only before and after
+    assert np.all(np.diff(values[known]) >= 0)  # the slow ramp, rising with the fast samples
+    # where the fast stream took sample i, the slow one was at (fractional) sample values[i]
+    slow_host = aligned["slow"].time.time_of(None, np.interp(values[known], slow_ramp, stamps))
+    error = np.abs(slow_host - fast_times.times[known])
+    allowed = 5e-3 + fast_times.uncertainty[known] + aligned["slow"].uncertainty.max()
+    assert np.all(error <= allowed), f"worst {error.max() * 1e3:.2f} ms"
 
 
 def test_a_stream_without_a_time_table_is_named(tmp_path):

@@ -8,11 +8,21 @@ file and asks it the same questions: the times it gives are those a live reader 
 rows would have given, with the same uncertainty (the fit's, ~95 % coverage)::
 
     from qudi.util.instream.session import open_session
-    from qudi.util.instream.session_align import realign_session
+    from qudi.util.instream.session_align import align_session, realign_session
 
     with open_session("session.h5") as session:
         times = realign_session(session)
+        lined_up = align_session(session)   # every stream at the first stream's samples
     times["wavemeter"].times     # host monotonic s of each recorded wavemeter sample
+    lined_up.values["wavemeter"] # the wavemeter at each counter sample, NaN where it had none
+
+:func:`align_session` lines the streams up on one stream's samples as the live
+:class:`~qudi.util.instream.aligned_reader.AlignedReader` does: the same
+:func:`~qudi.util.instream.alignment.align` (exact on a declared shared clock, else fitted
+offset and drift with an uncertainty), the same linear interpolation of each other stream at
+the primary's sample times, NaN (counted) where a stream has no sample on both sides, never an
+edge value held. Like the live reader it interpolates across a stream's gaps; their rows are
+in ``session.streams[label].gaps``.
 """
 
 from __future__ import annotations
@@ -21,10 +31,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qudi.util.instream.alignment import align
 from qudi.util.instream.session import RecordedStream, Session
 from qudi.util.instream.timebase import StreamTime
 
-__all__ = ["RealignedStream", "realign_session", "realign_stream"]
+__all__ = [
+    "AlignedSession",
+    "RealignedStream",
+    "align_session",
+    "realign_session",
+    "realign_stream",
+]
 
 
 @dataclass(frozen=True)
@@ -85,3 +102,74 @@ def realign_session(session: Session) -> dict[str, RealignedStream]:
         if stream.stream_time() is not None:
             aligned[label] = realign_stream(stream)
     return aligned
+
+
+@dataclass(frozen=True)
+class AlignedSession:
+    """Every stream at the primary stream's samples.
+
+    ``times``: the primary's device time (s since its run's first sample) of each of its rows;
+    ``values[label]``: ``[rows, channels]`` float64 of each other stream interpolated there
+    (NaN where it had no sample on both sides, counted in ``missing[label]``);
+    ``uncertainty[label]``: how far (s) its samples' times on the primary's axis may be off
+    (0 when exact); ``methods[label]``: how it was aligned (exact, rounded or fitted).
+    """
+
+    primary: str
+    times: np.ndarray
+    values: dict[str, np.ndarray]
+    missing: dict[str, int]
+    uncertainty: dict[str, np.ndarray]
+    methods: dict[str, str]
+
+
+def align_session(session: Session, primary: str | None = None) -> AlignedSession:
+    """The session's streams at the samples of ``primary`` (its first stream by default).
+
+    Raises
+    ------
+    ValueError
+        An unknown label, or a stream without a time table to align it by.
+    """
+    label = session.labels[0] if primary is None else primary
+    if label not in session.streams:
+        raise ValueError(f"the session has no stream {label!r}; its streams are {session.labels}")
+    main = session.streams[label]
+    main_time = _time_of(main)
+    times = _device_times(main, main_time)
+    values, missing, uncertainty, methods = {}, {}, {}, {}
+    for other_label, other in session.streams.items():
+        if other_label == label:
+            continue
+        other_time = _time_of(other)
+        alignment = align(main_time, other_time)
+        own = _device_times(other, other_time)
+        data = other.read(0, other.rows)[0].reshape(other.rows, -1).astype(np.float64)
+        targets = alignment.secondary_time(times)  # as the live reader asks
+        out = np.full((len(times), data.shape[1]), np.nan)
+        if len(own):
+            inside = (targets >= own[0]) & (targets <= own[-1])
+            for channel in range(data.shape[1]):
+                out[inside, channel] = np.interp(targets[inside], own, data[:, channel])
+        values[other_label] = out
+        missing[other_label] = int(np.isnan(out[:, 0]).sum()) if out.shape[1] else 0
+        uncertainty[other_label] = alignment.uncertainty(own)
+        methods[other_label] = alignment.method
+    return AlignedSession(label, times, values, missing, uncertainty, methods)
+
+
+def _time_of(stream: RecordedStream) -> StreamTime:
+    time = stream.stream_time()
+    if time is None:
+        raise ValueError(
+            f"stream '{stream.label}' has no time table with two rows or more: it cannot be aligned"
+        )
+    return time
+
+
+def _device_times(stream: RecordedStream, time: StreamTime) -> np.ndarray:
+    """Device time (s since its run's first sample) of every row: its stamps, or by index."""
+    _, stamps = stream.read(0, stream.rows)
+    if stamps is not None:
+        return np.asarray(stamps, np.float64)
+    return time.device_time_of(stream.sample_indices())
