@@ -17,13 +17,21 @@ Example config (copy into the ``hardware:`` section)::
             read_write_timeout: 10                  # optional: s, default limit of blocking reads
             clock_output_terminal: null             # optional: PFI line to export the counter clock
 
-Every channel is sampled on the edges of one sample clock, so sample ``i`` of every channel is
-taken at the same moment: the analog task's own clock if analog inputs stream, otherwise a clock
-generated on a spare counter, or the external clock. Each PFI line is counted by a counter
-latched on that clock; the module turns the counts of each clock period into counts per second
-(unit ``c/s``) with the rate the driver actually set, and streams analog inputs in volts.
-Counting channels are rates whatever the sample rate: a 100 kHz source reads 100 000 c/s at
-1 kS/s and at 10 kS/s (a consumer that wants counts per sample multiplies by 1 / rate).
+Every channel is sampled on the edges of one sample clock: the analog task's own clock if
+analog inputs stream, otherwise a clock generated on a spare counter (internal, driving no pin
+unless ``clock_output_terminal`` names one), or the external clock. Each PFI line is counted by
+a counter latched on that clock's edges. Sample ``i`` of the analog inputs is taken at the same
+moment on simultaneous-sampling cards (6366, 6368, 6374, 6376); a multiplexed card (6363, 6343,
+6323) converts its inputs one after another, input ``k`` of the task about ``k / convert rate``
+after the edge at which the counters latch. The module turns the counts of each clock period
+into counts per second (unit ``c/s``) with the rate the driver actually set, and streams
+analog inputs in volts. Counting channels are rates whatever the sample rate: a 100 kHz source
+reads 100 000 c/s at 1 kS/s and at 10 kS/s (a consumer that wants counts per sample
+multiplies by 1 / rate).
+
+An analog input's terminal ``DEFAULT`` is what the card chooses: on a multiplexed 63xx that is
+DIFF for ai0-7 and ai16-23 (a single-ended signal wired against AI GND is then measured
+against the floating ai8-15) and RSE for the others; the configuration in force is logged.
 
 The tasks that are clocked start before the task that makes the clock, so none misses an edge.
 The driver's buffer never overwrites unread samples: a stream that is not read in time stops
@@ -32,7 +40,7 @@ samples are discarded (a DAQmx read of a stopped task would start it again).
 
 Needs the NI-DAQmx driver and the ``nidaqmx`` Python package; without the driver the module
 imports, and activation says how to install it. The DAQmx tasks are ``ni_tasks``; the options
-are checked in ``ni_options``.
+are checked in ``ni_options``; ``ni_errors`` says what a DAQmx error means for the user.
 """
 
 from __future__ import annotations
