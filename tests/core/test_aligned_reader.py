@@ -188,3 +188,25 @@ def test_a_timestamped_secondary_is_placed_by_its_stamps(stream_name):
     # the stamps carry a little jitter of their own (a hundredth of a sample)
     error = np.abs(got - truth).max() / 50.0
     assert error <= chunk.uncertainty["stamped"] + 0.02 / 50.0
+
+
+def test_a_timestamped_primary_sets_the_axis_by_its_stamps(stream_name):
+    p_clock, s_clock = SimulatedClock(), SimulatedClock(start_offset=0.05, drift_ppm=100.0)
+    primary = SimulatedSource(["ramp"], sample_rate=FAST, timestamps=True, clock=p_clock)
+    secondary = SimulatedSource(["ramp"], sample_rate=SLOW, clock=s_clock)
+    hubs = (
+        StreamHub(primary, name=f"{stream_name}_p", max_poll_rate=100.0, min_ring_seconds=5),
+        StreamHub(secondary, name=f"{stream_name}_s", max_poll_rate=100.0, min_ring_seconds=5),
+    )
+    with Running(hubs) as (p, s):
+        reader = AlignedReader(p, {"wavemeter": s}, missing="wait")
+        for _ in range(6):
+            assert reader.available <= p.available
+            chunk = reader.read(250, timeout=10)
+    assert np.allclose(chunk.device_time, chunk.index / FAST, atol=0.21 / FAST)  # its stamps
+    got = chunk.secondary["wavemeter"][:, 0]
+    ok = np.isfinite(got)
+    assert ok.sum() >= 200  # a stamp past the secondary's newest sample may be NaN
+    truth = (p_clock.true_time(chunk.index[ok]) - s_clock.true_time(0)) * SLOW * s_clock.speed
+    # the stamps jitter by up to 0.2 of a sample (the simulated card says so)
+    assert np.abs(got[ok] - truth).max() / SLOW <= chunk.uncertainty["wavemeter"] + 0.21 / FAST

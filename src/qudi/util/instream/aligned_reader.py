@@ -9,7 +9,9 @@ fitted with an uncertainty otherwise).
 An edge value is never held: a primary time past a secondary's newest sample either waits
 for that sample (``missing='wait'``: the read blocks, with its timeout) or gets NaN and is
 counted (``missing='nan'``); a time before a secondary's oldest kept sample (it started later,
-or the time lies further back than its history) is always NaN and counted.
+or the time lies further back than its history) is always NaN and counted. (A TIMESTAMP
+primary's times are known only once its samples are read, so ``'wait'`` waits by its nominal
+rate; a stamp beyond that still finds no secondary sample and is NaN and counted.)
 """
 
 from __future__ import annotations
@@ -207,7 +209,7 @@ class AlignedReader:
         """Primary samples a read can return now without waiting (with ``missing='wait'``:
         those every secondary has caught up with)."""
         count = self.primary.available
-        if self.missing == "nan" or count <= 0 or self._stamped:
+        if self.missing == "nan" or count <= 0:
             return count
         primary = self.primary_time_base()
         if primary is None or not self._align(primary):
@@ -241,9 +243,9 @@ class AlignedReader:
         start = self.primary.position
         index = np.arange(start, start + n)
         stamps = np.empty(n) if self._stamped else None
-        if stamps is None:
-            device = primary.device_time_of(index)
-            self._wait_for_secondaries(primary, float(device[-1]), deadline)
+        # a TIMESTAMP primary's stamps are known once read: wait by its nominal rate then
+        device = primary.device_time_of(index)
+        self._wait_for_secondaries(primary, float(device[-1]), deadline)
         data = np.empty((n, *ring.sample_shape), ring.dtype)
         self.primary.read_into(data, n, timeout=0.0, timestamps=stamps)
         if stamps is not None:
