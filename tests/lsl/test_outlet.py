@@ -8,7 +8,9 @@ import threading
 import numpy as np
 import pytest
 
+from qudi.util.instream import attach
 from qudi.util.instream.lsl_support import time_correction
+from qudi.util.instream.stream_clock import StreamClock
 from tests.lsl.conftest import TAG, pylsl, wait_until
 
 
@@ -36,6 +38,27 @@ def pull_until(inlet, count: int, channels: int, dtype, timeout: float = 15.0):
     return np.concatenate(chunks), np.concatenate(stamps)
 
 
+def check_against_time_base(buffer, outlet, ramp, times, correction, jitter):
+    """LSL times of the samples whose ramp values are ``ramp`` are the stream's own time base
+    (its ring's time table, fitted, read here independently), shifted by LSL's clock
+    ``correction``, within the uncertainty the time base gave when each was pushed and the
+    one it gives now (it refits as rows come in), and the samples' ``jitter`` (s)."""
+    ring = attach(buffer.stream_name)
+    try:
+        clock = StreamClock(ring)
+        clock.refresh()
+        indices = clock.run.first_index + ramp.astype(np.int64)  # the ramp counts samples
+        expected = clock.time_of(indices)
+        now = clock.uncertainty_of(indices)
+    finally:
+        ring.close()
+    pushed = np.array([outlet.time_uncertainty(int(i)) for i in indices])
+    known = np.isfinite(pushed)  # the first pushes: too few table rows for an uncertainty
+    assert known[len(known) // 2 :].all()
+    tolerance = abs(correction) + pushed + now + jitter + 1e-6
+    assert np.all(np.abs(times - expected)[known] <= tolerance[known])
+
+
 @pytest.fixture
 def stop_modules(module_manager):
     yield
@@ -47,7 +70,8 @@ def test_a_constant_stream_reaches_a_plain_inlet_with_its_metadata_and_times(
     activate, stop_modules
 ):
     other = activate("lsl_other_buffer")  # another consumer of the same dummy
-    activate("lsl_out_buffer").configure(["ramp", "sine"], "CONTINUOUS", 2**16, 2000.0)
+    buffer = activate("lsl_out_buffer")
+    buffer.configure(["ramp", "sine"], "CONTINUOUS", 2**16, 2000.0)
     outlet = activate("lsl_out")  # publishes at activation
     assert outlet.publishing
     info = resolve(f"qudi-out-{TAG}")
@@ -66,13 +90,12 @@ def test_a_constant_stream_reaches_a_plain_inlet_with_its_metadata_and_times(
     data, times = pull_until(inlet, 4000, 2, np.float32)
     ramp = data[:, 0]
     np.testing.assert_array_equal(np.diff(ramp), 1)  # every sample once, in order
-    origin, _ = outlet.time_origin
+    assert outlet.uses_stream_time_base
     correction, uncertainty = time_correction(inlet, pylsl, 5.0)
-    # the outlet's clock: sample i at origin + i / rate (host monotonic = LSL time), which the
-    # inlet receives shifted by LSL's clock correction, known to within its uncertainty
-    expected = origin + ramp.astype(np.float64) / 2000.0
-    assert np.max(np.abs(times - expected)) <= abs(correction) + 1e-6
+    check_against_time_base(buffer, outlet, ramp, times, correction, jitter=0.0)
     assert abs(correction) <= uncertainty  # same host: one clock, to LSL's own measure
+    origin, origin_uncertainty = outlet.time_origin
+    assert not np.isnan(origin_uncertainty)  # inf: the time base had too few rows yet
     # and those times are host monotonic times of when the samples were taken, to a latency
     assert 0 <= pylsl.local_clock() - times[-1] < 1.0
     assert other.module_state() == "idle"  # the outlet is one consumer, the other unaffected
@@ -80,7 +103,8 @@ def test_a_constant_stream_reaches_a_plain_inlet_with_its_metadata_and_times(
 
 
 def test_a_timestamp_stream_keeps_each_sample_time(activate, stop_modules):
-    activate("lsl_ts_buffer").configure(["ramp", "noise"], "CONTINUOUS", 2**16, 1000.0)
+    buffer = activate("lsl_ts_buffer")
+    buffer.configure(["ramp", "noise"], "CONTINUOUS", 2**16, 1000.0)
     outlet = activate("lsl_ts_out")
     assert not outlet.publishing  # start_on_activation: False
     outlet.start_publishing()
@@ -90,9 +114,10 @@ def test_a_timestamp_stream_keeps_each_sample_time(activate, stop_modules):
     data, times = pull_until(inlet, 1500, 2, np.float64)
     ramp = data[:, 0]
     np.testing.assert_array_equal(np.diff(ramp), 1)
-    origin, _ = outlet.time_origin
-    stream_times = times - origin  # the dummy stamps sample k at (k + jitter) / rate
-    assert np.all(np.abs(stream_times - ramp / 1000.0) <= 0.2 / 1000.0 + 1e-9)
+    assert outlet.uses_stream_time_base
+    # the dummy stamps sample k at (k + jitter) / rate, jitter within +-0.2 periods
+    check_against_time_base(buffer, outlet, ramp, times, 0.0, jitter=0.2e-3)
+    stream_times = times - outlet.time_origin[0]
     assert not np.allclose(np.diff(stream_times), 1e-3)  # its own jittered stamps, not a grid
     del inlet
 

@@ -31,6 +31,7 @@ published yet.
 
 from __future__ import annotations
 
+import bisect
 import math
 import socket
 import threading
@@ -44,6 +45,8 @@ from qudi.util.instream.arrays import option_error
 from qudi.util.instream.enums import member_name
 from qudi.util.instream.lsl_publisher import LslPublisher, OutletClock, outlet_info
 from qudi.util.instream.lsl_support import load_pylsl
+from qudi.util.instream.ring import StreamRing
+from qudi.util.instream.stream_clock import StreamClock
 
 __all__ = ["LslOutlet"]
 
@@ -67,6 +70,7 @@ class LslOutlet(Base):
         self._outlet: Any = None
         self._publisher: LslPublisher | None = None
         self._clock: OutletClock | None = None
+        self._ring: StreamRing | None = None  # the stream's ring, attached for its time base
         self._lock = threading.Lock()
 
     # --------------------------------------------------------------------------- lifetime
@@ -121,6 +125,24 @@ class LslOutlet(Base):
         return 0 if publisher is None else publisher.lost
 
     @property
+    def uses_stream_time_base(self) -> bool:
+        """Whether the LSL times come from the stream's time base (else: estimated)."""
+        clock = self._clock
+        return clock is not None and clock.uses_time_base
+
+    def time_uncertainty(self, index: int) -> float:
+        """The uncertainty (s) the stream's time base gave for the LSL time of the stream's
+        sample ``index`` (a ring index, as in the time base) when it was pushed; inf while the
+        time base had too few rows to say, NaN if the times are estimated or the sample was
+        not pushed recently."""
+        clock = self._clock
+        if clock is None or not clock.uses_time_base:
+            return float("nan")
+        pushes = list(clock.pushed_uncertainty)
+        at = bisect.bisect_left([last for last, _ in pushes], index)
+        return pushes[at][1] if at < len(pushes) else float("nan")
+
+    @property
     def time_origin(self) -> tuple[float, float] | None:
         """``(origin, uncertainty)`` in host monotonic seconds: LSL time of stream time 0
         (see the module docstring); None before the first samples were pushed."""
@@ -156,9 +178,9 @@ class LslOutlet(Base):
                 0.0 if timing == "RANDOM" else rate,
                 constraints.data_type,
             )
-            self._clock = OutletClock(rate, timing == "TIMESTAMP")
             streamer.start_stream()
             try:
+                self._clock = self._outlet_clock(streamer, rate, timing == "TIMESTAMP")
                 self._outlet = self._pylsl.StreamOutlet(info, max_buffered=self._max_buffered)
                 period = 1.0 / float(self._push_rate)
                 room = max(1024, math.ceil(2 * rate * period))
@@ -175,8 +197,41 @@ class LslOutlet(Base):
                 )
             except BaseException:
                 self._outlet = None
+                self._release_ring()
                 streamer.stop_stream()
                 raise
+
+    def _outlet_clock(self, streamer: Any, rate: float, timestamped: bool) -> OutletClock:
+        """The clock of the pushes: the stream's own time base when the streamer's ring is
+        on this host (a ``DataInStreamBuffer`` names it: ``stream_name``), else estimated."""
+        name = getattr(streamer, "stream_name", None)
+        if not isinstance(name, str):
+            return OutletClock(rate, timestamped)
+        try:
+            ring = StreamRing.attach(name)
+        except Exception:  # noqa: BLE001 - no shared ring here: estimate the times instead
+            return OutletClock(rate, timestamped)
+        self._ring = ring
+        try:
+            stream_clock = StreamClock(ring)
+        except ValueError:  # a ring without a time table
+            return OutletClock(rate, timestamped)
+
+        def locate() -> int | None:
+            """Ring index of the next sample the streamer will give this outlet."""
+            for _ in range(100):  # the pump writes between the two looks only rarely
+                before = ring.write_index
+                waiting = int(streamer.available_samples)
+                if ring.write_index == before:
+                    return before - waiting
+            return None
+
+        return OutletClock(rate, timestamped, stream_clock, locate)
+
+    def _release_ring(self) -> None:
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            ring.close()
 
     def stop_publishing(self) -> None:
         """Stop pushing, destroy the outlet (LSL tools see it go) and stop this consumer."""
@@ -189,4 +244,5 @@ class LslOutlet(Base):
                 publisher.stop()
             finally:
                 del outlet  # the last reference: pylsl destroys the liblsl outlet now
+                self._release_ring()
                 self._streamer().stop_stream()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
@@ -58,34 +59,83 @@ def outlet_info(
 class OutletClock:
     """The LSL time of each sample of a qudi stream, in host monotonic seconds.
 
-    CONSTANT streams: sample ``i`` of a run is at ``origin + i / rate``. TIMESTAMP streams:
-    a sample stamped ``t`` (seconds since the stream's start) is at ``origin + t``. Without a
-    stream time base that says when the stream started, the origin is taken at the first
-    samples, as if the newest of them had been taken right then: LSL times are then late by
-    the stream's latency (at most about a poll period of the source and of this outlet), and
-    :attr:`origin_uncertainty` bounds that by the time the first read waited for.
+    With the stream's own time base (``stream_clock``, a
+    :class:`~qudi.util.instream.stream_clock.StreamClock` of the ring the samples come from,
+    and ``locate``, which says at which ring index the next unread sample is), each sample's
+    time is the time base's: ``stream_clock.time_of(ring index)`` for a CONSTANT stream,
+    ``stream_clock.time_of_stamps(stamps)`` for a TIMESTAMP one.
+
+    Without it (a stream from another host, or a source without a shared ring), CONSTANT
+    sample ``i`` of this outlet's run is at ``origin + i / rate`` and a TIMESTAMP sample
+    stamped ``t`` at ``origin + t``, where ``origin`` is taken at the first samples as if the
+    newest had just been taken: LSL times are then late by the stream's latency (about a poll
+    period of the source and of this outlet), which :attr:`origin_uncertainty` estimates.
     """
 
-    def __init__(self, rate: float, timestamped: bool):
+    def __init__(
+        self,
+        rate: float,
+        timestamped: bool,
+        stream_clock: Any = None,
+        locate: Callable[[], int | None] | None = None,
+    ):
         self.rate = float(rate)
         self.timestamped = timestamped
         self.origin: float | None = None
         self.origin_uncertainty = float("nan")
+        self._stream_clock = stream_clock
+        self._locate = locate
+        self._ring_offset: int | None = None  # ring index of this outlet's sample 0
+        self.uses_time_base = False
+        # (ring index of the last sample of a push, its uncertainty in s), recent pushes
+        self.pushed_uncertainty: deque[tuple[int, float]] = deque(maxlen=100_000)
 
     def times(
         self, first_index: int, count: int, stamps: np.ndarray | None, now: float, waited: float
     ) -> np.ndarray | float:
-        """LSL times of ``count`` samples from stream index ``first_index`` (all of them for a
-        TIMESTAMP stream; the newest one's only for a CONSTANT stream, as LSL derives the
-        others from the nominal rate)."""
+        """LSL times of ``count`` samples from this run's index ``first_index`` (all of them
+        for a TIMESTAMP stream; the newest one's only for a CONSTANT stream, as LSL derives
+        the others from the nominal rate). Call it right after the samples were read."""
         last = first_index + count - 1
         if self.origin is None:
-            newest = float(stamps[count - 1]) if self.timestamped else last / self.rate
-            self.origin = now - newest
-            self.origin_uncertainty = waited
+            self._start(first_index, count, stamps, now, waited)
+        if self.uses_time_base:
+            clock = self._stream_clock
+            if self.timestamped:
+                times = np.asarray(clock.time_of_stamps(stamps[:count]), np.float64)
+                uncertainty = float(clock.time.fit.uncertainty(stamps[count - 1 : count])[0])
+            else:
+                times = float(clock.time_of(self._ring_offset + last))
+                uncertainty = float(clock.uncertainty_of([self._ring_offset + last])[0])
+            self.pushed_uncertainty.append((self._ring_offset + last, uncertainty))
+            return times
         if self.timestamped:
             return self.origin + stamps[:count]
         return self.origin + last / self.rate
+
+    def _start(self, first_index: int, count: int, stamps, now: float, waited: float) -> None:
+        """Take the origin: from the stream's time base if it answers, else from ``now``."""
+        if self._stream_clock is not None and self._locate is not None:
+            try:
+                position = self._locate()
+                if position is not None:
+                    self._ring_offset = position - first_index - count
+                    zero = self._ring_offset
+                    if self.timestamped:
+                        self.origin = float(self._stream_clock.time_of_stamps([0.0])[0])
+                        fit = self._stream_clock.time.fit
+                        self.origin_uncertainty = float(fit.uncertainty([stamps[0]])[0])
+                    else:
+                        self.origin = float(self._stream_clock.time_of([zero])[0])
+                        uncertainty = self._stream_clock.uncertainty_of([zero])[0]
+                        self.origin_uncertainty = float(uncertainty)
+                    self.uses_time_base = True
+                    return
+            except ValueError:  # no time yet (no table row, no rate): estimate instead
+                self._ring_offset = None
+        newest = float(stamps[count - 1]) if self.timestamped else (first_index + count - 1)
+        self.origin = now - (newest if self.timestamped else newest / self.rate)
+        self.origin_uncertainty = waited
 
 
 class LslPublisher:
