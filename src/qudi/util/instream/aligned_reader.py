@@ -91,8 +91,14 @@ class _Follower:
         self.declared = clock
         self.stamped = timing == "TIMESTAMP" and ring.has_timestamps
         self.channels = int(np.prod(ring.sample_shape)) if ring.sample_shape else 1
-        rate = float(ring.info.sample_rate or 0.0)
-        self.keep = max(_HISTORY_MIN, int(rate * 30))
+        self.rate = float(ring.info.sample_rate or 0.0)
+        if not self.stamped and not self.rate > 0:
+            raise ValueError(
+                f"secondary stream '{name}' is CONSTANT without a sample rate: its samples "
+                "have no times"
+            )
+        self.keep = max(_HISTORY_MIN, int(self.rate * 30))
+        self.run_epoch = ring.run_epoch
         self.times = np.empty(0)
         self.values = np.empty((0, self.channels))
 
@@ -103,27 +109,25 @@ class _Follower:
         return replace(found, clock=replace(self.declared, start_tick=found.clock.start_tick))
 
     def pull(self) -> None:
-        """Take whatever the secondary has published into the history."""
+        """Take whatever the secondary has published into the history (with the device time
+        of each sample: its stamp, or its index since the run's first over the rate)."""
         count = self.reader.available
         if count <= 0:
             return
         ring = self.reader.ring
         out = np.empty((count, *ring.sample_shape), ring.dtype)
         stamps = np.empty(count) if self.stamped else None
-        start = self.reader.position
         got = self.reader.read_available_into(out, timestamps=stamps)
-        start = self.reader.position - got if got else start
-        time_base = self.clock.time
-        if got <= 0 or time_base is None and not self.stamped:
-            self.clock.refresh()
-            time_base = self.clock.time
-            if got <= 0 or time_base is None:
-                return
+        if got <= 0:
+            return
+        start = self.reader.position - got
+        if ring.run_epoch != self.run_epoch:  # a new run: a new device clock
+            self.run_epoch = ring.run_epoch
+            self.times, self.values = np.empty(0), np.empty((0, self.channels))
         if stamps is not None:
             times = stamps[:got]
         else:
-            assert time_base is not None
-            times = time_base.device_time_of(np.arange(start, start + got))
+            times = (np.arange(start, start + got) - ring.run_start_index) / self.rate
         values = out[:got].reshape(got, self.channels).astype(np.float64)
         self.times = np.concatenate([self.times, times])[-self.keep :]
         self.values = np.concatenate([self.values, values])[-self.keep :]
