@@ -21,11 +21,14 @@ LSL's irregular rate, for a RANDOM stream), the channel format from the stream's
 (float32, float64, int8 to int64 as they are; float16 and unsigned types widened exactly), and
 the channel names and units in the XML description (``desc/channels/channel/label|unit``).
 
-Samples carry host monotonic times, the clock of ``pylsl.local_clock()``: a CONSTANT stream's
-sample ``i`` is at ``origin + i / rate`` (pushed per chunk: LSL derives the others from the
-rate), a TIMESTAMP stream's samples at ``origin + timestamp`` (pushed per sample);
-:attr:`LslOutlet.time_origin` says where ``origin`` is. Samples this outlet loses (its buffer
-fell behind) leave a gap of the same length in the LSL times. Stream markers are not
+Samples carry host monotonic times, the clock of ``pylsl.local_clock()``, from the stream's
+own time base: when the connected streamer's ring is on this host (a ``DataInStreamBuffer``
+names it), the fitted clock of its time table gives each CONSTANT sample's time by its ring
+index (pushed once per chunk: LSL derives the others from the rate) and each TIMESTAMP
+sample's time from its stamp (pushed per sample); :meth:`LslOutlet.time_uncertainty` says how
+well the time base knew each. Otherwise (a stream from another host) the times are estimated
+from the first samples read (:attr:`LslOutlet.time_origin`). Samples this outlet loses (its
+buffer fell behind) leave a gap of the same length in the LSL times. Stream markers are not
 published yet.
 """
 
