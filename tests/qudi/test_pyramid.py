@@ -132,3 +132,20 @@ def test_updates_touch_only_the_bins_of_new_points():
 def test_bad_factor_is_refused():
     with pytest.raises(ValueError, match="factor must be an integer >= 2, got 1"):
         MinMaxPyramid(1)
+
+
+def test_the_follower_keeps_no_replaced_trace_alive():
+    import gc
+    import weakref
+
+    window = TraceWindow(1000, 1)
+    window.append(np.arange(10.0), np.zeros((1, 10)))
+    follower = PointFollower()
+    follower.follow(window.view(window.filled)[0])
+    buffer = weakref.ref(window.view()[0].base)
+    del window
+    gc.collect()
+    assert buffer() is None  # the logic's old trace is freed, not held by the GUI
+    fresh = TraceWindow(1000, 1)
+    fresh.append(np.arange(10.0), np.zeros((1, 10)))
+    assert follower.follow(fresh.view(fresh.filled)[0]) is None  # and the next one starts anew

@@ -18,6 +18,7 @@ holds the last frame's newest x value; anything else (new settings, a restart) s
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -30,7 +31,8 @@ class PointFollower:
     """How many points at the end of each frame's x values are new since the last frame."""
 
     def __init__(self):
-        self._buffer: object | None = None
+        # the last frame's buffer, weakly: a trace the logic replaced is not kept alive here
+        self._buffer: weakref.ref | None = None
         self._last: float | None = None
 
     def follow(self, x: np.ndarray) -> int | None:
@@ -44,7 +46,13 @@ class PointFollower:
         """
         buffer = x.base if isinstance(x, np.ndarray) else None
         last, self._last = self._last, (float(x[-1]) if len(x) else None)
-        same, self._buffer = buffer is not None and buffer is self._buffer, buffer
+        before, self._buffer = self._buffer, None
+        if buffer is not None:
+            try:
+                self._buffer = weakref.ref(buffer)
+            except TypeError:  # a base that takes no weak reference: nothing to follow
+                buffer = None
+        same = buffer is not None and before is not None and before() is buffer
         if not same or last is None or self._last is None:
             return None
         index = int(np.searchsorted(x, last, side="left"))
