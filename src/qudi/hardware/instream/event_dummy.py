@@ -138,7 +138,7 @@ class InStreamEventDummy(DataInStreamInterface):
     @property
     def stream_extra(self) -> dict:
         """What a hub keeps with the stream: its kind and the event channels' names."""
-        return dict(self._active().stream_extra)
+        return {} if self._source is None else dict(self._source.stream_extra)
 
     @property
     def available_samples(self) -> int:
