@@ -253,3 +253,15 @@ def test_many_looks_at_a_simulated_clock_count_as_looks_one_by_one():
     many.start(0.0, 1000.0)
     assert list(many.arrived_by_many(times)) == [one.arrived_by(t) for t in times]
     assert one.taken_by(0.05) == 1 and one.taken_by(0.0499) == 0
+
+
+class _BadlyDeclaredSource(SimulatedSource):
+    @property
+    def sample_clock(self):
+        return {"kind": "sundial"}
+
+
+def test_a_clock_a_source_declares_badly_is_taken_as_internal_and_said(stream_name, caplog):
+    with StreamHub(_BadlyDeclaredSource(["a"]), name=stream_name) as hub:
+        assert hub.ring.info.sample_clock == SampleClock()
+    assert "sundial" in caplog.text and "taken as internal" in caplog.text

@@ -295,10 +295,11 @@ def declared_clock(source: object) -> SampleClock:
     """The sample clock a source declares (its optional ``sample_clock``: a
     :class:`~qudi.util.instream.timebase.SampleClock` or a mapping of its fields); internal
     if it declares none or something unreadable (logged)."""
-    declared = getattr(source, "sample_clock", None)
+    declared = None
     try:
+        declared = getattr(source, "sample_clock", None)  # a property: it may raise anything
         return SampleClock.from_description(declared)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:
         log.warning(
             "the source's sample_clock %r is not understood (%s): taken as internal", declared, exc
         )
