@@ -54,6 +54,7 @@ DUPLICATE_TASK = -200089
 INVALID_TASK = -200088
 NOT_SUPPORTED_VALUE = -200077
 RATE_WARNING = 200011  # an AI rate above the card's limit: the driver warns and acquires
+STOPPED_EARLY = 200010  # a FINITE task stopped before it acquired all its samples
 FIFO_OVERFLOW_2, FIFO_OVERFLOW, COUNTER_OVERFLOW = -200361, -200010, -200141
 ADC_OVERRUN, TRANSFER_ABORTED, DEVICE_GONE = -200019, -50405, -201003
 
@@ -552,6 +553,8 @@ class FakeDaqmx:
                     other.frozen = self._acquired(other)
             fake.frozen = self._acquired(fake)
             fake.state, fake.stopped_at = "stopped", self.now
+            if fake.mode == AcquisitionType.FINITE.value and fake.frozen < fake.samples:
+                warnings.warn(DaqWarning(_MESSAGES[STOPPED_EARLY], STOPPED_EARLY), stacklevel=2)
 
     # ------------------------------------------------------------------------------ reads
     def read_analog_f64(self, task, num_samps_per_chan, timeout, fill_mode, read_array):
@@ -745,6 +748,10 @@ _MESSAGES = {
     ),
     TRANSFER_ABORTED: "The transfer was aborted: the device stopped answering.",
     DEVICE_GONE: "The device cannot be accessed: it was removed, powered off or reset.",
+    STOPPED_EARLY: (
+        "Finite acquisition or generation has been stopped before the requested number of "
+        "samples were acquired or generated."
+    ),
     RATE_WARNING: (
         "Sample rate is above the maximum the device supports for this number of channels; "
         "the acquisition proceeds, the settling may be insufficient."

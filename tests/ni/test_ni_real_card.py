@@ -307,3 +307,18 @@ def test_counters_alone_on_an_external_clock_count_the_same_periods(make_streame
     fake.advance(0.01)
     assert_ramps(read_all(streamer), ["PFI8"], 5e5, at_least=100)
     assert streamer.module_state() == "idle"  # the FINITE run ended after its 100 samples
+
+
+def test_a_finite_run_stopped_early_warns_in_the_driver_and_stops(make_streamer, fake):
+    """DAQmx warns (200010) when a FINITE task stops before its last sample; that is the
+    user's stop, not a failure: the module stops and starts again as usual."""
+    streamer = make_streamer()
+    streamer.configure(["PFI8", "ai0"], StreamingMode.FINITE, 1000, 1000.0)
+    streamer.start_stream()
+    fake.advance(0.1)
+    with pytest.warns(DaqWarning, match="200010"):
+        streamer.stop_stream()
+    assert streamer.module_state() == "idle" and len(fake.open_tasks()) == 2
+    streamer.start_stream()
+    fake.advance(0.2)
+    assert_ramps(read_all(streamer), ["PFI8", "ai0"], 1000.0, at_least=200)

@@ -130,7 +130,9 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         self._constraints = self._card.constraints()
         channels = list(self._constraints.channel_units)
         self._stopped.set()
-        try:  # build the tasks once: the driver checks everything now, not at the first start
+        # build the tasks once: the driver checks the settings now, not at the first start
+        # (TASK_VERIFY reserves nothing: an analog input another program holds shows at start)
+        try:
             self.configure(
                 channels,
                 StreamingMode.CONTINUOUS,
@@ -235,7 +237,11 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
             self._show_streaming(True)
 
     def stop_stream(self) -> None:
-        """Stop acquiring; the card's unread samples are discarded."""
+        """Stop acquiring; the card's unread samples are discarded.
+
+        A card that cannot stop (unplugged: DAQmx -201003) streams no more either: its tasks
+        are closed, the reason is logged, and the next start builds them afresh.
+        """
         with self._lock:
             self._stopped.set()
             try:
