@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qudi.util.instream.lsl_timing import CAUSE_OVERFLOW, CAUSE_SILENCE
-from tests.lsl.conftest import TAG, wait_until
+from tests.lsl.conftest import TAG, pylsl, wait_until
 
 IN_MODULES = (
     "lsl_logic",
@@ -193,3 +193,60 @@ def test_stopping_and_deactivating_release_the_inlet_and_its_threads(
     module_manager.deactivate_module("lsl_in")  # while streaming
     wait_until(lambda: not source.outlet.have_consumers(), 10, "the inlet to disconnect")
     wait_until(lambda: os_threads() <= threads, 10, "liblsl's inlet threads to end")
+
+
+def test_an_irregular_stream_is_read_without_gap_detection(plain_outlet, activate, module_manager):
+    source = plain_outlet(f"irregular-{TAG}", channels=2, rate=0.0)
+    streamer = activate("lsl_irregular_in")
+    try:
+        assert streamer.constraints.sample_rate.default == 50.0  # the hint
+        streamer.start_stream()
+        assert source.wait_for_consumers(10.0)
+        source.t0 = pylsl.local_clock()
+        for k in range(5):  # irregular: samples at any time, far apart
+            source.outlet.push_sample([k, 0.0], source.t0 + 3.0 * k)
+        wait_until(lambda: streamer.available_samples >= 5, 10, "5 samples")
+        data = np.empty((5, 2), np.float32)
+        stamps = np.empty(5)
+        streamer.read_data_into_buffer(data, 5, stamps, timeout=5.0)
+        np.testing.assert_array_equal(data[:, 0], np.arange(5))
+        assert np.allclose(np.diff(stamps), 3.0, atol=1e-3)
+        assert streamer.gaps == []  # no nominal rate: no step means samples are missing
+    finally:
+        module_manager.deactivate_module("lsl_irregular_in")
+
+
+def test_dejitter_smooths_the_times_and_a_gap_still_counts(plain_outlet, activate, module_manager):
+    source = plain_outlet(f"jittery-{TAG}", channels=2, rate=1000.0)
+    streamer = activate("lsl_dejitter_in")
+    try:
+        streamer.start_stream()
+        assert source.wait_for_consumers(10.0)
+        rng = np.random.default_rng(5)
+        t0 = pylsl.local_clock()
+        truth, raw = [], []
+        for chunk in range(40):
+            skip = 300 if chunk == 30 else 0  # 300 samples never sent, before chunk 30
+            source.next += skip
+            k, data = source.chunk(50)
+            exact = t0 + k / 1000.0
+            jittered = exact + rng.uniform(-1e-3, 1e-3, len(k))  # 1 ms jitter: 1 period
+            source.outlet.push_chunk(data, list(jittered))
+            source.next += len(k)
+            truth.append(exact)
+            raw.append(jittered)
+        truth, raw = np.concatenate(truth), np.concatenate(raw)
+        wait_until(lambda: streamer.available_samples >= len(truth), 10, "every sample")
+        data = np.empty((len(truth), 2), np.float32)
+        stamps = np.empty(len(truth))
+        streamer.read_data_into_buffer(data, len(truth), stamps, timeout=5.0)
+        offset, _ = streamer.clock_offset
+        smoothed = stamps + streamer.start_time - offset
+        settled = slice(500, None)
+        assert (
+            np.std(smoothed[settled] - truth[settled]) < np.std(raw[settled] - truth[settled]) / 3
+        )
+        [gap] = streamer.gaps
+        assert gap.index == 1500 and abs(gap.lost - 300) <= 2  # from jittered raw times
+    finally:
+        module_manager.deactivate_module("lsl_dejitter_in")

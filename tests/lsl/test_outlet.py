@@ -140,3 +140,27 @@ def test_stopping_destroys_the_outlet_and_its_threads(activate, module_manager, 
     wait_until(
         lambda: len(os.listdir("/proc/self/task")) <= threads, 10, "liblsl's outlet threads to end"
     )
+
+
+def test_without_a_shared_ring_the_times_are_estimated_from_the_first_read(
+    activate, module_manager
+):
+    dummy = activate("lsl_direct_dummy")
+    dummy.configure(["ramp"], "CONTINUOUS", 2**16, 1000.0)
+    before = pylsl.local_clock()
+    outlet = activate("lsl_direct_out")  # reads the dummy itself: no ring, no time table
+    try:
+        inlet = pylsl.StreamInlet(resolve(f"qudi-direct-{TAG}"))
+        assert inlet.info(5.0).channel_format() == pylsl.cf_int32
+        data, times = pull_until(inlet, 500, 1, np.int32)
+        assert not outlet.uses_stream_time_base
+        origin, latency = outlet.time_origin
+        ramp = data[:, 0].astype(np.float64)
+        np.testing.assert_allclose(times, origin + ramp / 1000.0, atol=1e-6)  # the rate's grid
+        # the dummy's sample 0 was taken after `before`; the estimate is late by a latency
+        assert before - 0.01 <= origin <= pylsl.local_clock()
+        assert 0 <= latency < 1.0
+        del inlet
+    finally:
+        module_manager.deactivate_module("lsl_direct_out")
+        module_manager.deactivate_module("lsl_direct_dummy")
