@@ -397,3 +397,19 @@ def test_a_capacity_beyond_the_local_cap_is_refused_with_what_to_do(raw_stream):
     with pytest.raises(StreamCapacityError, match="max_ring_bytes") as caught:
         raw_stream(description=huge, capacity=2**24)  # 1 GiB of 8 float64 channels
     assert "ask for at most 8 388 608 samples" in str(caught.value)
+
+
+def test_a_message_of_a_hundred_thousand_frames_is_rejected_without_keeping_them(raw_stream):
+    socket, sub = raw_stream()
+    with open("/proc/self/statm") as statm:
+        before = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    socket.send_multipart([control()[0]] + [b""] * 100_000)  # "huge frame counts"
+    wait_until(lambda: sub.rejected == 1, what="the message rejected")
+    assert "message of 100001 frames, at most 3 are read" in sub.receiver.last_rejection
+    with open("/proc/self/statm") as statm:
+        grown = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") - before
+    # ZeroMQ queues a message's frames (64 bytes each) on both ends of this one process; the
+    # receiver keeps three of them, never a list of 100 000 Python frames (about 30 MB more)
+    assert grown < 24 << 20, f"grew by {grown / 2**20:.0f} MiB"
+    send_until(socket, data(0, 10), lambda: sub.available >= 10, "the stream goes on")
+    np.testing.assert_array_equal(read(sub, 10), np.arange(10))

@@ -7,9 +7,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from qudi.hardware.instream.stream_sharing import SharedStreamer
+from qudi.hardware.instream.stream_sharing import SharedStreamer, checked_publish_security
 from qudi.util.instream import StreamRing
+from qudi.util.instream.keys import new_keys
 from qudi.util.instream.network import DEFAULT_ADDRESS
 from qudi.util.instream.shared_block import BLOCK_PREFIX
 
@@ -63,3 +65,20 @@ def test_streams_are_published_on_loopback_unless_a_config_says_otherwise():
     assert DEFAULT_ADDRESS.startswith("tcp://127.0.0.1:")
     option = SharedStreamer._publish_address
     assert option.default == DEFAULT_ADDRESS
+
+
+def test_publishing_beyond_this_host_needs_keys_or_an_explicit_insecure():
+    assert SharedStreamer._insecure.default is False
+    assert SharedStreamer._publish_key.default is None
+    assert SharedStreamer._allowed_clients.default is None
+    assert checked_publish_security(DEFAULT_ADDRESS, None, None, False) is None  # loopback
+    for address in ("tcp://0.0.0.0:5555", "tcp://*:5555"):
+        with pytest.raises(ValueError, match=r"python -m qudi\.util\.instream\.keys new NAME"):
+            checked_publish_security(address, None, None, False)
+        assert checked_publish_security(address, None, None, True) is None
+
+
+def test_key_files_are_made_for_the_owner_only(tmp_path):
+    public, secret = new_keys("host", tmp_path / "keys")
+    for path in (tmp_path / "keys", public, secret):
+        assert path.stat().st_mode & 0o077 == 0

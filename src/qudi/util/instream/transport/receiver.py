@@ -61,9 +61,11 @@ from qudi.util.instream.transport.wire import (
     Control,
     Header,
     WireError,
+    check_frame_count,
     read_control,
     read_data,
     read_header,
+    receive_frames,
 )
 
 __all__ = [
@@ -264,9 +266,10 @@ class StreamReceiver:
                         self._reconnect()
                         last_message = time.monotonic()  # the next try after another timeout
                     continue
-                frames = self._socket.recv_multipart(copy=False)
+                frames, count = receive_frames(self._socket)
                 last_message = time.monotonic()
                 self.messages += 1
+                check_frame_count(frames, count)
                 self._handle(frames)
             except WireError as exc:
                 self._reject(str(exc))

@@ -17,7 +17,9 @@ Every message is multipart; its first frame is a fixed header, :data:`HEADER`::
 ``session`` is random per publisher, ``generation`` counts the publisher's rings (a hub builds
 a new ring when it is reconfigured): together they say which index space a message belongs to.
 
-Nothing received is trusted: :func:`read_header`, :func:`read_control` and :func:`read_data`
+Nothing received is trusted: :func:`receive_frames` keeps at most :data:`MAX_FRAMES` frames of
+a message (the rest are read and dropped one by one, so a message of a million frames costs no
+list of a million), and :func:`read_header`, :func:`read_control` and :func:`read_data`
 check a message completely (sizes, counts, index range, JSON kind) and raise
 :class:`WireError` naming what is wrong before a receiver acts on any of it. Nothing is ever
 unpickled or evaluated: a header, raw numbers and JSON.
@@ -39,6 +41,7 @@ __all__ = [
     "HEADER",
     "MAGIC",
     "MAX_DESCRIPTION_BYTES",
+    "MAX_FRAMES",
     "MAX_INDEX",
     "VERSION",
     "Control",
@@ -47,7 +50,9 @@ __all__ = [
     "pack_header",
     "read_control",
     "read_data",
+    "check_frame_count",
     "read_header",
+    "receive_frames",
 ]
 
 MAGIC = b"QIZM"
@@ -61,6 +66,8 @@ HAS_TIMESTAMPS = 1
 MAX_INDEX = 2**62
 #: A description is a few hundred bytes; a larger one is refused before it is parsed.
 MAX_DESCRIPTION_BYTES = 64 * 1024
+#: No message of the format has more frames (data with timestamps, control).
+MAX_FRAMES = 3
 
 _STATES = tuple(RingState)
 
@@ -103,6 +110,35 @@ def pack_header(
 ) -> bytes:
     """The header frame of a message."""
     return HEADER.pack(MAGIC, VERSION, kind, flags, session, generation, epoch, first, count)
+
+
+def receive_frames(socket: Any, most: int = MAX_FRAMES) -> tuple[list[Any], int]:
+    """The frames of the next message on a ZeroMQ ``socket`` (zero-copy), of which at most
+    ``most`` are kept, and how many the message had. Every frame is read, so the next call
+    starts at the next message; a message with more than ``most`` is not one of the format
+    (:func:`check_frame_count`)."""
+    frames: list[Any] = []
+    count = 0
+    more = True
+    while more:
+        frame = socket.recv(copy=False)
+        more = frame.more
+        count += 1
+        if count <= most:  # the rest are not kept: a hostile frame count costs no memory here
+            frames.append(frame)
+    return frames, count
+
+
+def check_frame_count(frames: list[Any], count: int) -> None:
+    """Refuse a message of which :func:`receive_frames` kept only a part.
+
+    Raises
+    ------
+    WireError
+        If the message had more frames than were kept.
+    """
+    if count > len(frames):
+        raise WireError(f"message of {count} frames, at most {len(frames)} are read")
 
 
 def read_header(frames: list[Any]) -> Header:
