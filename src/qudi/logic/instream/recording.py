@@ -240,25 +240,28 @@ class TraceRecording:
         str or None
             The file's path, None if no recording was running.
         """
-        recorder, self._recorder = self._recorder, None
+        recorder = self._recorder
         if recorder is None:
             return None
-        try:
-            summary = recorder.stop()
+        try:  # active until said how it ended: a caller that waits for the end reads the log
+            try:
+                summary = recorder.stop()
+            finally:
+                rings, self._rings, self._frames_ring = self._rings, [], None
+                for ring in rings:
+                    ring.close()
+            self.last = summary
+            if summary.error is not None:
+                log.error(f"recording to {summary.path} stopped: {summary.error}")
+            elif summary.stopped_by_size_limit:
+                log.info(
+                    f"recording reached max_raw_data_bytes ({self._max_bytes} bytes) and "
+                    f"stopped; saved to {summary.path}"
+                )
+            else:
+                log.info(f"recording saved to {summary.path} ({summary.samples} samples)")
         finally:
-            rings, self._rings, self._frames_ring = self._rings, [], None
-            for ring in rings:
-                ring.close()
-        self.last = summary
-        if summary.error is not None:
-            log.error(f"recording to {summary.path} stopped: {summary.error}")
-        elif summary.stopped_by_size_limit:
-            log.info(
-                f"recording reached max_raw_data_bytes ({self._max_bytes} bytes) and "
-                f"stopped; saved to {summary.path}"
-            )
-        else:
-            log.info(f"recording saved to {summary.path} ({summary.samples} samples)")
+            self._recorder = None
         return str(summary.path)
 
     def info(self) -> dict | None:
