@@ -155,7 +155,7 @@ def _number_dtype(value: object, key: str) -> np.dtype:
     if isinstance(value, str):
         try:
             dtype = np.dtype(value)
-        except TypeError:
+        except Exception:  # numpy parses type strings: TypeError, ValueError, SyntaxError...
             dtype = None
     if dtype is None or dtype.kind not in "iuf":
         raise FilterSpecError(

@@ -128,9 +128,8 @@ class Scale(_OneToOne):
 
     def __init__(self, spec: StageSpec, fmt: ChunkFormat):
         dtype = fmt.dtype if fmt.dtype.kind == "f" else np.dtype(np.float64)
-        self.gain = _per_channel(spec.params["gain"], fmt, f"{spec.key}.gain", "gain").astype(dtype)
-        self.offset = _per_channel(spec.params["offset"], fmt, f"{spec.key}.offset", "offset")
-        self.offset = self.offset.astype(dtype)
+        self.gain = _fitting(spec, "gain", fmt, dtype)
+        self.offset = _fitting(spec, "offset", fmt, dtype)
         self._plain_gain = bool(np.all(self.gain == 1.0))
         self._plain_offset = bool(np.all(self.offset == 0.0))
         units = _units(spec.params["unit"], fmt, f"{spec.key}.unit")
@@ -148,6 +147,18 @@ class Scale(_OneToOne):
             np.multiply(chunk, self.gain, out=chunk)
         if not self._plain_offset:
             np.add(chunk, self.offset, out=chunk)
+
+
+def _fitting(spec: StageSpec, what: str, fmt: ChunkFormat, dtype: np.dtype) -> np.ndarray:
+    """A scale's gain or offset per channel, in the stream's float type (which must hold it)."""
+    key = f"{spec.key}.{what}"
+    values = _per_channel(spec.params[what], fmt, key, what)
+    largest = float(np.finfo(dtype).max)
+    if np.abs(values).max() > largest:
+        raise FilterSpecError(
+            key, spec.params[what], f"this stream's {dtype} holds numbers up to {largest:.4g}"
+        )
+    return values.astype(dtype)
 
 
 def _units(value: Any, fmt: ChunkFormat, key: str) -> tuple[str, ...]:
