@@ -8,9 +8,10 @@ paced ramp and subscribers that check every sample (each value is its index) and
 where the data jumps with the gaps their receiver reported.
 
 * Plain vs CURVE at 8 channels x 1 MS/s (64 MB/s of float64): on loopback, and across a veth
-  link between two network namespaces (root only). netem delay/loss is used only where the
+  link between two network namespaces (root only); and on loopback at 3 MS/s asked, which
+  shows the ceiling (what arrives, what is lost). netem delay/loss is used only where the
   kernel has it; where it has not, the link is a plain veth pair and the table says so. The
-  cost of CURVE is the extra CPU time of publisher plus subscriber for the same stream.
+  cost of CURVE is the extra CPU time of publisher plus subscriber per sample delivered.
 * Fan-out: 8 keeping-up subscriber processes, each in its own namespace, plus one more that is
   stopped (SIGSTOP) for 3 s, at 8 channels x 250 kS/s (16 MB/s to each, CURVE on every link).
   The keeping-up ones must lose nothing; the stalled one's gaps must be exactly where its data
@@ -18,12 +19,15 @@ where the data jumps with the gaps their receiver reported.
 
 The last line: ``network: curve cost X %, 8 subscribers lost N, stalled subscriber gaps exact``
 (``not exact`` if they were not; N is the samples the 8 keeping-up subscribers lost together).
-Timings are of a shared 2-core machine: expect noise, compare the ratios of one run.
+Timings are of a shared 2-core machine: expect noise, compare the ratios of one run; the load
+average is printed before and after (above the core count, other work shared the CPU, and
+losses of "keeping-up" subscribers then say more about the machine than the transport).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -74,24 +78,33 @@ def one_stream(keys: str, seconds: float, channels: int, rate: float, star: Star
         pub.kill()
 
 
-def cpu_per_second(run: dict) -> float:
-    """CPU seconds of publisher and subscriber per second of stream received."""
-    return run["pub"]["cpu"] / run["pub"]["seconds"] + run["sub"]["cpu"] / run["sub"]["seconds"]
+def cpu_per_sample(run: dict) -> float:
+    """CPU seconds of publisher and subscriber per sample the subscriber received (a starved
+    run that delivers less does less work: per second would flatter it)."""
+    return (run["pub"]["cpu"] + run["sub"]["cpu"]) / max(run["sub"]["samples"], 1)
 
 
-def compare(label: str, keys: Path, seconds: float, star: Star | None) -> float:
+def load() -> str:
+    """The machine's load averages (1, 5, 15 min): numbers above the core count mean the runs
+    shared the CPU with others."""
+    with open("/proc/loadavg") as loadavg:
+        return " ".join(loadavg.read().split()[:3])
+
+
+def compare(label: str, keys: Path, seconds: float, star: Star | None, rate: float = 1e6) -> float:
     """Plain vs CURVE for one path; prints a table row each; returns CURVE's cost in %."""
     rows = {}
     for mode, folder in (("plain", ""), ("curve", str(keys))):
-        run = one_stream(folder, seconds, 8, 1e6, star)
+        run = one_stream(folder, seconds, 8, rate, star)
         sub = run["sub"]
         rate = sub["samples"] / sub["seconds"]
-        rows[mode] = cpu_per_second(run)
+        rows[mode] = cpu_per_sample(run)
         print(
             f"{label:<26} {mode:<6} {rate / 1e6:8.3f} MS/s  {rate * 64 / 1e6:7.1f} MB/s  "
             f"lost {sub['lost']:>9}  gaps {len(sub['gaps']):>4}  "
             f"cpu pub {run['pub']['cpu'] / run['pub']['seconds']:5.2f} + sub "
-            f"{sub['cpu'] / sub['seconds']:5.2f} cores"
+            f"{sub['cpu'] / sub['seconds']:5.2f} cores  "
+            f"{1e9 * rows[mode]:6.1f} ns/sample"
         )
     return 100.0 * (rows["curve"] / rows["plain"] - 1.0)
 
@@ -144,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         keys = Path(scratch)
         make_keys(keys, 9)
+        print(f"load average before: {load()} ({os.cpu_count()} cores)")
         print("8 channels x 1 MS/s float64 (64 MB/s), one publisher and one subscriber process")
         cost = compare("loopback", keys, seconds, None)
+        compare("loopback, asked 8 x 3 MS/s", keys, seconds, None, rate=3e6)  # the ceiling
         missing = namespaces_missing()
         if missing is None:
             reason = netem_missing()
@@ -178,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{stats['lost']}, rss +{(stats['rss_peak'] - stats['rss_start']) / 2**20:.1f} MiB "
             f"(peak {stats['rss_peak'] / 2**20:.0f} MiB), cpu {stats['cpu'] / stats['seconds']:.2f}"
         )
+    print(f"load average after: {load()}")
     print(
         f"network: curve cost {cost:.0f} %, 8 subscribers lost {lost}, stalled subscriber gaps "
         f"{'exact' if exact else 'not exact'}"
