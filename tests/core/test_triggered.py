@@ -281,3 +281,25 @@ def test_markers_trigger_at_their_sample_index_when_their_text_matches():
         windows = scope.poll()
     assert windows.trigger_index.tolist() == [1200, 2500]
     np.testing.assert_array_equal(windows.data[0, :, 1], np.arange(1196, 1204))
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: LevelTrigger(0, float("nan")), "level is nan"),
+        (lambda: LevelTrigger(0, "1"), "level is '1'"),
+        (lambda: LevelTrigger(-1, 1.0), "channel is -1"),
+        (lambda: LevelTrigger(0, 1.0, hysteresis=float("inf")), "hysteresis is inf"),
+    ],
+)
+def test_bad_trigger_arguments_are_refused_naming_them(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_a_trigger_channel_or_window_the_stream_cannot_hold_is_refused():
+    with StreamRing(1024, (2,), np.float64, info=INFO) as ring:
+        with pytest.raises(ValueError, match="channel is 2: stream .* has channels 0 to 1"):
+            TriggeredReader(ring.reader("x"), LevelTrigger(2, 0.5), pre=1, post=1)
+        with pytest.raises(ValueError, match="pre \\+ post is 600 samples: use at most half"):
+            TriggeredReader(ring.reader("y"), digital_edge(0), pre=300, post=300)

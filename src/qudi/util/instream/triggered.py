@@ -15,6 +15,7 @@ samples cannot be seen: :attr:`TriggerStats.lost` counts those samples.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,8 +64,16 @@ class LevelTrigger:
     def __init__(self, channel: int, level: float, edge: str = "rising", hysteresis: float = 0.0):
         if edge not in EDGES:
             raise ValueError(f"edge is {edge!r}: use one of {list(EDGES)}")
-        if not (isinstance(hysteresis, (int, float)) and hysteresis >= 0):
-            raise ValueError(f"hysteresis is {hysteresis!r}: use a number >= 0")
+        if isinstance(hysteresis, bool) or not (
+            isinstance(hysteresis, (int, float)) and 0 <= hysteresis < math.inf
+        ):
+            raise ValueError(f"hysteresis is {hysteresis!r}: use a finite number >= 0")
+        if isinstance(level, bool) or not (
+            isinstance(level, (int, float)) and math.isfinite(level)
+        ):
+            raise ValueError(f"level is {level!r}: use a finite number")
+        if isinstance(channel, bool) or not isinstance(channel, (int, np.integer)) or channel < 0:
+            raise ValueError(f"channel is {channel!r}: use the channel's index (an int >= 0)")
         self.channel = channel
         self.level = float(level)
         self.edge = edge
@@ -203,6 +212,17 @@ class TriggeredReader:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{key} is {value!r}: use a whole number >= {low} of samples")
         ring = reader.ring
+        channel = getattr(trigger, "channel", None)
+        if channel is not None and not channel < ring.sample_shape[0]:
+            raise ValueError(
+                f"the trigger's channel is {channel}: stream '{ring.name}' has channels 0 to "
+                f"{ring.sample_shape[0] - 1}"
+            )
+        if pre + post > ring.capacity // 2:
+            raise ValueError(
+                f"pre + post is {pre + post} samples: use at most half the ring's capacity "
+                f"({ring.capacity // 2}), the rest is for reading"
+            )
         if pre + post + chunk > ring.capacity:
             chunk = max(1, ring.capacity - pre - post)
         self._reader = reader
