@@ -93,6 +93,13 @@ def replay_qudi(qudi, qudi_home, tmp_path_factory, session_path):
 """
         for label in ("counter", "analog", "wavemeter")
     )
+    replays += f"""
+    replay_max:
+        module.Class: 'instream.replay.RecordingReplayStreamer'
+        options:
+            file_path: '{session_path}'
+            speed: 'max'
+"""
     buffers = "".join(
         f"""
     {name}:
@@ -105,6 +112,7 @@ def replay_qudi(qudi, qudi_home, tmp_path_factory, session_path):
             ("replay_buffer2", "replay_counter"),
             ("replay_analog_buffer", "replay_analog"),
             ("replay_wavemeter_buffer", "replay_wavemeter"),
+            ("replay_slow_buffer", "replay_max"),
         )
     )
     bad = f"""
@@ -362,3 +370,27 @@ def test_docstring_example_is_a_valid_config_of_the_class():
     }
     assert set(entry["options"]) <= options
     del yaml_load
+
+
+def test_max_speed_waits_for_a_slow_strict_reader_and_loses_nothing(
+    replay_qudi, activate, original
+):
+    streams, _, _ = original
+    expected = streams["counter"][0]
+    buffer = activate("replay_slow_buffer")
+    replay = activate("replay_max")
+    buffer.configure(["ramp", "apd"], "CONTINUOUS", 1024, 1000.0)  # a small ring
+    capacity = buffer.channel_buffer_size
+    assert capacity < len(expected) // 2  # the whole recording would overrun it twice
+    buffer.start_stream()
+    try:
+        data, done = np.empty_like(expected), 0
+        while done < len(expected):
+            count = min(256, len(expected) - done)
+            buffer.read_data_into_buffer(data[done : done + count], count, timeout=10.0)
+            done += count
+            time.sleep(0.005)  # a consumer slower than the file: the replay waits for it
+        np.testing.assert_array_equal(data, expected)
+        assert buffer.lost_samples == 0 and replay.replay_finished
+    finally:
+        buffer.stop_stream()
