@@ -394,3 +394,16 @@ def test_max_speed_waits_for_a_slow_strict_reader_and_loses_nothing(
         assert buffer.lost_samples == 0 and replay.replay_finished
     finally:
         buffer.stop_stream()
+
+
+def test_deactivation_closes_the_file(replay_qudi, activate, module_manager):
+    import h5py
+
+    def open_files() -> int:
+        return h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE)
+
+    before = open_files()
+    activate("replay_counter")
+    assert open_files() == before + 1
+    module_manager.deactivate_module("replay_counter")
+    assert open_files() == before
