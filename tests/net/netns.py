@@ -22,6 +22,7 @@ import threading
 from pathlib import Path
 
 PEERS = Path(__file__).with_name("peers.py")
+RELAY = Path(__file__).with_name("relay.py")  # a userspace delay, NOT netem
 _serial = itertools.count()
 
 
@@ -208,9 +209,10 @@ class Star:
         namespace, device = self.link(k)
         ip("-n", namespace, "link", "set", device, "up" if up else "down")
 
-    def run(self, namespace: str, *args: str) -> Peer:
-        """A peer process (tests/net/peers.py) in ``namespace``; killed by :meth:`close`."""
-        peer = Peer(["ip", "netns", "exec", namespace, sys.executable, str(PEERS), *args])
+    def run(self, namespace: str, *args: str, script: Path = PEERS) -> Peer:
+        """A peer process (tests/net/peers.py, or ``script``) in ``namespace``; killed by
+        :meth:`close`."""
+        peer = Peer(["ip", "netns", "exec", namespace, sys.executable, str(script), *args])
         self._processes.append(peer)
         return peer
 

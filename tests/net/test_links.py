@@ -22,6 +22,7 @@ import signal
 import time
 
 import pytest
+from netns import RELAY
 
 pytestmark = pytest.mark.timeout(120)
 PORT = 5555
@@ -38,10 +39,10 @@ def publisher(star, keys, *extra):
     return peer
 
 
-def subscriber(star, keys, k, *extra):
+def subscriber(star, keys, k, *extra, port=PORT):
     peer = star.run(
         star.leaves[k - 1], "subscribe", "--name", f"sub{k}", "--keys", str(keys),
-        "--endpoint", f"tcp://{star.center_address(k)}:{PORT}", *extra,
+        "--endpoint", f"tcp://{star.center_address(k)}:{port}", *extra,
     )  # fmt: skip
     assert peer.line(START_S)["ready"]
     return peer
@@ -59,10 +60,11 @@ def assert_bounded(result, limit=96 << 20):
     assert result["rss_peak"] - result["rss_start"] < limit, result
 
 
-def stream_across(star, key_folder):
-    """Three seconds of the stream to subscriber 1: it must arrive complete."""
+def stream_across(star, key_folder, port=PORT):
+    """Three seconds of the stream to subscriber 1 (to ``port`` on its link): it must arrive
+    complete."""
     pub = publisher(star, key_folder)
-    sub = subscriber(star, key_folder, 1, "--seconds", "3")
+    sub = subscriber(star, key_folder, 1, "--seconds", "3", port=port)
     result = sub.line(START_S + 10)
     stats = pub.finish()
     assert result["samples"] > RATE  # more than a second of it arrived
@@ -87,6 +89,20 @@ def test_a_curve_stream_crosses_a_link_with_delay_jitter_and_loss_complete(
     star = star_factory(1)
     star.shape(1, rate="100mbit", netem=netem)  # TCP retransmits what netem drops
     stream_across(star, key_folder)
+
+
+def test_a_curve_stream_crosses_a_userspace_delay_relay_complete(star_factory, key_folder):
+    """Not netem: a relay process (tests/net/relay.py) in the publisher's namespace holds every
+    chunk of the TCP stream 5 ms (+ up to 1 ms) each way, on a kernel that has no netem."""
+    star = star_factory(1)
+    star.shape(1, rate="100mbit")
+    relay = star.run(
+        star.center, "--listen", f"{star.center_address(1)}:6000",
+        "--target", f"127.0.0.1:{PORT}", "--delay-ms", "5", "--jitter-ms", "1",
+        script=RELAY,
+    )  # fmt: skip
+    assert relay.line(START_S)["relay"] == "userspace delay, not netem"
+    stream_across(star, key_folder, port=6000)
 
 
 def test_a_link_down_for_2_s_then_up_needs_no_user_action_and_gaps_are_exact(
