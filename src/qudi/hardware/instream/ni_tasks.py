@@ -293,47 +293,16 @@ class Tasks:
         if external_clock:
             self.rate = float(external_clock[1])
         if ai_names:
-            task = self.ai_task = self._new_task(f"{owner}_ai")
-            channels = []
-            for name in ai_names:
-                config = analog[name]
-                channel = task.ai_channels.add_ai_voltage_chan(
-                    f"{dev}/{name}",
-                    name_to_assign_to_channel=name,
-                    terminal_config=daq.TerminalConfiguration[config.terminal],
-                    min_val=config.low,
-                    max_val=config.high,
-                )
-                channels.append(channel)
-            task.timing.cfg_samp_clk_timing(
-                self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
+            self.ai_task = self.clock_task = self._analog_task(
+                owner, ai_names, analog, clock_source, mode, samples
             )
-            self._configure_buffer(task, samples)
-            task.control(daq.TaskMode.TASK_VERIFY)  # the driver coerces the rate here
-            # what DEFAULT became: on 63xx DIFF for ai0-7, ai16-23, RSE for the others
-            self.terminals = {
-                n: c.ai_term_cfg.name for n, c in zip(ai_names, channels, strict=True)
-            }
-            if not external_clock:
-                self.rate = float(task.timing.samp_clk_rate)
             # the counters count on the analog task's clock, even when an external clock
             # drives it: they then see exactly its edges, from its start on
-            self.clock_task = task
             clock_source = f"/{dev}/ai/SampleClock"
-            self.ai_reader = AnalogMultiChannelReader(task.in_stream)
+            self.ai_reader = AnalogMultiChannelReader(self.ai_task.in_stream)
             self.ai_columns = [s.channels.index(name) for name in ai_names]
         elif counter_names and external_clock:
-            # started one by one on the external clock, each counter would take its own first
-            # edge: a digital-input task on that clock, started last, makes the edges they
-            # latch on (as the analog task does); it is never read, so it may overwrite
-            task = self.clock_task = self._new_task(f"{owner}_di")
-            task.di_channels.add_di_chan(f"{dev}/port0/line0", name_to_assign_to_lines="clock")
-            task.timing.cfg_samp_clk_timing(
-                self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
-            )
-            task.in_stream.input_buf_size = samples
-            task.in_stream.overwrite = daq.OverwriteMode.OVERWRITE_UNREAD_SAMPLES
-            task.control(daq.TaskMode.TASK_VERIFY)
+            self.clock_task = self._external_clock_task(owner, clock_source, mode, samples)
             clock_source = f"/{dev}/di/SampleClock"
         elif counter_names:
             # the last free counter, PFI lines take the first
@@ -352,6 +321,52 @@ class Tasks:
             )
             free_counters.remove(counter)
             self.counters.append((s.channels.index(name), task, CounterReader(task.in_stream)))
+
+    def _analog_task(
+        self, owner: str, ai_names: list[str], analog, clock_source: str, mode, samples: int
+    ) -> nidaqmx.Task:
+        """The analog inputs, on their own sample clock or on ``clock_source``."""
+        dev = self.device.name
+        task = self._new_task(f"{owner}_ai")
+        channels = []
+        for name in ai_names:
+            config = analog[name]
+            channel = task.ai_channels.add_ai_voltage_chan(
+                f"{dev}/{name}",
+                name_to_assign_to_channel=name,
+                terminal_config=daq.TerminalConfiguration[config.terminal],
+                min_val=config.low,
+                max_val=config.high,
+            )
+            channels.append(channel)
+        task.timing.cfg_samp_clk_timing(
+            self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
+        )
+        self._configure_buffer(task, samples)
+        task.control(daq.TaskMode.TASK_VERIFY)  # the driver coerces the rate here
+        # what DEFAULT became: on 63xx DIFF for ai0-7, ai16-23, RSE for the others
+        self.terminals = {n: c.ai_term_cfg.name for n, c in zip(ai_names, channels, strict=True)}
+        if not clock_source:
+            self.rate = float(task.timing.samp_clk_rate)
+        return task
+
+    def _external_clock_task(
+        self, owner: str, clock_source: str, mode, samples: int
+    ) -> nidaqmx.Task:
+        """Counters alone on an external clock: started one by one on it, each would take its
+        own first edge. A digital-input task on that clock, started last, makes the edges they
+        latch on (as the analog task does); it is never read, so it may overwrite."""
+        task = self._new_task(f"{owner}_di")
+        task.di_channels.add_di_chan(
+            f"{self.device.name}/port0/line0", name_to_assign_to_lines="clock"
+        )
+        task.timing.cfg_samp_clk_timing(
+            self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
+        )
+        task.in_stream.input_buf_size = samples
+        task.in_stream.overwrite = daq.OverwriteMode.OVERWRITE_UNREAD_SAMPLES
+        task.control(daq.TaskMode.TASK_VERIFY)
+        return task
 
     def _free_counter(self, candidates: list[str], build) -> tuple[str, nidaqmx.Task]:
         """The first of ``candidates`` nobody holds, with the task ``build(counter)`` made.
