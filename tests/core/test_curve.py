@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qudi.util.instream import StreamInfo, StreamRing, StreamTimeoutError
+from qudi.util.instream import StreamError, StreamHub, StreamInfo, StreamRing, StreamTimeoutError
 from qudi.util.instream.keys import KeyFileError, load_secret_key, main, new_keys
 from qudi.util.instream.network import (
     ClientKeys,
@@ -28,6 +28,8 @@ from qudi.util.instream.network import (
     StreamSubscriber,
     is_loopback,
 )
+from qudi.util.instream.sharing import StreamShare, SubscribedHub
+from qudi.util.instream.simulated import SimulatedSource
 
 pytestmark = pytest.mark.timeout(120)
 TIMEOUT = 10.0
@@ -343,3 +345,39 @@ def test_garbage_handshakes_never_stop_a_curve_publisher(tmp_path_factory, garba
             out = np.empty((3000 - start, 2))
             alice.read_into(out, timeout=TIMEOUT)
             np.testing.assert_array_equal(out[:, 0], np.arange(start, 3000))
+
+
+# ----------------------------------------------------- a share that publishes with keys
+@pytest.mark.parametrize(
+    ("client", "server", "said"),
+    [
+        (None, None, "the streamer publishes with CURVE keys"),
+        ("alice", "other_server", "but this consumer trusts"),
+    ],
+)
+def test_a_consumer_without_the_right_keys_is_told_at_start_and_nothing_runs(
+    keys, stream_name, client, server, said
+):
+    source = SimulatedSource(("ramp",), sample_rate=50_000.0)
+    with StreamHub(source, name=stream_name, max_poll_rate=200.0) as hub:
+        share = StreamShare(hub, "far away", keys=keys.server())
+        wrong = keys.client(client, server) if client else None
+        with SubscribedHub(share, wrong) as remote:
+            reader = remote.open_reader("far away")
+            with pytest.raises(StreamError, match=said):
+                reader.start()
+            assert not hub.running and hub.running_readers == []
+
+
+def test_a_consumer_with_the_right_keys_streams_from_a_share(keys, stream_name):
+    source = SimulatedSource(("ramp",), sample_rate=50_000.0)
+    with StreamHub(source, name=stream_name, max_poll_rate=200.0) as hub:
+        share = StreamShare(hub, "far away", keys=keys.server())
+        assert share.publish_security() == f"curve {keys.server().public.decode()}"
+        with SubscribedHub(share, keys.client("alice")) as remote:
+            reader = remote.open_reader("far away")
+            reader.start()
+            data = np.empty((20_000, 1))
+            reader.read_into(data, timeout=TIMEOUT)
+            np.testing.assert_array_equal(np.diff(data[:, 0]), 1)
+            reader.stop()
