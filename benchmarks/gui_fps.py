@@ -97,8 +97,8 @@ def use_pyqtgraph_downsampling() -> None:
 
     build_plots = TimeSeriesWindow.set_plot_units
 
-    def set_plot_units(self, units, names=None):
-        build_plots(self, units, names)
+    def set_plot_units(self, units, names=None, plot_units=None):
+        build_plots(self, units, names, plot_units)
         for plot in self.plot_items.values():
             plot.setClipToView(True)
             plot.setDownsampling(auto=True, mode="peak")
