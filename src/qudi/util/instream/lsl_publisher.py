@@ -99,19 +99,22 @@ class OutletClock:
         last = first_index + count - 1
         if self.origin is None:
             self._start(first_index, count, stamps, now, waited)
-        if self.uses_time_base:
+        origin = float(self.origin) if self.origin is not None else now
+        if self.timestamped and stamps is None:
+            raise ValueError("a TIMESTAMP stream's samples came without their stamps")
+        offset = self._ring_offset
+        if self.uses_time_base and offset is not None:
             clock = self._stream_clock
-            if self.timestamped:
-                times = np.asarray(clock.time_of_stamps(stamps[:count]), np.float64)
+            if stamps is not None and self.timestamped:
                 uncertainty = float(clock.time.fit.uncertainty(stamps[count - 1 : count])[0])
-            else:
-                times = float(clock.time_of(self._ring_offset + last))
-                uncertainty = float(clock.uncertainty_of([self._ring_offset + last])[0])
-            self.pushed_uncertainty.append((self._ring_offset + last, uncertainty))
-            return times
-        if self.timestamped:
-            return self.origin + stamps[:count]
-        return self.origin + last / self.rate
+                self.pushed_uncertainty.append((offset + last, uncertainty))
+                return np.asarray(clock.time_of_stamps(stamps[:count]), np.float64)
+            uncertainty = float(clock.uncertainty_of([offset + last])[0])
+            self.pushed_uncertainty.append((offset + last, uncertainty))
+            return float(clock.time_of(offset + last))
+        if stamps is not None and self.timestamped:
+            return origin + stamps[:count]
+        return origin + last / self.rate
 
     def _start(self, first_index: int, count: int, stamps, now: float, waited: float) -> None:
         """Take the origin: from the stream's time base if it answers, else from ``now``."""
