@@ -66,11 +66,19 @@ def ni_options(draw) -> dict:
         ),
         "adc_voltage_range": draw(st.sampled_from([[-10, 10], [-1, 1], [-20, 20], [1, -1]])),
         "analog_channel_settings": draw(
-            st.sampled_from([{}, {"ai0": {"range": [-2, 2], "terminal": "DIFF"}}, {"ai7": {}}])
+            st.sampled_from(
+                [
+                    {},
+                    {"ai0": {"range": [-2, 2], "terminal": "DIFF"}},
+                    {"ai7": {}},
+                    {"ai2": {"terminal": "PSEUDO_DIFF"}},  # a 63xx has no PSEUDO_DIFF
+                ]
+            )
         ),
         "max_channel_samples_buffer": draw(st.sampled_from([2**25, 4096, 1, 2**40])),
         "read_write_timeout": draw(st.sampled_from([10, 0.5, 0, -1])),
         "publish_address": draw(st.sampled_from(["tcp://127.0.0.1:*", "tcp://127.0.0.1:70000"])),
+        "clock_output_terminal": draw(st.sampled_from([None, None, "PFI14", "pfi8", "PFI99"])),
     }
     hostile = draw(st.sets(st.sampled_from(sorted(options)), max_size=2))
     return {key: draw(HOSTILE) if key in hostile else value for key, value in options.items()}
