@@ -265,3 +265,15 @@ def test_a_clock_a_source_declares_badly_is_taken_as_internal_and_said(stream_na
     with StreamHub(_BadlyDeclaredSource(["a"]), name=stream_name) as hub:
         assert hub.ring.info.sample_clock == SampleClock()
     assert "sundial" in caplog.text and "taken as internal" in caplog.text
+
+
+def test_a_few_rows_do_not_make_a_wild_drift_and_say_so():
+    device = np.array([0.0, 0.05, 0.95, 1.0])
+    host = 10.0 + device + np.array([0.020, 0.020, 0.0, 0.0])  # the first two a poll late
+    fit = fit_clock(device, host)
+    assert abs(fit.drift_ppm) <= 1000.0 + 1e-6 and fit.slope_error == pytest.approx(2e-3)
+    true_host = 10.0 + device  # the rows' true line
+    assert np.all(np.abs(fit.host_time(device) - true_host) <= fit.uncertainty(device))
+    assert fit_clock(device, host, max_drift_ppm=1e5).slope_error == 0.0
+    with pytest.raises(ValueError, match="max_drift_ppm=0"):
+        fit_clock(device, host, max_drift_ppm=0)

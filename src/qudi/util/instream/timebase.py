@@ -35,6 +35,7 @@ import numpy.typing as npt
 __all__ = [
     "CLOCK_KINDS",
     "COVERAGE_FACTOR",
+    "MAX_DRIFT_PPM",
     "ClockFit",
     "RunStart",
     "SampleClock",
@@ -48,6 +49,11 @@ CLOCK_KINDS = ("internal", "external", "shared")
 #: The uncertainty is this many "typical closest approaches" of the rows to the line (see
 #: :func:`fit_clock`); tests/core/test_timebase.py checks that it covers >= 95 % of errors.
 COVERAGE_FACTOR = 4.0
+#: The fastest drift a fit believes (ppm): crystal clocks drift tens of ppm, a host's NTP-slewed
+#: clock up to 500. A few rows over a short span can suggest far more (a row late by a poll
+#: interval at each end of a second); such a fit takes this bound and says so in its
+#: uncertainty.
+MAX_DRIFT_PPM = 1000.0
 _SMALLEST_RESIDUALS = 6  # the how-many-th closest row measures how close rows come
 
 
@@ -232,7 +238,10 @@ class ClockFit:
     ``scale`` says how close the closest rows come to the line (seconds); the
     uncertainty at device time ``x`` is ``COVERAGE_FACTOR * scale`` at the rows' centre
     ``x_centre``, growing linearly to twice that at the ends of the span ``x_span`` of the
-    rows (and on beyond them). ``points`` is how many rows were fitted.
+    rows (and on beyond them). ``points`` is how many rows were fitted. ``slope_error`` is
+    non-zero when the rows suggested a drift beyond :data:`MAX_DRIFT_PPM` and the fit took
+    the bound instead: the slope may then be off by that much, and the uncertainty grows by
+    it away from ``x_centre`` (the row the line touches).
     """
 
     offset: float
@@ -242,6 +251,7 @@ class ClockFit:
     x_span: float
     points: int
     support: tuple[float, ...] = field(default=())
+    slope_error: float = 0.0
 
     @property
     def drift_ppm(self) -> float:
@@ -263,11 +273,14 @@ class ClockFit:
         x = np.asarray(device_time, np.float64)
         if self.points < 2 or not self.x_span > 0:
             return np.full(x.shape, np.inf)
-        reach = np.abs(x - self.x_centre) / (0.5 * self.x_span)
-        return COVERAGE_FACTOR * self.scale * (1.0 + reach)
+        distance = np.abs(x - self.x_centre)
+        reach = distance / (0.5 * self.x_span)
+        return COVERAGE_FACTOR * self.scale * (1.0 + reach) + self.slope_error * distance
 
 
-def fit_clock(device_time: npt.ArrayLike, host_time: npt.ArrayLike) -> ClockFit:
+def fit_clock(
+    device_time: npt.ArrayLike, host_time: npt.ArrayLike, *, max_drift_ppm: float = MAX_DRIFT_PPM
+) -> ClockFit:
     """Fit host time = offset + slope x device time to rows that are late, never early.
 
     Parameters
@@ -275,6 +288,9 @@ def fit_clock(device_time: npt.ArrayLike, host_time: npt.ArrayLike) -> ClockFit:
     device_time, host_time
         One entry per row (seconds): the device time of a sample and a host time by which
         it had been seen. Device times must not decrease.
+    max_drift_ppm
+        The fastest drift believed (see :data:`MAX_DRIFT_PPM`): a steeper or shallower hull
+        edge gives way to the line of that slope below every row.
 
     Returns
     -------
@@ -294,6 +310,8 @@ def fit_clock(device_time: npt.ArrayLike, host_time: npt.ArrayLike) -> ClockFit:
         For no rows, columns of different lengths, values that are not finite, or device
         times that decrease.
     """
+    if not (isinstance(max_drift_ppm, (int, float)) and 0 < max_drift_ppm < 1e6):
+        raise ValueError(f"max_drift_ppm={max_drift_ppm!r}: use a number of ppm from 0 to 1e6")
     x = np.asarray(device_time, np.float64).reshape(-1)
     y = np.asarray(host_time, np.float64).reshape(-1)
     if len(x) != len(y):
@@ -314,6 +332,16 @@ def fit_clock(device_time: npt.ArrayLike, host_time: npt.ArrayLike) -> ClockFit:
     edge = min(max(edge, 0), len(hx) - 2)
     slope = float((hy[edge + 1] - hy[edge]) / (hx[edge + 1] - hx[edge]))
     local_offset = float(hy[edge] - slope * hx[edge])
+    support = (float(hx[edge] + origin_x), float(hx[edge + 1] + origin_x))
+    bound = max_drift_ppm * 1e-6
+    slope_error = 0.0
+    if abs(slope - 1.0) > bound:  # the bound instead: the line of that slope under every row
+        slope = 1.0 + math.copysign(bound, slope - 1.0)
+        lifted = (y - origin_y) - slope * (x - origin_x)
+        touch = int(np.argmin(lifted))
+        local_offset = float(lifted[touch])
+        centre = float(x[touch]) - origin_x
+        support, slope_error = (float(x[touch]),), 2 * bound
     residuals = (y - origin_y) - (local_offset + slope * (x - origin_x))
     scale = _closest_approach(residuals)
     return ClockFit(
@@ -323,7 +351,8 @@ def fit_clock(device_time: npt.ArrayLike, host_time: npt.ArrayLike) -> ClockFit:
         x_centre=centre + origin_x,
         x_span=float(x[-1] - x[0]),
         points=len(x),
-        support=(float(hx[edge] + origin_x), float(hx[edge + 1] + origin_x)),
+        support=support,
+        slope_error=slope_error,
     )
 
 
