@@ -80,9 +80,9 @@ def test_four_consumers_get_every_frame_once_and_a_stalled_one_loses_an_exact_ga
         roi_samples.append(data)
         roi_times.append(times)
         qapp.processEvents()  # the viewer logic's timer runs in its own thread; events here
-        return sum(len(d) for d in roi_samples) >= 2.5 * ring_capacity
+        return sum(len(d) for d in roi_samples) >= 1.3 * ring_capacity
 
-    _wait_until(read_roi, 60, "2.5 rings of frames through the ROI streamer")
+    _wait_until(read_roi, 60, "1.3 rings of frames through the ROI streamer")
     outcome = queue.get(timeout=60)
     assert not isinstance(outcome, str), outcome
     other_indices, other_lost = outcome
@@ -116,9 +116,11 @@ def test_four_consumers_get_every_frame_once_and_a_stalled_one_loses_an_exact_ga
         indices = file["frame_indices"][:]
         assert np.array_equal(np.diff(indices), np.ones(len(indices) - 1))
         assert np.array_equal(frame_indices(file["frames"][-5:]), indices[-5:])
-    # the viewer saw every frame of its run (and lost none) while showing at most 30 a second
+    # the viewer took every frame from its first to its newest (by their times) exactly once,
+    # lost none, and showed at most 30 a second
     status = viewer.status
-    assert status["frames_lost"] == 0 and status["frames_seen"] >= summary.frames - 10
+    span = round((status["frame_time"] - status["first_frame_time"]) * 100.0) + 1
+    assert status["frames_lost"] == 0 and status["frames_seen"] == span > 100
     assert 0 < status["shown_rate"] <= 31
 
 

@@ -40,7 +40,9 @@ def _wait_until(condition, timeout=10.0):
 
 
 def _hub(stream_name, rate=200.0, shape=SHAPE, **options):
-    camera = SimulatedCameraSource(shape, np.uint16, seed=3, frame_rate=rate, frame_buffer_size=64)
+    camera = SimulatedCameraSource(
+        shape, np.uint16, seed=3, frame_rate=rate, frame_buffer_size=1024
+    )  # slack on a loaded machine
     return camera, ImageHub(camera, name=stream_name, **options)
 
 
@@ -171,11 +173,11 @@ def test_a_change_while_readers_run_is_refused_naming_them(stream_name):
 
 
 def test_a_read_that_times_out_consumes_nothing(stream_name):
-    _, hub = _hub(stream_name, rate=20.0)
+    _, hub = _hub(stream_name, rate=10.0, ring_seconds=2.0)
     with hub:
         reader = hub.open_reader("r")
         reader.start()
-        frames = np.empty((15, *SHAPE), np.uint16)
+        frames = np.empty((15, *SHAPE), np.uint16)  # 1.5 s of frames
         with pytest.raises(StreamTimeoutError):
             reader.read_into(frames, timeout=0.2)
         position = reader.position

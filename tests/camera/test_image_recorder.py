@@ -21,7 +21,9 @@ SHAPE = (96, 128)
 
 
 def _hub(name, rate=200.0, shared=True):
-    camera = SimulatedCameraSource(SHAPE, np.uint16, seed=9, frame_rate=rate, frame_buffer_size=64)
+    camera = SimulatedCameraSource(
+        SHAPE, np.uint16, seed=9, frame_rate=rate, frame_buffer_size=1024
+    )  # slack on a loaded machine
     return ImageHub(camera, name=name, shared=shared)
 
 
@@ -80,7 +82,9 @@ def test_a_lossy_reader_records_on_with_every_gap_counted(stream_name, tmp_path)
         assert np.array_equal(np.diff(indices), np.ones(len(indices) - 1))
 
 
-def test_a_strict_reader_ends_the_recording_at_the_first_loss(stream_name, tmp_path):
+def test_a_strict_reader_ends_the_recording_at_the_first_loss(
+    stream_name, tmp_path, expected_qudi_errors
+):
     path = tmp_path / "strict.h5"
     with _hub(stream_name) as hub:
         reader = hub.open_reader("strict")
@@ -94,6 +98,7 @@ def test_a_strict_reader_ends_the_recording_at_the_first_loss(stream_name, tmp_p
         recorder.start()
         assert recorder.wait(20)
     assert recorder.status == "failed" and "lost" in str(recorder.error)
+    assert any("strict.h5' stopped: reader 'strict'" in e for e in expected_qudi_errors())
     with h5py.File(path, "r") as file:
         assert file.attrs["status"] == "failed" and "strict" in file.attrs["error"]
         assert file.attrs["frames_lost"] == recorder.frames_lost > 0

@@ -16,9 +16,10 @@ buffer holds (the buffer's cursor keeps up with the stream) and shows the newest
 screen drops frames to draw, never frames of the stream. Give its buffer
 ``allow_overwrite: True``: a viewer that cannot keep up (a busy machine) then skips frames
 and counts them instead of stopping. ``sigImageUpdated(image, status)`` carries a copy of the
-newest frame and ``status``: ``frame_time`` (s since the camera's start),
+newest frame and ``status``: ``frame_time`` (s since the camera's start) and
+``first_frame_time`` (of this run's first frame),
 ``shown_rate`` (images shown per second), ``stream_rate`` (frames per second arriving),
-``frames_lost`` (by this viewer's buffer) and ``frames_seen``.
+``frames_lost`` (by this viewer's buffer) and ``frames_seen`` (this run).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class CameraViewerLogic(LogicBase):
         self._status: dict = {}
         self._shown: collections.deque = collections.deque()
         self._seen = 0
+        self._first_time: float | None = None
 
     def on_activate(self) -> None:
         rate = self._max_frame_rate
@@ -139,6 +141,8 @@ class CameraViewerLogic(LogicBase):
         self._camera().start_stream()
         self.module_state.lock()
         self._shown.clear()
+        self._seen = 0
+        self._first_time = None
         self._sigStart.emit(self._timer.interval() if self._timer is not None else 33)
         self.sigViewingChanged.emit(True)
 
@@ -164,6 +168,8 @@ class CameraViewerLogic(LogicBase):
             while True:
                 got = camera.read_available_frames_into_buffer(self._scratch, self._times)
                 if got:
+                    if self._first_time is None:
+                        self._first_time = float(self._times[0])
                     newest = got - 1
                     self._seen += got
                     self._image = self._scratch[newest].copy()
@@ -187,6 +193,7 @@ class CameraViewerLogic(LogicBase):
         camera = self._camera()
         return {
             "frame_time": stamp,
+            "first_frame_time": self._first_time,
             "shown_rate": len(self._shown) / _RATE_WINDOW_S,
             "stream_rate": float(getattr(camera, "measured_frame_rate", camera.frame_rate)),
             "frames_lost": int(camera.lost_frames),
