@@ -259,3 +259,15 @@ def test_dejitter_smooths_the_times_and_a_gap_still_counts(plain_outlet, activat
         assert gap.index == 1500 and abs(gap.lost - 300) <= 2  # from jittered raw times
     finally:
         module_manager.deactivate_module("lsl_dejitter_in")
+
+
+def test_two_streams_that_match_fail_activation_listing_both(
+    plain_outlet, module_manager, expected_qudi_errors
+):
+    plain_outlet(f"plain-{TAG}", channels=3, rate=500.0, source_id=f"first-{TAG}")
+    plain_outlet(f"plain-{TAG}", channels=3, rate=500.0, source_id=f"second-{TAG}")
+    with pytest.raises(RuntimeError):
+        module_manager.activate_module("lsl_in")
+    message = " ".join(expected_qudi_errors())
+    assert f"2 LSL streams match name='plain-{TAG}'" in message
+    assert f"source_id='first-{TAG}'" in message and f"source_id='second-{TAG}'" in message

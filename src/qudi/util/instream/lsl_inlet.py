@@ -31,6 +31,7 @@ _log = logging.getLogger(__name__)
 _WAIT_STEP = 0.002  # s between looks at the inlet while a blocking read waits
 _DEJITTER_HALFTIME = 30.0  # s of samples that weigh half in the dejitter line
 _HISTORY = 10_000  # gaps kept
+_SECOND_LOOK = 0.5  # s to wait for a second stream that matches a query
 
 
 @dataclass(frozen=True)
@@ -65,16 +66,14 @@ def resolve_stream(pylsl: ModuleType, query: LslQuery, timeout: float) -> Any:
         streams that were found.
     """
     found = pylsl.resolve_bypred(query.predicate(), 1, timeout)
-    if len(found) == 1:
-        return found[0]
-    if found:  # resolve_bypred returns as soon as one answers: look again for all of them
-        time.sleep(min(timeout, 0.5))
-        found = pylsl.resolve_bypred(query.predicate(), len(found) + 1, min(timeout, 1.0))
-        if len({info.uid() for info in found}) == 1:
+    if found:  # it returns at the first answer: give a second stream time to answer too
+        more = pylsl.resolve_bypred(query.predicate(), 2, min(timeout, _SECOND_LOOK))
+        unique = {info.uid(): info for info in [*found, *more]}
+        if len(unique) == 1:
             return found[0]
         raise StreamNotFoundError(
-            f"{len(found)} LSL streams match {query.describe()}; give more of name, type and "
-            f"source_id to pick one. Found {describe_found(found)}"
+            f"{len(unique)} LSL streams match {query.describe()}; give more of name, type and "
+            f"source_id to pick one. Found {describe_found(list(unique.values()))}"
         )
     everything = pylsl.resolve_streams(wait_time=min(timeout, 1.0))
     raise StreamNotFoundError(
