@@ -67,6 +67,10 @@ hardware:
         connect:
             primary_streamer: 'sync_lab_fast'
             secondary_streamer: 'sync_lab_slow'
+    sync_buffer:
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        connect:
+            streamer: 'sync_shared'
     sync_bad:
         module.Class: 'instream.sync.DataInStreamSync'
         options:
@@ -97,6 +101,7 @@ logic:
             streamer: 'sync_fitted'
 """
 MODULES = [
+    "sync_buffer",
     "sync_logic",
     "sync_fitted",
     "sync_shared",
@@ -191,6 +196,22 @@ def test_the_logic_shows_a_drifting_late_wavemeter_on_the_counter_axis(sync_acti
     # the last frame's rows against the uncertainty of the last read (about 95 % honest:
     # the bound is doubled for the frames' earlier reads, whose fits had fewer rows)
     assert np.abs(wavemeter[shown] - expected).max() / 10.0 < 2 * uncertainty
+
+
+def test_a_buffer_shares_the_merged_stream_as_any_streamer(sync_activate):
+    buffer = sync_activate("sync_buffer")
+    assert buffer.active_channels == ["ramp", "sync_lab_slow.ramp"]
+    buffer.start_stream()
+    try:
+        data = np.empty((600, 2))
+        buffer.read_data_into_buffer(data, 600, timeout=10.0)
+    finally:
+        buffer.stop_stream()
+    fast, slow = sync_activate.instance("sync_lab_fast"), sync_activate.instance("sync_lab_slow")
+    ticks = slow.sample_clock.start_tick - fast.sample_clock.start_tick
+    known = np.isfinite(data[:, 1])
+    assert known[-100:].all() and np.all(np.diff(data[:, 0]) == 1)
+    assert np.abs(data[known, 1] - (data[known, 0] - ticks) / 100.0).max() < 1e-9
 
 
 def test_the_docstring_example_loads_and_streams(sync_activate):
