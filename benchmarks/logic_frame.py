@@ -76,7 +76,7 @@ def measure_frames(logic, qapp, frames: int) -> list[float]:
     logic.stop_reading()
     print(
         f"frame: 4 ch, window {points} points, {frames} frames at {FRAME_RATE:g} Hz, "
-        f"the trace ring wrapped {wraps} times meanwhile"
+        f"the trace ring wrapped {wraps} time{'' if wraps == 1 else 's'} meanwhile"
     )
     return costs
 
