@@ -322,3 +322,11 @@ def test_a_finite_run_stopped_early_warns_in_the_driver_and_stops(make_streamer,
     streamer.start_stream()
     fake.advance(0.2)
     assert_ramps(read_all(streamer), ["PFI8", "ai0"], 1000.0, at_least=200)
+
+
+def test_activation_of_an_unplugged_card_says_it_is_gone(make_streamer, fake):
+    fake.unplug()
+    streamer = make_streamer(activate=False)
+    with pytest.raises(RuntimeError, match=r"^NI card Dev1 is gone .*\(DAQmx error -201003\)$"):
+        streamer.on_activate()
+    assert not fake.open_tasks()

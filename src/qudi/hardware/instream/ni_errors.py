@@ -8,26 +8,25 @@ Codes from nidaqmx's ``error_codes``.
 
 from __future__ import annotations
 
-from qudi.hardware.instream.ni_tasks import OVERFLOW, READ_TIMEOUT, RESOURCE_RESERVED, daq_reason
+from qudi.hardware.instream.ni_tasks import (
+    DEVICE_GONE,
+    OVERFLOW,
+    READ_TIMEOUT,
+    RESOURCE_RESERVED,
+    daq_reason,
+    device_gone,
+)
 
-__all__ = ["DEVICE_GONE", "FIFO_OVERFLOWS", "device_gone", "start_failure", "streaming_failure"]
+__all__ = ["FIFO_OVERFLOWS", "start_failure", "streaming_failure"]
 
 FIFO_OVERFLOWS = (-200361, -200010)  # INPUT_FIFO_OVERFLOW_2, INPUT_FIFO_OVERFLOW
 COUNTER_OVERFLOW = -200141
 ADC_OVERRUN = -200019
-DEVICE_GONE = (-201003, -50405)  # DEV_CANNOT_BE_ACCESSED, PAL_TRANSFER_ABORTED (USB unplug)
 ROUTE_ERRORS = (-89137, -89125)  # a route in use; a terminal that makes no such signal
 
 
 def error_code(exc: BaseException) -> int | None:
     return getattr(exc, "error_code", None)
-
-
-def device_gone(device: str, code: int | None) -> str:
-    return (
-        f"NI card {device} is gone (unplugged, switched off or reset): reconnect it, then start "
-        f"the stream again (DAQmx error {code})"
-    )
 
 
 def streaming_failure(exc: BaseException, device: str, buffer_size: int, timeout: float) -> str:

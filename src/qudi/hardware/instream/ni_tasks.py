@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - nidaqmx is a dependency of this packag
 
 __all__ = [
     "COUNTER_RATE_LIMIT",
+    "DEVICE_GONE",
     "DRIVER_HELP",
     "OVERFLOW",
     "READ_TIMEOUT",
@@ -40,6 +41,7 @@ __all__ = [
     "Device",
     "Tasks",
     "daq_reason",
+    "device_gone",
     "read_device",
     "short_name",
     "supported_terminals",
@@ -53,6 +55,7 @@ DRIVER_HELP = (
 OVERFLOW = -200279  # the acquisition stopped: unread samples would have been overwritten
 READ_TIMEOUT = -200284
 RESOURCE_RESERVED = -50103
+DEVICE_GONE = (-201003, -50405)  # DEV_CANNOT_BE_ACCESSED, PAL_TRANSFER_ABORTED (USB unplug)
 CHUNK_SAMPLES = 65_536  # samples per channel moved per driver read (bounds the scratch memory)
 # Counters alone: the fastest clock the streamer offers. The card could make 25 MHz, but every
 # counter moves 4 bytes per sample over the bus; this cap is our choice, not a measured limit
@@ -65,6 +68,14 @@ TIMEBASE_TERMINALS = (("100MHzTimebase", 100e6), ("20MHzTimebase", 20e6))
 def short_name(name: str) -> str:
     """'PFI8', '/Dev1/PFI8' and 'Dev1/PFI8' all name 'PFI8'."""
     return name.strip().strip("/").rsplit("/", 1)[-1]
+
+
+def device_gone(device: str, code: int | None) -> str:
+    """What to say when card ``device`` no longer answers (DAQmx error ``code``)."""
+    return (
+        f"NI card {device} is gone (unplugged, switched off or reset): reconnect it, then start "
+        f"the stream again (DAQmx error {code})"
+    )
 
 
 def daq_reason(exc: BaseException) -> str:
@@ -140,7 +151,8 @@ def read_device(name: str) -> Device:
     Raises
     ------
     RuntimeError
-        Without nidaqmx or without the NI-DAQmx driver, saying how to install them.
+        Without nidaqmx or without the NI-DAQmx driver, saying how to install them, or if the
+        card no longer answers (unplugged).
     ValueError
         If there is no such card (naming option ``device_name`` and the cards present).
     """
@@ -157,6 +169,8 @@ def read_device(name: str) -> Device:
             f"the NI-DAQmx driver is not installed on this computer. {DRIVER_HELP}"
         ) from exc
     except nidaqmx.errors.Error as exc:
+        if getattr(exc, "error_code", None) in DEVICE_GONE:
+            raise RuntimeError(device_gone(name, exc.error_code)) from exc
         present = device_names()
         raise option_error(
             "device_name", name, f"no such NI device ({daq_reason(exc)}); present: {present}"
