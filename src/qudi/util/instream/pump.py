@@ -22,6 +22,7 @@ from qudi.util.instream.contracts import StreamSource
 from qudi.util.instream.enums import member_name
 from qudi.util.instream.errors import StreamError
 from qudi.util.instream.ring import StreamRing
+from qudi.util.instream.time_table import note_arrival
 
 __all__ = ["Pump"]
 
@@ -75,12 +76,7 @@ class Pump:
         self._max_chunk = max(1, ring.capacity // 4 if max_chunk is None else max_chunk)
         # a qudi streamer reads an exact count; a minimal source may only read what it has
         self._read_exact = getattr(source, "read_data_into_buffer", None)
-        self._time_table = ring.time_table
-        self._run_first = ring.run_start_index
-        timing = str(ring.info.sample_timing)
-        rate = float(ring.info.sample_rate or 0.0)
-        self._stamped = timing == "TIMESTAMP" and ring.has_timestamps
-        self._rate = rate if timing == "CONSTANT" and rate > 0 else math.nan
+        self._stamped = str(ring.info.sample_timing) == "TIMESTAMP" and ring.has_timestamps
         self._stop = threading.Event()
         self._polls_done = 0
         self.polls: deque[tuple[float, int]] = deque(maxlen=max(4, int(4 / period)))
@@ -158,15 +154,9 @@ class Pump:
 
     def _record_time(self, got: int, stamps: np.ndarray | None) -> None:
         """A time-table row for the chunk just published (its last sample's device time)."""
-        if self._time_table is None:
-            return
-        host = time.monotonic()
-        index = self._ring.write_index
-        if self._stamped and stamps is not None:
-            device = float(stamps[got - 1])
-        else:
-            device = (index - 1 - self._run_first) / self._rate
-        self._time_table.append(index, host, device)
+        note_arrival(
+            self._ring, float(stamps[got - 1]) if self._stamped and stamps is not None else None
+        )
 
     def _read_into(self, data: np.ndarray, count: int, stamps: np.ndarray | None) -> int:
         """Fill ``count`` samples of the contiguous free region ``data``; returns how many.

@@ -65,7 +65,12 @@ from qudi.util.instream.stream_format import (
     checked_format,
     describe,
 )
-from qudi.util.instream.time_table import DEFAULT_TIME_SLOTS, MAX_TIME_SLOTS, TimeTableBlock
+from qudi.util.instream.time_table import (
+    DEFAULT_TIME_SLOTS,
+    MAX_TIME_SLOTS,
+    TimeTableBlock,
+    note_run_start,
+)
 
 __all__ = ["RingControl", "RingState", "StreamInfo", "StreamRing"]
 
@@ -562,6 +567,7 @@ class StreamRing(RingControl):
         self._control[_FAULT_LENGTH] = 0
         self._control[_RUN_START] = self._control[_WRITE]  # before the epoch says "new run"
         self._control[_EPOCH] = self._control.item(_EPOCH) + 1
+        note_run_start(self)  # now, on this host's clocks (a hub then records its start call)
         self._set_state(RingState.RUNNING)
 
     def mark_stopped(self) -> None:

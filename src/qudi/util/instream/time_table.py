@@ -17,13 +17,19 @@ Rows carry no run: those of the current run are the ones with an index past its 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from qudi.util.instream.timebase import RunStart, TimeTable
 
+if TYPE_CHECKING:
+    from qudi.util.instream.ring import StreamRing
+
 __all__ = [
     "DEFAULT_TIME_SLOTS",
+    "note_arrival",
+    "note_run_start",
     "MAX_TIME_SLOTS",
     "ROW_DTYPE",
     "TimeTableBlock",
@@ -133,3 +139,33 @@ def now_pair() -> tuple[float, float]:
     before = time.monotonic()
     utc = time.time()
     return (before + time.monotonic()) / 2, utc
+
+
+def note_run_start(ring: StreamRing, start_tick: int | None = None) -> None:
+    """Record in ``ring``'s time table that its current run starts now (a receiver that
+    refills a ring does this when it hears of a new run); nothing for a ring without one."""
+    table = ring.time_table
+    if table is None:
+        return
+    monotonic, utc = now_pair()
+    table.write_run(RunStart(ring.run_epoch, ring.run_start_index, monotonic, utc, 0.0, start_tick))
+
+
+def note_arrival(ring: StreamRing, last_stamp: float | None = None) -> None:
+    """Add a row for the samples just written into ``ring``: they had all been taken by now
+    (its last one at ``last_stamp`` of the stream's clock, or at its index over the rate).
+
+    For a writer that is not a pump, e.g. a receiver refilling a ring from the network: its
+    rows are late by the transfer too, which the clock fit takes as it takes any latency.
+    """
+    table = ring.time_table
+    if table is None:
+        return
+    index = ring.write_index
+    if last_stamp is not None:
+        device = float(last_stamp)
+    else:
+        rate = float(ring.info.sample_rate or 0.0)
+        constant = str(ring.info.sample_timing) == "CONSTANT" and rate > 0
+        device = (index - 1 - ring.run_start_index) / rate if constant else float("nan")
+    table.append(index, time.monotonic(), device)

@@ -51,6 +51,7 @@ from qudi.util.instream.errors import (
 )
 from qudi.util.instream.ring import RingState, StreamInfo, StreamRing
 from qudi.util.instream.stream_format import parse_description
+from qudi.util.instream.time_table import note_arrival
 from qudi.util.instream.transport.curve import ClientKeys
 from qudi.util.instream.transport.following import Following
 from qudi.util.instream.transport.gaps import GapLog
@@ -446,6 +447,7 @@ class StreamReceiver:
         for start in range(0, len(samples), step):
             part = None if times is None else times[start : start + step]
             ring.write(samples[start : start + step], part)
+        note_arrival(ring, None if times is None or not len(times) else float(times[-1]))
         self.received += count - skip
         following.seen()
 
