@@ -13,6 +13,8 @@ What it measures, on this machine:
   process CPU time (this process and the child) over wall time, in % of one core; the
   producer alone (making the same frames at the same rate, no ring) is measured too, so the
   table shows what the fan-out itself adds;
+* how many 512 x 512 images per second the viewer window can draw (offscreen Qt), with fixed
+  levels and with levels following each image (the viewer logic shows at most 30 a second);
 * the highest lossless frame rate at 1024 x 1024 uint16 with four strict reader threads: rates
   are tried from low to high, each for a few seconds; a rate counts if every reader got every
   frame once, the camera's buffer never overflowed and the frames arrived at the rate asked.
@@ -159,6 +161,36 @@ def producer_only(shape, rate: float, seconds: float) -> float:
     return 100 * cpu / (time.perf_counter() - wall0)
 
 
+def viewer_draw_rate(seconds: float) -> tuple[float, float]:
+    """Images per second the viewer window draws (512 x 512 uint16, offscreen Qt): with
+    fixed levels, and with levels following each image; each draw is the GUI's own
+    ``show_image`` followed by the repaint."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6 import QtWidgets
+
+    from qudi.gui.instream.camera_viewer_window import CameraViewerWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    window = CameraViewerWindow("benchmark")
+    window.show()
+    camera = SimulatedCameraSource((512, 512), np.uint16, seed=1, frame_rate=1000.0)
+    frames = np.empty((16, 512, 512), np.uint16)
+    camera.camera.render(frames, 0)
+    rates = []
+    for auto_levels in (False, True):
+        window.show_image(frames[0], True)
+        app.processEvents()
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            window.show_image(frames[count % 16], auto_levels)
+            window.image_view.repaint()
+            app.processEvents()
+            count += 1
+        rates.append(count / (time.perf_counter() - start))
+    window.close()
+    return rates[0], rates[1]
+
+
 def lossless(result, rate: float) -> bool:
     ok = all(t["error"] is None and t["breaks"] == 0 for t in result["tallies"])
     ok = ok and not any(result["lost"]) and result["fault"] is None
@@ -197,6 +229,11 @@ def main(argv=None) -> None:
     print(f"{'1 consumer in another process':40}{child:6.1f} %")
     print(f"{'total':40}{total:6.1f} %")
     print(f"{'fan-out itself (total - producer)':40}{total - alone:6.1f} %")
+
+    fixed, following = viewer_draw_rate(1.0 if args.quick else 3.0)
+    print("\nviewer window, 512 x 512 uint16 images drawn per second (offscreen Qt, one core)")
+    print(f"{'fixed levels':40}{fixed:6.1f} /s")
+    print(f"{'auto levels (each image)':40}{following:6.1f} /s")
 
     print("\n1024 x 1024 uint16, 4 strict thread consumers: highest lossless frame rate")
     rates = (100, 200, 400, 600, 800, 1000, 1200, 1600, 2000)

@@ -187,3 +187,15 @@ def test_the_demo_config_shows_the_camera_and_its_regions_next_to_the_daq(activa
     viewer_gui.window.rois["centre"].sigRegionChangeFinished.emit(viewer_gui.window.rois["centre"])
     assert activate("camera_roi").rois["centre"] == (100, 120, 32, 32)
     assert roi_gui.window.isVisible()
+    # levels: held where the user put them once "Auto levels" is off, following each image on
+    window = viewer_gui.window
+    window.action_auto_levels.setChecked(False)
+    window.image_view.setLevels(0, 500)
+    seen = viewer.status["frames_seen"]
+    _process_events_until(qapp, lambda: viewer.status["frames_seen"] > seen + 20)
+    qapp.processEvents()
+    assert tuple(window.image_view.getLevels()) == (0, 500)
+    window.action_auto_levels.setChecked(True)
+    seen = viewer.status["frames_seen"]
+    _process_events_until(qapp, lambda: viewer.status["frames_seen"] > seen + 20)
+    _process_events_until(qapp, lambda: window.image_view.getLevels()[1] > 1000)  # the spot

@@ -8,12 +8,15 @@ row-major (row 0 at the top, as cameras and numpy index images); regions of inte
 
 from __future__ import annotations
 
+import time
+
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 __all__ = ["CameraViewerWindow"]
 
 _ROI_COLOURS = ("#ffb000", "#00c0ff", "#ff4080", "#80ff40")
+_HISTOGRAM_INTERVAL_S = 0.25
 
 
 class CameraViewerWindow(QtWidgets.QMainWindow):
@@ -27,6 +30,12 @@ class CameraViewerWindow(QtWidgets.QMainWindow):
         self.image_view.ui.roiBtn.hide()  # its ROI plots a profile; ours feed a time series
         self.image_view.ui.menuBtn.hide()
         self.image_view.setColorMap(pg.colormap.get("viridis"))  # the histogram's menu changes it
+        # The histogram is recomputed a few times a second, not for every image: it costs
+        # several times the drawing of the image itself (see benchmarks/frames.py).
+        self._histogram = self.image_view.ui.histogram
+        self.image_view.imageItem.sigImageChanged.disconnect(self._histogram.imageChanged)
+        self._histogram_due = 0.0
+        self._shape: tuple[int, ...] | None = None
         self.setCentralWidget(self.image_view)
         toolbar = self.addToolBar("camera")
         toolbar.setObjectName("camera_toolbar")
@@ -43,13 +52,21 @@ class CameraViewerWindow(QtWidgets.QMainWindow):
 
     def show_image(self, image, auto_levels: bool) -> None:
         """Show ``image`` ``[rows, columns]``; levels follow it if ``auto_levels``."""
-        self.image_view.setImage(
-            image,
-            autoRange=False,
-            autoLevels=auto_levels,
-            autoHistogramRange=auto_levels,
-            axes={"y": 0, "x": 1},
-        )
+        now = time.monotonic()
+        if image.shape != self._shape:  # the first image: ImageView sets everything up
+            self._shape = image.shape
+            self.image_view.setImage(image, autoRange=False, autoLevels=True, axes={"y": 0, "x": 1})
+            self._histogram_due = 0.0
+        else:  # then only the image item (x is the column: the transposed view, no copy)
+            item = self.image_view.imageItem
+            item.setImage(image.T, autoLevels=False)
+            if auto_levels:
+                sample = image[::4, ::4]
+                low, high = float(sample.min()), float(sample.max())
+                item.setLevels((low, high if high > low else low + 1))
+        if now >= self._histogram_due:
+            self._histogram.imageChanged(autoLevel=False)  # histogram, and region = levels
+            self._histogram_due = now + _HISTOGRAM_INTERVAL_S
 
     def fit_view(self, shape: tuple[int, int]) -> None:
         """Show the whole frame."""
