@@ -197,12 +197,13 @@ class Star:
 
     def small_socket_buffers(self, namespace: str) -> None:
         """TCP buffers of at most 64 KiB (receive) and 256 KiB (send) in ``namespace``, so a
-        stalled reader fills them within a short test (the defaults hold seconds of a stream)."""
-        subprocess.run(
-            ["ip", "netns", "exec", namespace, "sysctl", "-q", "-w",
-             "net.ipv4.tcp_rmem=4096 16384 65536", "net.ipv4.tcp_wmem=4096 16384 262144"],
-            check=True,
-        )  # fmt: skip
+        stalled reader fills them within a short test (the defaults hold seconds of a stream).
+        Written to /proc/sys from inside the namespace (no sysctl binary needed)."""
+        code = (
+            "open('/proc/sys/net/ipv4/tcp_rmem', 'w').write('4096 16384 65536');"
+            "open('/proc/sys/net/ipv4/tcp_wmem', 'w').write('4096 16384 262144')"
+        )
+        subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", code], check=True)
 
     def set_link(self, k: int, up: bool) -> None:
         """Take the link to subscriber ``k`` down or up (the publisher's end)."""
