@@ -234,9 +234,10 @@ class RecordingReplayStreamer(SharedStreamer, DataInStreamInterface):
         data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
         count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
         timeout = check_timeout(timeout)
-        left = replay.rows - replay.position if self._mode != StreamingMode.FINITE else None
-        if left is not None and count > left:
-            raise RuntimeError(f"cannot wait for {count} samples: only {left} are left to play")
+        if count > replay.remaining:
+            raise RuntimeError(
+                f"cannot wait for {count} samples: only {replay.remaining} are left to play"
+            )
         if self.module_state() != "locked" and replay.available_samples < count:
             raise RuntimeError(f"'{self.module_name}' is not streaming; call start_stream() first")
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -136,6 +136,11 @@ class SessionReplay:
         return self._position
 
     @property
+    def remaining(self) -> int:
+        """Rows this run has still to hand out (a FINITE run plays its first rows only)."""
+        return max(0, self._end - self._position)
+
+    @property
     def finished(self) -> bool:
         """Every row of this run was handed out."""
         return self._position >= self._end
