@@ -236,7 +236,7 @@ def main(argv=None) -> None:
     print(f"{'auto levels (each image)':40}{following:6.1f} /s")
 
     print("\n1024 x 1024 uint16, 4 strict thread consumers: highest lossless frame rate")
-    rates = (100, 200, 400, 600, 800, 1000, 1200, 1600, 2000)
+    rates = (100, 200, 300, 400, 500, 600, 800, 1000, 1200, 1600, 2000)
     best = 0.0
     print(f"{'fps':>6}{'written':>9}{'cpu %':>8}  result")
     for rate in rates:
