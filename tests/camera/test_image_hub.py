@@ -18,6 +18,7 @@ from qudi.util.instream import (
     StreamFaultError,
     StreamOverrunError,
     StreamRing,
+    StreamStoppedError,
     StreamTimeoutError,
 )
 from qudi.util.instream.camera_source import CameraOverflowError, SimulatedCameraSource
@@ -240,3 +241,16 @@ def test_another_process_attaches_by_name_and_reads_every_frame(stream_name, spa
         assert shared and lost == 0
         assert np.array_equal(np.diff(indices), np.ones(59))
         assert np.allclose(np.diff(times), 1 / 200.0)
+
+
+def test_a_finite_run_delivers_its_frames_and_ends(stream_name):
+    camera, hub = _hub(stream_name)
+    with hub:
+        hub.configure(200.0, 30, "FINITE")
+        reader = hub.open_reader("r")
+        reader.start()
+        indices, _ = _read(reader, 30)
+        assert np.array_equal(np.diff(indices), np.ones(29))
+        with pytest.raises(StreamStoppedError, match="0 of 1 requested"):
+            _read(reader, 1)
+        _wait_until(lambda: not hub.running)
