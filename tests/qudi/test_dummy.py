@@ -123,8 +123,8 @@ def test_same_seed_gives_the_same_data(dummy):
 
 
 def test_configure_checks_against_the_constraints(dummy):
-    with pytest.raises(ValueError, match="sample_rate=2000000.0 is outside"):
-        dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 1000, 2e6)
+    with pytest.raises(ValueError, match="sample_rate=20000000.0 is outside"):  # 10 MHz at most
+        dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 1000, 2e7)
     with pytest.raises(ValueError, match="channel_buffer_size=10 is outside"):
         dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 10, 1000.0)
     with pytest.raises(ValueError, match=r"must be a non-empty selection of .*unknown: \['nope'\]"):
