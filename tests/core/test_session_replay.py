@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qudi.util.instream import StreamHub, StreamInfo, StreamRing
-from qudi.util.instream.replay_source import SessionReplay, checked_speed
+from qudi.util.instream.replay_source import ReplayStreamSource, SessionReplay, checked_speed
 from qudi.util.instream.session import open_session
 from qudi.util.instream.session_recorder import SessionRecorder
 
@@ -135,7 +135,7 @@ def test_stamped_replay_at_x10_follows_the_timestamps(session_path):
 
 
 def test_a_hub_reads_a_replay_as_any_source(session_path):
-    """A replay has what a hub needs of a source (its qudi module adds the interface)."""
+    """ReplayStreamSource: a replay as a hub's source, without qudi."""
     with open_session(session_path) as session:
         expected = session.streams["fast"].read(0, session.streams["fast"].rows)[0]
     held = {}
@@ -146,39 +146,8 @@ def test_a_hub_reads_a_replay_as_any_source(session_path):
 
     replay = SessionReplay(session_path, speed="max", room=room)
 
-    class Source:  # the StreamSource shape over a replay
-        constraints = type(
-            "C",
-            (),
-            {
-                "channel_units": {"ramp": "", "copy": "V"},
-                "data_type": np.float64,
-                "sample_timing": "CONSTANT",
-            },
-        )()
-        active_channels = ("ramp", "copy")
-        sample_rate = 1000.0
-        channel_buffer_size = 4096
-        streaming_mode = "CONTINUOUS"
-
-        @property
-        def available_samples(self):
-            return replay.available_samples
-
-        def configure(self, *args):
-            pass
-
-        def start_stream(self):
-            replay.start()
-
-        def stop_stream(self):
-            replay.stop()
-
-        def read_available_data_into_buffer(self, data, stamps=None):
-            return replay.read_into(data, stamps, len(data) // 2)
-
     try:
-        with StreamHub(Source(), name="replay_hub_test", shared=False) as hub:
+        with StreamHub(ReplayStreamSource(replay), name="replay_hub_test", shared=False) as hub:
             held["hub"] = hub
             held["reader"] = reader = hub.open_reader("check")
             reader.start()

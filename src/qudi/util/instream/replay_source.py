@@ -29,7 +29,7 @@ import numpy as np
 
 from qudi.util.instream.session import RecordedStream, Session, open_session
 
-__all__ = ["MAX_SPEED", "SessionReplay", "checked_speed"]
+__all__ = ["MAX_SPEED", "ReplayStreamSource", "SessionReplay", "checked_speed"]
 
 MAX_SPEED = "max"
 _STAMP_WINDOW = 1 << 16  # timestamps looked ahead at once to find the due rows
@@ -288,3 +288,93 @@ class SessionReplay:
             (self._due_by_index(index - first_index - 1), (when, index, text))
             for when, index, text in session.marker_list()
         ]
+
+
+class _Constraints:
+    """The part of ``DataInStreamConstraints`` a hub reads, for a replay outside qudi."""
+
+    def __init__(self, replay: SessionReplay):
+        stream = replay.stream
+        self.channel_units = dict(zip(stream.channel_names, stream.channel_units, strict=True))
+        self.data_type = stream.dtype.type
+        self.sample_timing = stream.sample_timing
+
+
+class ReplayStreamSource:
+    """A :class:`SessionReplay` in the shape a :class:`~qudi.util.instream.hub.StreamHub`
+    reads (:class:`~qudi.util.instream.contracts.StreamSource`), for replays without qudi::
+
+        replay = SessionReplay("session.h5", "counter", speed=10.0)
+        with StreamHub(ReplayStreamSource(replay), name="counter_again") as hub: ...
+
+    The hub's ring is sized by the recorded rate; at a speed of N, ask it for N times the
+    buffer (``hub.configure(..., channel_buffer_size, ...)``). The source closes the replay
+    with :meth:`close`.
+    """
+
+    def __init__(self, replay: SessionReplay):
+        self._replay = replay
+        self.constraints = _Constraints(replay)
+        self._channels = list(replay.stream.channel_names)
+        self._buffer_size = 1 << 20
+        self.streaming_mode = "CONTINUOUS"
+
+    @property
+    def replay(self) -> SessionReplay:
+        return self._replay
+
+    @property
+    def active_channels(self) -> list[str]:
+        return list(self._channels)
+
+    @property
+    def sample_rate(self) -> float:
+        return float(self._replay.stream.sample_rate or 0.0)
+
+    @property
+    def channel_buffer_size(self) -> int:
+        return self._buffer_size
+
+    @property
+    def available_samples(self) -> int:
+        return self._replay.available_samples
+
+    def configure(
+        self,
+        active_channels: Sequence[str],
+        streaming_mode: object,
+        channel_buffer_size: int,
+        sample_rate: float,
+    ) -> None:
+        """Channels (a subset of the recorded ones) and buffer size; the recorded rate only.
+
+        Raises
+        ------
+        ValueError
+            Another rate, or an unknown channel.
+        """
+        if sample_rate != self.sample_rate:
+            raise ValueError(
+                f"sample_rate {sample_rate!r}: a replay streams at the recorded "
+                f"{self.sample_rate:g} Hz"
+            )
+        self._replay.configure(list(active_channels), None)
+        self._channels = list(active_channels)
+        self._buffer_size = int(channel_buffer_size)
+
+    def start_stream(self) -> None:
+        self._replay.start()
+
+    def stop_stream(self) -> None:
+        self._replay.stop()
+
+    def read_available_data_into_buffer(
+        self, data: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> int:
+        rows = data.size // max(1, math.prod(self._replay.stream.sample_shape))
+        if self._channels != list(self._replay.stream.channel_names):
+            rows = data.size // max(1, len(self._channels))
+        return self._replay.read_into(data, timestamps, rows)
+
+    def close(self) -> None:
+        self._replay.close()
