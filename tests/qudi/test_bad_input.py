@@ -404,8 +404,8 @@ def test_buffer_configure_refuses_a_string_of_channels(buffer):
 
 
 def test_buffer_configure_passes_on_the_streamers_refusal(buffer):
-    with pytest.raises(ValueError, match="sample_rate=2000000.0 is outside the allowed range"):
-        buffer.configure(CHANNELS, StreamingMode.CONTINUOUS, 2**16, 2e6)
+    with pytest.raises(ValueError, match="sample_rate=20000000.0 is outside the allowed range"):
+        buffer.configure(CHANNELS, StreamingMode.CONTINUOUS, 2**16, 2e7)
     with pytest.raises(ValueError, match="streaming_mode must be one of CONTINUOUS, FINITE"):
         buffer.configure(CHANNELS, "SOMETIMES", 2**16, 10_000.0)
     assert buffer.sample_rate == 10_000.0
