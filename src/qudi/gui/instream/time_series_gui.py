@@ -25,7 +25,8 @@ and only if it brings new points.
 
 The parts: ``time_series_window`` (widgets), ``trace_plot`` (curves and ranges),
 ``settings_panel`` (settings docks), ``stream_status`` (status bar), ``frame_pacer`` (when to
-draw), ``decimate`` (points worth drawing), ``formatting`` (numbers with units).
+draw), ``pyramid`` (each curve's min/max bins, updated with new points only) and ``decimate``
+(points worth drawing), ``formatting`` (numbers with units).
 """
 
 from __future__ import annotations
