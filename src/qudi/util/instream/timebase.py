@@ -332,7 +332,7 @@ def fit_clock(
     edge = min(max(edge, 0), len(hx) - 2)
     slope = float((hy[edge + 1] - hy[edge]) / (hx[edge + 1] - hx[edge]))
     local_offset = float(hy[edge] - slope * hx[edge])
-    support = (float(hx[edge] + origin_x), float(hx[edge + 1] + origin_x))
+    support: tuple[float, ...] = (float(hx[edge] + origin_x), float(hx[edge + 1] + origin_x))
     bound = max_drift_ppm * 1e-6
     slope_error = 0.0
     if abs(slope - 1.0) > bound:  # the bound instead: the line of that slope under every row
