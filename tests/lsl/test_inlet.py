@@ -116,6 +116,34 @@ def test_an_outlet_restart_is_a_gap_with_its_count_and_the_stream_resumes(
     buffer.stop_stream()
 
 
+def read_until(streamer, last_value: int, timeout: float = 10.0):
+    """Read a streamer directly until the sample ``last_value`` came; ramps read and the index
+    of each read's first sample."""
+    data = np.empty((5000, 3), np.float32)
+    stamps = np.empty(5000)
+    ramps = []
+
+    def more():
+        got = streamer.read_available_data_into_buffer(data, stamps)
+        if got:
+            ramps.append(data[:got, 0].astype(np.int64))
+        return ramps and ramps[-1][-1] == last_value
+
+    wait_until(more, timeout, f"sample {last_value}")
+    return np.concatenate(ramps)
+
+
+def check_every_missing_sample_is_a_counted_gap(streamer, ramp, first_expected):
+    """``ramp`` (read in order) lacks samples only where a gap says, and by as many."""
+    steps = np.diff(ramp)
+    assert np.all(steps >= 1)  # nothing read twice, nothing out of order
+    breaks = np.flatnonzero(steps > 1) + 1
+    gaps = [g for g in streamer.gaps if g.index > 0]
+    assert [(g.index, g.lost) for g in gaps] == [(int(i), int(steps[i - 1] - 1)) for i in breaks]
+    assert all(g.cause == CAUSE_OVERFLOW for g in streamer.gaps)
+    assert ramp[0] >= first_expected
+
+
 def test_an_overflow_before_the_first_read_is_estimated_from_the_time_since_opening(
     plain_outlet, activate, stop_modules
 ):
@@ -126,20 +154,15 @@ def test_an_overflow_before_the_first_read_is_estimated_from_the_time_since_open
     assert source.wait_for_consumers(10.0)
     source.t0 = streamer.start_time  # the device's first sample: when the inlet opened
     for _ in range(30):
-        source.push(100)  # 3000 samples into a buffer of 1000: LSL drops the oldest 2000
+        source.push(100)  # 3000 samples into a buffer of 1000: LSL drops the oldest
     wait_until(lambda: streamer.available_samples >= 1000, 10, "the inlet to fill")
-    data = np.empty((5000, 3), np.float32)
-    stamps = np.empty(5000)
-    got = streamer.read_available_data_into_buffer(data, stamps)
-    # LSL kept the newest 1000 that had arrived (the last chunks may still be on their way)
-    first = int(data[0, 0])
-    assert 1000 <= first <= 2000
-    np.testing.assert_array_equal(data[:got, 0], np.arange(first, first + got))
-    [gap] = streamer.gaps
-    assert gap.index == 0 and gap.cause == CAUSE_OVERFLOW
-    # counted from the time the inlet opened (start_time, sample 0's time here) to the first
-    # sample kept
-    assert first <= gap.lost <= first + 50
+    ramp = read_until(streamer, 2999)
+    check_every_missing_sample_is_a_counted_gap(streamer, ramp, 0)
+    if ramp[0] > 0:  # dropped before the first read: estimated from the time since opening
+        [first_gap, *_] = streamer.gaps
+        assert first_gap.index == 0
+        assert ramp[0] <= first_gap.lost <= ramp[0] + 50
+    assert streamer.lost_samples >= 3000 - len(ramp)
     streamer.stop_stream()
 
 
@@ -150,22 +173,14 @@ def test_an_overflow_between_reads_is_counted(plain_outlet, activate, stop_modul
     streamer.start_stream()
     assert source.wait_for_consumers(10.0)
     source.push(100)
-    data = np.empty((5000, 3), np.float32)
-    stamps = np.empty(5000)
-    wait_until(lambda: streamer.available_samples >= 100, 10, "the first samples")
-    assert streamer.read_available_data_into_buffer(data, stamps) == 100
-    for _ in range(25):
-        source.push(100)  # 2500 more into a buffer of 1000: 1500 dropped
+    first = read_until(streamer, 99)
+    for _ in range(100):
+        source.push(100)  # 10 000 more, at once, into a buffer of 1000
     wait_until(lambda: streamer.available_samples >= 1000, 10, "the inlet to fill")
-    got = streamer.read_available_data_into_buffer(data, stamps)
-    # LSL kept the newest 1000 that had arrived (the last chunks may still be on their way)
-    first = int(data[0, 0])
-    assert 1100 <= first <= 1600
-    np.testing.assert_array_equal(data[:got, 0], np.arange(first, first + got))
-    assert [(g.index, g.lost, g.cause) for g in streamer.gaps] == [
-        (100, first - 100, CAUSE_OVERFLOW)
-    ]
-    assert streamer.lost_samples == first - 100
+    ramp = np.concatenate([first, read_until(streamer, 10_099)])
+    np.testing.assert_array_equal(ramp[:100], np.arange(100))
+    check_every_missing_sample_is_a_counted_gap(streamer, ramp, 0)
+    assert streamer.lost_samples == 10_100 - len(ramp) > 0  # every missing sample counted
     streamer.stop_stream()
 
 

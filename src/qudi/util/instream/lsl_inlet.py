@@ -31,7 +31,7 @@ _log = logging.getLogger(__name__)
 _WAIT_STEP = 0.002  # s between looks at the inlet while a blocking read waits
 _DEJITTER_HALFTIME = 30.0  # s of samples that weigh half in the dejitter line
 _HISTORY = 10_000  # gaps kept
-_SECOND_LOOK = 0.5  # s to wait for a second stream that matches a query
+_SECOND_LOOK = 1.0  # s to wait for a second stream that matches a query
 
 
 @dataclass(frozen=True)

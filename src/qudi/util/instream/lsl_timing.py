@@ -40,8 +40,9 @@ class GapDetector:
 
     A step between neighbouring timestamps counts as a gap when it is longer than 1.5 sample
     periods *and* longer than a period plus ``tolerance`` seconds (a shorter delay is
-    timestamp jitter, e.g. of an outlet that stamps each chunk when it pushes it). Right after
-    an inlet buffer that was full, any step over 1.5 periods counts: LSL dropped samples there.
+    timestamp jitter, e.g. of an outlet that stamps each chunk when it pushes it). In a chunk
+    pulled from an inlet buffer that was full, any step over 1.5 periods counts: LSL dropped
+    samples there (before the chunk, or within it while it was pulled).
 
     Parameters
     ----------
@@ -93,15 +94,15 @@ class GapDetector:
         else:
             steps = np.diff(timestamps, prepend=previous)
             offset = 0
-        late = (steps > 1.5 * period) & (steps > period + self.tolerance)
-        if queue_full and previous is not None and steps[0] > 1.5 * period:
-            late[0] = True
+        missing = steps > 1.5 * period
+        # a full buffer drops its oldest samples while this chunk is pulled too: then any
+        # step of missing samples is a loss; otherwise only one longer than the jitter
+        late = missing if queue_full else missing & (steps > period + self.tolerance)
+        cause = CAUSE_OVERFLOW if queue_full else CAUSE_SILENCE
         gaps = []
         for at in np.flatnonzero(late):
             step = float(steps[at])
             lost = max(1, round(step * self.nominal_rate) - 1)
-            full_here = queue_full and at == 0 and previous is not None
-            cause = CAUSE_OVERFLOW if full_here else CAUSE_SILENCE
             gaps.append(LslGap(first_index + int(at) + offset, lost, step, cause))
         return gaps
 
