@@ -22,6 +22,14 @@ says which pins are driven.
 other call on the card (channels, start, stop, clear, device queries) with -201003; a clear
 still releases the task, as nidaqmx's ``Task.close`` does. :meth:`FakeDaqmx.plug_in` undoes it.
 
+Unscaled reads (``read_binary_i16``, nidaqmx's ``AnalogUnscaledReader``): each analog input
+reports a calibration polynomial of 4 terms (``ai_dev_scaling_coeff``), different per input and
+per range as on a real card: a gain of about ``1.04 * range / 65536`` V per code, an offset of
+a few mV, tiny 2nd and 3rd order terms. An input's code is the int16 whose polynomial value is
+nearest its voltage (clipped to -32768..32767 as a saturated ADC), so the scaled read and the
+scaled codes agree to within a code. The ramps run far beyond any range: a test of raw reads
+gives the card an ``analog_signal`` within it.
+
 Terminal configurations as on a 63xx: multiplexed cards take RSE, NRSE and DIFF on ai0-7 and
 ai16-23 and only RSE, NRSE on ai8-15 and ai24-31 (DEFAULT means DIFF where DIFF exists, else
 RSE); simultaneous cards (6366, 6368) are DIFF only. Another configuration fails (-200077).
@@ -70,7 +78,7 @@ DEVICE_DOUBLES = {
 TASK_NAME, NUM_CHANS, AVAIL, OVERWRITE = 0x1276, 0x217B, 0x1223, 0x1211
 INPUT_BUF_SIZE, SAMP_CLK_RATE, COUNT_EDGES_TERM, CO_PULSE_FREQ = 0x186C, 0x1344, 0x18C7, 0x1178
 CO_PULSE_TERM = 0x18E1
-AI_TERM_CFG, PHYS_TERM_CFGS = 0x1097, 0x2342
+AI_TERM_CFG, PHYS_TERM_CFGS, AI_DEV_SCALING_COEFF = 0x1097, 0x2342, 0x1930
 TERM_BITS = {"RSE": 1, "NRSE": 2, "DIFF": 4, "PSEUDO_DIFF": 8}  # nidaqmx's _TermCfg bitfield
 ROUTE_IN_USE = -89137  # a terminal both driven by a counter output and used as an input
 SIMULTANEOUS, COUNTER_BITS, AI_RANGES, DEVICE_NAMES = 0x298F, 0x299F, 0x2990, 0x193B
@@ -95,6 +103,24 @@ class SimulatedCard:
     counter_bits: int = 32
     ai_ranges: tuple[float, ...] = (-10.0, 10.0, -5.0, 5.0, -2.0, 2.0, -1.0, 1.0, -0.2, 0.2)
     external_clocks: dict[str, float] = field(default_factory=dict)  # 'PFI11': Hz
+    # (edges, input number) -> volts; None: the ramps e + N / 8
+    analog_signal: object = None
+
+    def volts(self, edges: np.ndarray, ai: int) -> np.ndarray:
+        """What analog input ``ai`` reads at these sample clock edges."""
+        if self.analog_signal is None:
+            return edges + ai / 8
+        return np.asarray(self.analog_signal(edges, ai), np.float64)
+
+    @staticmethod
+    def scaling(ai: int, low: float, high: float) -> tuple[float, float, float, float]:
+        """The calibration polynomial (c0..c3, code to volts) of input ``ai`` on range
+        ``(low, high)``: like a 63xx's, a little different on every input."""
+        span = high - low
+        gain = 1.04 * span / 65536 * (1 + 2e-4 * ((ai * 7) % 11 - 5))
+        offset = span * 1e-4 * ((ai * 5) % 9 - 4)
+        square = -1e-13 * (1 + ai % 3) * span / 20  # ~0.1 mV at full scale
+        return (offset, gain, square, 2.5e-18 * span / 20)
 
     def terminal_configurations(self, ai: str) -> tuple[str, ...]:
         """What analog input ``ai`` ('ai8') supports, as on a 63xx."""
@@ -176,6 +202,8 @@ class FakeDaqmx:
         "start_task",
         "stop_task",
         "read_analog_f64",
+        "read_binary_i16",
+        "get_chan_attribute_double_array",
         "read_counter_u32_ex",
         "get_device_attribute_string",
         "get_device_attribute_double",
@@ -441,6 +469,11 @@ class FakeDaqmx:
         assert entry["freq"] is not None, "a ticks channel has no frequency to read"
         return entry["freq"]
 
+    def get_chan_attribute_double_array(self, task, channel, attribute):
+        assert attribute == AI_DEV_SCALING_COEFF, hex(attribute)
+        (entry,) = [c for c in self._task(task).channels if c["name"] == channel]
+        return list(self.card.scaling(int(entry["physical"][2:]), *entry["range"]))
+
     def cfg_samp_clk_timing(self, task, rate, source, active_edge, sample_mode, samps_per_chan):
         fake = self._task(task)
         fake.source, fake.mode, fake.samples = source, sample_mode, samps_per_chan
@@ -564,7 +597,19 @@ class FakeDaqmx:
         edges = fake.first_edge + fake.read - count + np.arange(count)
         block = read_array.reshape(len(fake.channels), num_samps_per_chan)
         for row, channel in zip(block, fake.channels, strict=True):
-            row[:count] = edges + int(channel["physical"][2:]) / 8
+            row[:count] = self.card.volts(edges, int(channel["physical"][2:]))
+        return read_array, count
+
+    def read_binary_i16(self, task, num_samps_per_chan, timeout, fill_mode, read_array):
+        fake = self._task(task)
+        assert fake.kind == "ai"
+        count = self._take(fake, num_samps_per_chan, fill_mode, read_array, np.int16)
+        edges = fake.first_edge + fake.read - count + np.arange(count)
+        block = read_array.reshape(len(fake.channels), num_samps_per_chan)
+        for row, channel in zip(block, fake.channels, strict=True):
+            ai = int(channel["physical"][2:])
+            terms = self.card.scaling(ai, *channel["range"])
+            row[:count] = _codes(self.card.volts(edges, ai), terms)
         return read_array, count
 
     def read_counter_u32_ex(self, task, num_samps_per_chan, timeout, fill_mode, read_array):
@@ -720,6 +765,22 @@ def _photons_until(edge, line: int):
     edge ``e``, for ``e`` from 0 (exact integers)."""
     edge = np.asarray(edge, dtype=np.int64)
     return edge * (edge + 1) // 2 + (edge + 1) * line
+
+
+def _codes(volts: np.ndarray, terms) -> np.ndarray:
+    """The int16 codes whose polynomial values are nearest ``volts`` (Newton from the linear
+    guess; the polynomial is monotonic over the codes), saturated at the int16 limits."""
+    c0, c1, c2, c3 = terms
+    x = (volts - c0) / c1
+    for _ in range(4):
+        x -= (c0 + x * (c1 + x * (c2 + x * c3)) - volts) / (c1 + x * (2 * c2 + 3 * c3 * x))
+        x = np.clip(x, -40000, 40000)  # beyond the range: saturated below
+    nearest = np.round(x)
+    # the rounded code may be one off where the polynomial bends: take the nearer neighbour
+    candidates = np.stack([nearest - 1, nearest, nearest + 1])
+    values = c0 + candidates * (c1 + candidates * (c2 + candidates * c3))
+    best = candidates[np.argmin(np.abs(values - volts), axis=0), np.arange(len(volts))]
+    return np.clip(best, -32768, 32767).astype(np.int16)
 
 
 def _unexpected(name: str):

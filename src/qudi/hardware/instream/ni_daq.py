@@ -16,6 +16,7 @@ Example config (copy into the ``hardware:`` section)::
             max_channel_samples_buffer: 33554432    # optional: largest buffer, samples per channel
             read_write_timeout: 10                  # optional: s, default limit of blocking reads
             clock_output_terminal: null             # optional: PFI line to export the counter clock
+            raw_analog: false                       # optional: stream int16 ADC codes (see below)
 
 Every channel is sampled on the edges of one sample clock: the analog task's own clock if
 analog inputs stream, otherwise a clock generated on a spare counter (internal, driving no pin
@@ -28,6 +29,12 @@ into counts per second (unit ``c/s``) with the rate the driver actually set, and
 analog inputs in volts. Counting channels are rates whatever the sample rate: a 100 kHz source
 reads 100 000 c/s at 1 kS/s and at 10 kS/s (a consumer that wants counts per sample
 multiplies by 1 / rate).
+
+With ``raw_analog: true`` (analog inputs only) the analog inputs stream the ADC's unscaled
+int16 codes (unit ``code``, a quarter of float64's bytes) and :attr:`scaling_coefficients`
+gives each input's polynomial to volts as DAQmx reports it for the range in force; the stream's
+description carries them (``stream_extra``), so a recording keeps them next to the codes and
+consumers scale once with ``qudi.util.instream.raw_scaling``.
 
 An analog input's terminal ``DEFAULT`` is what the card chooses: on a multiplexed 63xx that is
 DIFF for ai0-7 and ai16-23 (a single-ended signal wired against AI GND is then measured
@@ -71,6 +78,7 @@ from qudi.util.instream.errors import (
     StreamStoppedError,
     StreamTimeoutError,
 )
+from qudi.util.instream.raw_scaling import scaling_extra
 
 try:  # the module must import without nidaqmx, so activation can say what is missing
     import nidaqmx.errors
@@ -97,6 +105,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
     _max_channel_samples_buffer = ConfigOption("max_channel_samples_buffer", default=2**25)
     _read_write_timeout = ConfigOption("read_write_timeout", default=10)
     _clock_output_terminal = ConfigOption("clock_output_terminal", default=None)
+    _raw_analog = ConfigOption("raw_analog", default=False)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -105,6 +114,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         self._settings: StreamRequest | None = None
         self._tasks: Tasks | None = None
         self._newest: np.ndarray | None = None
+        self._scaling: dict[str, tuple[float, ...]] = {}  # of the last tasks built (raw_analog)
         self._lock = threading.Lock()  # reads against start, stop, configure and close
         self._stopped = threading.Event()  # wakes blocking reads when the stream stops
         # a second module of the same name in this process (a notebook) must not collide
@@ -125,6 +135,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 "max_channel_samples_buffer": self._max_channel_samples_buffer,
                 "read_write_timeout": self._read_write_timeout,
                 "clock_output_terminal": self._clock_output_terminal,
+                "raw_analog": self._raw_analog,
             }
         )
         self._constraints = self._card.constraints()
@@ -180,6 +191,21 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
     def device_name(self) -> str:
         return self._card.device.name
 
+    @property
+    def scaling_coefficients(self) -> dict[str, list[float]]:
+        """With ``raw_analog``: each active input's polynomial ``[c0, c1, c2, c3]`` from code
+        ``x`` to ``V = c0 + c1*x + ...``, as DAQmx reports it for its range; else empty."""
+        tasks = self._tasks
+        scaling = tasks.scaling if tasks is not None else self._scaling
+        return {name: list(terms) for name, terms in scaling.items()}
+
+    @property
+    def stream_extra(self) -> dict:
+        """What a stream description's ``extra`` should carry: with ``raw_analog`` the
+        polynomials (``raw_scaling``, see ``qudi.util.instream.raw_scaling``), else nothing."""
+        coefficients = self.scaling_coefficients
+        return scaling_extra(coefficients) if coefficients else {}
+
     def configure(
         self,
         active_channels: Iterable[str],
@@ -218,6 +244,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
             self._close_tasks_logged()
             self._tasks = self._build_tasks(settings)
             self._settings = settings
+            self._scaling = dict(self._tasks.scaling)
 
     # ----------------------------------------------------------------------- acquisition
     def start_stream(self) -> None:
@@ -271,7 +298,8 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         Parameters
         ----------
         data_buffer : numpy.ndarray
-            float64, ``[samples, channels]`` or flat, C-contiguous (see the interface).
+            float64 (int16 with ``raw_analog``), ``[samples, channels]`` or flat,
+            C-contiguous (see the interface).
         samples_per_channel : int
             Samples to read, at most what fits and at most the buffer size.
         timestamp_buffer : None
@@ -337,11 +365,14 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
 
         DAQmx cannot show a sample without consuming every older one, so this never reads
         the card; with a ``DataInStreamBuffer`` in between reads happen up to
-        ``max_poll_rate`` times a second.
+        ``max_poll_rate`` times a second. With ``raw_analog`` (int16, no NaN) zeros before
+        the first read.
         """
         newest = self._newest
         if newest is None:
-            return np.full(len(self._settings.channels), np.nan), None
+            dtype = self._constraints.data_type
+            fill = np.nan if np.issubdtype(dtype, np.floating) else 0
+            return np.full(len(self._settings.channels), fill, dtype), None
         return newest.copy(), None
 
     # -------------------------------------------------------------------------- internals
@@ -403,6 +434,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 card.external_clock,
                 card.timeout,
                 card.clock_terminal,
+                raw=card.raw,
             )
         except nidaqmx.errors.Error as exc:
             message = start_failure(exc, card.device.name)
@@ -452,7 +484,6 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
 
     def _checked_buffer(self, data_buffer: np.ndarray, timestamp_buffer: object) -> np.ndarray:
         """The caller's buffer as ``[samples, channels]``; this stream has no timestamps."""
-        data, _, _ = check_read_buffers(
-            data_buffer, timestamp_buffer, len(self._settings.channels), np.dtype(np.float64), False
-        )
+        dtype, channels = np.dtype(self._constraints.data_type), len(self._settings.channels)
+        data, _, _ = check_read_buffers(data_buffer, timestamp_buffer, channels, dtype, False)
         return data

@@ -34,6 +34,7 @@ __all__ = ["TERMINALS", "CardOptions", "checked_options"]
 
 TERMINALS = ("DEFAULT", "RSE", "NRSE", "DIFF", "PSEUDO_DIFF")
 COUNT_UNIT = "c/s"  # counting channels carry counts per second, whatever the sample rate
+RAW_UNIT = "code"  # raw_analog: analog inputs carry the ADC's int16 codes
 
 
 def _is_number(value: object) -> bool:
@@ -61,6 +62,7 @@ class CardOptions:
     timeout: float  # s, default limit of blocking reads and of each driver read
     buffer_limit: int  # largest buffer, samples per channel
     clock_terminal: str | None = None  # PFI line the counter clock is exported to, or None
+    raw: bool = False  # raw_analog: int16 codes, scaled by each channel's polynomial
 
     def constraints(self) -> DataInStreamConstraints:
         """What the module offers: every source as a channel, counters in c/s, inputs in V.
@@ -68,10 +70,11 @@ class CardOptions:
         Returns
         -------
         DataInStreamConstraints
-            Channels in option order (digital sources first), float64 samples, CONSTANT timing.
+            Channels in option order (digital sources first), float64 samples (int16 codes
+            with ``raw_analog``), CONSTANT timing.
         """
         units = {name: COUNT_UNIT for name in self.digital}
-        units.update({name: "V" for name in self.analog})
+        units.update({name: RAW_UNIT if self.raw else "V" for name in self.analog})
         if self.external_clock is not None:
             frequency = self.external_clock[1]
             rate = ScalarConstraint(default=frequency, bounds=(frequency, frequency))
@@ -83,7 +86,7 @@ class CardOptions:
             channel_units=units,
             sample_timing=SampleTiming.CONSTANT,
             streaming_modes=[StreamingMode.CONTINUOUS, StreamingMode.FINITE],
-            data_type=np.float64,
+            data_type=np.int16 if self.raw else np.float64,
             channel_buffer_size=ScalarConstraint(
                 default=min(1024**2, self.buffer_limit),
                 bounds=(2, self.buffer_limit),
@@ -201,9 +204,27 @@ def checked_options(options: Mapping[str, object]) -> CardOptions:
             f"{device.name} has {len(device.counters)} counters {list(device.counters)}; "
             "each PFI line needs one, and a clock needs one more without analog sources",
         )
+    raw = _checked_raw(options.get("raw_analog", False), digital)
     return CardOptions(
-        device, digital, analog, external_clock, timeout, buffer_limit, clock_terminal
+        device, digital, analog, external_clock, timeout, buffer_limit, clock_terminal, raw
     )
+
+
+def _checked_raw(value: object, digital: tuple[str, ...]) -> bool:
+    """``raw_analog``: stream the ADC's int16 codes; every sample of a stream has one dtype,
+    so counters (rates, float64) cannot stream beside them."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise option_error("raw_analog", value, "must be true or false")
+    if not value:
+        return False
+    if digital:
+        raise option_error(
+            "raw_analog",
+            value,
+            f"streams int16 codes of analog inputs only; digital_sources {list(digital)} are "
+            "counted in c/s (float64): leave digital_sources empty, or raw_analog false",
+        )
+    return True  # without digital sources there are analog ones (checked before)
 
 
 def _pfi_lines(device: Device) -> list[str]:

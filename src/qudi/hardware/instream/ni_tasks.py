@@ -8,7 +8,9 @@ on), with every sample of every task aligned. The qudi
 module around it is ``ni_daq.NIXSeriesInStreamer``.
 
 Counting channels are delivered as rates: the counts of each sample clock period times the rate
-the driver set, in counts per second.
+the driver set, in counts per second. With ``raw`` the analog inputs are read unscaled (int16
+codes, DAQmx's unscaled reader) and :attr:`Tasks.scaling` holds each input's polynomial to volts
+as the driver reports it (``ai_dev_scaling_coeff``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ try:  # the module must import without nidaqmx, so activation can say what is mi
     import nidaqmx.constants as daq
     import nidaqmx.errors
     import nidaqmx.system
-    from nidaqmx.stream_readers import AnalogMultiChannelReader, CounterReader
+    from nidaqmx.stream_readers import (
+        AnalogMultiChannelReader,
+        AnalogUnscaledReader,
+        CounterReader,
+    )
 except ImportError:  # pragma: no cover - nidaqmx is a dependency of this package
     nidaqmx = None
 
@@ -241,6 +247,8 @@ class Tasks:
     clock_terminal : str, optional
         The PFI line the counter clock is exported to; None keeps it inside the card (a
         counter output otherwise drives its default pin, PFI12 + N for ctrN on 63xx).
+    raw : bool, optional
+        Read the analog inputs as int16 codes (only without counters: one dtype per stream).
 
     Raises
     ------
@@ -258,8 +266,10 @@ class Tasks:
         external_clock: tuple[str, float] | None,
         timeout: float,
         clock_terminal: str | None = None,
+        raw: bool = False,
     ):
         self.device = device
+        self.raw = raw
         self.settings = settings
         self.timeout = timeout
         self._all: list[nidaqmx.Task] = []
@@ -272,6 +282,7 @@ class Tasks:
         self.clock_output: str | None = None  # where the driver says that clock goes ('': nowhere)
         self._clock_terminal = clock_terminal
         self.terminals: dict[str, str] = {}  # analog input -> configuration the driver set
+        self.scaling: dict[str, tuple[float, ...]] = {}  # analog input -> code-to-volt polynomial
         self.rate = float(settings.rate)
         self.running = False
         try:
@@ -282,7 +293,7 @@ class Tasks:
         self._last_counts = [np.zeros(1, np.uint32) for _ in self.counters]
         self._new_run()
         chunk = min(CHUNK_SAMPLES, settings.buffer_size + 1)
-        self._ai_scratch = np.empty(len(self.ai_columns) * chunk)
+        self._ai_scratch = np.empty(len(self.ai_columns) * chunk, np.int16 if raw else np.float64)
         self._counter_scratch = np.empty(chunk, np.uint32)
         self._diff_scratch = np.empty(chunk, np.uint32)
         self._chunk = chunk
@@ -313,7 +324,8 @@ class Tasks:
             # the counters count on the analog task's clock, even when an external clock
             # drives it: they then see exactly its edges, from its start on
             clock_source = f"/{dev}/ai/SampleClock"
-            self.ai_reader = AnalogMultiChannelReader(self.ai_task.in_stream)
+            reader = AnalogUnscaledReader if self.raw else AnalogMultiChannelReader
+            self.ai_reader = reader(self.ai_task.in_stream)
             self.ai_columns = [s.channels.index(name) for name in ai_names]
         elif counter_names and external_clock:
             self.clock_task = self._external_clock_task(owner, clock_source, mode, samples)
@@ -360,6 +372,11 @@ class Tasks:
         task.control(daq.TaskMode.TASK_VERIFY)  # the driver coerces the rate here
         # what DEFAULT became: on 63xx DIFF for ai0-7, ai16-23, RSE for the others
         self.terminals = {n: c.ai_term_cfg.name for n, c in zip(ai_names, channels, strict=True)}
+        if self.raw:  # the polynomial of the range in force, per input (calibrated per card)
+            self.scaling = {
+                n: tuple(float(x) for x in c.ai_dev_scaling_coeff)
+                for n, c in zip(ai_names, channels, strict=True)
+            }
         if not clock_source:
             self.rate = float(task.timing.samp_clk_rate)
         return task
@@ -528,7 +545,10 @@ class Tasks:
             if self.ai_reader is not None:
                 block = self._ai_scratch[: len(self.ai_columns) * with_skipped]
                 block = block.reshape(len(self.ai_columns), with_skipped)
-                self.ai_reader.read_many_sample(block, with_skipped, timeout=self.timeout)
+                if self.raw:
+                    self.ai_reader.read_int16(block, with_skipped, timeout=self.timeout)
+                else:
+                    self.ai_reader.read_many_sample(block, with_skipped, timeout=self.timeout)
                 rows[:, self.ai_columns] = block[:, skip:].T
             for (column, _, reader), last in zip(self.counters, self._last_counts, strict=True):
                 raw = self._counter_scratch[:with_skipped]

@@ -8,6 +8,7 @@ The hub also keeps what its readers must learn of each run: where it started, ho
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -275,7 +276,8 @@ def ring_for_source(source: StreamSource, capacity: int, *, shared: bool, name: 
         channel_units=tuple(str(constraints.channel_units[ch]) for ch in channels),
         sample_rate=float(source.sample_rate),
         sample_timing=timing,
-        extra={"stream_id": uuid.uuid4().hex},  # tells a replaced ring from the old one
+        # stream_id tells a replaced ring from the old one
+        extra={**declared_extra(source), "stream_id": uuid.uuid4().hex},
         sample_clock=replace(declared_clock(source), start_tick=None),  # known at the start
     )
     ring = StreamRing(
@@ -289,6 +291,21 @@ def ring_for_source(source: StreamSource, capacity: int, *, shared: bool, name: 
     )
     ring.mark_stopped()
     return ring
+
+
+def declared_extra(source: object) -> dict[str, Any]:
+    """What a source declares for its description's ``extra`` (its optional ``stream_extra``:
+    a JSON-ready mapping, e.g. the scaling of raw codes); empty if it declares none or
+    something unusable (logged)."""
+    declared = None
+    try:
+        declared = getattr(source, "stream_extra", None)  # a property: it may raise anything
+        if declared is None:
+            return {}
+        return dict(json.loads(json.dumps(dict(declared))))  # plain JSON, also from a proxy
+    except Exception as exc:
+        log.warning("the source's stream_extra %r is not usable (%s): left out", declared, exc)
+        return {}
 
 
 def declared_clock(source: object) -> SampleClock:

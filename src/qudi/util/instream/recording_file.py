@@ -10,6 +10,8 @@ File layout::
                   sample_shape, first_sample_index, start_time, stop_time,
                   samples_recorded, bytes_recorded, samples_lost, status, error,
                   ... and the caller's own attributes (none may reuse these names)
+    /data attributes  scaling_coefficients, scaling_unit, scaling_note: only for a stream of
+                  raw codes (see :mod:`qudi.util.instream.raw_scaling`)
 
 The file is created with mode ``"x"``, so "never overwrite" is atomic, and written in HDF5's
 default (oldest compatible) format on purpose: a killed recording then still opens as a valid
@@ -38,6 +40,8 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+from qudi.util.instream.raw_scaling import write_scaling_attributes
 
 __all__ = [
     "CHUNK_BYTES",
@@ -198,6 +202,8 @@ class RecordingFile:
         attrs["sample_rate"] = float(info.sample_rate) if info.sample_rate else math.nan
         attrs["sample_timing"] = str(info.sample_timing)
         attrs["stream_info_extra"] = json.dumps(dict(info.extra))
+        # raw codes: their polynomials (and how to use them) beside /data
+        write_scaling_attributes(self._data, info.extra, info.channel_names)
         attrs["dtype"] = str(ring.dtype)
         attrs["sample_shape"] = np.array(ring.sample_shape, np.int64)
         attrs["first_sample_index"] = np.int64(first_sample_index)
