@@ -106,9 +106,10 @@ class OutletClock:
         if self.uses_time_base and offset is not None:
             clock = self._stream_clock
             if stamps is not None and self.timestamped:
+                times = np.asarray(clock.time_of_stamps(stamps[:count]), np.float64)  # refits
                 uncertainty = float(clock.time.fit.uncertainty(stamps[count - 1 : count])[0])
                 self.pushed_uncertainty.append((offset + last, uncertainty))
-                return np.asarray(clock.time_of_stamps(stamps[:count]), np.float64)
+                return times
             uncertainty = float(clock.uncertainty_of([offset + last])[0])
             self.pushed_uncertainty.append((offset + last, uncertainty))
             return float(clock.time_of(offset + last))
