@@ -1,5 +1,6 @@
 """The NI streamer on the fake card in a real in-process qudi: streamer -> two buffers -> two
-time-series logics, with every sample accounted for.
+time-series logics, with every sample accounted for; and a raw streamer (int16 codes) whose
+recording says how to scale them.
 
 Run by ``test_ni_in_qudi.py`` in a pytest process of its own: qudi is one application per
 process, and the suite's other qudi tests start theirs from another config. The fixtures are
@@ -13,6 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import tests.qudi.conftest as qudi_fixtures
+
+from qudi.util.instream.raw_scaling import read_volts
 
 # qudi's fixtures for this module, with qudi started from our config
 qudi_fixtures.CONFIG = Path(__file__).resolve().with_name("ni_test.cfg")
@@ -67,3 +70,39 @@ def test_every_sample_reaches_both_logics_through_the_buffers(
     live_data = np.stack([trace[ch] for ch in CHANNELS], axis=1)
     np.testing.assert_array_equal(live_data, expected(delivered))
     module_manager.deactivate_module("ni_streamer")  # deactivates the chain on it too
+
+
+def test_a_raw_stream_is_recorded_as_codes_with_the_polynomials(
+    fake, card, activate, module_manager, qtbot
+):
+    amplitude = {2: 9.0, 3: 0.9}  # V, inside each input's range
+    card.analog_signal = lambda edges, ai: amplitude[ai] * np.sin(edges / 20.0 + ai)
+    logic = activate("ni_raw_logic")
+    streamer = module_manager["ni_raw_streamer"].instance
+    coefficients = streamer.scaling_coefficients
+    assert list(coefficients) == ["ai2", "ai3"] and streamer.constraints.data_type is np.int16
+    logic.set_channel_settings(["ai2", "ai3"], [])
+    logic.set_trace_settings(
+        data_rate=RATE, oversampling_factor=1, trace_window_size=10.0, moving_average_width=1
+    )
+    logic.start_recording()
+    for _ in range(10):  # 1 s of virtual time
+        fake.advance(0.1)
+        qtbot.waitUntil(lambda: streamer.available_samples == 0, timeout=10_000)
+    delivered = 1000  # edges 1..1000 at 1 kHz (the reference edge dropped)
+    qtbot.waitUntil(lambda: logic.recording_info["samples"] >= delivered, timeout=10_000)
+    path = logic.stop_recording()
+    logic.stop_reading()
+    with h5py.File(path, "r") as file:
+        data = file["data"]
+        assert data.dtype == np.int16 and file.attrs["samples_lost"] == 0
+        np.testing.assert_array_equal(
+            data.attrs["scaling_coefficients"], [coefficients["ai2"], coefficients["ai3"]]
+        )
+        assert "read_volts" in data.attrs["scaling_note"]
+    volts = read_volts(path)
+    edges = np.arange(1, len(volts) + 1)
+    truth = np.stack([amplitude[ai] * np.sin(edges / 20.0 + ai) for ai in (2, 3)], axis=1)
+    one_code = np.array([coefficients["ai2"][1], coefficients["ai3"][1]])
+    assert np.all(np.abs(volts - truth) <= one_code)
+    module_manager.deactivate_module("ni_raw_streamer")

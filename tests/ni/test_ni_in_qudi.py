@@ -1,5 +1,6 @@
 """The headline test: the NI module streams through DataInStreamBuffer and
-TimeSeriesReaderLogic in a real qudi over the fake interpreter (see ``qudi_chain.py``)."""
+TimeSeriesReaderLogic in a real qudi over the fake interpreter, and a raw (int16) streamer
+is recorded with its scaling polynomials (see ``qudi_chain.py``)."""
 
 from __future__ import annotations
 
@@ -22,4 +23,4 @@ def test_ni_streams_through_buffers_and_logics_in_qudi():
         timeout=110,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    assert "1 passed" in run.stdout
+    assert "2 passed" in run.stdout
