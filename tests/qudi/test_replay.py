@@ -94,6 +94,12 @@ def replay_qudi(qudi, qudi_home, tmp_path_factory, session_path):
         for label in ("counter", "analog", "wavemeter")
     )
     replays += f"""
+    replay_direct:
+        module.Class: 'instream.replay.RecordingReplayStreamer'
+        options:
+            file_path: '{session_path}'
+            stream: 'analog'
+            speed: {SPEED}
     replay_max:
         module.Class: 'instream.replay.RecordingReplayStreamer'
         options:
@@ -132,6 +138,13 @@ def replay_qudi(qudi, qudi_home, tmp_path_factory, session_path):
             stream: 'camera'
 """
     bad_logic = """
+    replay_logic_direct:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        options:
+            recording_format: 'session'
+        connect:
+            streamer: 'replay_direct'
+
     replay_logic_bad_format:
         module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
         options:
@@ -408,3 +421,29 @@ def test_deactivation_closes_the_file(replay_qudi, activate, module_manager):
     assert open_files() == before + 1
     module_manager.deactivate_module("replay_counter")
     assert open_files() == before
+
+
+def test_a_logic_on_a_streamer_without_a_shared_stream_records_its_time_table(
+    replay_qudi, activate, original, qtbot
+):
+    """No buffer between: the logic's frames feed the recording, and note its time table."""
+    from qudi.util.instream.session_align import realign_stream
+
+    streams, _, _ = original
+    logic = activate("replay_logic_direct")
+    replay = activate("replay_direct")
+    logic.set_trace_settings(data_rate=100.0, oversampling_factor=1)
+    logic.start_recording()
+    rows = len(streams["analog"][0])
+    qtbot.waitUntil(lambda: replay.replay_finished, timeout=20_000)
+    qtbot.waitUntil(lambda: logic.recording_info["samples"] >= rows, timeout=20_000)
+    path = logic.stop_recording()
+    logic.stop_reading()
+    with open_session(path) as session:
+        stream = session.streams["replay_direct"]
+        data, stamps = stream.read(0, stream.rows)
+        np.testing.assert_array_equal(data, streams["analog"][0])  # the logic started it
+        np.testing.assert_array_equal(stamps, streams["analog"][1])
+        assert len(stream.time_table) >= 2
+        times = realign_stream(stream)
+        assert np.all(np.diff(times.times) > 0) and np.all(np.isfinite(times.uncertainty))

@@ -26,6 +26,8 @@ from qudi.util.instream.errors import StreamNotFoundError
 from qudi.util.instream.recorder import RecordingSummary, StreamRecorder
 from qudi.util.instream.session_file import checked_label
 from qudi.util.instream.session_recorder import SessionRecorder, SessionSummary
+from qudi.util.instream.time_table import note_arrival, now_pair
+from qudi.util.instream.timebase import RunStart
 
 __all__ = ["RECORDING_FORMATS", "TraceRecording", "attach_stream", "checked_session_options"]
 
@@ -200,9 +202,13 @@ class TraceRecording:
         return path
 
     def feed(self, data: np.ndarray, stamps: np.ndarray | None) -> None:
-        """Hand a frame's raw samples to the private ring (a no-op on a shared stream)."""
-        if self._frames_ring is not None:
-            self._frames_ring.write(data, stamps)
+        """Hand a frame's raw samples to the private ring (a no-op on a shared stream), with
+        a time-table row for them, as a pump notes its chunks (late by the frame's latency,
+        which the clock fit takes as any latency)."""
+        ring = self._frames_ring
+        if ring is not None and len(data):
+            ring.write(data, stamps)
+            note_arrival(ring, None if stamps is None else float(stamps[-1]))
 
     def add_marker(self, text: str) -> dict:
         """Note ``text`` in the running session's markers table.
@@ -293,4 +299,8 @@ def _frames_ring(streamer, timing: str, timestamps: bool) -> StreamRing:
     rate = float(streamer.sample_rate)
     info = StreamInfo(tuple(channels), units, rate, timing)
     capacity, dtype = max(1024, int(4 * rate)), np.dtype(constraints.data_type)
-    return StreamRing(capacity, (len(channels),), dtype, timestamps=timestamps, info=info)
+    ring = StreamRing(capacity, (len(channels),), dtype, timestamps=timestamps, info=info)
+    if ring.time_table is not None:  # a run from now on, so a session gets its time table
+        monotonic, utc = now_pair()
+        ring.time_table.write_run(RunStart(ring.run_epoch, ring.write_index, monotonic, utc))
+    return ring
