@@ -79,6 +79,7 @@ def ni_options(draw) -> dict:
         "read_write_timeout": draw(st.sampled_from([10, 0.5, 0, -1])),
         "publish_address": draw(st.sampled_from(["tcp://127.0.0.1:*", "tcp://127.0.0.1:70000"])),
         "clock_output_terminal": draw(st.sampled_from([None, None, "PFI14", "pfi8", "PFI99"])),
+        "raw_analog": draw(st.sampled_from([False, False, True])),
     }
     hostile = draw(st.sets(st.sampled_from(sorted(options)), max_size=2))
     return {key: draw(HOSTILE) if key in hostile else value for key, value in options.items()}
@@ -103,7 +104,12 @@ def test_any_options_activate_or_are_refused_naming_the_option(options):
         try:
             channels = streamer.active_channels
             assert channels == list(streamer.constraints.channel_units)
-            assert streamer.read_available_data_into_buffer(np.empty((4, len(channels)))) == 0
+            dtype = streamer.constraints.data_type  # int16 with raw_analog
+            assert (
+                streamer.read_available_data_into_buffer(np.empty((4, len(channels)), dtype)) == 0
+            )
+            assert (dtype is np.int16) == (options["raw_analog"] is True)
+            assert bool(streamer.scaling_coefficients) == (options["raw_analog"] is True)
         finally:
             streamer.on_deactivate()
 
