@@ -13,6 +13,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import tests.qudi.conftest as qudi_fixtures
 
 from qudi.util.instream.raw_scaling import read_volts
@@ -72,12 +73,13 @@ def test_every_sample_reaches_both_logics_through_the_buffers(
     module_manager.deactivate_module("ni_streamer")  # deactivates the chain on it too
 
 
+@pytest.mark.parametrize("logic_name", ["ni_raw_logic", "ni_raw_direct_logic"])
 def test_a_raw_stream_is_recorded_as_codes_with_the_polynomials(
-    fake, card, activate, module_manager, qtbot
+    logic_name, fake, card, activate, module_manager, qtbot
 ):
     amplitude = {2: 9.0, 3: 0.9}  # V, inside each input's range
     card.analog_signal = lambda edges, ai: amplitude[ai] * np.sin(edges / 20.0 + ai)
-    logic = activate("ni_raw_logic")
+    logic = activate(logic_name)  # through a buffer's shared ring, or the logic's frames
     streamer = module_manager["ni_raw_streamer"].instance
     coefficients = streamer.scaling_coefficients
     assert list(coefficients) == ["ai2", "ai3"] and streamer.constraints.data_type is np.int16

@@ -23,4 +23,4 @@ def test_ni_streams_through_buffers_and_logics_in_qudi():
         timeout=110,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    assert "2 passed" in run.stdout
+    assert "3 passed" in run.stdout

@@ -23,6 +23,7 @@ import numpy as np
 from qudi.logic.instream.file_names import nametag, unused_path
 from qudi.util.instream import StreamInfo, StreamRing, attach
 from qudi.util.instream.errors import StreamNotFoundError
+from qudi.util.instream.hub import declared_extra
 from qudi.util.instream.recorder import RecordingSummary, StreamRecorder
 from qudi.util.instream.session_file import checked_label
 from qudi.util.instream.session_recorder import SessionRecorder, SessionSummary
@@ -297,7 +298,8 @@ def _frames_ring(streamer, timing: str, timestamps: bool) -> StreamRing:
     constraints = streamer.constraints
     units = tuple(str(constraints.channel_units[ch]) for ch in channels)
     rate = float(streamer.sample_rate)
-    info = StreamInfo(tuple(channels), units, rate, timing)
+    # extra: what the streamer declares for its description (raw codes: their scaling)
+    info = StreamInfo(tuple(channels), units, rate, timing, extra=declared_extra(streamer))
     capacity, dtype = max(1024, int(4 * rate)), np.dtype(constraints.data_type)
     ring = StreamRing(capacity, (len(channels),), dtype, timestamps=timestamps, info=info)
     if ring.time_table is not None:  # a run from now on, so a session gets its time table
