@@ -234,3 +234,18 @@ def test_not_a_session_is_named(tmp_path):
         open_session(other)
     with pytest.raises(FileNotFoundError):
         open_session(tmp_path / "missing.h5")
+
+
+def test_a_stream_of_raw_codes_keeps_its_polynomials_beside_its_data(path):
+    from qudi.util.instream.raw_scaling import RAW_SCALING_KEY
+
+    extra = {RAW_SCALING_KEY: {"unit": "V", "coefficients": {"ai0": [0.5, 1e-3]}}}
+    info = StreamInfo(("ai0",), ("V",), 1000.0, "CONSTANT", extra)
+    with StreamRing(1024, (1,), np.int16, info=info) as raw:
+        with SessionRecorder({"card": raw.reader()}, path) as recorder:
+            raw.write(np.arange(10, dtype=np.int16)[:, None])
+            wait_until(lambda: recorder.samples_written["card"] == 10)
+    with open_session(path) as session:
+        attrs = session.streams["card"].data.attrs
+        np.testing.assert_array_equal(attrs["scaling_coefficients"], [[0.5, 1e-3]])
+        assert attrs["scaling_unit"] == "V"

@@ -10,7 +10,8 @@ File layout::
     /state                  () S64: "recording", then how it ended (live, SWMR-readable)
     /markers                [n] (time f8 host monotonic s, sample_index i8, text S256 UTF-8);
                             sample_index counts samples of the primary stream (ring index)
-    /streams/<label>/data        [samples, *sample_shape], the ring's dtype
+    /streams/<label>/data        [samples, *sample_shape], the ring's dtype (a stream of raw
+                            ADC codes: scaling attributes, see qudi.util.instream.raw_scaling)
     /streams/<label>/timestamps  [samples] float64, only if the stream carries timestamps
     /streams/<label>/gaps        [gaps, 2] int64 (row in data where samples are missing, count)
     /streams/<label>/time_table  [rows] (index i8, host f8, device f8): by host monotonic time
@@ -49,6 +50,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from qudi.util.instream.raw_scaling import write_scaling_attributes
 from qudi.util.instream.recording_file import (
     CHUNK_BYTES,
     CHUNK_CACHE_CHUNKS,
@@ -190,6 +192,8 @@ class StreamTrack:
         attrs["sample_shape"] = np.array(shape, np.int64)
         attrs["first_sample_index"] = np.int64(stream.first_sample_index)
         attrs["time_base"] = json.dumps(dict(stream.time_base))
+        # raw ADC codes: their polynomials beside the data, as a one-stream recording has them
+        write_scaling_attributes(self.data, info.extra, info.channel_names)
 
     def append(self, samples: np.ndarray, stamps: np.ndarray | None) -> None:
         """Append ``samples`` (and their timestamps, if the stream has them)."""
