@@ -9,7 +9,10 @@ unconnected): counters count the card's own timebases, so every expected number 
 - the 20 MHz timebase counted at 30 kHz (100 MHz / 3333.3: the clock runs at 100 MHz / 3333)
   reads 20e6 c/s on average within 2e-5, which proves the counter clock's rate is exact;
 - the terminal configuration in force: DEFAULT is DIFF on ai0 of every X-series card and RSE on
-  ai8 of a multiplexed one, which also refuses DIFF on ai8.
+  ai8 of a multiplexed one, which also refuses DIFF on ai8;
+- ``raw_analog``: the driver reports a 4-term polynomial per input whose gain fits its range
+  (about 1/65536 of the span per code, ten times finer on +-1 V than on +-10 V), and int16 codes
+  of ai0 and ai1 (unwired: whatever they float at) scale to volts inside their ranges.
 
 Choose the card with ``NI_TEST_DEVICE=Dev2`` (default: the first device found).
 ``test_ni_hardware_on_fake.py`` runs this file against the fake card.
@@ -27,6 +30,7 @@ import pytest
 
 from qudi.hardware.instream import ni_tasks
 from qudi.interface.instream_interface import StreamingMode, StreamRequest
+from qudi.util.instream.raw_scaling import scale_block
 
 
 def _device() -> str | None:
@@ -136,3 +140,28 @@ def test_the_terminal_configuration_in_force(make_streamer, caplog):
         )
         with pytest.raises(ValueError, match="'analog_channel_settings.ai8.terminal' is 'DIFF'"):
             refused.on_activate()
+
+
+def test_raw_codes_and_the_polynomials_the_driver_reports(make_streamer):
+    streamer = make_streamer(
+        analog_sources=["ai0", "ai1"],
+        analog_channel_settings={"ai1": {"range": [-1, 1]}},
+        raw_analog=True,
+    )
+    coefficients = streamer.scaling_coefficients
+    print(f"scaling coefficients: {coefficients}")
+    spans = {"ai0": 20.0, "ai1": 2.0}
+    for name, terms in coefficients.items():
+        assert len(terms) == 4 and all(np.isfinite(terms))
+        per_code = spans[name] / 65536  # the range over 16 bits; cards add a few % overrange
+        assert 0.9 * per_code < terms[1] < 1.25 * per_code, (name, terms)
+    streamer.configure(["ai0", "ai1"], StreamingMode.CONTINUOUS, 100_000, 1000.0)
+    streamer.start_stream()
+    try:
+        codes = np.empty((500, 2), np.int16)
+        streamer.read_data_into_buffer(codes, 500, timeout=10.5)
+    finally:
+        streamer.stop_stream()
+    volts = scale_block(codes, [coefficients["ai0"], coefficients["ai1"]])
+    print(f"ai0 {volts[:, 0].min():.4f}..{volts[:, 0].max():.4f} V, ai1 {volts[:, 1].mean():.4f} V")
+    assert np.all(np.abs(volts[:, 0]) <= 11.0) and np.all(np.abs(volts[:, 1]) <= 1.1)
