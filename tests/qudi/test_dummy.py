@@ -293,14 +293,19 @@ def test_an_impossible_publish_address_fails_activation_naming_the_option(
     assert f"option 'publish_address' is {address!r}: " in messages and problem in messages
 
 
-@pytest.mark.parametrize("address", ["tcp://127.0.0.1:*", "tcp://*:5555", "tcp://lo:0"])
-def test_a_possible_publish_address_is_taken(module_manager, address):
+@pytest.mark.parametrize(
+    ("address", "insecure"),
+    [("tcp://127.0.0.1:*", False), ("tcp://lo:0", False), ("tcp://*:5555", True)],
+)
+def test_a_possible_publish_address_is_taken(module_manager, address, insecure):
+    # beyond loopback only with keys or insecure: True (tests/qudi/test_publish_keys.py)
     name = f"address_dummy_{len(module_manager.module_names)}"
     options = {
         "channel_names": ["a"],
         "channel_units": ["V"],
         "channel_signals": ["ramp"],
         "publish_address": address,
+        "insecure": insecure,
     }
     module_manager.add_module(
         name, "hardware", {"module.Class": "instream.dummy.InStreamDummy", "options": options}
