@@ -36,14 +36,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs"
 
-# One process each, in this order; qudi_buffers.py has no --quick: 5 s of streaming instead.
-ORDER = ("fanout", "qudi_buffers", "recording", "logic_frame", "gui_fps", "remote")
-QUICK_ARGS = {"qudi_buffers": ["--seconds", "5"]}
+# One process each, in this order (any other script after them, by name). Scripts without
+# --quick get a shorter run from QUICK_ARGS instead.
+ORDER = ("fanout", "qudi_buffers", "recording", "logic_frame", "gui_fps", "remote", "card_limits")
+QUICK_ARGS = {"qudi_buffers": ["--seconds", "5"], "session_replay": ["--seconds", "10"]}
 FULL_ARGS = {"qudi_buffers": ["--seconds", "30"]}
-# These start a QApplication (offscreen, or under Xvfb for gui_idle).
-NEEDS_QT = {"qudi_buffers", "logic_frame", "gui_fps", "gui_idle"}
+# These start a QApplication (offscreen, or under Xvfb for gui_idle and card_limits).
+NEEDS_QT = {"qudi_buffers", "logic_frame", "gui_fps", "gui_idle", "card_limits"}
 TIMEOUT_S = {"quick": 900.0, "full": 3600.0}
-HELPERS = {"run_all", "qudi_harness"}  # modules in benchmarks/ that are not benchmarks
+# modules in benchmarks/ that are not benchmarks (lsl_picture.py draws docs/lsl.png)
+HELPERS = {"run_all", "qudi_harness", "lsl_picture"}
 
 _QT_PROBE = """
 import os

@@ -21,8 +21,20 @@ MODULES = [
     "qudi.hardware.instream.dummy",
     "qudi.hardware.instream.buffer",
     "qudi.hardware.instream.ni_daq",
+    "qudi.hardware.instream.event_dummy",
+    "qudi.hardware.instream.sync",
+    "qudi.hardware.instream.replay",
+    "qudi.hardware.instream.lsl",
+    "qudi.hardware.instream.lsl_outlet",
+    "qudi.hardware.instream.camera_dummy",
+    "qudi.hardware.instream.camera_buffer",
+    "qudi.hardware.instream.camera_roi",
+    "qudi.hardware.instream.camera_interfuse",
     "qudi.logic.instream.time_series_reader_logic",
+    "qudi.logic.instream.camera_viewer_logic",
+    "qudi.logic.instream.camera_recorder_logic",
     "qudi.gui.instream.time_series_gui",
+    "qudi.gui.instream.camera_viewer_gui",
 ]
 
 
