@@ -263,11 +263,17 @@ class RingReader:
         samples, stamps, room = self._checked_buffers(out, timestamps)
         self._raise_pending_fault()
         self._require_open_ring()
+        overtaken = 0
         while True:
             self._settle()
             got = self._copy(samples, stamps, room)
             if got is not None:
                 return got
+            # Overtaken while copying from the ring's oldest end: a reader that may lose
+            # samples starts again nearer the newest, half as far back each time, so a
+            # writer faster than a whole-ring copy cannot keep it retrying for ever.
+            overtaken += 1
+            self._skip_to_newest(self._ring.capacity >> overtaken)
 
     def latest(self, n: int, *, with_timestamps: bool = False) -> Any:
         """The newest ``n`` samples (fewer if fewer were written), without consuming anything.
@@ -449,6 +455,13 @@ class RingReader:
             f"{self._origin()} within {timeout} s ({format_count(have)} available); "
             "nothing was consumed"
         )
+
+    def _skip_to_newest(self, keep: int) -> None:
+        """Pass as lost what lies before the newest ``keep`` samples (overwriting readers only:
+        a strict one raises at its next :meth:`_settle` instead)."""
+        resume = self._end() - max(1, keep)
+        if self.allow_overwrite and self._position < resume:
+            self._pass_loss(resume)
 
     def _pass_loss(self, resume: int, delivered: int = 0) -> None:
         """Count the samples from the position up to ``resume`` as lost and move there; raise
