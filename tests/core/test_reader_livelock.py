@@ -59,3 +59,20 @@ def test_a_full_ring_under_a_faster_writer_is_read_or_refused_not_retried_for_ev
         assert reader.position == reader.lost + got
     else:
         assert isinstance(result[0], StreamOverrunError)
+
+
+def test_latest_of_a_whole_ring_under_a_faster_writer_returns_fewer_intact_samples():
+    ring = RingWrittenDuringEveryCopy(CAPACITY, (CHANNELS,), np.float64)
+    ring.mark_running()
+    reader = ring.reader("look", allow_overwrite=True)
+    ring.write(np.arange(2 * CAPACITY * CHANNELS, dtype=float).reshape(-1, CHANNELS))
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(reader.latest(CAPACITY)), daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    alive = thread.is_alive()
+    ring.close()
+    assert not alive, "latest kept retrying against the writer"
+    newest = result[0]
+    assert 0 < len(newest) < CAPACITY
+    assert reader.position == 0  # nothing consumed

@@ -276,7 +276,8 @@ class RingReader:
             self._skip_to_newest(self._ring.capacity >> overtaken)
 
     def latest(self, n: int, *, with_timestamps: bool = False) -> Any:
-        """The newest ``n`` samples (fewer if fewer were written), without consuming anything.
+        """The newest ``n`` samples (fewer if fewer were written, or if the writer overwrote the
+        oldest of them while they were copied), without consuming anything.
 
         Returns
         -------
@@ -303,8 +304,9 @@ class RingReader:
             data = np.empty((write - start, *ring.sample_shape), ring.dtype)
             stamps = np.empty(write - start) if with_timestamps else None
             ring.copy_out(start, write - start, data, stamps)
-            if start >= ring.oldest_index:  # otherwise overwritten while copying: take again
+            if start >= ring.oldest_index:  # otherwise overwritten while copying: take again,
                 return (data, stamps) if with_timestamps else data
+            n = max(1, n // 2)  # fewer, so that a writer faster than the copy cannot win always
 
     def close(self) -> None:
         """Stop using the ring: later reads, and one blocked in another thread, raise
