@@ -1,7 +1,7 @@
 """Run every benchmark and write the performance report ``docs/performance.md``.
 
-    python benchmarks/run_all.py            # every benchmark with --quick (about 5 minutes)
-    python benchmarks/run_all.py --full     # full runs (about 10 minutes)
+    python benchmarks/run_all.py            # every benchmark with --quick
+    python benchmarks/run_all.py --full     # full runs
     python benchmarks/run_all.py --only fanout --only recording   # some of them
 
 Each benchmark in ``benchmarks/`` runs as its own process (so one that crashes or hangs ends
