@@ -121,6 +121,7 @@ def test_1e6_events_per_s_on_4_channels_reach_3_consumers_once_each_in_order():
     source, hub = _event_hub(clock)
     with hub:
         assert hub.ring.dtype == EVENT_DTYPE and hub.ring.info.sample_rate == 1e6
+        assert hub.ring.info.extra["event_channels"] == ["apd0", "apd1", "apd2", "apd3"]
         readers = [hub.open_reader(f"consumer{i}") for i in range(3)]
         for reader in readers:
             reader.start()

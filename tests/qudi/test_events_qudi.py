@@ -12,6 +12,7 @@ from tests.qudi.added_modules import add_modules
 
 import qudi.hardware.instream.event_dummy as event_dummy_module
 from qudi.interface.instream_interface import StreamingMode
+from qudi.util.instream import attach
 from qudi.util.instream.events import EVENT_DTYPE, PoissonEvents, as_events
 
 
@@ -38,6 +39,9 @@ def test_the_event_dummy_example_streams_every_event_once_to_each_buffer(event_m
     dummy = activate("event_dummy")
     assert dummy.event_channels == ["APD 1", "APD 2", "APD 3", "APD 4"]
     assert dummy.constraints.data_type == EVENT_DTYPE and a.active_channels == ["events"]
+    ring = attach(a.stream_name)  # what any process on this host sees of the stream
+    assert ring.info.extra["event_channels"] == dummy.event_channels
+    ring.close()
     a.configure(["events"], StreamingMode.CONTINUOUS, 1 << 20, 4e5)  # scales each channel
     assert a.sample_rate == 4e5
     a.start_stream()

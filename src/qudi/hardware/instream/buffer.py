@@ -18,6 +18,18 @@ Example config (copy into the ``hardware:`` section; one buffer per consumer)::
         connect:
             streamer: 'instream_dummy'
 
+    filtered_buffer:             # a consumer with its own filter chain (docs/processing.md)
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        options:
+            filters:             # optional, in order; this buffer's channels, units, dtype
+                                 # and rate are what the chain gives
+                - iir: {btype: 'lowpass', cutoff: 2.0, order: 4}  # Hz; or sos: [[...]]
+                - decimate: {factor: 5}  # anti-aliased: the rate is the stream's / 5
+                # more: scale: {gain: 2.0, offset: 0.0, unit: 'mV'}, cast: 'float32',
+                # notch: {frequency: 50.0, quality: 30}, channels: ['APD']
+        connect:
+            streamer: 'instream_dummy'
+
 All buffers connected to the same streamer share one :class:`StreamHub`: one ring in shared
 memory, one pump thread. Each buffer is a cursor on that ring, so a consumer costs no copy of
 the stream. The streamer runs while any buffer streams and stops with the last one; its
@@ -52,6 +64,7 @@ from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 from qudi.util.constraints import ScalarConstraint
 
+from qudi.hardware.instream.buffer_filters import BufferFilters
 from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
@@ -117,6 +130,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
     # CURVE keys to subscribe to a streamer on another host that publishes with keys
     _subscribe_key = ConfigOption("subscribe_key", default=None)
     _publisher_key = ConfigOption("publisher_key", default=None)
+    _filters = ConfigOption("filters", default=None)  # this consumer's filter chain
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -124,6 +138,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
         self._reader: StreamReader | None = None
         self._state_lock = threading.Lock()
         self._constraints: DataInStreamConstraints | None = None  # a remote streamer's
+        self._filter_chain = BufferFilters(None)  # what its consumer sees
 
     def on_activate(self) -> None:
         if not isinstance(self._allow_overwrite, bool):
@@ -143,6 +158,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
                 f"option 'transport' is {self._transport!r}: use one of {list(TRANSPORTS)}"
             )
         self.check_publish_address()  # now, not when a host joins
+        self._filter_chain = BufferFilters(self._filters)  # refuses a bad spec
         keys = self._client_keys()
         streamer = self._streamer()
         self._constraints = None
@@ -156,6 +172,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
         self._hub = hub
         try:
             self._reader = hub.open_reader(self.module_name, allow_overwrite=self._allow_overwrite)
+            self._reader = self._filter_chain.wrap(self._reader)  # itself without filters
         except BaseException:
             self.on_deactivate()  # leave the hub: nothing half-done stays behind
             raise
@@ -233,7 +250,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
     # --------------------------------------------------------------------------- settings
     @property
     def constraints(self) -> DataInStreamConstraints:
-        return self._constraints or self._streamer().constraints
+        return self._filter_chain.constraints(self._constraints or self._streamer().constraints)
 
     @property
     def available_samples(self) -> int:
@@ -241,7 +258,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
 
     @property
     def sample_rate(self) -> float:
-        return self._streamer().sample_rate
+        return self._filter_chain.rate(self._streamer().sample_rate)
 
     @property
     def channel_buffer_size(self) -> int:
@@ -255,7 +272,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
 
     @property
     def active_channels(self) -> list[str]:
-        return list(self._active_hub().ring.info.channel_names)
+        return self._filter_chain.channels(self._active_hub().ring)
 
     def configure(
         self,
@@ -266,12 +283,16 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
     ) -> None:
         """Configure the shared stream. The running configuration is always accepted; a
         different one raises ``StreamBusyError`` naming the buffers that stream."""
+        channels, rate = self._filter_chain.stream_request(
+            as_channel_names(active_channels), sample_rate
+        )  # a filtered consumer asks in filtered terms
         self._active_hub().configure(
-            as_channel_names(active_channels),
+            channels,
             StreamingMode.coerce(streaming_mode, "streaming_mode"),
             channel_buffer_size,
-            sample_rate,
+            rate,
         )
+        self._reader = self._filter_chain.wrap(self._active_reader())  # for the new format
 
     # ----------------------------------------------------------------------- acquisition
     def start_stream(self) -> None:
@@ -312,12 +333,13 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
         self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray | None, int]:
         ring = self._active_hub().ring
+        values, dtype = self._filter_chain.read_format(ring)  # what the filters give
         # timestamps are optional here: a consumer may read only the samples of any stream
         return check_read_buffers(
             data_buffer,
             timestamp_buffer,
-            ring.sample_shape[0],
-            ring.dtype,
+            values,
+            dtype,
             ring.has_timestamps,
             timestamps_required=False,
         )
@@ -325,6 +347,9 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
     def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
         """The newest sample in the stream (nothing is consumed); the streamer's own newest
         sample if the stream has none yet."""
+        filtered = self._filter_chain.newest(self._active_reader())
+        if filtered is not None:
+            return filtered
         if self._active_hub().ring.write_index == 0:
             data, stamp = self._streamer().read_single_point()
             if self._constraints is not None:  # a remote module's: copy, element by element

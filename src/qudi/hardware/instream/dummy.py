@@ -8,9 +8,13 @@ Example config (copy into the ``hardware:`` section)::
             channel_names: ['APD', 'analog 1']
             channel_units: ['Hz', 'V']             # a rate unit makes 'counts' counts per second
             channel_signals: ['counts', 'sine']   # 'counts', 'sine', 'ramp', 'sawtooth', 'noise'
+                                                  # or 'digital' (0/1 like a TTL line)
             data_type: 'float64'                   # optional, any numpy number dtype (see below)
             sample_timing: 'CONSTANT'              # optional: 'CONSTANT', 'TIMESTAMP' or 'RANDOM'
             seed: null                             # optional: an integer for reproducible data
+            digital_edge_rate: 100.0               # optional: mean edges/s of 'digital' lines
+            pre_filters: []                        # optional: scale, iir, notch applied once
+                                                   # for every consumer (docs/processing.md)
             sample_rate: 50.0                      # optional: the rate until a consumer sets one
             # optional, to simulate real clocks (docs/time.md):
             start_offset: 0.0        # s from start_stream to the first sample
@@ -60,8 +64,10 @@ from qudi.interface.instream_interface import (
     check_stream_request,
 )
 from qudi.util.instream.arrays import check_count, check_timeout, option_error
+from qudi.util.instream.prefilter import check_pre_filters, source_format
 from qudi.util.instream.simulated import SIGNALS, SimulatedSource, signal_needs_float
 from qudi.util.instream.simulated_clock import SimulatedClock, shared_clock
+from qudi.util.instream.simulated_kinds import KIND_SIGNALS, KindsSource, check_edge_rate
 from qudi.util.instream.timebase import SampleClock
 
 __all__ = ["InStreamDummy"]
@@ -79,6 +85,8 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
     _data_type = ConfigOption("data_type", default="float64")
     _sample_timing = ConfigOption("sample_timing", default="CONSTANT")
     _seed = ConfigOption("seed", default=None)
+    _digital_edge_rate = ConfigOption("digital_edge_rate", default=100.0)
+    _pre_filters = ConfigOption("pre_filters", default=None)
     _initial_rate = ConfigOption("sample_rate", default=50.0)
     _start_offset = ConfigOption("start_offset", default=0.0)
     _clock_drift_ppm = ConfigOption("clock_drift_ppm", default=0.0)
@@ -113,7 +121,9 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
                 default=self._checked_initial_rate(), bounds=SAMPLE_RATE_LIMITS, increment=1.0
             ),
         )
-        self._source = SimulatedSource(
+        kinds = {"edge_rate": check_edge_rate(self._digital_edge_rate)}  # 'digital' lines
+        kind = KindsSource if "digital" in signals else SimulatedSource
+        self._source = kind(
             names,
             signals,
             channel_units=units,
@@ -123,7 +133,9 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
             sample_timing=timing.name,
             seed=seed,
             clock=self._checked_clock(seed),
+            **(kinds if "digital" in signals else {}),
         )
+        check_pre_filters(self._pre_filters, source_format(self))  # refused: named
 
     def on_deactivate(self) -> None:
         if self._source is not None:
@@ -131,6 +143,11 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
         self._source = None
 
     # --------------------------------------------------------------------------- settings
+    @property
+    def pre_filters(self) -> list | None:
+        """The option ``pre_filters``: the hub's pump applies them once for everyone."""
+        return self._pre_filters
+
     @property
     def constraints(self) -> DataInStreamConstraints:
         return self._constraints
@@ -352,8 +369,10 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
                     key, values, f"give {len(names)} entries, one per channel in channel_names"
                 )
         for signal in signals:
-            if signal not in SIGNALS:
-                raise option_error("channel_signals", signal, f"valid are {list(SIGNALS)}")
+            if signal not in SIGNALS + KIND_SIGNALS:
+                raise option_error(
+                    "channel_signals", signal, f"valid are {list(SIGNALS + KIND_SIGNALS)}"
+                )
         return names, units, signals
 
     def _checked_dtype(self, signals: list[str]) -> type:

@@ -15,12 +15,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from qudi.util.instream.contracts import StreamSource
 from qudi.util.instream.enums import member_name
 from qudi.util.instream.errors import StreamError
+from qudi.util.instream.prefilter import pre_filter_for
 from qudi.util.instream.ring import StreamRing
 from qudi.util.instream.time_table import note_arrival
 
@@ -76,6 +78,10 @@ class Pump:
         self._max_chunk = max(1, ring.capacity // 4 if max_chunk is None else max_chunk)
         # a qudi streamer reads an exact count; a minimal source may only read what it has
         self._read_exact = getattr(source, "read_data_into_buffer", None)
+        # the source's pre_filters (issue 15), built in the thread: a bad spec is the
+        # run's fault, told to every reader
+        self._pre_filter: Any = None
+        self._pre_filter_built = False
         self._stamped = str(ring.info.sample_timing) == "TIMESTAMP" and ring.has_timestamps
         self._stop = threading.Event()
         self._polls_done = 0
@@ -143,9 +149,13 @@ class Pump:
         pending = int(self._source.available_samples)
         if self._end_index is not None:
             pending = min(pending, self._end_index - self._ring.write_index)
+        if not self._pre_filter_built:
+            self._pre_filter, self._pre_filter_built = pre_filter_for(self._source), True
         while pending > 0 and not self._stop.is_set():
             data, stamps = self._ring.reserve(min(pending, self._max_chunk))
             got = self._read_into(data.reshape(-1), len(data), stamps)
+            if self._pre_filter is not None and got > 0:
+                self._pre_filter(data[:got])  # once, in the ring's slots
             self._ring.publish(got)
             if got <= 0:
                 return
