@@ -212,3 +212,20 @@ def test_a_real_time_event_source_streams_through_a_hub():
         np.testing.assert_array_equal(events, source.events.between(0, 1000)[:20_000])
         reader.close()
     assert not any(t.name.startswith("instream-pump-rt") for t in threading.enumerate())
+
+
+def test_a_hub_readers_events_are_recorded_every_one(tmp_path):
+    clock = ManualClock()
+    source, hub = _event_hub(clock, rate_per_channel=2.5e4)
+    with hub:
+        reader = hub.open_reader("recorder")
+        reader.start()
+        with StreamRecorder(reader, tmp_path / "hub_events.h5") as recorder:
+            for _ in range(20):
+                _step(hub, source, clock, 10)
+            _wait(lambda: recorder.samples_written == hub.ring.write_index)
+        reader.close()
+    with h5py.File(tmp_path / "hub_events.h5") as f:
+        data = f["data"][:]
+        assert data.shape[1:] == (1,) and data.dtype == EVENT_DTYPE
+    np.testing.assert_array_equal(as_events(data), source.events_until(200))
