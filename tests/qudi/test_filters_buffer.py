@@ -69,3 +69,12 @@ def test_the_newest_filtered_sample_is_zeros_before_the_first():
         point, _ = filters.newest(reader)
         assert point.tolist() == [10.0] and reader.available == 2  # nothing consumed
     assert BufferFilters(None).newest(reader) is None
+
+
+def test_a_request_the_chain_does_not_fit_is_refused_before_the_stream_changes():
+    filters = BufferFilters([{"notch": {"frequency": 50.0}}, {"decimate": {"factor": 2}}])
+    with StreamRing(4096, (3,), np.float64, info=INFO) as ring:
+        filters.wrap(ring.reader("r"))
+        assert filters.stream_request(["a"], 1000.0) == (["a"], 2000.0)
+        with pytest.raises(FilterSpecError, match=r"filters\[0\]\.notch\.frequency is 50\.0"):
+            filters.stream_request(["a", "b"], 40.0)  # the stream at 80 S/s: Nyquist 40 Hz

@@ -70,29 +70,43 @@ class BufferFilters:
         """The stream's channels and rate for a consumer's request in filtered terms.
 
         Without stages the request is the stream's. A chain that picks channels reads the
-        channels it was built for, and is asked for exactly the channels it gives.
+        channels it was built for, and is asked for exactly the channels it gives. The chain
+        is checked against the stream asked for before anything changes.
 
         Raises
         ------
         ValueError
-            For channels the chain does not give, naming the option.
+            For channels the chain does not give, or a stream the chain does not fit (a
+            cutoff above its new Nyquist frequency), naming the key; nothing changes then.
         """
         channels = list(channels)
         factor = self.decimation
-        if factor > 1 and isinstance(rate, (int, float)) and not isinstance(rate, bool):
+        number = isinstance(rate, (int, float)) and not isinstance(rate, bool)
+        if factor > 1 and number:
             rate = float(rate) * factor  # anything else is the stream's to refuse
         chain = self.chain
-        picks = any(s.kind == "channels" for s in parse_chain(self.spec, "filters"))
-        if chain is None or not picks:
+        if chain is None:
             return channels, rate
-        if channels != list(chain.output.channel_names):
+        picks = any(s.kind == "channels" for s in parse_chain(self.spec, "filters"))
+        if picks and channels != list(chain.output.channel_names):
             raise FilterSpecError(
                 "filters",
                 self.spec,
                 f"this buffer's filters give the channels {list(chain.output.channel_names)}: "
                 f"configure with those (asked for {channels})",
             )
-        return list(chain.input.channel_names), rate
+        if picks:
+            channels = list(chain.input.channel_names)
+        if number and math.isfinite(rate) and rate > 0:
+            units = dict(zip(chain.input.channel_names, chain.input.channel_units, strict=True))
+            fmt = ChunkFormat(
+                tuple(channels),
+                tuple(units.get(ch, "") for ch in channels),
+                chain.input.dtype,
+                float(rate),
+            )
+            build_chain(self.spec, fmt, "filters")  # refused now, not after the stream changed
+        return channels, rate
 
     def constraints(self, stream: DataInStreamConstraints) -> DataInStreamConstraints:
         """The stream's constraints as the consumer sees them through the chain."""
