@@ -443,24 +443,12 @@ class RingReader:
         ring.wait(ready, remaining)
         self._raise_pending_fault()
         self._require_open_ring()
-        if self._readable(n):
-            return
-        have = self.available
-        reason = self._stop_reason()
-        if reason is not None:
-            raise StreamStoppedError(
-                f"reader '{self.name}': {reason}; {format_count(have)} of "
-                f"{format_count(n)} requested samples are left"
-            )
-        raise StreamTimeoutError(
-            f"reader '{self.name}': {format_count(n)} samples did not arrive"
-            f"{self._origin()} within {timeout} s ({format_count(have)} available); "
-            "nothing was consumed"
-        )
+        if not self._readable(n):
+            have, reason, origin = self.available, self._stop_reason(), self._origin()
+            raise _not_ready(self.name, n, have, reason, origin, timeout)
 
     def _skip_to_newest(self, keep: int) -> None:
-        """Pass as lost what lies before the newest ``keep`` samples (overwriting readers only:
-        a strict one raises at its next :meth:`_settle` instead)."""
+        """Lose what lies before the newest ``keep`` samples (a strict reader raises instead)."""
         resume = self._end() - max(1, keep)
         if self.allow_overwrite and self._position < resume:
             self._pass_loss(resume)
@@ -473,6 +461,21 @@ class RingReader:
         self._position = resume
         if not self.allow_overwrite:
             raise overrun_error(self.name, lost, gap_start, resume, delivered)
+
+
+def _not_ready(
+    name: str, n: int, have: int, reason: str | None, origin: str, timeout: float | None
+) -> StreamStoppedError | StreamTimeoutError:
+    """Why a blocking read of ``n`` cannot go ahead: the stream stopped, or time ran out."""
+    if reason is not None:
+        return StreamStoppedError(
+            f"reader '{name}': {reason}; {format_count(have)} of {format_count(n)} requested "
+            "samples are left"
+        )
+    return StreamTimeoutError(
+        f"reader '{name}': {format_count(n)} samples did not arrive{origin} within "
+        f"{timeout} s ({format_count(have)} available); nothing was consumed"
+    )
 
 
 def _overlong_wait(name: str, n: int, capacity: int) -> ValueError:
