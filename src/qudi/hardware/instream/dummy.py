@@ -47,23 +47,20 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
-from collections.abc import Iterable
 
 import numpy as np
 from qudi.core.configoption import ConfigOption
 from qudi.util.constraints import ScalarConstraint
 
+from qudi.hardware.instream.source_streamer import SourceStreamer
 from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
     SampleTiming,
     StreamingMode,
-    check_read_buffers,
-    check_stream_request,
 )
-from qudi.util.instream.arrays import check_count, check_timeout, option_error
+from qudi.util.instream.arrays import option_error
 from qudi.util.instream.prefilter import check_pre_filters, source_format
 from qudi.util.instream.simulated import SIGNALS, SimulatedSource, signal_needs_float
 from qudi.util.instream.simulated_clock import SimulatedClock, shared_clock
@@ -76,7 +73,7 @@ SAMPLE_RATE_LIMITS = (0.1, 1e7)  # Hz: up to 10 MS/s per channel (sawtooth, coun
 BUFFER_SIZE_LIMITS = (128, 2**30)  # samples per channel
 
 
-class InStreamDummy(SharedStreamer, DataInStreamInterface):
+class InStreamDummy(SourceStreamer, SharedStreamer, DataInStreamInterface):
     """A simulated streaming card; see the module docstring for its example config."""
 
     _channel_names = ConfigOption("channel_names", missing="error")
@@ -98,7 +95,6 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
         super().__init__(*args, **kwargs)
         self._source: SimulatedSource | None = None
         self._constraints: DataInStreamConstraints | None = None
-        self._state_lock = threading.Lock()
 
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
@@ -148,102 +144,23 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
         """The option ``pre_filters``: the hub's pump applies them once for everyone."""
         return self._pre_filters
 
-    @property
-    def constraints(self) -> DataInStreamConstraints:
-        return self._constraints
+    # (the rest of the settings, configure, start/stop and the reads: SourceStreamer)
+    _configure_refusal = "cannot configure the dummy while it streams; stop it first"
 
-    @property
-    def available_samples(self) -> int:
-        return self._source.available_samples
-
-    @property
-    def sample_rate(self) -> float:
-        return self._source.sample_rate
-
-    @property
-    def channel_buffer_size(self) -> int:
-        return self._source.channel_buffer_size
-
-    @property
-    def streaming_mode(self) -> StreamingMode:
-        return StreamingMode.coerce(self._source.streaming_mode)
-
-    @property
-    def active_channels(self) -> list[str]:
-        return list(self._source.active_channels)
-
-    def configure(
-        self,
-        active_channels: Iterable[str],
-        streaming_mode: StreamingMode | int,
-        channel_buffer_size: int,
-        sample_rate: float,
-    ) -> None:
-        """Set channels, mode, buffer size and rate; checked against the constraints first.
-
-        Raises
-        ------
-        TypeError, ValueError
-            If an argument is refused (see :func:`check_stream_request`); nothing changes.
-        RuntimeError
-            While the dummy streams, or when it is not active.
-        """
-        self._active_source()
-        request = check_stream_request(
-            self._constraints, active_channels, streaming_mode, channel_buffer_size, sample_rate
-        )
-        with self._state_lock:
-            if self.module_state() == "locked":
-                raise RuntimeError("cannot configure the dummy while it streams; stop it first")
-            self._source.configure(
-                list(request.channels), request.mode.name, request.buffer_size, request.rate
-            )
-
-    # ----------------------------------------------------------------------- acquisition
-    def start_stream(self) -> None:
-        """Start streaming from sample 0 (harmless while already streaming).
+    def _start_source(self, source: SimulatedSource) -> None:
+        """Start streaming from sample 0 (``start_stream``; harmless while already streaming).
 
         Raises
         ------
         ValueError
             If the data type cannot hold the counts at the configured rate; nothing starts.
-        RuntimeError
-            If the module is not active.
         """
-        source = self._active_source()
-        with self._state_lock:
-            if self.module_state() == "locked":
-                return
-            source.start_stream()
-            self._show_streaming(True)
+        source.start_stream()
 
-    def stop_stream(self) -> None:
-        """Stop streaming; samples already acquired stay readable."""
-        with self._state_lock:
-            if self._source is None:  # deactivated: nothing streams
-                return
-            self._source.stop_stream()
-            self._show_streaming(False)
-
-    def read_data_into_buffer(
-        self,
-        data_buffer: np.ndarray,
-        samples_per_channel: int,
-        timestamp_buffer: np.ndarray | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        """Block until ``samples_per_channel`` samples are copied into ``data_buffer``.
-
-        Parameters
-        ----------
-        data_buffer : numpy.ndarray
-            Of ``constraints.data_type``, ``[samples, channels]`` or flat (see the interface).
-        samples_per_channel : int
-            Samples to read, at most what fits.
-        timestamp_buffer : numpy.ndarray, optional
-            float64; required with ``sample_timing: 'TIMESTAMP'``.
-        timeout : float, optional
-            Seconds to wait; None waits as long as the stream runs.
+    def _read_samples(self, data, stamps, count: int, timeout: float | None) -> None:
+        """``read_data_into_buffer``: block until ``count`` samples are copied (``timeout``
+        s, None waits as long as the stream runs; with ``sample_timing: 'TIMESTAMP'`` a
+        float64 ``timestamp_buffer`` is required).
 
         Raises
         ------
@@ -253,39 +170,24 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
             If the stream is not running (or ends) with fewer samples left, if the device buffer
             overflowed, or if the ramp reached its data type's exact range (the acquisition
             stopped; what it took stays readable).
-        TypeError, ValueError
-            If an argument is refused; nothing was consumed.
         """
-        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
-        count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
-        timeout = check_timeout(timeout)
         if self.module_state() != "locked" and self._source.available_samples < count:
             raise RuntimeError(
                 f"cannot wait for {count} samples: '{self.module_name}' is not streaming and "
                 f"holds {self._source.available_samples}; call start_stream() first"
             )
         try:  # waits without holding the module's lock
-            self._source.read_data_into_buffer(data.reshape(-1), count, stamps, timeout)
+            super()._read_samples(data, stamps, count, timeout)
         except Exception:
             self._unlock_if_stopped()
             raise
 
-    def read_available_data_into_buffer(
-        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
-    ) -> int:
-        """Read what has arrived, never more than fits; 0 when nothing waits.
-
-        Raises
-        ------
-        RuntimeError
-            Once, when the acquisition stopped by itself (device buffer overflow, the ramp's
-            exact range reached); reads after that drain what it took.
-        TypeError, ValueError
-            If a buffer is refused; nothing was consumed.
-        """
-        data, stamps, _ = self._checked_buffers(data_buffer, timestamp_buffer)
+    def _read_available(self, data, stamps, room: int) -> int:
+        """``read_available_data_into_buffer``: raises RuntimeError once, when the
+        acquisition stopped by itself (device buffer overflow, the ramp's exact range
+        reached); reads after that drain what it took."""
         try:
-            return self._source.read_available_data_into_buffer(data.reshape(-1), stamps)
+            return super()._read_available(data, stamps, room)
         except Exception:
             self._unlock_if_stopped()
             raise
@@ -323,26 +225,6 @@ class InStreamDummy(SharedStreamer, DataInStreamInterface):
         self._source.simulate_fault(RuntimeError(message))
 
     # -------------------------------------------------------------------------- internals
-    @property
-    def _source_dtype(self) -> np.dtype:
-        return np.dtype(self._constraints.data_type)
-
-    def _active_source(self) -> SimulatedSource:
-        """The simulated card; a clear error if the module is not active."""
-        if self._source is None:
-            raise RuntimeError(f"'{self.module_name}' is not active; activate it first")
-        return self._source
-
-    def _checked_buffers(self, data_buffer, timestamp_buffer):
-        self._active_source()
-        return check_read_buffers(
-            data_buffer,
-            timestamp_buffer,
-            len(self.active_channels),
-            self._source_dtype,
-            self._source.has_timestamps,
-        )
-
     def _unlock_if_stopped(self) -> None:
         """After an overflow the card has stopped: so does the module."""
         with self._state_lock:

@@ -22,21 +22,20 @@ buffer (``channel_buffer_size`` events) fills stop it, and the next read says so
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterable
 
 import numpy as np
 from qudi.core.configoption import ConfigOption
 from qudi.util.constraints import ScalarConstraint
 
+from qudi.hardware.instream.source_streamer import SourceStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
     StreamingMode,
-    check_read_buffers,
+    StreamRequest,
 )
-from qudi.util.instream.arrays import check_count, check_timeout, option_error
+from qudi.util.instream.arrays import check_count, option_error
 from qudi.util.instream.events import EVENT_DTYPE, EventSource
 
 __all__ = ["EventStreamConstraints", "InStreamEventDummy"]
@@ -59,18 +58,18 @@ class EventStreamConstraints(DataInStreamConstraints):
         return self._record_dtype
 
 
-class InStreamEventDummy(DataInStreamInterface):
+class InStreamEventDummy(SourceStreamer, DataInStreamInterface):
     """Poisson photon arrivals as a stream of event records; see the module docstring."""
 
     _event_channels = ConfigOption("event_channels", missing="error")
     _event_rates = ConfigOption("event_rates", default=None)
     _seed = ConfigOption("seed", default=0)
+    _configure_refusal = "cannot configure the event dummy while it streams"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._source: EventSource | None = None
         self._constraints: EventStreamConstraints | None = None
-        self._lock = threading.Lock()
 
     def on_activate(self) -> None:
         channels = self._event_channels
@@ -133,24 +132,12 @@ class InStreamEventDummy(DataInStreamInterface):
     @property
     def event_channels(self) -> list[str]:
         """The names of the channels, by the records' ``channel`` index."""
-        return list(self._active().event_channels)
+        return list(self._active_source().event_channels)
 
     @property
     def stream_extra(self) -> dict:
         """What a hub keeps with the stream: its kind and the event channels' names."""
         return {} if self._source is None else dict(self._source.stream_extra)
-
-    @property
-    def available_samples(self) -> int:
-        return self._active().available_samples
-
-    @property
-    def sample_rate(self) -> float:
-        return self._active().sample_rate
-
-    @property
-    def channel_buffer_size(self) -> int:
-        return self._active().channel_buffer_size
 
     @property
     def streaming_mode(self) -> StreamingMode:
@@ -160,21 +147,11 @@ class InStreamEventDummy(DataInStreamInterface):
     def active_channels(self) -> list[str]:
         return ["events"]
 
-    def configure(
-        self,
-        active_channels: Iterable[str],
-        streaming_mode: StreamingMode | int,
-        channel_buffer_size: int,
-        sample_rate: float,
-    ) -> None:
-        """Only ``['events']``, CONTINUOUS; ``sample_rate`` is the total events per second.
-
-        Raises
-        ------
-        ValueError
-            For anything else (nothing changes); RuntimeError while streaming.
-        """
-        source = self._active()
+    def _checked_request(
+        self, active_channels, streaming_mode, channel_buffer_size, sample_rate
+    ) -> StreamRequest:
+        """``configure``: only ``['events']``, CONTINUOUS; ``sample_rate`` is the total events
+        per second. A ValueError for anything else (nothing changes)."""
         mode = StreamingMode.coerce(streaming_mode, "streaming_mode")
         size = check_count(
             channel_buffer_size,
@@ -189,38 +166,14 @@ class InStreamEventDummy(DataInStreamInterface):
                 f"sample_rate is {sample_rate!r}: use a total of {RATE_LIMITS[0]:g} to "
                 f"{RATE_LIMITS[1]:g} events per second"
             )
-        with self._lock:
-            if self.module_state() == "locked":
-                raise RuntimeError("cannot configure the event dummy while it streams")
-            source.configure(list(active_channels), mode.name, size, float(sample_rate))
+        return StreamRequest(tuple(active_channels), mode, size, float(sample_rate))
 
     # ----------------------------------------------------------------------- acquisition
-    def start_stream(self) -> None:
-        source = self._active()
-        with self._lock:
-            if self.module_state() != "locked":
-                source.start_stream()
-                self._show_streaming(True)
-
-    def stop_stream(self) -> None:
-        with self._lock:
-            if self._source is not None:
-                self._source.stop_stream()
-                self._show_streaming(False)
-
-    def read_data_into_buffer(
-        self,
-        data_buffer: np.ndarray,
-        samples_per_channel: int,
-        timestamp_buffer: np.ndarray | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        """Wait until ``samples_per_channel`` events arrived and take them (records, flat)."""
-        data, _, room = self._checked(data_buffer, timestamp_buffer)
-        count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
-        timeout = check_timeout(timeout)
+    def _read_samples(self, data, stamps, count: int, timeout: float | None) -> None:
+        """``read_data_into_buffer``: wait until ``count`` events arrived and take them
+        (records, flat)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        source = self._active()
+        source = self._active_source()
         while source.available_samples < count:
             if not source.is_running:
                 raise RuntimeError(
@@ -232,22 +185,13 @@ class InStreamEventDummy(DataInStreamInterface):
             time.sleep(_WAIT_STEP_S)
         source.read_data_into_buffer(data.reshape(-1), count)
 
-    def read_available_data_into_buffer(
-        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
-    ) -> int:
-        data, _, _ = self._checked(data_buffer, timestamp_buffer)
-        return self._active().read_available_data_into_buffer(data.reshape(-1))
+    def _read_available(self, data, stamps, room: int) -> int:
+        return self._active_source().read_available_data_into_buffer(data.reshape(-1))
 
     def read_single_point(self) -> tuple[np.ndarray, None]:
         """An empty record (events have no "current value"; read the stream for them)."""
         return np.zeros(1, EVENT_DTYPE), None
 
     # -------------------------------------------------------------------------- internals
-    def _active(self) -> EventSource:
-        if self._source is None:
-            raise RuntimeError(f"'{self.module_name}' is not active; activate it first")
-        return self._source
-
-    def _checked(self, data_buffer, timestamp_buffer):
-        self._active()
-        return check_read_buffers(data_buffer, timestamp_buffer, 1, EVENT_DTYPE, False)
+    def _has_timestamps(self, source: EventSource) -> bool:
+        return False

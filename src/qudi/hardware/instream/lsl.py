@@ -33,24 +33,22 @@ went away. Both leave a step in the timestamps; each such gap is logged as a war
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from qudi.core.configoption import ConfigOption
 from qudi.util.constraints import ScalarConstraint
 
+from qudi.hardware.instream.source_streamer import SourceStreamer
 from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
     SampleTiming,
     StreamingMode,
-    check_read_buffers,
-    check_stream_request,
+    StreamRequest,
 )
-from qudi.util.instream.arrays import check_count, check_timeout, option_error
+from qudi.util.instream.arrays import option_error
 from qudi.util.instream.lsl_inlet import LslInletRun, LslQuery, resolve_stream
 from qudi.util.instream.lsl_support import dtype_of_format, load_pylsl, read_channels
 from qudi.util.instream.lsl_timing import LslGap
@@ -60,7 +58,7 @@ __all__ = ["LslInStreamer"]
 MAX_BUFFER_SIZE = 2**30  # samples per channel (LSL's inlet buffer holds whole seconds)
 
 
-class LslInStreamer(SharedStreamer, DataInStreamInterface):
+class LslInStreamer(SourceStreamer, SharedStreamer, DataInStreamInterface):
     """One LSL stream read into qudi; see the module docstring for its example config."""
 
     _stream_name = ConfigOption("stream_name", default=None)
@@ -70,11 +68,13 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
     _dejitter = ConfigOption("dejitter", default=False)
     _gap_tolerance = ConfigOption("gap_tolerance", default=0.005)
     _irregular_rate_hint = ConfigOption("irregular_rate_hint", default=100.0)
+    _configure_refusal = "cannot configure '{name}' while it streams"
+    _timestamps_required = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pylsl: Any = None
-        self._info: Any = None
+        self._source: Any = None  # the stream's pylsl StreamInfo while active
         self._constraints: DataInStreamConstraints | None = None
         self._channels: list[str] = []
         self._active: list[str] = []
@@ -82,7 +82,6 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
         self._run: LslInletRun | None = None
         self._lost_before = 0  # samples lost in earlier runs
         self._gaps_before: list[LslGap] = []
-        self._state_lock = threading.Lock()
 
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
@@ -112,7 +111,7 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
             ),
             sample_rate=ScalarConstraint(default=rate, bounds=(rate, rate), increment=0),
         )
-        self._pylsl, self._info = pylsl, info
+        self._pylsl, self._source = pylsl, info
         self._channels = [c.label for c in channels]
         self._active = list(self._channels)
         self._buffer_size = 10 * per_second
@@ -120,7 +119,7 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
 
     def on_deactivate(self) -> None:
         self._end_run()
-        self._info = None
+        self._source = None
 
     @staticmethod
     def _full_info(pylsl: Any, info: Any, timeout: float) -> Any:
@@ -135,7 +134,7 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
     @property
     def stream_info(self) -> dict[str, Any]:
         """What LSL says of the stream: name, type, source_id, host, rate, channel format."""
-        info = self._active_info()
+        info = self._active_source()
         return {
             "name": info.name(),
             "type": info.type(),
@@ -174,10 +173,6 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
 
     # --------------------------------------------------------------------------- settings
     @property
-    def constraints(self) -> DataInStreamConstraints:
-        return self._constraints
-
-    @property
     def available_samples(self) -> int:
         run = self._run
         return 0 if run is None else run.available
@@ -198,58 +193,36 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
     def active_channels(self) -> list[str]:
         return list(self._active)
 
-    def configure(
-        self,
-        active_channels: Iterable[str],
-        streaming_mode: StreamingMode | int,
-        channel_buffer_size: int,
-        sample_rate: float,
-    ) -> None:
-        """Choose channels and the inlet's buffer; the rate must be the stream's nominal one.
-
-        Raises
-        ------
-        TypeError, ValueError
-            If an argument is refused (nothing changes).
-        RuntimeError
-            While streaming, or when the module is not active.
-        """
-        self._active_info()
-        request = check_stream_request(
-            self._constraints, active_channels, streaming_mode, channel_buffer_size, sample_rate
-        )
-        with self._state_lock:
-            if self.module_state() == "locked":
-                raise RuntimeError(f"cannot configure '{self.module_name}' while it streams")
-            self._active = list(request.channels)
-            self._buffer_size = request.buffer_size
+    def _apply_request(self, source: Any, request: StreamRequest) -> None:
+        """``configure``: choose channels and the inlet's buffer; the rate must be the
+        stream's nominal one."""
+        self._active = list(request.channels)
+        self._buffer_size = request.buffer_size
 
     # ----------------------------------------------------------------------- acquisition
-    def start_stream(self) -> None:
-        """Open an inlet on the stream and start reading (harmless while streaming).
+    def _start_source(self, source: Any) -> None:
+        """``start_stream``: open an inlet on the stream and start reading (harmless while
+        streaming).
 
         Raises
         ------
         StreamTimeoutError
             If the outlet does not answer within ``resolve_timeout``.
         """
-        info = self._active_info()
-        with self._state_lock:
-            if self._run is not None:
-                return
-            columns = None
-            if self._active != self._channels:
-                columns = [self._channels.index(name) for name in self._active]
-            self._run = LslInletRun(
-                self._pylsl,
-                info,
-                columns,
-                LslInletRun.buffer_seconds(self._buffer_size, self.sample_rate),
-                dejitter=self._dejitter,
-                gap_tolerance=float(self._gap_tolerance),
-                open_timeout=max(float(self._resolve_timeout), 1.0),
-            )
-            self._show_streaming(True)
+        if self._run is not None:
+            return
+        columns = None
+        if self._active != self._channels:
+            columns = [self._channels.index(name) for name in self._active]
+        self._run = LslInletRun(
+            self._pylsl,
+            source,
+            columns,
+            LslInletRun.buffer_seconds(self._buffer_size, self.sample_rate),
+            dejitter=self._dejitter,
+            gap_tolerance=float(self._gap_tolerance),
+            open_timeout=max(float(self._resolve_timeout), 1.0),
+        )
 
     def stop_stream(self) -> None:
         """Stop reading and destroy the inlet (what it still held is dropped)."""
@@ -265,14 +238,8 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
             if self.module_state() == "locked":
                 self._show_streaming(False)
 
-    def read_data_into_buffer(
-        self,
-        data_buffer: np.ndarray,
-        samples_per_channel: int,
-        timestamp_buffer: np.ndarray | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        """Block until ``samples_per_channel`` samples are read into ``data_buffer``.
+    def _read_samples(self, data, stamps, count: int, timeout: float | None) -> None:
+        """``read_data_into_buffer``: block until ``count`` samples are read.
 
         Raises
         ------
@@ -280,20 +247,12 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
             If they did not arrive within ``timeout`` s (nothing consumed).
         RuntimeError
             If the stream is not running, or LSL lost it for good.
-        TypeError, ValueError
-            If an argument is refused (nothing consumed).
         """
-        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
-        count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
-        timeout = check_timeout(timeout)
         if count:
             self._running_run().read(data, count, stamps, timeout)
 
-    def read_available_data_into_buffer(
-        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
-    ) -> int:
-        """Read what has arrived, never more than fits; 0 when nothing waits or stopped."""
-        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
+    def _read_available(self, data, stamps, room: int) -> int:
+        """``read_available_data_into_buffer``: 0 also when stopped."""
         run = self._run
         if run is None:
             return 0
@@ -313,27 +272,14 @@ class LslInStreamer(SharedStreamer, DataInStreamInterface):
         return data.copy(), np.float64(stamp)
 
     # -------------------------------------------------------------------------- internals
-    def _active_info(self) -> Any:
-        if self._info is None:
-            raise RuntimeError(f"'{self.module_name}' is not active; activate it first")
-        return self._info
-
     def _running_run(self) -> LslInletRun:
         run = self._run
         if run is None:
             raise RuntimeError(f"'{self.module_name}' is not streaming; call start_stream() first")
         return run
 
-    def _checked_buffers(self, data_buffer, timestamp_buffer):
-        self._active_info()
-        return check_read_buffers(
-            data_buffer,
-            timestamp_buffer,
-            len(self._active),
-            np.dtype(self._constraints.data_type),
-            True,
-            timestamps_required=False,
-        )
+    def _has_timestamps(self, source: Any) -> bool:
+        return True
 
     def _checked_query(self) -> LslQuery:
         given = {}

@@ -32,24 +32,22 @@ readers that accept losses, and consumers in other processes, do not hold it bac
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from qudi.core.configoption import ConfigOption
 from qudi.util.constraints import ScalarConstraint
 
+from qudi.hardware.instream.source_streamer import SourceStreamer
 from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
     StreamingMode,
-    check_read_buffers,
-    check_stream_request,
+    StreamRequest,
 )
-from qudi.util.instream.arrays import check_count, check_timeout, option_error
+from qudi.util.instream.arrays import option_error
 from qudi.util.instream.replay_source import SessionReplay, checked_speed
 from qudi.util.instream.transport.registry import hubs
 
@@ -59,21 +57,21 @@ BUFFER_SIZE_LIMITS = (128, 2**30)  # samples per channel
 _WAIT_STEP_S = 0.01
 
 
-class RecordingReplayStreamer(SharedStreamer, DataInStreamInterface):
+class RecordingReplayStreamer(SourceStreamer, SharedStreamer, DataInStreamInterface):
     """Plays a recorded stream as a live one; see the module docstring for its config."""
 
     _file_path = ConfigOption("file_path", missing="error")
     _stream = ConfigOption("stream", default=None)
     _speed = ConfigOption("speed", default=1.0)
+    _configure_refusal = "cannot configure the replay while it streams; stop it first"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._replay: SessionReplay | None = None
+        self._source: SessionReplay | None = None
         self._constraints: DataInStreamConstraints | None = None
         self._channels: list[str] = []
         self._mode = StreamingMode.CONTINUOUS
         self._buffer_size = 0
-        self._state_lock = threading.Lock()
 
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
@@ -114,22 +112,14 @@ class RecordingReplayStreamer(SharedStreamer, DataInStreamInterface):
         self._channels = list(recorded.channel_names)
         self._buffer_size = default_size
         self._mode = StreamingMode.CONTINUOUS
-        self._replay = replay
+        self._source = replay
 
     def on_deactivate(self) -> None:
-        replay, self._replay = self._replay, None
+        replay, self._source = self._source, None
         if replay is not None:
             replay.close()
 
     # --------------------------------------------------------------------------- settings
-    @property
-    def constraints(self) -> DataInStreamConstraints:
-        return self._constraints
-
-    @property
-    def available_samples(self) -> int:
-        return self._active().available_samples
-
     @property
     def sample_rate(self) -> float:
         return float(self._constraints.sample_rate.default)
@@ -149,79 +139,44 @@ class RecordingReplayStreamer(SharedStreamer, DataInStreamInterface):
     @property
     def lost_samples(self) -> int:
         """Samples of the recorded gaps that playback has passed."""
-        return self._active().lost_samples
+        return self._active_source().lost_samples
 
     @property
     def replay_finished(self) -> bool:
         """This run has handed out every sample it plays."""
-        return self._active().finished
+        return self._active_source().finished
 
     @property
     def replay_speed(self) -> float | str:
-        return self._active().speed
+        return self._active_source().speed
 
     def played_markers(self) -> list[tuple[float, int, str]]:
         """(host monotonic time at recording, sample index, text) of the markers reached."""
-        return self._active().played_markers()
+        return self._active_source().played_markers()
 
     def played_gaps(self) -> list[tuple[int, int]]:
         """(row in the recording, lost samples) of the recorded gaps playback has passed."""
-        return [(int(row), int(count)) for row, count in self._active().played_gaps()]
+        return [(int(row), int(count)) for row, count in self._active_source().played_gaps()]
 
-    def configure(
-        self,
-        active_channels: Iterable[str],
-        streaming_mode: StreamingMode | int,
-        channel_buffer_size: int,
-        sample_rate: float,
-    ) -> None:
-        """Channels (any subset of the recorded ones), mode, buffer size; the recorded rate.
-
-        Raises
-        ------
-        TypeError, ValueError
-            If an argument is refused (see :func:`check_stream_request`); nothing changes.
-        RuntimeError
-            While streaming, or when not active.
-        """
-        replay = self._active()
-        request = check_stream_request(
-            self._constraints, active_channels, streaming_mode, channel_buffer_size, sample_rate
-        )
-        with self._state_lock:
-            if self.module_state() == "locked":
-                raise RuntimeError("cannot configure the replay while it streams; stop it first")
-            finite = request.mode == StreamingMode.FINITE
-            replay.configure(list(request.channels), request.buffer_size if finite else None)
-            self._channels = list(request.channels)
-            self._mode = request.mode
-            self._buffer_size = request.buffer_size
+    def _apply_request(self, source: SessionReplay, request: StreamRequest) -> None:
+        """``configure``: channels (any subset of the recorded ones), mode, buffer size; the
+        recorded rate."""
+        finite = request.mode == StreamingMode.FINITE
+        source.configure(list(request.channels), request.buffer_size if finite else None)
+        self._channels = list(request.channels)
+        self._mode = request.mode
+        self._buffer_size = request.buffer_size
 
     # ----------------------------------------------------------------------- acquisition
-    def start_stream(self) -> None:
-        """Play from the first recorded sample (harmless while streaming)."""
-        replay = self._active()
-        with self._state_lock:
-            if self.module_state() == "locked":
-                return
-            replay.start()
-            self._show_streaming(True)
+    def _start_source(self, source: SessionReplay) -> None:
+        """``start_stream``: play from the first recorded sample (harmless while streaming)."""
+        source.start()
 
-    def stop_stream(self) -> None:
-        with self._state_lock:
-            if self._replay is None:
-                return
-            self._replay.stop()
-            self._show_streaming(False)
+    def _stop_source(self, source: SessionReplay) -> None:
+        source.stop()
 
-    def read_data_into_buffer(
-        self,
-        data_buffer: np.ndarray,
-        samples_per_channel: int,
-        timestamp_buffer: np.ndarray | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        """Block until ``samples_per_channel`` samples are copied into ``data_buffer``.
+    def _read_samples(self, data, stamps, count: int, timeout: float | None) -> None:
+        """``read_data_into_buffer``: block until ``count`` samples are copied.
 
         Raises
         ------
@@ -230,10 +185,7 @@ class RecordingReplayStreamer(SharedStreamer, DataInStreamInterface):
         RuntimeError
             Not streaming, or fewer samples than asked are left to play.
         """
-        replay = self._active()
-        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
-        count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
-        timeout = check_timeout(timeout)
+        replay = self._active_source()
         if count > replay.remaining:
             raise RuntimeError(
                 f"cannot wait for {count} samples: only {replay.remaining} are left to play"
@@ -249,17 +201,14 @@ class RecordingReplayStreamer(SharedStreamer, DataInStreamInterface):
             time.sleep(_WAIT_STEP_S)
         replay.read_into(data, stamps, count)
 
-    def read_available_data_into_buffer(
-        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
-    ) -> int:
-        """Copy what has fallen due, never more than fits; 0 when nothing is due."""
-        replay = self._active()
-        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
-        return replay.read_into(data, stamps, room)
+    def _read_available(self, data, stamps, room: int) -> int:
+        """``read_available_data_into_buffer``: copy what has fallen due, never more than
+        fits; 0 when nothing is due."""
+        return self._active_source().read_into(data, stamps, room)
 
     def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
         """The last sample handed out (the first recorded one before playback)."""
-        replay = self._active()
+        replay = self._active_source()
         row = max(0, replay.position - 1)
         data, stamps = replay.stream.read(row, row + 1) if replay.rows else (None, None)
         if data is None:
@@ -269,26 +218,11 @@ class RecordingReplayStreamer(SharedStreamer, DataInStreamInterface):
         return values, None if stamps is None else np.float64(stamps[0])
 
     # -------------------------------------------------------------------------- internals
-    def _active(self) -> SessionReplay:
-        replay = self._replay
-        if replay is None:
-            raise RuntimeError(f"'{self.module_name}' is not active; activate it first")
-        return replay
-
-    def _checked_buffers(self, data_buffer, timestamp_buffer):
-        return check_read_buffers(
-            data_buffer,
-            timestamp_buffer,
-            len(self._channels),
-            np.dtype(self._constraints.data_type),
-            self._active().has_timestamps,
-        )
-
     def _lossless_room(self) -> int:
         """Samples the hub's ring takes now without overwriting a strict reader's unread one."""
         hub = hubs.hub_of(self.module_uuid)
         if hub is None:  # read directly (a logic without a buffer): each read takes what fits
-            return self._active().remaining
+            return self._active_source().remaining
         ring = hub.ring
         behind = [
             ring.write_index - reader.position

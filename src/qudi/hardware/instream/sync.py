@@ -37,8 +37,6 @@ primary's rate and buffer size; the secondaries keep their own.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -46,14 +44,15 @@ from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 
 from qudi.hardware.instream.buffer import is_remote
+from qudi.hardware.instream.source_streamer import SourceStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
     StreamingMode,
-    check_read_buffers,
+    StreamRequest,
 )
 from qudi.util.instream.aligned_reader import MISSING_POLICIES, AlignedReader
-from qudi.util.instream.arrays import as_channel_names, check_count, option_error
+from qudi.util.instream.arrays import as_channel_names, option_error
 from qudi.util.instream.contracts import JoinedHub, StreamReader
 from qudi.util.instream.errors import StreamStoppedError
 from qudi.util.instream.hub import MAX_POLL_RATE, MIN_POLL_RATE, check_poll_rate
@@ -78,7 +77,7 @@ def merged_channel_names(streams: list[tuple[str, list[str]]]) -> list[list[str]
     return merged
 
 
-class DataInStreamSync(DataInStreamInterface):
+class DataInStreamSync(SourceStreamer, DataInStreamInterface):
     """Several streamers as one stream on the primary's clock; see the module docstring."""
 
     _primary = Connector(name="primary_streamer", interface="DataInStreamInterface")
@@ -94,6 +93,7 @@ class DataInStreamSync(DataInStreamInterface):
     _missing = ConfigOption("missing", default="wait")
     _shared_clock = ConfigOption("shared_clock", default=None)
     _start_trigger = ConfigOption("start_trigger", default=None)
+    _configure_refusal = "cannot configure the sync while it streams; stop it first"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,7 +103,6 @@ class DataInStreamSync(DataInStreamInterface):
         self._units: dict[str, str] = {}
         self._active: list[str] = []
         self._aligned: AlignedReader | None = None
-        self._lock = threading.RLock()
         self._last_uncertainty: dict[str, float] = {}
 
     # --------------------------------------------------------------------------- lifetime
@@ -220,83 +219,55 @@ class DataInStreamSync(DataInStreamInterface):
         fall on the primary's time axis, as of the last read (0.0 when exact)."""
         return dict(self._last_uncertainty)
 
-    def configure(
-        self,
-        active_channels: Iterable[str],
-        streaming_mode: StreamingMode | int,
-        channel_buffer_size: int,
-        sample_rate: float,
-    ) -> None:
-        """Choose channels (any of the merged ones, in the order given) and set the primary's
-        rate and buffer size; refused while streaming or for unknown channels (nothing
-        changes then)."""
+    def _checked_request(
+        self, active_channels, streaming_mode, channel_buffer_size, sample_rate
+    ) -> StreamRequest:
+        """``configure``: channels (any of the merged ones, in the order given) and the
+        primary's rate and buffer size (the primary checks those); refused while streaming
+        or for unknown channels (nothing changes then)."""
         known = [name for names in self._names for name in names]
         channels = as_channel_names(active_channels, known=known)
         mode = StreamingMode.coerce(streaming_mode, "streaming_mode")
         if mode != StreamingMode.CONTINUOUS:
             raise ValueError(f"streaming_mode {mode.name}: the sync streams CONTINUOUS only")
-        with self._lock:
-            if self.module_state() == "locked":
-                raise RuntimeError("cannot configure the sync while it streams; stop it first")
-            primary = self._hubs[0]
-            primary.configure(
-                list(primary.ring.info.channel_names),
-                StreamingMode.CONTINUOUS,
-                channel_buffer_size,
-                sample_rate,
-            )
-            self._refresh_channels()
-            self._active = list(channels)
+        return StreamRequest(tuple(channels), mode, channel_buffer_size, sample_rate)
+
+    def _apply_request(self, source: StreamReader, request: StreamRequest) -> None:
+        primary = self._hubs[0]
+        primary.configure(
+            list(primary.ring.info.channel_names),
+            StreamingMode.CONTINUOUS,
+            request.buffer_size,
+            request.rate,
+        )
+        self._refresh_channels()
+        self._active = list(request.channels)
 
     # ----------------------------------------------------------------------- acquisition
-    def start_stream(self) -> None:
-        """Start every streamer's reader (and the streamers, where they are the first);
-        harmless while streaming."""
-        with self._lock:
-            if self.module_state() == "locked":
-                return
-            for reader in self._readers:
-                reader.start()
-            clocks = self._declared_clocks()
-            secondaries = dict(zip(self._connector_names()[1:], self._readers[1:], strict=True))
-            self._aligned = AlignedReader(
-                self._readers[0], secondaries, missing=self._missing, clocks=clocks
-            )
-            self._show_streaming(True)
+    def _start_source(self, source: StreamReader) -> None:
+        """``start_stream``: start every streamer's reader (and the streamers, where they
+        are the first); harmless while streaming."""
+        for reader in self._readers:
+            reader.start()
+        clocks = self._declared_clocks()
+        secondaries = dict(zip(self._connector_names()[1:], self._readers[1:], strict=True))
+        self._aligned = AlignedReader(
+            self._readers[0], secondaries, missing=self._missing, clocks=clocks
+        )
 
     def stop_stream(self) -> None:
         """Stop this consumer's readers; each streamer stops with its last consumer."""
-        with self._lock:
+        with self._state_lock:
             for reader in self._readers:
                 reader.stop()
             self._aligned = None
             self._show_streaming(False)
 
-    def read_data_into_buffer(
-        self,
-        data_buffer: np.ndarray,
-        samples_per_channel: int,
-        timestamp_buffer: np.ndarray | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        """Block until ``samples_per_channel`` aligned samples are in ``data_buffer``
-        (float64, ``[samples, active channels]`` or flat).
-
-        Raises ``StreamTimeoutError`` (nothing consumed), ``StreamStoppedError`` (not
-        streaming, or a secondary stopped with ``missing: 'wait'``), ``StreamFaultError``.
-        """
-        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
-        count = check_count(samples_per_channel, room, "samples_per_channel", "what fits")
-        self._read(data, stamps, count, timeout)
-
-    def read_available_data_into_buffer(
-        self, data_buffer: np.ndarray, timestamp_buffer: np.ndarray | None = None
-    ) -> int:
-        """Read the aligned samples there are now (never more than fit); 0 when none."""
-        data, stamps, room = self._checked_buffers(data_buffer, timestamp_buffer)
+    def _read_available(self, data, stamps, room: int) -> int:
+        """``read_available_data_into_buffer``: the aligned samples there are now."""
         count = min(self.available_samples, room)
         if count > 0:
-            self._read(data, stamps, count, 0.0)
+            self._read_samples(data, stamps, count, 0.0)
         return max(0, count)
 
     def read_data(
@@ -307,7 +278,7 @@ class DataInStreamSync(DataInStreamInterface):
         data = np.empty((count, len(self._active)), np.float64)
         stamps = np.empty(count) if self._timestamped else None
         if count:
-            self._read(data, stamps, count, None)
+            self._read_samples(data, stamps, count, None)
         return data, stamps
 
     def read_single_point(self) -> tuple[np.ndarray, np.float64 | None]:
@@ -324,6 +295,9 @@ class DataInStreamSync(DataInStreamInterface):
     def _timestamped(self) -> bool:
         return self._hubs[0].ring.has_timestamps if self._hubs else False
 
+    def _active_source(self) -> StreamReader:
+        return self._primary_reader()
+
     def _primary_reader(self) -> StreamReader:
         if not self._readers:
             raise StreamStoppedError(f"'{self.module_name}' is not active: activate it first")
@@ -335,17 +309,17 @@ class DataInStreamSync(DataInStreamInterface):
         clock = SampleClock("shared", self._shared_clock, start_trigger=self._start_trigger or "")
         return {name: clock for name in ["primary", *self._connector_names()[1:]]}
 
-    def _checked_buffers(self, data_buffer, timestamp_buffer):
-        self._primary_reader()
-        return check_read_buffers(
-            data_buffer,
-            timestamp_buffer,
-            len(self._active),
-            np.dtype(np.float64),
-            self._timestamped,
-        )
+    def _has_timestamps(self, source: StreamReader) -> bool:
+        return self._timestamped
 
-    def _read(self, data: np.ndarray, stamps, count: int, timeout: float | None) -> None:
+    def _data_dtype(self) -> np.dtype:
+        return np.dtype(np.float64)
+
+    def _read_samples(self, data: np.ndarray, stamps, count: int, timeout: float | None) -> None:
+        """``read_data_into_buffer``: block until ``count`` aligned samples are in ``data``
+        (float64). Raises ``StreamTimeoutError`` (nothing consumed), ``StreamStoppedError``
+        (not streaming, or a secondary stopped with ``missing: 'wait'``),
+        ``StreamFaultError``."""
         aligned = self._aligned
         if aligned is None:
             raise StreamStoppedError(f"'{self.module_name}' is not streaming: start it first")
