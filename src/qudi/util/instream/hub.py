@@ -236,20 +236,37 @@ def poll_period(max_poll_rate: float, rate: float, source_buffer: int) -> float:
     return min(period, source_buffer / rate / 4) if rate > 0 else period
 
 
-def pump_chunk(rate: float, period: float, capacity: int | None = None, readable: int = 0) -> int:
+def pump_chunk(
+    rate: float,
+    period: float,
+    capacity: int | None = None,
+    readable: int = 0,
+    *,
+    minimum: int = _MIN_PUMP_CHUNK,
+) -> int:
     """The most samples the pump claims at once: a poll's worth and a quarter (polls come a
-    little late), at least 256 so that slow streams are not read a few samples at a time.
-    In a ring of ``capacity`` made for reads of ``readable``: no more than its headroom holds
-    (see :func:`ring_size`; ``max_poll_rate`` may have been lowered since it was made)."""
-    chunk = max(_MIN_PUMP_CHUNK, math.ceil(1.25 * rate * period))
+    little late), at least ``minimum`` (256, so that slow streams are not read a few samples
+    at a time; 1 for camera frames). In a ring of ``capacity`` made for reads of
+    ``readable``: no more than its headroom holds (see :func:`ring_size`; ``max_poll_rate``
+    may have been lowered since it was made)."""
+    chunk = max(minimum, math.ceil(1.25 * rate * period))
     if capacity is None:
         return chunk
     room = capacity - readable - math.ceil(rate * _READ_SLACK_S)
     return max(1, min(chunk, room // 2, capacity // 4))
 
 
-def ring_size(readable: int, rate: float, period: float) -> tuple[int, int]:
-    """``(readable, capacity)``: what a blocking read may ask for (at least 1024 samples),
+def ring_size(
+    readable: int,
+    rate: float,
+    period: float,
+    *,
+    min_readable: int = MIN_RING_SAMPLES,
+    min_chunk: int = _MIN_PUMP_CHUNK,
+) -> tuple[int, int]:
+    """``(readable, capacity)``: what a blocking read may ask for (at least ``min_readable``:
+    1024 samples for a channel stream, 2 for camera frames; pump chunks of at least
+    ``min_chunk``, see :func:`pump_chunk`),
     and a ring's capacity with headroom beyond it, so that such a read by a reader that keeps
     up never overruns (issue 12: a ring of exactly the size read lost samples every time).
 
@@ -260,9 +277,9 @@ def ring_size(readable: int, rate: float, period: float) -> tuple[int, int]:
     15/16 of a ring (see :func:`~qudi.util.instream.reader.RingReader.read_into`), so the
     headroom is at least a fifteenth of ``readable``.
     """
-    readable = max(MIN_RING_SAMPLES, readable)
+    readable = max(min_readable, readable)
     late = math.ceil(rate * _READ_SLACK_S)
-    headroom = max(2 * pump_chunk(rate, period) + late, -(-readable // 15))
+    headroom = max(2 * pump_chunk(rate, period, minimum=min_chunk) + late, -(-readable // 15))
     return readable, readable + headroom
 
 
@@ -323,6 +340,24 @@ def declared_clock(source: object) -> SampleClock:
         return SampleClock()
 
 
+def record_run_start(
+    ring: StreamRing, source: object, monotonic_start: float, utc_start: float
+) -> None:
+    """Write the start of ``ring``'s run of ``source`` into its time table (see
+    :class:`RunStart`): the clocks read just before the source was started."""
+    if ring.time_table is None:
+        return
+    run = RunStart(
+        run_epoch=ring.run_epoch,
+        first_index=ring.run_start_index,
+        monotonic_start=monotonic_start,
+        utc_start=utc_start,
+        start_call=max(0.0, now_pair()[0] - monotonic_start),
+        start_tick=declared_clock(source).start_tick,
+    )
+    ring.time_table.write_run(run)
+
+
 class _RunLog(Generic[_T]):
     """What a hub knows of each run, by run epoch: of the most recent runs only, so a
     long-lived hub does not grow."""
@@ -371,7 +406,14 @@ class StreamHub:
         positive number.
     StreamCapacityError
         If the ring for the source's configuration does not fit in memory.
+
+    A stream of another shape (an :class:`~qudi.util.instream.image_hub.ImageHub`'s frames)
+    changes how the ring is made and sized through :meth:`_make_ring` and the two class
+    attributes below, and keeps everything else.
     """
+
+    min_readable = MIN_RING_SAMPLES  # the least a blocking read may wait for (ring_size)
+    min_pump_chunk = _MIN_PUMP_CHUNK  # the fewest samples the pump claims at once
 
     def __init__(
         self,
@@ -581,7 +623,7 @@ class StreamHub:
                 self._source.start_stream()
                 self._ring.mark_running()
                 self._run_starts.remember(self._ring.run_epoch, self._ring.run_start_index)
-                self._record_run_start(monotonic_start, utc_start)
+                record_run_start(self._ring, self._source, monotonic_start, utc_start)
             reader.join_run(self._ring)  # before the pump runs: the first reader misses nothing
             self._running.add(reader)
             if first:
@@ -624,25 +666,12 @@ class StreamHub:
     def _start_pump(self) -> None:
         rate = float(self._source.sample_rate)
         period = self._poll_period(rate)
-        chunk = pump_chunk(rate, period, self._ring.capacity, self._readable)
+        chunk = pump_chunk(
+            rate, period, self._ring.capacity, self._readable, minimum=self.min_pump_chunk
+        )
         self._pump = Pump(
             self.name, self._source, self._ring, period, self._on_pump_fault, max_chunk=chunk
         )
-
-    def _record_run_start(self, monotonic_start: float, utc_start: float) -> None:
-        """Write the run's start into the ring's time table (see :class:`RunStart`)."""
-        ring = self._ring
-        if ring.time_table is None:
-            return
-        run = RunStart(
-            run_epoch=ring.run_epoch,
-            first_index=ring.run_start_index,
-            monotonic_start=monotonic_start,
-            utc_start=utc_start,
-            start_call=max(0.0, now_pair()[0] - monotonic_start),
-            start_tick=declared_clock(self._source).start_tick,
-        )
-        ring.time_table.write_run(run)
 
     def _stop_source(self) -> None:
         pump, self._pump = self._pump, None
@@ -712,9 +741,15 @@ class StreamHub:
             math.ceil(rate * self._min_ring_seconds),
             math.ceil(4 * rate / self.max_poll_rate),
         )
-        readable, capacity = ring_size(readable, rate, self._poll_period(rate))
-        ring = ring_for_source(self._source, capacity, shared=self._shared, name=self.name)
-        return ring, readable
+        period = self._poll_period(rate)
+        readable, capacity = ring_size(
+            readable, rate, period, min_readable=self.min_readable, min_chunk=self.min_pump_chunk
+        )
+        return self._make_ring(capacity), readable
+
+    def _make_ring(self, capacity: int) -> StreamRing:
+        """A stopped ring of ``capacity`` in the format of what the source streams now."""
+        return ring_for_source(self._source, capacity, shared=self._shared, name=self.name)
 
     def _replace_ring(self, requested_capacity: int, previous: tuple) -> None:
         """Put a ring for the source's new configuration in place of the old one.

@@ -11,24 +11,30 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from qudi.util.instream.hub import HubReader, StreamHub
 from qudi.util.instream.ring import StreamRing
 
 __all__ = ["HubRegistry", "LocalHub", "hubs", "join_module_hub", "module_hub"]
 
+_Hub = TypeVar("_Hub", bound=StreamHub)
 
-class HubRegistry:
-    """The hubs of this process, one per source, shared by all consumers of that source."""
+
+class HubRegistry(Generic[_Hub]):
+    """The hubs of this process, one per source, shared by all consumers of that source.
+
+    Generic in the kind of hub: :data:`hubs` holds the :class:`StreamHub` of each channel
+    stream, :data:`~qudi.util.instream.image_hub.image_hubs` the ``ImageHub`` of each camera.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._hubs: dict[object, tuple[StreamHub, set[str]]] = {}
+        self._hubs: dict[object, tuple[_Hub, set[str]]] = {}
 
     def join(
-        self, key: object, member: str, open_hub: Callable[[], StreamHub], max_poll_rate: float
-    ) -> StreamHub:
+        self, key: object, member: str, open_hub: Callable[[], _Hub], max_poll_rate: float
+    ) -> _Hub:
         """The hub for ``key`` (opened on first use), with ``member`` counted among its users.
 
         Raises
@@ -47,14 +53,14 @@ class HubRegistry:
             hub.max_poll_rate = max(hub.max_poll_rate, max_poll_rate)
             return hub
 
-    def hub_of(self, key: object) -> StreamHub | None:
+    def hub_of(self, key: object) -> _Hub | None:
         """The open hub for ``key``, if any (nobody is counted in: a source asking about its
         own readers, as a lossless replay does)."""
         with self._lock:
             entry = self._hubs.get(key)
             return None if entry is None else entry[0]
 
-    def leave(self, hub: StreamHub, member: str) -> None:
+    def leave(self, hub: _Hub, member: str) -> None:
         """The last member to leave closes the hub (its thread and shared memory)."""
         with self._lock:
             for key, (known, members) in list(self._hubs.items()):
@@ -65,7 +71,7 @@ class HubRegistry:
                         hub.close()
 
 
-hubs = HubRegistry()
+hubs: HubRegistry[StreamHub] = HubRegistry()
 
 
 def module_hub(streamer: Any, member: str, max_poll_rate: float) -> StreamHub:
@@ -92,7 +98,7 @@ class LocalHub:
     :class:`~qudi.util.instream.transport.subscribed.SubscribedHub` for a hub in this process.
     """
 
-    def __init__(self, hub: StreamHub, member: str, registry: HubRegistry):
+    def __init__(self, hub: StreamHub, member: str, registry: HubRegistry[Any]):
         self._hub = hub
         self._member = member
         self._registry = registry
