@@ -44,12 +44,12 @@ venv_usable() {
 
 # --- Debian packages --------------------------------------------------------------------------
 # Qt offscreen needs the first line; Xvfb-based GUI tests the second and third; multi-host
-# tests (network namespaces joined by veth links, tc) the last.
+# tests (network namespaces joined by veth links, tc, nftables for packet loss) the last.
 APT_PACKAGES=(
     libglib2.0-0 libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3
     xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0
     libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0
-    iproute2
+    iproute2 nftables
 )
 
 deb_installed() {
