@@ -39,14 +39,13 @@ import numpy as np
 from qudi.core.configoption import ConfigOption
 from qudi.util.constraints import ScalarConstraint
 
-from qudi.hardware.instream.source_streamer import SourceStreamer
+from qudi.hardware.instream.source_streamer import KeptSettingsStreamer
 from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
     SampleTiming,
     StreamingMode,
-    StreamRequest,
 )
 from qudi.util.instream.arrays import option_error
 from qudi.util.instream.lsl_inlet import LslInletRun, LslQuery, resolve_stream
@@ -58,7 +57,7 @@ __all__ = ["LslInStreamer"]
 MAX_BUFFER_SIZE = 2**30  # samples per channel (LSL's inlet buffer holds whole seconds)
 
 
-class LslInStreamer(SourceStreamer, SharedStreamer, DataInStreamInterface):
+class LslInStreamer(KeptSettingsStreamer, SharedStreamer, DataInStreamInterface):
     """One LSL stream read into qudi; see the module docstring for its example config."""
 
     _stream_name = ConfigOption("stream_name", default=None)
@@ -77,8 +76,6 @@ class LslInStreamer(SourceStreamer, SharedStreamer, DataInStreamInterface):
         self._source: Any = None  # the stream's pylsl StreamInfo while active
         self._constraints: DataInStreamConstraints | None = None
         self._channels: list[str] = []
-        self._active: list[str] = []
-        self._buffer_size = 0
         self._run: LslInletRun | None = None
         self._lost_before = 0  # samples lost in earlier runs
         self._gaps_before: list[LslGap] = []
@@ -113,7 +110,7 @@ class LslInStreamer(SourceStreamer, SharedStreamer, DataInStreamInterface):
         )
         self._pylsl, self._source = pylsl, info
         self._channels = [c.label for c in channels]
-        self._active = list(self._channels)
+        self._active_names = list(self._channels)
         self._buffer_size = 10 * per_second
         self._lost_before, self._gaps_before = 0, []
 
@@ -177,28 +174,6 @@ class LslInStreamer(SourceStreamer, SharedStreamer, DataInStreamInterface):
         run = self._run
         return 0 if run is None else run.available
 
-    @property
-    def sample_rate(self) -> float:
-        return float(self._constraints.sample_rate.default)
-
-    @property
-    def channel_buffer_size(self) -> int:
-        return self._buffer_size
-
-    @property
-    def streaming_mode(self) -> StreamingMode:
-        return StreamingMode.CONTINUOUS
-
-    @property
-    def active_channels(self) -> list[str]:
-        return list(self._active)
-
-    def _apply_request(self, source: Any, request: StreamRequest) -> None:
-        """``configure``: choose channels and the inlet's buffer; the rate must be the
-        stream's nominal one."""
-        self._active = list(request.channels)
-        self._buffer_size = request.buffer_size
-
     # ----------------------------------------------------------------------- acquisition
     def _start_source(self, source: Any) -> None:
         """``start_stream``: open an inlet on the stream and start reading (harmless while
@@ -212,8 +187,8 @@ class LslInStreamer(SourceStreamer, SharedStreamer, DataInStreamInterface):
         if self._run is not None:
             return
         columns = None
-        if self._active != self._channels:
-            columns = [self._channels.index(name) for name in self._active]
+        if self._active_names != self._channels:
+            columns = [self._channels.index(name) for name in self._active_names]
         self._run = LslInletRun(
             self._pylsl,
             source,
@@ -266,7 +241,9 @@ class LslInStreamer(SourceStreamer, SharedStreamer, DataInStreamInterface):
         run = self._run
         if run is None or run.newest is None:
             dtype = self._constraints.data_type
-            empty = np.full(len(self._active), math.nan if issubclass(dtype, np.floating) else 0)
+            empty = np.full(
+                len(self._active_names), math.nan if issubclass(dtype, np.floating) else 0
+            )
             return empty.astype(dtype), None
         data, stamp = run.newest
         return data.copy(), np.float64(stamp)

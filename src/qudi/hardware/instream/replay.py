@@ -39,7 +39,7 @@ import numpy as np
 from qudi.core.configoption import ConfigOption
 from qudi.util.constraints import ScalarConstraint
 
-from qudi.hardware.instream.source_streamer import SourceStreamer
+from qudi.hardware.instream.source_streamer import KeptSettingsStreamer
 from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
@@ -57,7 +57,7 @@ BUFFER_SIZE_LIMITS = (128, 2**30)  # samples per channel
 _WAIT_STEP_S = 0.01
 
 
-class RecordingReplayStreamer(SourceStreamer, SharedStreamer, DataInStreamInterface):
+class RecordingReplayStreamer(KeptSettingsStreamer, SharedStreamer, DataInStreamInterface):
     """Plays a recorded stream as a live one; see the module docstring for its config."""
 
     _file_path = ConfigOption("file_path", missing="error")
@@ -69,9 +69,6 @@ class RecordingReplayStreamer(SourceStreamer, SharedStreamer, DataInStreamInterf
         super().__init__(*args, **kwargs)
         self._source: SessionReplay | None = None
         self._constraints: DataInStreamConstraints | None = None
-        self._channels: list[str] = []
-        self._mode = StreamingMode.CONTINUOUS
-        self._buffer_size = 0
 
     # --------------------------------------------------------------------------- lifetime
     def on_activate(self) -> None:
@@ -109,7 +106,7 @@ class RecordingReplayStreamer(SourceStreamer, SharedStreamer, DataInStreamInterf
             ),
             sample_rate=ScalarConstraint(default=rate, bounds=(rate, rate), increment=0.0),
         )
-        self._channels = list(recorded.channel_names)
+        self._active_names = list(recorded.channel_names)
         self._buffer_size = default_size
         self._mode = StreamingMode.CONTINUOUS
         self._source = replay
@@ -120,22 +117,6 @@ class RecordingReplayStreamer(SourceStreamer, SharedStreamer, DataInStreamInterf
             replay.close()
 
     # --------------------------------------------------------------------------- settings
-    @property
-    def sample_rate(self) -> float:
-        return float(self._constraints.sample_rate.default)
-
-    @property
-    def channel_buffer_size(self) -> int:
-        return self._buffer_size
-
-    @property
-    def streaming_mode(self) -> StreamingMode:
-        return self._mode
-
-    @property
-    def active_channels(self) -> list[str]:
-        return list(self._channels)
-
     @property
     def lost_samples(self) -> int:
         """Samples of the recorded gaps that playback has passed."""
@@ -163,9 +144,7 @@ class RecordingReplayStreamer(SourceStreamer, SharedStreamer, DataInStreamInterf
         recorded rate."""
         finite = request.mode == StreamingMode.FINITE
         source.configure(list(request.channels), request.buffer_size if finite else None)
-        self._channels = list(request.channels)
-        self._mode = request.mode
-        self._buffer_size = request.buffer_size
+        super()._apply_request(source, request)
 
     # ----------------------------------------------------------------------- acquisition
     def _start_source(self, source: SessionReplay) -> None:
@@ -212,9 +191,9 @@ class RecordingReplayStreamer(SourceStreamer, SharedStreamer, DataInStreamInterf
         row = max(0, replay.position - 1)
         data, stamps = replay.stream.read(row, row + 1) if replay.rows else (None, None)
         if data is None:
-            return np.zeros(len(self._channels), self._constraints.data_type), None
+            return np.zeros(len(self._active_names), self._constraints.data_type), None
         names = list(replay.stream.channel_names)
-        values = data[0][[names.index(ch) for ch in self._channels]]
+        values = data[0][[names.index(ch) for ch in self._active_names]]
         return values, None if stamps is None else np.float64(stamps[0])
 
     # -------------------------------------------------------------------------- internals

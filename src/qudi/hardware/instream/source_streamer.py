@@ -32,7 +32,7 @@ from qudi.interface.instream_interface import (
 )
 from qudi.util.instream.arrays import check_count, check_timeout
 
-__all__ = ["SourceStreamer"]
+__all__ = ["KeptSettingsStreamer", "SourceStreamer"]
 
 
 class SourceStreamer:
@@ -227,3 +227,41 @@ class SourceStreamer:
     def _read_available(self, data: np.ndarray, stamps: np.ndarray | None, room: int) -> int:
         """Copy what has arrived, at most ``room`` samples (arguments checked)."""
         return self._active_source().read_available_data_into_buffer(data.reshape(-1), stamps)
+
+
+class KeptSettingsStreamer(SourceStreamer):
+    """A :class:`SourceStreamer` that keeps the settings itself, for a source that does not:
+    the active channels (``_active_names``), the mode and the buffer size a ``configure`` set,
+    and one rate, the constraints' default (a recording's, an LSL stream's nominal one).
+
+    A module sets ``_active_names`` and ``_buffer_size`` in ``on_activate``; its
+    ``_apply_request`` configures its source, if it needs to, and then calls this one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._active_names: list[str] = []
+        self._mode = StreamingMode.CONTINUOUS
+        self._buffer_size = 0
+
+    @property
+    def sample_rate(self) -> float:
+        return float(self._constraints.sample_rate.default)
+
+    @property
+    def channel_buffer_size(self) -> int:
+        return self._buffer_size
+
+    @property
+    def streaming_mode(self) -> StreamingMode:
+        return self._mode
+
+    @property
+    def active_channels(self) -> list[str]:
+        return list(self._active_names)
+
+    def _apply_request(self, source: Any, request: StreamRequest) -> None:
+        """Keep a checked ``configure``'s channels, mode and buffer size."""
+        self._active_names = list(request.channels)
+        self._mode = request.mode
+        self._buffer_size = request.buffer_size

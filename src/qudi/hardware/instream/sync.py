@@ -44,7 +44,7 @@ from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 
 from qudi.hardware.instream.buffer import is_remote
-from qudi.hardware.instream.source_streamer import SourceStreamer
+from qudi.hardware.instream.source_streamer import KeptSettingsStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
@@ -77,7 +77,7 @@ def merged_channel_names(streams: list[tuple[str, list[str]]]) -> list[list[str]
     return merged
 
 
-class DataInStreamSync(SourceStreamer, DataInStreamInterface):
+class DataInStreamSync(KeptSettingsStreamer, DataInStreamInterface):
     """Several streamers as one stream on the primary's clock; see the module docstring."""
 
     _primary = Connector(name="primary_streamer", interface="DataInStreamInterface")
@@ -101,7 +101,6 @@ class DataInStreamSync(SourceStreamer, DataInStreamInterface):
         self._readers: list[StreamReader] = []
         self._names: list[list[str]] = []  # per stream, as the merged stream calls them
         self._units: dict[str, str] = {}
-        self._active: list[str] = []
         self._aligned: AlignedReader | None = None
         self._last_uncertainty: dict[str, float] = {}
 
@@ -126,7 +125,7 @@ class DataInStreamSync(SourceStreamer, DataInStreamInterface):
             self.on_deactivate()
             raise
         self._refresh_channels()
-        self._active = [name for names in self._names for name in names]
+        self._active_names = [name for names in self._names for name in names]
 
     def on_deactivate(self) -> None:
         readers, hubs = self._readers, self._hubs
@@ -206,14 +205,6 @@ class DataInStreamSync(SourceStreamer, DataInStreamInterface):
         return self._hubs[0].ring.capacity if self._hubs else 0
 
     @property
-    def streaming_mode(self) -> StreamingMode:
-        return StreamingMode.CONTINUOUS
-
-    @property
-    def active_channels(self) -> list[str]:
-        return list(self._active)
-
-    @property
     def alignment_uncertainty(self) -> dict[str, float]:
         """Per secondary streamer (by module name): the uncertainty (s) of where its samples
         fall on the primary's time axis, as of the last read (0.0 when exact)."""
@@ -241,7 +232,7 @@ class DataInStreamSync(SourceStreamer, DataInStreamInterface):
             request.rate,
         )
         self._refresh_channels()
-        self._active = list(request.channels)
+        super()._apply_request(source, request)
 
     # ----------------------------------------------------------------------- acquisition
     def _start_source(self, source: StreamReader) -> None:
@@ -275,7 +266,7 @@ class DataInStreamSync(SourceStreamer, DataInStreamInterface):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(data [samples, channels], timestamps | None)``; all available if no count."""
         count = self.available_samples if samples_per_channel is None else samples_per_channel
-        data = np.empty((count, len(self._active)), np.float64)
+        data = np.empty((count, len(self._active_names)), np.float64)
         stamps = np.empty(count) if self._timestamped else None
         if count:
             self._read_samples(data, stamps, count, None)
@@ -288,7 +279,7 @@ class DataInStreamSync(SourceStreamer, DataInStreamInterface):
             newest = np.asarray(reader.latest(1)).reshape(-1, len(names))
             row = newest[-1] if len(newest) else np.full(len(names), np.nan)
             values.update(zip(names, row.astype(np.float64), strict=True))
-        return np.array([values[n] for n in self._active]), None
+        return np.array([values[n] for n in self._active_names]), None
 
     # -------------------------------------------------------------------------- internals
     @property
@@ -329,7 +320,7 @@ class DataInStreamSync(SourceStreamer, DataInStreamInterface):
         sources += [chunk.secondary[name] for name in aligned.secondary_names]
         for names, values in zip(self._names, sources, strict=True):
             columns.update({name: values[:, k] for k, name in enumerate(names)})
-        for k, name in enumerate(self._active):
+        for k, name in enumerate(self._active_names):
             data[:count, k] = columns[name]
         if stamps is not None:
             stamps[:count] = chunk.device_time
