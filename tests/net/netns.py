@@ -4,8 +4,10 @@
 its own, joined to the middle by a veth pair (subnet ``10.<net>.<k>.0/24``: the publisher is
 ``.1``, subscriber k ``.2``). Links can be shaped with ``tc``: a token-bucket rate limit
 (``tbf``) always, ``netem`` delay, jitter and loss only where the kernel has the ``sch_netem``
-module (:func:`netem_missing` says why not). Every namespace is deleted by :meth:`Star.close`,
-which fixtures call however a test ends.
+module (:func:`netem_missing` says why not). Where netem is missing, :meth:`Star.drop` loses a
+fraction of a link's TCP packets with an nftables random-drop rule instead (NOT netem; needs
+the ``nft`` tool, :func:`nftables_missing` says why not). Every namespace is deleted by
+:meth:`Star.close`, which fixtures call however a test ends.
 """
 
 from __future__ import annotations
@@ -60,6 +62,25 @@ def netem_missing() -> str | None:
                 "this kernel has no netem qdisc (sch_netem), so no delay, jitter or loss can be "
                 f"put on a link: tc said {tried.stderr.strip()!r}"
             )
+        return None
+    finally:
+        ip("netns", "del", name, check=False)
+
+
+def nftables_missing() -> str | None:
+    """Why :meth:`Star.drop` cannot drop packets here (None if it can): the ``nft`` tool must
+    exist and load a table inside a namespace."""
+    if shutil.which("nft") is None:
+        return "the nftables tool 'nft' is not installed (scripts/setup.sh installs it)"
+    name = f"qinft{os.getpid()}"
+    ip("netns", "add", name)
+    try:
+        tried = subprocess.run(
+            ["ip", "netns", "exec", name, "nft", "add", "table", "inet", "probe"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if tried.returncode != 0:
+            return f"nftables cannot load a table in a namespace: {tried.stderr.strip()!r}"
         return None
     finally:
         ip("netns", "del", name, check=False)
@@ -194,6 +215,70 @@ class Star:
                 [*tc, *parent, "tbf", "rate", rate, "burst", "64kb", "latency", "50ms"],
                 check=True,
             )  # fmt: skip
+
+    def _ends(self, k: int) -> dict[str, tuple[str, str]]:
+        """The link to subscriber ``k`` by the direction its receiving end takes in:
+        (namespace, device) of that end."""
+        return {
+            "to_subscriber": (self.leaves[k - 1], f"{self.tag}b{k}"),
+            "to_publisher": (self.center, f"{self.tag}a{k}"),
+        }
+
+    def drop(self, k: int, percent: float) -> None:
+        """Drop ``percent`` % of the TCP packets on the link to subscriber ``k``, each way, at
+        random: an nftables ``numgen random`` rule on the input hook of each end's namespace,
+        so a packet is lost after it was sent (as on a wire: the sender must notice and
+        retransmit; a drop on the output hook would be reported to the sending socket). NOT
+        netem: it drops, it neither delays nor reorders. :meth:`dropped` counts the drops.
+        Both ends stop sending TCP segmentation-offload super-packets (``gso_max_segs 1``), so
+        each packet is one wire-sized segment and ``percent`` is per segment, as on a wire."""
+        if not 0 < percent < 100:
+            raise ValueError(f"percent must be in (0, 100), got {percent!r}")
+        per_100k = str(round(percent * 1000))
+        for namespace, device in self._ends(k).values():
+            ip("-n", namespace, "link", "set", device, "gso_max_segs", "1")
+            nft = ["ip", "netns", "exec", namespace, "nft"]
+            subprocess.run([*nft, "add", "table", "inet", f"qiloss{k}"], check=True)
+            subprocess.run(
+                [*nft, "add", "chain", "inet", f"qiloss{k}", "in",
+                 "{ type filter hook input priority 0; }"],
+                check=True,
+            )  # fmt: skip
+            subprocess.run(
+                [*nft, "add", "rule", "inet", f"qiloss{k}", "in", "iifname", device,
+                 "meta", "l4proto", "tcp", "numgen", "random", "mod", "100000", "<", per_100k,
+                 "counter", "drop"],
+                check=True,
+            )  # fmt: skip
+
+    def dropped(self, k: int) -> dict[str, int]:
+        """How many packets :meth:`drop` has dropped so far on the link to subscriber ``k``,
+        by direction (``to_subscriber``, ``to_publisher``)."""
+        counts = {}
+        for direction, (namespace, _) in self._ends(k).items():
+            listed = subprocess.run(
+                ["ip", "netns", "exec", namespace, "nft", "-j", "list", "table", "inet",
+                 f"qiloss{k}"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            counts[direction] = sum(
+                expr["counter"]["packets"]
+                for item in json.loads(listed.stdout)["nftables"]
+                if "rule" in item
+                for expr in item["rule"]["expr"]
+                if "counter" in expr
+            )
+        return counts
+
+    def retransmitted(self, namespace: str) -> int:
+        """TCP segments retransmitted in ``namespace`` so far (RetransSegs of its
+        /proc/net/snmp, read from inside it)."""
+        snmp = subprocess.run(
+            ["ip", "netns", "exec", namespace, "cat", "/proc/net/snmp"],
+            capture_output=True, text=True, check=True,
+        ).stdout.splitlines()  # fmt: skip
+        names, values = (line.split()[1:] for line in snmp if line.startswith("Tcp:"))
+        return int(values[names.index("RetransSegs")])
 
     def small_socket_buffers(self, namespace: str) -> None:
         """TCP buffers of at most 64 KiB (receive) and 256 KiB (send) in ``namespace``, so a
