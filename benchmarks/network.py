@@ -12,7 +12,9 @@ where the data jumps with the gaps their receiver reported.
   shows the ceiling (what arrives, what is lost). netem delay/loss is used only where the
   kernel has it; where it has not, the link is a plain veth pair and the table says so. The
   cost of CURVE is the extra CPU time of publisher plus subscriber per sample delivered, the
-  median of three plain/CURVE pairs.
+  median of three plain/CURVE pairs. Without netem, one more pair runs across a veth link
+  that loses 0.5 % of its TCP packets each way (an nftables random-drop rule, not netem;
+  skipped, saying why, without ``nft``), with the packets dropped and retransmitted.
 * Fan-out: 8 keeping-up subscriber processes, each in its own namespace, plus one more that is
   stopped (SIGSTOP) for 3 s, at 8 channels x 250 kS/s (16 MB/s to each, CURVE on every link).
   The keeping-up ones must lose nothing; the stalled one's gaps must be exactly where its data
@@ -40,7 +42,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "net"))
 
-from netns import Star, local_peer, namespaces_missing, netem_missing  # noqa: E402
+from netns import (  # noqa: E402
+    Star,
+    local_peer,
+    namespaces_missing,
+    netem_missing,
+    nftables_missing,
+)
 
 from qudi.util.instream.keys import new_keys  # noqa: E402
 
@@ -118,6 +126,23 @@ def _pair(label: str, keys: Path, seconds: float, star: Star | None, rate: float
     return 100.0 * (rows["curve"] / rows["plain"] - 1.0)
 
 
+def lossy_link(keys: Path, seconds: float) -> None:
+    """One plain/CURVE pair across a veth link dropping 0.5 % of TCP packets each way."""
+    missing = nftables_missing()
+    if missing:
+        print(f"  lossy link: not run: {missing}")
+        return
+    with Star(1) as star:
+        star.drop(1, 0.5)
+        cost = compare("veth, nft 0.5% drop", keys, seconds, star)
+        dropped, resent = star.dropped(1), star.retransmitted(star.center)
+    print(
+        f"  lossy link (nftables random drop, not netem): curve cost {cost:.0f} %, dropped "
+        f"{dropped['to_subscriber']} packets to the subscriber and {dropped['to_publisher']} "
+        f"back, {resent} segments retransmitted"
+    )
+
+
 def fan_out(keys: Path, seconds: float, stall_s: float) -> tuple[int, bool, list[dict], dict]:
     """8 keeping-up subscribers and a stalled one at 8 x 250 kS/s, CURVE, one netns each."""
     with Star(9) as star:
@@ -182,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 link_cost = compare(label, keys, seconds, star, repeat=3)
             if reason:
                 print(f"  netem: not used: {reason}")
+                lossy_link(keys, seconds)
             print(f"curve cost (median of 3): loopback {cost:.0f} %, {label} {link_cost:.0f} %")
         else:
             print(f"curve cost: loopback {cost:.0f} % (no namespaces: {missing})")
