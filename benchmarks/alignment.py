@@ -217,7 +217,11 @@ def live(seconds: float) -> dict[str, float | str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a shorter live run (the simulated trials are the same)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a shorter live run (the simulated trials are the same)",
+    )
     parser.add_argument("--trials", type=int, default=TRIALS, help="simulated runs (200)")
     args = parser.parse_args(argv)
     seconds = 60.0  # simulated: cheap, so --quick shortens only the live run
