@@ -458,3 +458,25 @@ def test_bad_read_buffers_are_refused_before_anything_is_read(make_streamer, fak
     streamer.stop_stream()
     with pytest.raises(TypeError, match="active_channels must be a list"):
         streamer.configure("ai0", StreamingMode.CONTINUOUS, 10, 1.0)
+
+
+def test_the_stream_declares_the_clock_that_ticks_its_samples(make_streamer, fake, card):
+    """An external clock is the stream's declared sample clock (docs/time.md), so streams on
+    the same clock are aligned without fitting a drift; without one the card's own ticks."""
+    from qudi.util.instream.hub import StreamHub
+    from qudi.util.instream.timebase import SampleClock
+
+    card.external_clocks["PFI11"] = 20e3
+    clocked = make_streamer(
+        external_sample_clock_source="PFI11", external_sample_clock_frequency=20e3
+    )
+    assert clocked.sample_clock == {
+        "kind": "external",
+        "source": "/Dev1/PFI11",
+        "tick_rate": 20e3,
+    }
+    with StreamHub(clocked, name="ni_clocked") as hub:
+        declared = hub.ring.info.sample_clock
+    assert declared.kind == "external" and declared.source == "/Dev1/PFI11"
+    assert declared.shares_clock_with(SampleClock.from_description(clocked.sample_clock))
+    assert make_streamer().sample_clock == {"kind": "internal"}

@@ -192,17 +192,20 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         return self._card.device.name
 
     @property
+    def sample_clock(self) -> dict:
+        """What ticks the samples (the external clock or the card's own), for alignment."""
+        return self._card.sample_clock()
+
+    @property
     def scaling_coefficients(self) -> dict[str, list[float]]:
-        """With ``raw_analog``: each active input's polynomial ``[c0, c1, c2, c3]`` from code
-        ``x`` to ``V = c0 + c1*x + ...``, as DAQmx reports it for its range; else empty."""
+        """With ``raw_analog``: each input's polynomial ``[c0, c1, ...]`` (code to V), or {}."""
         tasks = self._tasks
         scaling = tasks.scaling if tasks is not None else self._scaling
         return {name: list(terms) for name, terms in scaling.items()}
 
     @property
     def stream_extra(self) -> dict:
-        """What a stream description's ``extra`` should carry: with ``raw_analog`` the
-        polynomials (``raw_scaling``, see ``qudi.util.instream.raw_scaling``), else nothing."""
+        """A description's ``extra``: with ``raw_analog`` the polynomials (``raw_scaling``)."""
         coefficients = self.scaling_coefficients
         return scaling_extra(coefficients) if coefficients else {}
 

@@ -64,6 +64,17 @@ class CardOptions:
     clock_terminal: str | None = None  # PFI line the counter clock is exported to, or None
     raw: bool = False  # raw_analog: int16 codes, scaled by each channel's polynomial
 
+    def sample_clock(self) -> dict:
+        """What ticks the samples, as a stream declares it (``ClockedSource`` in
+        ``qudi.util.instream.contracts``): the external clock's terminal and frequency, or the
+        card's own timebase. Streams that name the same external clock have no drift between
+        them, so an aligned reader lines them up without a fit of the drift."""
+        if self.external_clock is None:
+            return {"kind": "internal"}
+        terminal, frequency = self.external_clock
+        source = f"/{self.device.name}/{terminal}"
+        return {"kind": "external", "source": source, "tick_rate": float(frequency)}
+
     def constraints(self) -> DataInStreamConstraints:
         """What the module offers: every source as a channel, counters in c/s, inputs in V.
 
