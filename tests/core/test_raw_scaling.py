@@ -110,3 +110,13 @@ def test_read_volts_reads_only_completed_rows_and_plain_files_as_stored(tmp_path
         file.create_dataset("data", data=np.arange(6.0).reshape(3, 2))
         file.attrs["samples_recorded"] = 2  # a third row the recording never completed
     np.testing.assert_array_equal(read_volts(path), [[0.0, 1.0], [2.0, 3.0]])
+
+
+def test_scaled_units_are_the_polynomials_unit_for_the_channels_that_have_one():
+    from qudi.util.instream.raw_scaling import scaled_units, scaling_extra
+
+    extra = scaling_extra({"ai0": [0.0, 3e-4]})
+    units = {"ai0": "code", "PFI8": "c/s"}
+    assert scaled_units(extra, units) == {"ai0": "V", "PFI8": "c/s"}
+    assert scaled_units({}, units) == units
+    assert scaled_units({"raw_scaling": "nonsense"}, units) == units

@@ -240,3 +240,18 @@ def test_a_block_of_the_wrong_shape_adds_nothing():
         builder.add(ramp(0, 4, channels=3))
     builder.add(ramp(3, 1))
     np.testing.assert_array_equal(builder.views().raw["a"], [0.5, 2.5])
+
+
+def test_raw_codes_are_scaled_once_into_the_trace_and_averaged_in_volts():
+    from qudi.util.instream.raw_scaling import scale_block
+
+    polynomials = [(0.01, 3e-4, 1e-9, 0.0), (-0.02, 3e-5, 0.0, 1e-14)]
+    codes = np.array([[0, 100], [1000, -2000], [-32768, 32767], [5, 7]], dtype=np.int16)
+    builder = TraceBuilder(["ai0", "ai1"], 50.0, 1.0, oversampling=2, raw_scaling=polynomials)
+    assert builder.add(codes) == 2
+    volts = scale_block(codes, polynomials)
+    expected = volts.reshape(2, 2, 2).mean(axis=1)  # the mean of volts, not of codes
+    raw = builder.views().raw
+    np.testing.assert_allclose(np.stack([raw["ai0"], raw["ai1"]], axis=1), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="one polynomial per channel"):
+        TraceBuilder(["ai0", "ai1"], 50.0, 1.0, raw_scaling=polynomials[:1])

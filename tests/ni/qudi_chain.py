@@ -94,7 +94,11 @@ def test_a_raw_stream_is_recorded_as_codes_with_the_polynomials(
     delivered = 1000  # edges 1..1000 at 1 kHz (the reference edge dropped)
     qtbot.waitUntil(lambda: logic.recording_info["samples"] >= delivered, timeout=10_000)
     path = logic.stop_recording()
+    _, trace = logic.trace_data  # the live trace: in volts, scaled once by the logic
     logic.stop_reading()
+    assert logic.channel_units == {"ai2": "V", "ai3": "V"}
+    live = np.stack([trace[ch] for ch in ("ai2", "ai3")], axis=1)
+    assert live.dtype == np.float64 and len(live) >= delivered
     with h5py.File(path, "r") as file:
         data = file["data"]
         assert data.dtype == np.int16 and file.attrs["samples_lost"] == 0
@@ -107,4 +111,8 @@ def test_a_raw_stream_is_recorded_as_codes_with_the_polynomials(
     truth = np.stack([amplitude[ai] * np.sin(edges / 20.0 + ai) for ai in (2, 3)], axis=1)
     one_code = np.array([coefficients["ai2"][1], coefficients["ai3"][1]])
     assert np.all(np.abs(volts - truth) <= one_code)
+    live_truth = np.stack(
+        [amplitude[ai] * np.sin(np.arange(1, len(live) + 1) / 20.0 + ai) for ai in (2, 3)], axis=1
+    )
+    assert np.all(np.abs(live - live_truth) <= one_code)
     module_manager.deactivate_module("ni_raw_streamer")

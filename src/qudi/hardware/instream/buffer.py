@@ -239,6 +239,16 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
         return self._active_hub().name
 
     @property
+    def stream_extra(self) -> dict:
+        """What the stream's description carries beyond its format (raw codes: the scaling
+        polynomials); nothing for a filtered view, whose values are no longer the stream's."""
+        if self._filter_chain.active:
+            return {}
+        extra = dict(self._active_hub().ring.info.extra)
+        extra.pop("stream_id", None)  # the ring's own, given anew to a ring made from this
+        return extra
+
+    @property
     def lost_samples(self) -> int:
         """Samples this buffer lost because its consumer read too slowly."""
         return self._active_reader().lost

@@ -115,6 +115,7 @@ def build_trace(
     count_units: Iterable[str],
     to_rate: bool,
     placeholder: bool = False,
+    raw_scaling: Sequence[Sequence[float]] | None = None,
 ) -> TraceBuilder:
     """The trace for ``channels`` of a stream with these constraints and settings.
 
@@ -132,6 +133,8 @@ def build_trace(
         Show counts per sample as counts per second (multiplied by the sample rate).
     placeholder : bool, optional
         Show a window of zeros before the first point (see ``TraceBuilder``).
+    raw_scaling : sequence of sequence of float, optional
+        Each channel's polynomial from raw codes to volts, if the stream carries codes.
 
     Returns
     -------
@@ -156,4 +159,5 @@ def build_trace(
         count_scale=scale,
         timing=timing_name(constraints),
         placeholder=placeholder,
+        raw_scaling=raw_scaling,
     )

@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from qudi.util.instream.raw_scaling import scale_block
 from qudi.util.instream.trace import TraceWindow
 
 __all__ = ["TIMINGS", "TraceBuilder", "TraceViews", "TraceWindow", "trace_bytes_per_point"]
@@ -124,8 +125,15 @@ class TraceBuilder:
         count_scale: Mapping[str, float] | None = None,
         timing: object = "CONSTANT",
         placeholder: bool = False,
+        raw_scaling: Sequence[Sequence[float]] | None = None,
     ):
         self.channels = _checked_names(channels, "channels")
+        if raw_scaling is not None and len(raw_scaling) != len(self.channels):
+            raise ValueError(
+                f"raw_scaling needs one polynomial per channel ({len(self.channels)}), got "
+                f"{len(raw_scaling)}"
+            )
+        self._raw_scaling = None if raw_scaling is None else [tuple(p) for p in raw_scaling]
         self.averaged_channels = _checked_names(averaged, "averaged", allow_empty=True)
         missing = [ch for ch in self.averaged_channels if ch not in self.channels]
         if missing:
@@ -213,6 +221,8 @@ class TraceBuilder:
                 )
         else:
             stamps = None  # the x values of other timings come from the point index
+        if self._raw_scaling is not None:  # raw codes: in volts once, as they arrive
+            data = scale_block(data, self._raw_scaling)
         if len(self._carry):
             data = np.concatenate([self._carry, data])
             if stamps is not None:

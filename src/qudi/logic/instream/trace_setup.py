@@ -33,6 +33,8 @@ from qudi.logic.instream.stream_setup import (
 )
 from qudi.logic.instream.trace import TraceBuilder
 from qudi.util.instream import StreamBusyError
+from qudi.util.instream.hub import declared_extra
+from qudi.util.instream.raw_scaling import scaled_units, scaling_of
 
 __all__ = ["SetupOptions", "TraceSetup"]
 
@@ -77,6 +79,7 @@ class TraceSetup:
         self.options = options
         self._settings: TraceSettings | None = None  # adopted by apply() or take_stream()
         self._averaged: list[str] = []
+        self._extra: Mapping[str, Any] = {}  # the stream's description extra (raw scaling)
 
     # ---------------------------------------------------------------------- in force
     @property
@@ -123,7 +126,7 @@ class TraceSetup:
 
     def units(self, channels: Iterable[str]) -> dict[str, str]:
         """Units of ``channels`` as the trace shows them (counts per sample as ``c/s``)."""
-        units = self._streamer().constraints.channel_units
+        units = scaled_units(self._extra, self._streamer().constraints.channel_units)
         options = self.options
         return shown_units(units, channels, options.count_units, options.calc_digital_freq)
 
@@ -248,9 +251,14 @@ class TraceSetup:
         return PointLimit(self.options.max_trace_bytes, len(channels), len(averaged), timestamps)
 
     def _builder(self, channels, averaged, settings: TraceSettings, placeholder) -> TraceBuilder:
-        constraints, options = self._streamer().constraints, self.options
+        streamer, options = self._streamer(), self.options
+        self._extra = declared_extra(streamer)  # raw codes: shown in volts (scaled once)
+        raw = scaling_of(self._extra, list(channels))
         units, to_rate = options.count_units, options.calc_digital_freq
-        return build_trace(constraints, channels, averaged, settings, units, to_rate, placeholder)
+        constraints = streamer.constraints
+        return build_trace(
+            constraints, channels, averaged, settings, units, to_rate, placeholder, raw
+        )
 
     def _frame_reader(self, channels: Sequence[str], settings: TraceSettings) -> FrameReader:
         return FrameReader(

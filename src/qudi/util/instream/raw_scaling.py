@@ -30,6 +30,7 @@ __all__ = [
     "read_volts",
     "scale_block",
     "scale_raw",
+    "scaled_units",
     "scaling_extra",
     "scaling_note",
     "scaling_of",
@@ -153,6 +154,16 @@ def scaling_of(extra: Mapping[str, Any], channels: Sequence[str]) -> list[tuple[
             f"extra['{RAW_SCALING_KEY}'] has no polynomial for {missing}; it has {sorted(table)}"
         )
     return [check_coefficients(table[ch], f"coefficients of {ch}") for ch in channels]
+
+
+def scaled_units(extra: Mapping[str, Any], units: Mapping[str, str]) -> dict[str, str]:
+    """``units`` (channel -> unit) as the channels read once scaled: those with a polynomial
+    in ``extra`` in its unit (volts), the others as they are."""
+    entry = extra.get(RAW_SCALING_KEY)
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("coefficients"), Mapping):
+        return dict(units)
+    unit, table = str(entry.get("unit", "V")), entry["coefficients"]
+    return {ch: unit if ch in table else u for ch, u in units.items()}
 
 
 def scaling_note(unit: str = "V") -> str:
