@@ -94,7 +94,9 @@ def test_a_raw_stream_is_recorded_as_codes_with_the_polynomials(
     delivered = 1000  # edges 1..1000 at 1 kHz (the reference edge dropped)
     qtbot.waitUntil(lambda: logic.recording_info["samples"] >= delivered, timeout=10_000)
     path = logic.stop_recording()
-    _, trace = logic.trace_data  # the live trace: in volts, scaled once by the logic
+    # the live trace (in volts, scaled once by the logic) takes the samples at its frame rate
+    qtbot.waitUntil(lambda: len(logic.trace_data[1]["ai2"]) >= delivered, timeout=10_000)
+    _, trace = logic.trace_data
     logic.stop_reading()
     assert logic.channel_units == {"ai2": "V", "ai3": "V"}
     live = np.stack([trace[ch] for ch in ("ai2", "ai3")], axis=1)

@@ -212,6 +212,7 @@ def test_record_toggles_and_writes_a_file(gui, qtbot):
     assert not mw.trace_settings_dock.widget().isEnabled()
     assert not mw.channel_dock.widget().isEnabled()
     qtbot.waitUntil(lambda: mw.recording_label.text().startswith("REC"), timeout=5_000)
+    qtbot.waitUntil(lambda: logic_of(gui).recording_info["samples"] > 0, timeout=5_000)
     mw.action_record.trigger()
     qtbot.waitUntil(lambda: not mw.action_record.isChecked(), timeout=5_000)
     info = logic_of(gui).recording_info
