@@ -8,7 +8,8 @@ Example config (copy into the ``hardware:`` section)::
             channel_names: ['APD', 'analog 1']
             channel_units: ['Hz', 'V']             # a rate unit makes 'counts' counts per second
             channel_signals: ['counts', 'sine']   # 'counts', 'sine', 'ramp', 'sawtooth', 'noise'
-                                                  # or 'digital' (0/1 like a TTL line)
+                                                  # or 'digital' (0/1 like a TTL line;
+                                                  # declared in stream_extra: drawn as lanes)
             data_type: 'float64'                   # optional, any numpy number dtype (see below)
             sample_timing: 'CONSTANT'              # optional: 'CONSTANT', 'TIMESTAMP' or 'RANDOM'
             seed: null                             # optional: an integer for reproducible data
@@ -143,6 +144,16 @@ class InStreamDummy(SourceStreamer, SharedStreamer, DataInStreamInterface):
     def pre_filters(self) -> list | None:
         """The option ``pre_filters``: the hub's pump applies them once for everyone."""
         return self._pre_filters
+
+    @property
+    def stream_extra(self) -> dict:
+        """What the stream's description carries beyond its format: the names of the
+        channels whose signal is ``digital`` (``digital_channels``; none: empty)."""
+        if self._source is None:
+            return {}
+        pairs = zip(self._channel_names, self._channel_signals, strict=True)
+        digital = [name for name, signal in pairs if signal == "digital"]
+        return {"digital_channels": digital} if digital else {}
 
     # (the rest of the settings, configure, start/stop and the reads: SourceStreamer)
     _configure_refusal = "cannot configure the dummy while it streams; stop it first"

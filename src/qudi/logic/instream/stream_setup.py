@@ -83,7 +83,11 @@ def timing_name(constraints) -> str:
 
 
 def shown_units(
-    units: Mapping[str, str], channels: Iterable[str], count_units: Iterable[str], to_rate: bool
+    units: Mapping[str, str],
+    channels: Iterable[str],
+    count_units: Iterable[str],
+    to_rate: bool,
+    digital: Iterable[str] = (),
 ) -> dict[str, str]:
     """Units as the trace shows them: counts-like units become ``c/s`` if ``to_rate``.
 
@@ -97,14 +101,19 @@ def shown_units(
         Units that are counts per sample (any case).
     to_rate : bool
         The logic's ``calc_digital_freq``.
+    digital : iterable of str, optional
+        Digital lines: their 0/1 values keep their unit.
 
     Returns
     -------
     dict
         Unit per channel.
     """
-    counts = {unit.lower() for unit in count_units}
-    return {ch: "c/s" if to_rate and units[ch].lower() in counts else units[ch] for ch in channels}
+    counts, lines = {unit.lower() for unit in count_units}, set(digital)
+    return {
+        ch: "c/s" if to_rate and ch not in lines and units[ch].lower() in counts else units[ch]
+        for ch in channels
+    }
 
 
 def build_trace(
@@ -116,6 +125,7 @@ def build_trace(
     to_rate: bool,
     placeholder: bool = False,
     raw_scaling: Sequence[Sequence[float]] | None = None,
+    digital: Sequence[str] = (),
 ) -> TraceBuilder:
     """The trace for ``channels`` of a stream with these constraints and settings.
 
@@ -135,6 +145,8 @@ def build_trace(
         Show a window of zeros before the first point (see ``TraceBuilder``).
     raw_scaling : sequence of sequence of float, optional
         Each channel's polynomial from raw codes to volts, if the stream carries codes.
+    digital : sequence of str, optional
+        The digital lines among ``channels``: never scaled, oversampled by their highest value.
 
     Returns
     -------
@@ -148,7 +160,12 @@ def build_trace(
     """
     counts = {unit.lower() for unit in count_units}
     units = constraints.channel_units
-    scale = {ch: settings.sample_rate for ch in channels if to_rate and units[ch].lower() in counts}
+    lines = set(digital)
+    scale = {
+        ch: settings.sample_rate
+        for ch in channels
+        if to_rate and ch not in lines and units[ch].lower() in counts
+    }
     return TraceBuilder(
         list(channels),
         settings.data_rate,
@@ -160,4 +177,5 @@ def build_trace(
         timing=timing_name(constraints),
         placeholder=placeholder,
         raw_scaling=raw_scaling,
+        digital=list(digital),
     )

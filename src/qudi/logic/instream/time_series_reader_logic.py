@@ -58,7 +58,9 @@ from qudi.core.statusvariable import StatusVar
 
 from qudi.logic.instream.frames import FrameReader, frame_interval_ms
 from qudi.logic.instream.health import StreamHealth
+from qudi.logic.instream.kinds_options import StreamKindsView
 from qudi.logic.instream.recording import TraceRecording
+from qudi.logic.instream.scope_options import ScopeOptions
 from qudi.logic.instream.session_options import SessionRecordingOptions
 from qudi.logic.instream.settings import (
     TRACE_SETTING_KEYS,
@@ -86,7 +88,7 @@ _OPTIONS = {  # config key: attribute
 _STATUS_KEYS = (*TRACE_SETTING_KEYS, "active_channels", "averaged_channels")
 
 
-class TimeSeriesReaderLogic(SessionRecordingOptions, LogicBase):
+class TimeSeriesReaderLogic(ScopeOptions, StreamKindsView, SessionRecordingOptions, LogicBase):
     """Live time series of a ``DataInStreamInterface`` streamer; see the module docstring."""
 
     sigDataChanged = QtCore.Signal(object, object, object, object)  # x, {ch: y}, x_avg, {ch: y}
@@ -190,7 +192,7 @@ class TimeSeriesReaderLogic(SessionRecordingOptions, LogicBase):
     @property
     def channel_units(self) -> dict[str, str]:
         """Units of the active channels as the trace shows them (counts become ``c/s``)."""
-        return self._setup.units(self.active_channel_names)
+        return self._setup.units(self._setup.shown)  # an event stream's: its event channels
 
     @property
     def trace_settings(self) -> dict:
@@ -414,6 +416,7 @@ class TimeSeriesReaderLogic(SessionRecordingOptions, LogicBase):
                 points += self._builder.add(data, stamps)
                 self.sigNewRawData.emit(data, stamps)
             self._health.frame(sum(len(data) for data, _ in blocks))
+            self._feed_scope(blocks)  # the triggered view (scope_options)
             if self._recording.ended_by_itself:  # size limit or error: finish it here
                 self._recording.finish(self.log)
                 self.sigStatusChanged.emit(True, False)

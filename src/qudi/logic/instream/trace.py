@@ -5,6 +5,8 @@ usable and tested on its own:
 
 * **oversampling**: each run of ``oversampling`` raw samples becomes one trace point, their
   mean; samples that do not make a whole run yet are carried to the next :meth:`~TraceBuilder.add`;
+* **digital lines**: channels named ``digital`` (0/1 lines) take the highest value of each
+  run instead of its mean, so a pulse shorter than a point still shows as a 1 (not 0.3);
 * **count scaling**: channels given a scale (counts per sample -> counts per second) are
   multiplied by it;
 * **x values**: for ``TIMESTAMP`` streams the mean of the points' timestamps; otherwise the
@@ -102,6 +104,10 @@ class TraceBuilder:
     placeholder : bool, optional
         Before the first point, show a window of zeros (see the module docstring) instead of
         no points.
+    raw_scaling : sequence of sequence of float, optional
+        Each channel's polynomial from raw codes to volts, if the stream carries codes.
+    digital : sequence of str, optional
+        The channels that are digital lines (0/1): oversampled by their highest value.
 
     Raises
     ------
@@ -126,6 +132,7 @@ class TraceBuilder:
         timing: object = "CONSTANT",
         placeholder: bool = False,
         raw_scaling: Sequence[Sequence[float]] | None = None,
+        digital: Sequence[str] = (),
     ):
         self.channels = _checked_names(channels, "channels")
         if raw_scaling is not None and len(raw_scaling) != len(self.channels):
@@ -149,6 +156,9 @@ class TraceBuilder:
         self._scale = _scale_row(self.channels, count_scale)
         self._scaled = bool(np.any(self._scale != 1.0))
         self._averaged_rows = [self.channels.index(ch) for ch in self.averaged_channels]
+        self.digital_channels = [ch for ch in self.channels if ch in set(digital)]
+        self._digital_rows = [self.channels.index(ch) for ch in self.digital_channels]
+        self._x_start = 0.0  # x of the first point (CONSTANT): see start_at
         capacity = 2 * self.points if self.timing == "TIMESTAMP" else self.points
         self._trace = TraceWindow(capacity, len(self.channels))
         self._average = TraceWindow(capacity, len(self._averaged_rows))
@@ -234,7 +244,10 @@ class TraceBuilder:
         if points == 0:
             return 0
         if self.oversampling > 1:
-            values = data[:used].reshape(points, self.oversampling, -1).mean(axis=1)
+            runs = data[:used].reshape(points, self.oversampling, -1)
+            values = runs.mean(axis=1)
+            if self._digital_rows:  # a line is high in a point if it was high at all
+                values[:, self._digital_rows] = runs[:, :, self._digital_rows].max(axis=1)
             if self._scaled:
                 values *= self._scale
         else:  # no mean of one, no product with ones: the window's append casts and copies
@@ -263,7 +276,20 @@ class TraceBuilder:
         if stamps is not None:
             return stamps[:used].reshape(points, -1).mean(axis=1)
         index = np.arange(self._count, self._count + points, dtype=np.float64)
-        return index if self.timing == "RANDOM" else index / self.data_rate
+        return index if self.timing == "RANDOM" else self._x_start + index / self.data_rate
+
+    def start_at(self, x_start: float) -> None:
+        """Give the first point (of a ``CONSTANT`` trace) the x value ``x_start`` instead of 0
+        (an event stream's rate trace starts at its first event's time).
+
+        Raises
+        ------
+        RuntimeError
+            Once the trace has points.
+        """
+        if self._count:
+            raise RuntimeError("the trace has points already: its start cannot move")
+        self._x_start = float(x_start)
 
     def _update_average(self) -> None:
         """Centred averages of the new centres: each needs width // 2 points either side."""

@@ -6,6 +6,13 @@ built (so a window that does not fit in memory changes nothing), the streamer is
 and only then are they adopted. What the logic shows and saves is :meth:`TraceSetup.in_force`:
 the adopted settings at the rate the stream really has, since another consumer of a shared
 stream may have set it while this logic was idle.
+
+Kinds of stream (from the stream's description, ``declared_extra``): channels it declares
+``digital_channels`` are 0/1 lines, never averaged nor shown as counts per second; an event
+stream (``kind: events``) shows one rate trace per event channel
+(:class:`~qudi.logic.instream.event_trace.EventRateTrace`), its trace settings choosing the
+bins (``data_rate`` x ``oversampling_factor`` bins per second) and never the stream's rate,
+which stays the event rate the streamer has.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qudi.logic.instream.event_trace import EventRateTrace, event_channels_of
 from qudi.logic.instream.frames import FrameReader
 from qudi.logic.instream.settings import (
     TRACE_SETTING_KEYS,
@@ -39,6 +47,7 @@ from qudi.util.instream.raw_scaling import scaled_units, scaling_of
 __all__ = ["SetupOptions", "TraceSetup"]
 
 DEFAULT_WINDOW_S = 6.0
+EVENT_BIN_RATES = (1e-3, 1e6)  # bins per second an event stream's rate trace may have
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class TraceSetup:
         self._settings: TraceSettings | None = None  # adopted by apply() or take_stream()
         self._averaged: list[str] = []
         self._extra: Mapping[str, Any] = {}  # the stream's description extra (raw scaling)
+        self._events: list[str] | None = None  # an event stream's channels (None: samples)
 
     # ---------------------------------------------------------------------- in force
     @property
@@ -89,9 +99,25 @@ class TraceSetup:
 
     @property
     def averaged(self) -> list[str]:
-        """The averaged channels among the active ones."""
-        active = self.active
-        return [ch for ch in self._averaged if ch in active]
+        """The averaged channels among the active ones (never a digital line)."""
+        active, lines = self.active, set(self.digital)
+        return [ch for ch in self._averaged if ch in active and ch not in lines]
+
+    @property
+    def digital(self) -> list[str]:
+        """The active channels the stream declares digital lines (0/1)."""
+        declared = self._extra.get("digital_channels", [])
+        return [ch for ch in self.active if ch in declared]
+
+    @property
+    def event_channels(self) -> list[str] | None:
+        """An event stream's channels (each a rate trace), None for a stream of samples."""
+        return None if self._events is None else list(self._events)
+
+    @property
+    def shown(self) -> list[str]:
+        """The channels of the trace: the active ones, or an event stream's channels."""
+        return self.active if self._events is None else list(self._events)
 
     @property
     def timing(self) -> str:
@@ -102,6 +128,8 @@ class TraceSetup:
         """The adopted settings at the rate the stream has now."""
         if self._settings is None:
             raise RuntimeError("no trace settings were adopted yet")
+        if self._events is not None:  # its bins are this logic's own: nothing to follow
+            return self._settings
         rate = float(self._streamer().sample_rate)
         return in_force(self._settings, rate, self._limit(self.active, self.averaged))
 
@@ -125,10 +153,14 @@ class TraceSetup:
         return {**settings, "active_channels": active, "averaged_channels": averaged}
 
     def units(self, channels: Iterable[str]) -> dict[str, str]:
-        """Units of ``channels`` as the trace shows them (counts per sample as ``c/s``)."""
+        """Units of ``channels`` as the trace shows them (counts per sample as ``c/s``; an
+        event stream's channels are rates, ``c/s``)."""
+        if self._events is not None:
+            return dict.fromkeys(channels, "c/s")
         units = scaled_units(self._extra, self._streamer().constraints.channel_units)
         options = self.options
-        return shown_units(units, channels, options.count_units, options.calc_digital_freq)
+        to_rate, digital = options.calc_digital_freq, self.digital
+        return shown_units(units, channels, options.count_units, to_rate, digital)
 
     # ----------------------------------------------------------------------- changes
     def restore(self, saved: Mapping[str, Any], log: logging.Logger):
@@ -163,6 +195,7 @@ class TraceSetup:
             except (ValueError, MemoryError) as invalid:  # saved settings not usable any more
                 log.warning(f"saved trace settings not usable ({invalid}); using defaults")
                 rate = self._streamer().constraints.sample_rate.default
+                rate = rate if self._events is None else 50.0  # bins per second
                 return self.apply(active, averaged, default_settings(rate), running=False)
         except StreamBusyError as busy:
             # another consumer streams with other settings: follow the stream as it is
@@ -210,13 +243,18 @@ class TraceSetup:
             What the streamer's ``configure`` raises (``StreamBusyError``).
         """
         streamer = self._streamer()
+        self._look_at_stream(streamer)
         limit = self._limit(active, averaged)
-        checked = checked_trace_settings(settings, streamer.constraints.sample_rate.bounds, limit)
+        bounds = streamer.constraints.sample_rate.bounds if self._events is None else None
+        checked = checked_trace_settings(settings, bounds or EVENT_BIN_RATES, limit)
         builder = self._builder(active, averaged, checked, not running)  # MemoryError: no change
         buffer_size = self.options.channel_buffer_size
-        configure_stream(streamer, active, checked.sample_rate, buffer_size, running)
+        rate = checked.sample_rate if self._events is None else float(streamer.sample_rate)
+        configure_stream(streamer, active, rate, buffer_size, running)
         self._settings, self._averaged = checked, list(averaged)
-        if not math.isclose(float(streamer.sample_rate), checked.sample_rate, rel_tol=1e-9):
+        if self._events is None and not math.isclose(
+            float(streamer.sample_rate), checked.sample_rate, rel_tol=1e-9
+        ):
             del builder  # the streamer set another rate than asked: build for that one
             return self.new_trace(placeholder=not running)
         return builder, self._frame_reader(active, checked)
@@ -231,7 +269,9 @@ class TraceSetup:
         seconds = DEFAULT_WINDOW_S
         if isinstance(window, (int, float)) and math.isfinite(window) and window > 0:
             seconds = float(window)
-        self._settings = TraceSettings(1, width, seconds, float(self._streamer().sample_rate))
+        self._look_at_stream(self._streamer())
+        rate = float(self._streamer().sample_rate) if self._events is None else 50.0
+        self._settings = TraceSettings(1, width, seconds, rate)
         self._averaged = list(averaged)
         return self.new_trace(placeholder=True)
 
@@ -240,31 +280,60 @@ class TraceSetup:
 
         ``placeholder``: show a window of zeros until the first point (see ``TraceBuilder``).
         """
+        self._look_at_stream(self._streamer())
         settings = self.follow()
         active, averaged = self.active, self.averaged
         builder = self._builder(active, averaged, settings, placeholder)
         return builder, self._frame_reader(active, settings)
 
     # --------------------------------------------------------------------- internals
+    def _look_at_stream(self, streamer) -> None:
+        """What the stream declares: raw scaling, digital lines, events (see the docstring)."""
+        self._extra = declared_extra(streamer)
+        self._events = event_channels_of(self._extra)
+
     def _limit(self, channels: Sequence[str], averaged: Sequence[str]) -> PointLimit:
         timestamps = self.timing == "TIMESTAMP"
+        if self._events is not None:  # each event channel is a curve (all averaged or none)
+            channels, averaged = self._events, self._events if averaged else []
         return PointLimit(self.options.max_trace_bytes, len(channels), len(averaged), timestamps)
 
-    def _builder(self, channels, averaged, settings: TraceSettings, placeholder) -> TraceBuilder:
+    def _builder(self, channels, averaged, settings: TraceSettings, placeholder):
+        """The trace: a TraceBuilder, or for an event stream an EventRateTrace."""
         streamer, options = self._streamer(), self.options
-        self._extra = declared_extra(streamer)  # raw codes: shown in volts (scaled once)
+        if self._events is not None:  # 'events' averaged: every event channel is
+            return EventRateTrace(
+                self._events,
+                settings.data_rate,
+                settings.trace_window_size,
+                oversampling=settings.oversampling_factor,
+                moving_average_width=settings.moving_average_width,
+                averaged=self._events if averaged else [],
+                placeholder=placeholder,
+            )
+        lines = set(self.digital)  # raw codes: shown in volts (scaled once)
+        averaged = [ch for ch in averaged if ch not in lines]
         raw = scaling_of(self._extra, list(channels))
         units, to_rate = options.count_units, options.calc_digital_freq
-        constraints = streamer.constraints
         return build_trace(
-            constraints, channels, averaged, settings, units, to_rate, placeholder, raw
+            streamer.constraints,
+            channels,
+            averaged,
+            settings,
+            units,
+            to_rate,
+            placeholder,
+            raw,
+            [ch for ch in channels if ch in lines],
         )
 
     def _frame_reader(self, channels: Sequence[str], settings: TraceSettings) -> FrameReader:
+        streamer = self._streamer()
+        rate = settings.sample_rate if self._events is None else float(streamer.sample_rate)
         return FrameReader(
             len(channels),
-            self._streamer().constraints.data_type,
-            settings.sample_rate,
+            streamer.constraints.data_type,
+            rate,
             self.options.max_frame_rate,
             self.timing == "TIMESTAMP",
         )
