@@ -30,6 +30,14 @@ nearest its voltage (clipped to -32768..32767 as a saturated ADC), so the scaled
 scaled codes agree to within a code. The ramps run far beyond any range: a test of raw reads
 gives the card an ``analog_signal`` within it.
 
+Digital input lines as on a 6363: port0 has 32 lines, port1 and port2 8 each; only port0's
+lines can be sample-clocked (``di_samp_clk_supported``), and a task that clocks another port's
+line fails at verify (-200077). Line ``L`` reads ``(e >> (L % 16)) & 1`` at clock edge ``e``
+(a binary counter: line0 toggles at every edge), or ``card.digital_signal(edges, L)``. A read of
+a line channel with ``read_digital_u32`` gives its state at the line's bit in the port
+(``1 << L``) or, with ``card.line_value_as_bit = False``, as 1: NI does not say here which of
+the two the driver returns for a one-line channel, so the streamer must take either.
+
 Terminal configurations as on a 63xx: multiplexed cards take RSE, NRSE and DIFF on ai0-7 and
 ai16-23 and only RSE, NRSE on ai8-15 and ai24-31 (DEFAULT means DIFF where DIFF exists, else
 RSE); simultaneous cards (6366, 6368) are DIFF only. Another configuration fails (-200077).
@@ -67,7 +75,14 @@ FIFO_OVERFLOW_2, FIFO_OVERFLOW, COUNTER_OVERFLOW = -200361, -200010, -200141
 ADC_OVERRUN, TRANSFER_ABORTED, DEVICE_GONE = -200019, -50405, -201003
 
 # attribute ids nidaqmx passes to the interpreter (from nidaqmx's generated property code)
-DEVICE_STRINGS = {0x631: "product_type", 0x231E: "ai", 0x2324: "ci", 0x2325: "co", 0x2A40: "terms"}
+DEVICE_STRINGS = {
+    0x631: "product_type",
+    0x231E: "ai",
+    0x2324: "ci",
+    0x2325: "co",
+    0x2A40: "terms",
+    0x2320: "di",
+}
 DEVICE_DOUBLES = {
     0x298C: "ai_max_single_rate",
     0x298D: "ai_max_multi_rate",
@@ -82,6 +97,7 @@ AI_TERM_CFG, PHYS_TERM_CFGS, AI_DEV_SCALING_COEFF = 0x1097, 0x2342, 0x1930
 TERM_BITS = {"RSE": 1, "NRSE": 2, "DIFF": 4, "PSEUDO_DIFF": 8}  # nidaqmx's _TermCfg bitfield
 ROUTE_IN_USE = -89137  # a terminal both driven by a counter output and used as an input
 SIMULTANEOUS, COUNTER_BITS, AI_RANGES, DEVICE_NAMES = 0x298F, 0x299F, 0x2990, 0x193B
+DI_SAMP_CLK_SUPPORTED = 0x29A5  # a physical line's: can a sample clock time it
 # terminals a counter may count, or make a pulse train from
 TIMEBASES = {"100kHzTimebase": 100e3, "20MHzTimebase": 20e6, "100MHzTimebase": 100e6}
 
@@ -105,6 +121,17 @@ class SimulatedCard:
     external_clocks: dict[str, float] = field(default_factory=dict)  # 'PFI11': Hz
     # (edges, input number) -> volts; None: the ramps e + N / 8
     analog_signal: object = None
+    di_ports: tuple[int, ...] = (32, 8, 8)  # lines per port
+    clocked_ports: tuple[int, ...] = (0,)  # ports whose lines a sample clock can time
+    # (edges, line number) -> 0/1; None: (e >> (line % 16)) & 1
+    digital_signal: object = None
+    line_value_as_bit: bool = True  # a line reads 1 << line (True) or 1 (False) when high
+
+    def line_states(self, edges: np.ndarray, line: int) -> np.ndarray:
+        """What line ``line`` of a port reads at these sample clock edges (0 or 1)."""
+        if self.digital_signal is None:
+            return (np.asarray(edges, np.int64) >> (line % 16)) & 1
+        return np.asarray(self.digital_signal(edges, line), np.int64) & 1
 
     def volts(self, edges: np.ndarray, ai: int) -> np.ndarray:
         """What analog input ``ai`` reads at these sample clock edges."""
@@ -139,7 +166,9 @@ class SimulatedCard:
         if what in ("ci", "co"):
             return ", ".join(f"{dev}/ctr{i}" for i in range(self.counters))
         if what == "di":  # port0 is the hardware-timed port of X-series cards
-            return ", ".join(f"{dev}/port0/line{i}" for i in range(32))
+            return ", ".join(
+                f"{dev}/port{p}/line{i}" for p, n in enumerate(self.di_ports) for i in range(n)
+            )
         terminals = [f"PFI{i}" for i in range(self.pfi_lines)]
         terminals += ["ai/SampleClock", *TIMEBASES]
         terminals += [f"Ctr{i}InternalOutput" for i in range(self.counters)]
@@ -192,6 +221,8 @@ class FakeDaqmx:
         "get_chan_attribute_double",
         "get_chan_attribute_int32",
         "get_physical_chan_attribute_int32",
+        "get_physical_chan_attribute_bool",
+        "read_digital_u32",
         "cfg_samp_clk_timing",
         "cfg_implicit_timing",
         "get_timing_attribute_double",
@@ -373,7 +404,16 @@ class FakeDaqmx:
         self._add_channel(task, "ci", counter, name_to_assign_to_channel, term=None)
 
     def create_di_chan(self, task, lines, name_to_assign_to_lines, line_grouping):
-        self._add_channel(task, "di", lines, name_to_assign_to_lines)
+        assert "," not in lines and ":" not in lines, "the fake takes one line per call"
+        self._add_channel(task, "di", lines, name_to_assign_to_lines, grouping=line_grouping)
+
+    def get_physical_chan_attribute_bool(self, physical_channel, attribute):
+        assert attribute == DI_SAMP_CLK_SUPPORTED, hex(attribute)
+        device, _, name = physical_channel.partition("/")
+        card = self._device(device)
+        if name not in card.strings("di").replace(f"{device}/", "").split(", "):
+            raise DaqError(f"Physical channel {physical_channel!r} does not exist.", -200170)
+        return int(name.split("/")[0][4:]) in card.clocked_ports
 
     def create_co_pulse_chan_freq(
         self,
@@ -522,6 +562,19 @@ class FakeDaqmx:
     def _verify(self, fake: FakeTask) -> None:
         if fake.kind in ("ai", "ci", "di"):
             assert fake.mode is not None, "an input task needs sample clock timing"
+        unclocked = [
+            c["physical"]
+            for c in fake.channels
+            if fake.kind == "di"
+            and int(c["physical"].split("/")[0][4:]) not in self.card.clocked_ports
+        ]
+        if unclocked:  # as on X-series: only port0 has a buffer for clocked input
+            raise DaqError(
+                "Requested value is not a supported value for this property.\n"
+                f"Property: SampTimingType\nRequested Value: Sample Clock\nChannel: {unclocked}",
+                NOT_SUPPORTED_VALUE,
+                fake.name,
+            )
         if fake.kind == "ai":  # with an external clock: the maximum rate it expects
             count = len(fake.channels)
             limit = self.card.ai_max_single_rate if count == 1 else self.card.ai_max_multi_rate
@@ -627,6 +680,18 @@ class FakeDaqmx:
             line = int(terminal.rsplit("PFI", 1)[1])
             since_start = _photons_until(edges, line) - _photons_until(first - 1, line)
         read_array[:count] = (since_start % 2**32).astype(np.uint32)  # a 32-bit counter wraps
+        return read_array, count
+
+    def read_digital_u32(self, task, num_samps_per_chan, timeout, fill_mode, read_array):
+        fake = self._task(task)
+        assert fake.kind == "di"
+        count = self._take(fake, num_samps_per_chan, fill_mode, read_array, np.uint32)
+        edges = fake.first_edge + fake.read - count + np.arange(count, dtype=np.int64)
+        block = read_array.reshape(len(fake.channels), num_samps_per_chan)
+        for row, channel in zip(block, fake.channels, strict=True):
+            line = int(channel["physical"].rsplit("line", 1)[1])
+            high = self.card.line_states(edges, line)
+            row[:count] = high << line if self.card.line_value_as_bit else high
         return read_array, count
 
     def _take(self, fake, count, fill_mode, array, dtype) -> int:

@@ -28,7 +28,9 @@ def test_docstring_example_is_valid_and_activates(make_streamer, card):
     (entry,) = example.values()
     assert entry["module.Class"] == "instream.ni_daq.NIXSeriesInStreamer"
     streamer = make_streamer(**entry["options"])
-    assert streamer.active_channels == ["PFI8", "PFI9", "ai0", "ai1"]
+    lines = [f"port0/line{n}" for n in range(4)]
+    assert streamer.active_channels == ["PFI8", "PFI9", "ai0", "ai1", *lines]
+    assert streamer.stream_extra == {"digital_channels": lines}
 
 
 def test_shipped_config_activates_and_streams(make_streamer, fake):

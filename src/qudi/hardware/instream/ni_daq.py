@@ -1,4 +1,5 @@
-"""NIXSeriesInStreamer: photon counting on PFI lines and analog inputs of an NI X-series card.
+"""NIXSeriesInStreamer: photon counting on PFI lines, analog inputs and clocked digital lines
+of an NI X-series card.
 
 Example config (copy into the ``hardware:`` section)::
 
@@ -8,6 +9,7 @@ Example config (copy into the ``hardware:`` section)::
             device_name: 'Dev1'
             digital_sources: ['PFI8', 'PFI9']      # optional: PFI lines counted as photon counters
             analog_sources: ['ai0', 'ai1']          # optional: analog inputs, in V
+            digital_lines: 'port0/line0:3'          # optional: clocked digital inputs, 0 or 1
             external_sample_clock_source: null      # optional: e.g. 'PFI11' to clock from outside
             external_sample_clock_frequency: null   # Hz, required with an external clock
             adc_voltage_range: [-10, 10]            # optional: V, range of every analog input
@@ -39,6 +41,14 @@ consumers scale once with ``qudi.util.instream.raw_scaling``.
 An analog input's terminal ``DEFAULT`` is what the card chooses: on a multiplexed 63xx that is
 DIFF for ai0-7 and ai16-23 (a single-ended signal wired against AI GND is then measured
 against the floating ai8-15) and RSE for the others; the configuration in force is logged.
+
+Digital lines (``digital_lines``: a string or list in DAQmx's spelling, ``'port0/line0:3'``,
+``'Dev1/port0/line5'``) are read on the same sample clock as the other channels, one channel
+per line named after it (``port0/line0``, unit ``""``, values 0 and 1 in the stream's dtype),
+and declared in the stream's description (``stream_extra["digital_channels"]``). An X-series
+card buffers digital input on port0 only: a line that cannot be clocked is refused, naming the
+lines that can. Without analog inputs a spare counter makes their clock (as for counters
+alone); on an external clock the digital task takes it and clocks the counters in turn.
 
 The tasks that are clocked start before the task that makes the clock, so none misses an edge.
 The driver's buffer never overwrites unread samples: a stream that is not read in time stops
@@ -106,6 +116,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
     _read_write_timeout = ConfigOption("read_write_timeout", default=10)
     _clock_output_terminal = ConfigOption("clock_output_terminal", default=None)
     _raw_analog = ConfigOption("raw_analog", default=False)
+    _digital_lines = ConfigOption("digital_lines", default=[])
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -136,6 +147,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 "read_write_timeout": self._read_write_timeout,
                 "clock_output_terminal": self._clock_output_terminal,
                 "raw_analog": self._raw_analog,
+                "digital_lines": self._digital_lines,
             }
         )
         self._constraints = self._card.constraints()
@@ -205,9 +217,14 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
 
     @property
     def stream_extra(self) -> dict:
-        """A description's ``extra``: with ``raw_analog`` the polynomials (``raw_scaling``)."""
+        """A description's ``extra``: with ``raw_analog`` the polynomials (``raw_scaling``);
+        the active digital lines as ``digital_channels``."""
         coefficients = self.scaling_coefficients
-        return scaling_extra(coefficients) if coefficients else {}
+        extra = scaling_extra(coefficients) if coefficients else {}
+        lines = [ch for ch in self._settings.channels if ch in self._card.lines]
+        if lines:
+            extra["digital_channels"] = lines
+        return extra
 
     def configure(
         self,
@@ -438,6 +455,7 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 card.timeout,
                 card.clock_terminal,
                 raw=card.raw,
+                lines=card.lines,
             )
         except nidaqmx.errors.Error as exc:
             message = start_failure(exc, card.device.name)
@@ -448,29 +466,8 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
                 f"{settings.mode.name}, {settings.buffer_size} samples, {settings.rate} Hz: "
                 f"{daq_reason(exc)}"
             ) from exc
-        self._log_tasks(tasks)
+        _log_tasks(self.log, tasks, self._card)
         return tasks
-
-    def _log_tasks(self, tasks: Tasks) -> None:
-        """Say what the driver set up, so the log of a first run on a card shows it."""
-        if tasks.terminals:
-            asked = {name: self._card.analog[name].terminal for name in tasks.terminals}
-            self.log.info(
-                "%s: terminal configuration in force: %s",
-                tasks.device.name,
-                ", ".join(
-                    f"{name} {cfg}" + (" (DEFAULT)" if asked[name] == "DEFAULT" else "")
-                    for name, cfg in tasks.terminals.items()
-                ),
-            )
-        if tasks.clock_counter is not None:
-            self.log.info(
-                "%s: the sample clock is made by %s at %s Hz; its output terminal: %s",
-                tasks.device.name,
-                tasks.clock_counter,
-                tasks.rate,
-                tasks.clock_output or "none (it stays inside the card)",
-            )
 
     def _close_tasks(self) -> None:
         tasks, self._tasks = self._tasks, None
@@ -490,3 +487,25 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         dtype, channels = np.dtype(self._constraints.data_type), len(self._settings.channels)
         data, _, _ = check_read_buffers(data_buffer, timestamp_buffer, channels, dtype, False)
         return data
+
+
+def _log_tasks(log, tasks: Tasks, card: CardOptions) -> None:
+    """Say what the driver set up, so the log of a first run on a card shows it."""
+    if tasks.terminals:
+        asked = {name: card.analog[name].terminal for name in tasks.terminals}
+        log.info(
+            "%s: terminal configuration in force: %s",
+            tasks.device.name,
+            ", ".join(
+                f"{name} {cfg}" + (" (DEFAULT)" if asked[name] == "DEFAULT" else "")
+                for name, cfg in tasks.terminals.items()
+            ),
+        )
+    if tasks.clock_counter is not None:
+        log.info(
+            "%s: the sample clock is made by %s at %s Hz; its output terminal: %s",
+            tasks.device.name,
+            tasks.clock_counter,
+            tasks.rate,
+            tasks.clock_output or "none (it stays inside the card)",
+        )

@@ -35,6 +35,11 @@ __all__ = ["TERMINALS", "CardOptions", "checked_options"]
 TERMINALS = ("DEFAULT", "RSE", "NRSE", "DIFF", "PSEUDO_DIFF")
 COUNT_UNIT = "c/s"  # counting channels carry counts per second, whatever the sample rate
 RAW_UNIT = "code"  # raw_analog: analog inputs carry the ADC's int16 codes
+LINE_UNIT = ""  # digital lines carry 0 and 1
+_LINES = re.compile(
+    r"(?:(?P<device>[^/\s]+)/)?port(?P<port>\d+)/line(?P<first>\d+)(?::(?P<last>\d+))?",
+    re.IGNORECASE,
+)
 
 
 def _is_number(value: object) -> bool:
@@ -63,6 +68,7 @@ class CardOptions:
     buffer_limit: int  # largest buffer, samples per channel
     clock_terminal: str | None = None  # PFI line the counter clock is exported to, or None
     raw: bool = False  # raw_analog: int16 codes, scaled by each channel's polynomial
+    lines: tuple[str, ...] = ()  # clocked digital input lines ('port0/line0'), by channel name
 
     def sample_clock(self) -> dict:
         """What ticks the samples, as a stream declares it (``ClockedSource`` in
@@ -81,11 +87,12 @@ class CardOptions:
         Returns
         -------
         DataInStreamConstraints
-            Channels in option order (digital sources first), float64 samples (int16 codes
-            with ``raw_analog``), CONSTANT timing.
+            Channels in option order (digital sources first, digital lines last), float64
+            samples (int16 codes with ``raw_analog``), CONSTANT timing.
         """
         units = {name: COUNT_UNIT for name in self.digital}
         units.update({name: RAW_UNIT if self.raw else "V" for name in self.analog})
+        units.update({name: LINE_UNIT for name in self.lines})
         if self.external_clock is not None:
             frequency = self.external_clock[1]
             rate = ScalarConstraint(default=frequency, bounds=(frequency, frequency))
@@ -199,6 +206,7 @@ def checked_options(options: Mapping[str, object]) -> CardOptions:
     )
     device = read_device(_checked_device_name(options["device_name"]))
     digital = _checked_digital(options["digital_sources"], device)
+    lines = checked_lines(options.get("digital_lines"), device)
     analog = _checked_analog(options, device)
     external_clock = _checked_external_clock(
         options["external_sample_clock_source"],
@@ -216,9 +224,89 @@ def checked_options(options: Mapping[str, object]) -> CardOptions:
             "each PFI line needs one, and a clock needs one more without analog sources",
         )
     raw = _checked_raw(options.get("raw_analog", False), digital)
+    if raw and lines:
+        raise option_error(
+            "raw_analog",
+            options["raw_analog"],
+            f"streams the int16 codes of analog inputs only, each with its polynomial to volts; "
+            f"digital_lines {list(lines)} have none: leave digital_lines empty, or raw_analog "
+            "false",
+        )
     return CardOptions(
-        device, digital, analog, external_clock, timeout, buffer_limit, clock_terminal, raw
+        device, digital, analog, external_clock, timeout, buffer_limit, clock_terminal, raw, lines
     )
+
+
+def checked_lines(value: object, device: Device) -> tuple[str, ...]:
+    """The ``digital_lines`` option as line names ``'port0/line0'``, ... in the order given.
+
+    Takes a string or a list of strings in DAQmx's spelling, with or without the device:
+    ``'Dev1/port0/line0:3'``, ``'port0/line5'``, ``'port0/line0:1, port0/line7'``. A range
+    includes both ends. Only lines a sample clock can time are taken (on X-series port0; the
+    driver says per line).
+
+    Raises
+    ------
+    ValueError
+        Naming ``digital_lines``, the value and the card's valid (clocked) lines.
+    """
+    if value is None or value == "" or value == []:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise option_error(
+            "digital_lines", value, "use a string such as 'port0/line0:3' or a list of them"
+        )
+    names: list[str] = []
+    for part in (p.strip().strip("/") for item in items for p in item.split(",")):
+        match = _LINES.fullmatch(part)
+        if match is None or (match["device"] and match["device"] != device.name):
+            raise option_error(
+                "digital_lines",
+                value,
+                f"{part!r} names no lines of {device.name}: use 'port0/line0:3' or "
+                f"'{device.name}/port0/line5'; lines that can be clocked: "
+                f"{_ranges(device.di_clocked)}",
+            )
+        first, last = int(match["first"]), int(match["last"] or match["first"])
+        step = 1 if last >= first else -1
+        names += [f"port{int(match['port'])}/line{n}" for n in range(first, last + step, step)]
+    unknown = [n for n in names if n not in device.di_lines]
+    unclocked = [n for n in names if n in device.di_lines and n not in device.di_clocked]
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if unknown or unclocked or doubled:
+        problems = [
+            f"{device.name} has no {unknown}" if unknown else "",
+            f"{unclocked} cannot be sample-clocked (X-series buffer digital input on port0 only)"
+            if unclocked
+            else "",
+            f"{doubled} named twice" if doubled else "",
+        ]
+        raise option_error(
+            "digital_lines",
+            value,
+            "; ".join(p for p in problems if p)
+            + f"; lines of {device.name} that can be clocked: {_ranges(device.di_clocked)}",
+        )
+    return tuple(names)
+
+
+def _ranges(lines: tuple[str, ...]) -> str:
+    """'port0/line0:31, port1/line0:7' for a list of lines, for messages."""
+    ports: dict[str, list[int]] = {}
+    for line in lines:
+        port, _, number = line.partition("/line")
+        ports.setdefault(port, []).append(int(number))
+    parts = []
+    for port, numbers in ports.items():
+        runs: list[list[int]] = []
+        for n in sorted(numbers):
+            if runs and n == runs[-1][1] + 1:
+                runs[-1][1] = n
+            else:
+                runs.append([n, n])
+        parts += [f"{port}/line{a}" + (f":{b}" if b != a else "") for a, b in runs]
+    return ", ".join(parts) if parts else "none"
 
 
 def _checked_raw(value: object, digital: tuple[str, ...]) -> bool:
@@ -329,9 +417,11 @@ def _checked_analog(options: Mapping[str, object], device: Device) -> dict[str, 
             f"name each analog input of {device.name} at most once; unknown: {unknown}; "
             f"valid: {list(device.analog_inputs)}",
         )
-    if not names and not options["digital_sources"]:
+    if not names and not options["digital_sources"] and not options.get("digital_lines"):
         raise option_error(
-            "analog_sources", sources, "configure at least one analog or digital source"
+            "analog_sources",
+            sources,
+            "configure at least one analog or digital source, or digital_lines",
         )
     default_range = _checked_range("adc_voltage_range", options["adc_voltage_range"], device)
     settings = options["analog_channel_settings"]

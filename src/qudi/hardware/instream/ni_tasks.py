@@ -2,10 +2,15 @@
 
 Pure nidaqmx, public API only: :func:`read_device` asks the driver what a card offers
 (:class:`Device`); :class:`Tasks` builds, starts, reads and closes the tasks that stream one
-configuration (an analog task, a counter task per counted terminal and, for counters alone, a
-counter-output task that makes their clock or a digital-input task that passes an external one
-on), with every sample of every task aligned. The qudi
+configuration (an analog task, a counter task per counted terminal, a digital-input task for
+clocked digital lines and, without analog inputs, a counter-output task that makes the clock or
+the digital-input task on an external one), with every sample of every task aligned. The qudi
 module around it is ``ni_daq.NIXSeriesInStreamer``.
+
+Digital lines are read one channel per line (``LineGrouping.CHAN_PER_LINE``) with nidaqmx's
+``DigitalMultiChannelReader.read_many_sample_port_uint32`` (DAQmxReadDigitalU32; nidaqmx has no
+many-sample line reader, ni/nidaqmx-python#584): a line's value is 0 or non-zero (where in the
+port's bits DAQmx puts it does not matter) and is delivered as 0 or 1.
 
 Counting channels are delivered as rates: the counts of each sample clock period times the rate
 the driver set, in counts per second. With ``raw`` the analog inputs are read unscaled (int16
@@ -32,6 +37,7 @@ try:  # the module must import without nidaqmx, so activation can say what is mi
         AnalogMultiChannelReader,
         AnalogUnscaledReader,
         CounterReader,
+        DigitalMultiChannelReader,
     )
 except ImportError:  # pragma: no cover - nidaqmx is a dependency of this package
     nidaqmx = None
@@ -117,6 +123,8 @@ class Device:
     counter_timebase: float  # Hz, fastest counter input timebase
     counter_bits: int
     clock_timebase: tuple[str, float] = ("100MHzTimebase", 100e6)  # counter output's, for clocks
+    di_lines: tuple[str, ...] = ()  # 'port0/line0', ... every digital input line
+    di_clocked: tuple[str, ...] = ()  # the lines a sample clock can time (port0 on X-series)
 
     def max_rate(self, analog_inputs: int) -> float:
         """Fastest sample clock with this many analog inputs (per channel, Hz)."""
@@ -199,7 +207,28 @@ def read_device(name: str) -> Device:
         counter_timebase=float(device.ci_max_timebase),
         counter_bits=int(device.ci_max_size),
         clock_timebase=timebases[0] if timebases else TIMEBASE_TERMINALS[0],
+        **_digital_lines(name, device),
     )
+
+
+def _digital_lines(name: str, device) -> dict[str, tuple[str, ...]]:
+    """The card's digital input lines, and those a sample clock can time: each line asked
+    (``di_samp_clk_supported``); a driver that cannot tell gets the X-series rule, port0."""
+    lines = tuple(_line_name(c) for c in device.di_lines.channel_names)
+    clocked = []
+    for line in lines:
+        try:
+            supported = nidaqmx.system.PhysicalChannel(f"{name}/{line}").di_samp_clk_supported
+        except nidaqmx.errors.Error:
+            supported = line.startswith("port0/")
+        if supported:
+            clocked.append(line)
+    return {"di_lines": lines, "di_clocked": tuple(clocked)}
+
+
+def _line_name(physical: str) -> str:
+    """'Dev1/port0/line3' -> 'port0/line3'."""
+    return "/".join(physical.strip().strip("/").split("/")[-2:])
 
 
 def supported_terminals(device: str, analog_input: str) -> tuple[str, ...]:
@@ -223,10 +252,11 @@ def device_names() -> list[str]:
 class Tasks:
     """The DAQmx tasks of one configuration, built, started, read and closed together.
 
-    One analog task (if analog inputs stream), one counter task per PFI line and, when only
-    counters stream, a counter-output task that makes their clock (internal clock) or a
-    digital-input task on ``port0/line0`` whose sample clock they share (external clock). Every
-    task this object created is closed by :meth:`close`, also when building fails half-way.
+    One analog task (if analog inputs stream), one counter task per PFI line, one digital-input
+    task for the digital lines and, without analog inputs, a counter-output task that makes the
+    clock (internal clock); on an external clock the digital-input task (on ``port0/line0`` if
+    no line streams) makes the edges the counters latch on. Every task this object created is
+    closed by :meth:`close`, also when building fails half-way.
 
     Parameters
     ----------
@@ -249,6 +279,8 @@ class Tasks:
         counter output otherwise drives its default pin, PFI12 + N for ctrN on 63xx).
     raw : bool, optional
         Read the analog inputs as int16 codes (only without counters: one dtype per stream).
+    lines : tuple of str, optional
+        The clocked digital input lines (``'port0/line0'``, ...), by channel name.
 
     Raises
     ------
@@ -267,6 +299,7 @@ class Tasks:
         timeout: float,
         clock_terminal: str | None = None,
         raw: bool = False,
+        lines: tuple[str, ...] = (),
     ):
         self.device = device
         self.raw = raw
@@ -277,6 +310,9 @@ class Tasks:
         self.ai_reader = None
         self.ai_columns: list[int] = []
         self.counters: list[tuple[int, nidaqmx.Task, CounterReader]] = []
+        self.di_task = None  # digital lines, read (None: no line streams)
+        self.di_reader = None
+        self.di_columns: list[int] = []
         self.clock_task = None  # the task whose start starts the clock (None: external clock)
         self.clock_counter: str | None = None  # the counter that makes the clock, if one does
         self.clock_output: str | None = None  # where the driver says that clock goes ('': nowhere)
@@ -286,7 +322,7 @@ class Tasks:
         self.rate = float(settings.rate)
         self.running = False
         try:
-            self._build(owner, digital, analog, external_clock)
+            self._build(owner, digital, analog, external_clock, lines)
         except BaseException:
             self.close()
             raise
@@ -295,6 +331,7 @@ class Tasks:
         chunk = min(CHUNK_SAMPLES, settings.buffer_size + 1)
         self._ai_scratch = np.empty(len(self.ai_columns) * chunk, np.int16 if raw else np.float64)
         self._counter_scratch = np.empty(chunk, np.uint32)
+        self._di_scratch = np.empty(len(self.di_columns) * chunk, np.uint32)
         self._diff_scratch = np.empty(chunk, np.uint32)
         self._chunk = chunk
 
@@ -304,7 +341,7 @@ class Tasks:
         self._all.append(task)
         return task
 
-    def _build(self, owner, digital, analog, external_clock) -> None:
+    def _build(self, owner, digital, analog, external_clock, lines) -> None:
         dev = self.device.name
         s = self.settings
         finite = s.mode == StreamingMode.FINITE
@@ -312,6 +349,7 @@ class Tasks:
         samples = s.buffer_size + 1  # plus the reference edge
         ai_names = [ch for ch in s.channels if ch in analog]
         counter_names = [ch for ch in s.channels if ch in digital]
+        line_names = [ch for ch in s.channels if ch in lines]
         free_counters = list(self.device.counters)
 
         clock_source = f"/{dev}/{external_clock[0]}" if external_clock else ""
@@ -327,10 +365,11 @@ class Tasks:
             reader = AnalogUnscaledReader if self.raw else AnalogMultiChannelReader
             self.ai_reader = reader(self.ai_task.in_stream)
             self.ai_columns = [s.channels.index(name) for name in ai_names]
-        elif counter_names and external_clock:
-            self.clock_task = self._external_clock_task(owner, clock_source, mode, samples)
+        elif external_clock:  # counters or lines: the digital task makes the edges
+            self.clock_task = self._digital_task(owner, line_names, clock_source, mode, samples)
             clock_source = f"/{dev}/di/SampleClock"
-        elif counter_names:
+            line_names = []  # read from the clock task
+        else:
             # the last free counter, PFI lines take the first
             self.clock_counter, task = self._free_counter(
                 free_counters[::-1], lambda counter: self._clock_task(owner, counter, mode, samples)
@@ -338,6 +377,8 @@ class Tasks:
             free_counters.remove(self.clock_counter)
             self.clock_task = task
             clock_source = f"/{dev}/{self.clock_counter.capitalize()}InternalOutput"
+        if line_names:
+            self._digital_task(owner, line_names, clock_source, mode, samples)
         for name in counter_names:
             counter, task = self._free_counter(
                 free_counters,
@@ -381,21 +422,35 @@ class Tasks:
             self.rate = float(task.timing.samp_clk_rate)
         return task
 
-    def _external_clock_task(
-        self, owner: str, clock_source: str, mode, samples: int
+    def _digital_task(
+        self, owner: str, line_names: list[str], clock_source: str, mode, samples: int
     ) -> nidaqmx.Task:
-        """Counters alone on an external clock: started one by one on it, each would take its
-        own first edge. A digital-input task on that clock, started last, makes the edges they
-        latch on (as the analog task does); it is never read, so it may overwrite."""
+        """The digital lines, one channel each, on ``clock_source``.
+
+        Without analog inputs on an external clock this task is also the clock of the counters
+        (started one by one on the external clock, each would take its own first edge): started
+        last, it makes the edges they latch on, as the analog task does. With no line to stream
+        it takes ``port0/line0``, is never read and may overwrite.
+        """
+        dev = self.device.name
         task = self._new_task(f"{owner}_di")
-        task.di_channels.add_di_chan(
-            f"{self.device.name}/port0/line0", name_to_assign_to_lines="clock"
-        )
+        for name in line_names or ["port0/line0"]:
+            task.di_channels.add_di_chan(
+                f"{dev}/{name}",
+                name_to_assign_to_lines=name if line_names else "clock",
+                line_grouping=daq.LineGrouping.CHAN_PER_LINE,
+            )
         task.timing.cfg_samp_clk_timing(
             self.rate, source=clock_source, sample_mode=mode, samps_per_chan=samples
         )
-        task.in_stream.input_buf_size = samples
-        task.in_stream.overwrite = daq.OverwriteMode.OVERWRITE_UNREAD_SAMPLES
+        if line_names:
+            self._configure_buffer(task, samples)
+            self.di_task = task
+            self.di_reader = DigitalMultiChannelReader(task.in_stream)
+            self.di_columns = [self.settings.channels.index(name) for name in line_names]
+        else:
+            task.in_stream.input_buf_size = samples
+            task.in_stream.overwrite = daq.OverwriteMode.OVERWRITE_UNREAD_SAMPLES
         task.control(daq.TaskMode.TASK_VERIFY)
         return task
 
@@ -531,6 +586,8 @@ class Tasks:
     def _all_inputs(self) -> Iterator[nidaqmx.Task]:
         if self.ai_task is not None:
             yield self.ai_task
+        if self.di_task is not None:
+            yield self.di_task
         for _, task, _ in self.counters:
             yield task
 
@@ -550,6 +607,13 @@ class Tasks:
                 else:
                     self.ai_reader.read_many_sample(block, with_skipped, timeout=self.timeout)
                 rows[:, self.ai_columns] = block[:, skip:].T
+            if self.di_reader is not None:
+                block = self._di_scratch[: len(self.di_columns) * with_skipped]
+                block = block.reshape(len(self.di_columns), with_skipped)
+                self.di_reader.read_many_sample_port_uint32(
+                    block, with_skipped, timeout=self.timeout
+                )
+                rows[:, self.di_columns] = block[:, skip:].T != 0  # a line: 0 or 1
             for (column, _, reader), last in zip(self.counters, self._last_counts, strict=True):
                 raw = self._counter_scratch[:with_skipped]
                 reader.read_many_sample_uint32(raw, with_skipped, timeout=self.timeout)
