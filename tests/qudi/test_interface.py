@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import math
+import pickle
 import re
 import subprocess
 import sys
@@ -81,6 +82,55 @@ def test_constraints_normalise_and_check_their_arguments():
         DataInStreamConstraints({"a": "V"}, "CONSTANT", [0], float, constraints.channel_buffer_size)
     with pytest.raises(TypeError, match="ScalarConstraint"):
         DataInStreamConstraints({"a": "V"}, "RANDOM", [0], float, 1024)
+
+
+# ------------------------------------------------------------- dtypes kept whole (issue 15)
+BUFFER = ScalarConstraint(default=1024, bounds=(1, 2**20), increment=1, enforce_int=True)
+EVENTS = np.dtype([("time", "<f8"), ("channel", "<u4"), ("value", "<f4")])
+MARKERS = np.dtype([("time", "<f8"), ("text", "S256")])
+
+
+@pytest.mark.parametrize("given", [EVENTS, MARKERS, EVENTS.descr, "S256", ">f8", "V16"])
+def test_a_dtype_its_scalar_type_cannot_rebuild_stays_whole(given):
+    """A struct's scalar type is np.void (no fields), text's np.bytes_ (no size), and a
+    big-endian float's np.float64 (native order): constraints keep the dtype instead."""
+    constraints = DataInStreamConstraints({"events": ""}, "RANDOM", [0], given, BUFFER)
+    assert constraints.dtype == np.dtype(given) == constraints.data_type
+    assert isinstance(constraints.data_type, np.dtype)
+    records = np.empty(3, constraints.data_type)  # what a consumer allocates for a read
+    assert records.dtype == np.dtype(given) and records.dtype.names == np.dtype(given).names
+
+
+@pytest.mark.parametrize("given", [float, np.float64, "float32", np.dtype("<i2"), "uint8"])
+def test_a_number_dtype_is_still_its_scalar_type_for_qudi_iqo_modules(given):
+    """Their logic calls issubclass(data_type, np.integer) and np.finfo(data_type)."""
+    constraints = DataInStreamConstraints({"a": "V"}, "RANDOM", [0], given, BUFFER)
+    assert constraints.data_type is np.dtype(given).type
+    assert issubclass(constraints.data_type, np.number)
+    assert constraints.dtype == np.dtype(given)
+
+
+def test_constraints_with_a_struct_survive_pickling_as_qudi_remote_sends_them():
+    constraints = DataInStreamConstraints({"events": ""}, "RANDOM", [0], EVENTS, BUFFER)
+    copy = pickle.loads(pickle.dumps(constraints))
+    assert copy.data_type == EVENTS and copy.dtype.names == ("time", "channel", "value")
+    assert copy.sample_timing is SampleTiming.RANDOM
+
+
+@pytest.mark.parametrize(
+    ("given", "why"),
+    [
+        (object, "holds Python objects"),
+        ([("time", "<f8"), ("note", "O")], "holds Python objects"),
+        ("S", "zero bytes per sample"),
+        (("<f8", (3,)), "is a subarray"),
+        ("float65", "is no numpy dtype"),
+        (None, "is no numpy dtype"),
+    ],
+)
+def test_a_dtype_no_ring_can_hold_is_refused_naming_data_type(given, why):
+    with pytest.raises(ValueError, match=rf"^data_type {re.escape(repr(given))}.*{why}"):
+        DataInStreamConstraints({"a": ""}, "RANDOM", [0], given, BUFFER)
 
 
 # ------------------------------------------------------------------- construction (issue 12)

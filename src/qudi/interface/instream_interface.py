@@ -39,6 +39,7 @@ from qudi.util.constraints import ScalarConstraint
 
 from qudi.util.instream import arrays
 from qudi.util.instream.arrays import as_channel_names, check_count, check_in_range
+from qudi.util.instream.stream_format import check_sample_dtype
 
 __all__ = [
     "DataInStreamConstraints",
@@ -47,7 +48,9 @@ __all__ = [
     "StreamRequest",
     "StreamingMode",
     "check_read_buffers",
+    "checked_sample_dtype",
     "check_stream_request",
+    "interchange_type",
 ]
 
 
@@ -255,11 +258,49 @@ def check_stream_request(
     return StreamRequest(channels, mode, size, rate)
 
 
+def checked_sample_dtype(data_type: object) -> np.dtype:
+    """``data_type`` as the numpy dtype of a stream's samples.
+
+    Raises
+    ------
+    ValueError
+        If it is no numpy dtype, or one a shared ring cannot hold (see
+        :func:`qudi.util.instream.stream_format.check_sample_dtype`: Python objects, no bytes,
+        a subarray), naming the value and what would be valid.
+    """
+    valid = (
+        "use a numpy number type such as 'float64', or a fixed-size dtype such as 'S256' or "
+        "[('time', '<f8'), ('channel', '<u4'), ('value', '<f4')]"
+    )
+    try:
+        if data_type is None:  # numpy would take it for float64
+            raise TypeError
+        dtype = np.dtype(data_type)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(f"data_type {data_type!r} is no numpy dtype: {valid}") from None
+    try:
+        check_sample_dtype(dtype)
+    except TypeError as exc:
+        raise ValueError(f"data_type {data_type!r}: {exc}") from None
+    return dtype
+
+
+def interchange_type(dtype: np.dtype) -> type | np.dtype:
+    """What :attr:`DataInStreamConstraints.data_type` gives for ``dtype``: its scalar type if
+    that rebuilds it exactly (what qudi-iqo-modules expects), else ``dtype`` itself."""
+    return dtype.type if np.dtype(dtype.type) == dtype else dtype
+
+
 class DataInStreamConstraints:
     """What a streaming device can do: channels and units, timing, modes, dtype, rates, buffers.
 
-    ``data_type`` is stored as a numpy scalar *type* (``np.float64``), as consumers of the
-    qudi-iqo-modules interface call ``issubclass`` on it.
+    ``data_type`` is a numpy scalar *type* (``np.float64``) wherever that type says all there
+    is to say, as consumers of the qudi-iqo-modules interface call ``issubclass`` on it. A
+    dtype the type cannot rebuild (a structured record such as the event stream's
+    ``(time, channel, value)``, ``'S256'`` text, a non-native byte order) stays the whole
+    ``numpy.dtype`` instead: its scalar type (``np.void``, ``np.bytes_``) would drop the fields
+    and sizes. :attr:`dtype` is always the whole ``numpy.dtype``; either allocates a read's
+    buffer (``np.empty(n, constraints.data_type)``).
 
     Parameters
     ----------
@@ -270,7 +311,8 @@ class DataInStreamConstraints:
     streaming_modes : iterable of StreamingMode, int or str
         The modes the device supports.
     data_type : type, numpy.dtype or str
-        The samples' numpy dtype.
+        The samples' numpy dtype: a number type, or any fixed-size dtype (structured records
+        included) that holds no Python objects.
     channel_buffer_size : qudi.util.constraints.ScalarConstraint
         Allowed device buffer sizes, in samples per channel.
     sample_rate : qudi.util.constraints.ScalarConstraint, optional
@@ -281,7 +323,8 @@ class DataInStreamConstraints:
     TypeError
         If a size or rate constraint is no ``ScalarConstraint``.
     ValueError
-        If a timing or mode names no member, or ``sample_rate`` is missing for CONSTANT timing.
+        If a timing or mode names no member, ``sample_rate`` is missing for CONSTANT timing, or
+        ``data_type`` is no fixed-size numpy dtype.
     """
 
     def __init__(
@@ -300,7 +343,7 @@ class DataInStreamConstraints:
         self._channel_units = dict(channel_units)
         self._sample_timing = SampleTiming.coerce(sample_timing, "sample_timing")
         self._streaming_modes = [StreamingMode.coerce(m, "streaming mode") for m in streaming_modes]
-        self._data_type = np.dtype(data_type).type
+        self._dtype = checked_sample_dtype(data_type)
         self._channel_buffer_size = channel_buffer_size
         if sample_rate is None:
             if self._sample_timing == SampleTiming.CONSTANT:
@@ -324,9 +367,15 @@ class DataInStreamConstraints:
         return list(self._streaming_modes)
 
     @property
-    def data_type(self) -> type:
-        """numpy scalar type of the samples (e.g. ``np.float64``)."""
-        return self._data_type
+    def data_type(self) -> type | np.dtype:
+        """The samples' numpy scalar type (e.g. ``np.float64``), or their whole ``numpy.dtype``
+        where the type would lose part of it (structured records, text, byte order)."""
+        return interchange_type(self._dtype)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The samples' whole numpy dtype (fields of a structured record included)."""
+        return self._dtype
 
     @property
     def channel_buffer_size(self) -> ScalarConstraint:

@@ -63,6 +63,7 @@ import rpyc
 from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 from qudi.util.constraints import ScalarConstraint
+from qudi.util.network import netobtain
 
 from qudi.hardware.instream.buffer_filters import BufferFilters
 from qudi.hardware.instream.stream_sharing import SharedStreamer
@@ -106,6 +107,13 @@ def _scalar_copy(remote) -> ScalarConstraint:
     )
 
 
+def _dtype_copy(remote: object) -> np.dtype:
+    """A remote module's ``data_type`` (a numpy scalar type or a whole dtype, structured
+    records too) as this process's own numpy dtype, taken by value as qudi's ``netobtain``
+    takes it: a structured dtype keeps its fields (the remote type's name would not)."""
+    return np.dtype(netobtain(remote))
+
+
 def _constraints_copy(remote) -> DataInStreamConstraints:
     """A local copy of a remote module's constraints: reading them then costs no RPC round
     trip, and their enums and dtype are this process's own."""
@@ -114,7 +122,7 @@ def _constraints_copy(remote) -> DataInStreamConstraints:
         channel_units={str(ch): str(unit) for ch, unit in remote.channel_units.items()},
         sample_timing=str(remote.sample_timing.name),
         streaming_modes=[str(mode.name) for mode in remote.streaming_modes],
-        data_type=str(remote.data_type.__name__),
+        data_type=_dtype_copy(remote.data_type),
         channel_buffer_size=_scalar_copy(remote.channel_buffer_size),
         sample_rate=None if rate is None else _scalar_copy(rate),
     )
@@ -362,8 +370,8 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
             return filtered
         if self._active_hub().ring.write_index == 0:
             data, stamp = self._streamer().read_single_point()
-            if self._constraints is not None:  # a remote module's: copy, element by element
-                data = np.array(tuple(data), dtype=self._constraints.data_type)
+            if self._constraints is not None:  # a remote module's: copied by value
+                data = np.array(netobtain(data), dtype=self._constraints.dtype)
                 stamp = None if stamp is None else np.float64(stamp)
             return data, stamp
         if self._active_hub().ring.has_timestamps:

@@ -16,6 +16,9 @@ mean number of events per second of all channels together, and ``configure`` wit
 scales every channel's rate alike. Any number of ``DataInStreamBuffer`` consumers share it
 through one ring as they share any streamer (a reader's ``lost`` counts events), and the
 records' dtype is ``constraints.data_type`` (a structured numpy dtype, not a scalar type).
+With ``allow_remote: True`` a buffer in another qudi joins it like any streamer of the
+package (shared memory on this host, ZeroMQ from another: the ``publish_address`` options of
+``instream.stream_sharing.SharedStreamer``), and the records keep their dtype there.
 Arrivals are drawn as the clock passes, one millisecond at a time; events not read before its
 buffer (``channel_buffer_size`` events) fills stop it, and the next read says so.
 """
@@ -29,6 +32,7 @@ from qudi.core.configoption import ConfigOption
 from qudi.util.constraints import ScalarConstraint
 
 from qudi.hardware.instream.source_streamer import SourceStreamer
+from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
@@ -38,27 +42,14 @@ from qudi.interface.instream_interface import (
 from qudi.util.instream.arrays import check_count, option_error
 from qudi.util.instream.events import EVENT_DTYPE, EventSource
 
-__all__ = ["EventStreamConstraints", "InStreamEventDummy"]
+__all__ = ["InStreamEventDummy"]
 
 RATE_LIMITS = (1.0, 1e7)  # events per second, all channels
 BUFFER_LIMITS = (1024, 2**28)  # events
 _WAIT_STEP_S = 0.01
 
 
-class EventStreamConstraints(DataInStreamConstraints):
-    """Constraints whose ``data_type`` is the event records' structured dtype (a numpy
-    scalar type cannot say which fields a record has)."""
-
-    def __init__(self, *args, record_dtype: np.dtype, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._record_dtype = np.dtype(record_dtype)
-
-    @property
-    def data_type(self) -> np.dtype:  # type: ignore[override]
-        return self._record_dtype
-
-
-class InStreamEventDummy(SourceStreamer, DataInStreamInterface):
+class InStreamEventDummy(SourceStreamer, SharedStreamer, DataInStreamInterface):
     """Poisson photon arrivals as a stream of event records; see the module docstring."""
 
     _event_channels = ConfigOption("event_channels", missing="error")
@@ -69,7 +60,7 @@ class InStreamEventDummy(SourceStreamer, DataInStreamInterface):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._source: EventSource | None = None
-        self._constraints: EventStreamConstraints | None = None
+        self._constraints: DataInStreamConstraints | None = None
 
     def on_activate(self) -> None:
         channels = self._event_channels
@@ -104,16 +95,16 @@ class InStreamEventDummy(SourceStreamer, DataInStreamInterface):
                 rates,
                 f"their sum must be {RATE_LIMITS[0]:g} to {RATE_LIMITS[1]:g}/s",
             )
-        self._constraints = EventStreamConstraints(
+        self.check_publish_address()  # consumers in other qudi processes join it
+        self._constraints = DataInStreamConstraints(
             channel_units={"events": ""},
             sample_timing="RANDOM",
             streaming_modes=[StreamingMode.CONTINUOUS],
-            data_type=np.float64,  # replaced by record_dtype
+            data_type=EVENT_DTYPE,  # structured: constraints keep the whole dtype
             channel_buffer_size=ScalarConstraint(
                 default=1 << 22, bounds=BUFFER_LIMITS, increment=1, enforce_int=True
             ),
             sample_rate=ScalarConstraint(default=total, bounds=RATE_LIMITS, increment=0.0),
-            record_dtype=EVENT_DTYPE,
         )
         self._source = EventSource(channels, [float(r) for r in rates], seed=seed)
 
@@ -124,7 +115,7 @@ class InStreamEventDummy(SourceStreamer, DataInStreamInterface):
 
     # --------------------------------------------------------------------------- settings
     @property
-    def constraints(self) -> EventStreamConstraints:
+    def constraints(self) -> DataInStreamConstraints:
         if self._constraints is None:
             raise RuntimeError(f"'{self.module_name}' is not active; activate it first")
         return self._constraints
