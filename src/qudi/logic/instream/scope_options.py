@@ -110,11 +110,13 @@ class ScopeOptions:
         settings, scope, _ = self._scope_state()
         if not settings["enabled"]:
             return
-        builder = getattr(self, "_builder", None)
-        if scope is None or builder is not self._scope_trace:
+        if getattr(self, "_builder", None) is not self._scope_trace:  # a new trace: anew
             scope = self._scope_restart()
-            if scope is None:
-                return
+        if scope is not None and blocks and blocks[0][0].dtype.names is not None:
+            scope, self._scope = None, None  # event records: no samples to cut windows of
+            self._scope_why = "the triggered view needs a stream of samples, not of records"
+        if scope is None:  # it cannot trigger (the reason is in its view's stats)
+            return
         lost = getattr(self._streamer(), "lost_samples", None)
         gap = 0
         if isinstance(lost, int):
