@@ -1,6 +1,7 @@
 """The NI streamer on the fake card in a real in-process qudi: streamer -> two buffers -> two
-time-series logics, with every sample accounted for; and a raw streamer (int16 codes) whose
-recording says how to scale them.
+time-series logics, with every sample accounted for; a raw streamer (int16 codes) whose
+recording says how to scale them; and a streamer of clocked digital lines, declared digital
+through the buffer to the logic, recorded and shown as 0 and 1 in step with the other channels.
 
 Run by ``test_ni_in_qudi.py`` in a pytest process of its own: qudi is one application per
 process, and the suite's other qudi tests start theirs from another config. The fixtures are
@@ -9,6 +10,7 @@ those of ``tests/qudi/conftest.py``, pointed at ``ni_test.cfg``.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import h5py
@@ -17,6 +19,9 @@ import pytest
 import tests.qudi.conftest as qudi_fixtures
 
 from qudi.util.instream.raw_scaling import read_volts
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ramps import expected as ramps  # noqa: E402
 
 # qudi's fixtures for this module, with qudi started from our config
 qudi_fixtures.CONFIG = Path(__file__).resolve().with_name("ni_test.cfg")
@@ -118,3 +123,42 @@ def test_a_raw_stream_is_recorded_as_codes_with_the_polynomials(
     )
     assert np.all(np.abs(live - live_truth) <= one_code)
     module_manager.deactivate_module("ni_raw_streamer")
+
+
+def test_digital_lines_reach_a_buffer_and_a_logic_as_0_and_1(fake, activate, module_manager, qtbot):
+    logic = activate("ni_lines_logic")
+    buffer = module_manager["ni_lines_buffer"].instance
+    streamer = module_manager["ni_lines_streamer"].instance
+    lines = ["port0/line0", "port0/line1", "port0/line2"]
+    channels = ["PFI10", "ai4", *lines]
+    assert buffer.constraints.channel_units == {
+        "PFI10": "c/s",
+        "ai4": "V",
+        **dict.fromkeys(lines, ""),
+    }
+    logic.set_channel_settings(channels, [])
+    logic.set_trace_settings(
+        data_rate=RATE, oversampling_factor=1, trace_window_size=10.0, moving_average_width=1
+    )
+    assert buffer.stream_extra["digital_channels"] == lines  # contract C1, through the buffer
+    assert logic.digital_channel_names == lines
+    logic.start_recording()
+    for _ in range(10):  # 1 s of virtual time
+        fake.advance(0.1)
+        qtbot.waitUntil(lambda: streamer.available_samples == 0, timeout=10_000)
+    delivered = 1000  # edges 1..1000 at 1 kHz (the reference edge dropped)
+    qtbot.waitUntil(lambda: logic.recording_info["samples"] >= delivered, timeout=10_000)
+    path = logic.stop_recording()
+    qtbot.waitUntil(lambda: len(logic.trace_data[1]["port0/line2"]) >= delivered, timeout=10_000)
+    _, trace = logic.trace_data
+    logic.stop_reading()
+    live = np.stack([trace[ch] for ch in channels], axis=1)
+    np.testing.assert_array_equal(live, ramps(channels, 0, len(live), RATE))
+    with h5py.File(path, "r") as file:
+        data = file["data"][...]
+        assert file.attrs["samples_lost"] == 0
+        assert list(file.attrs["channel_names"]) == channels
+    assert len(data) >= delivered
+    np.testing.assert_array_equal(data, ramps(channels, 0, len(data), RATE))
+    assert set(np.unique(data[:, 2:])) == {0.0, 1.0}
+    module_manager.deactivate_module("ni_lines_streamer")

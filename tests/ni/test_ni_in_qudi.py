@@ -1,6 +1,7 @@
 """The headline test: the NI module streams through DataInStreamBuffer and
 TimeSeriesReaderLogic in a real qudi over the fake interpreter, and a raw (int16) streamer
-is recorded with its scaling polynomials (see ``qudi_chain.py``)."""
+is recorded with its scaling polynomials, and clocked digital lines reach a buffer and a
+logic as 0/1 lanes (see ``qudi_chain.py``)."""
 
 from __future__ import annotations
 
@@ -23,4 +24,4 @@ def test_ni_streams_through_buffers_and_logics_in_qudi():
         timeout=110,
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    assert "3 passed" in run.stdout
+    assert "4 passed" in run.stdout
