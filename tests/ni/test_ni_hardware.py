@@ -12,7 +12,11 @@ unconnected): counters count the card's own timebases, so every expected number 
   ai8 of a multiplexed one, which also refuses DIFF on ai8;
 - ``raw_analog``: the driver reports a 4-term polynomial per input whose gain fits its range
   (about 1/65536 of the span per code, ten times finer on +-1 V than on +-10 V), and int16 codes
-  of ai0 and ai1 (unwired: whatever they float at) scale to volts inside their ranges.
+  of ai0 and ai1 (unwired: whatever they float at) scale to volts inside their ranges;
+- digital lines: the driver says port0's lines, and only those, can be sample-clocked (the
+  X-series rule the module's messages state); ``port0/line0:3`` streams 0 and 1 only (unwired:
+  the lines' pull-downs hold them low) on the analog clock and on the counter clock, with the
+  100 kHz timebase counted beside them at 100 000 c/s; a line of port1 is refused.
 
 Choose the card with ``NI_TEST_DEVICE=Dev2`` (default: the first device found).
 ``test_ni_hardware_on_fake.py`` runs this file against the fake card.
@@ -165,3 +169,45 @@ def test_raw_codes_and_the_polynomials_the_driver_reports(make_streamer):
     volts = scale_block(codes, [coefficients["ai0"], coefficients["ai1"]])
     print(f"ai0 {volts[:, 0].min():.4f}..{volts[:, 0].max():.4f} V, ai1 {volts[:, 1].mean():.4f} V")
     assert np.all(np.abs(volts[:, 0]) <= 11.0) and np.all(np.abs(volts[:, 1]) <= 1.1)
+
+
+def test_port0_and_only_port0_can_be_sample_clocked():
+    device = ni_tasks.read_device(DEVICE)
+    ports = sorted({line.split("/")[0] for line in device.di_lines})
+    print(f"digital input ports {ports}, clocked lines {device.di_clocked}")
+    assert device.di_clocked, "no digital line can be sample-clocked on this card"
+    port0 = [line for line in device.di_lines if line.startswith("port0/")]
+    assert list(device.di_clocked) == port0
+
+
+@pytest.mark.parametrize("analog_sources", [[], ["ai0"]], ids=["counter clock", "analog clock"])
+def test_digital_lines_stream_0_and_1_beside_a_counter(make_streamer, analog_sources):
+    lines = ["port0/line0", "port0/line1", "port0/line2", "port0/line3"]
+    streamer = make_streamer(
+        digital_sources=["100kHzTimebase"],
+        analog_sources=analog_sources,
+        digital_lines="port0/line0:3",
+    )
+    channels = ["100kHzTimebase", *analog_sources, *lines]
+    assert streamer.stream_extra["digital_channels"] == lines
+    data = _stream(streamer, channels, 1000.0, 1000)
+    states = data[:, -len(lines) :]
+    print(f"lines high in {np.count_nonzero(states, axis=0)} of {len(states)} samples")
+    assert set(np.unique(states)) <= {0.0, 1.0}
+    assert abs(data[:, 0].mean() - 100_000) < 100
+
+
+def test_a_line_that_cannot_be_clocked_is_refused():
+    device = ni_tasks.read_device(DEVICE)
+    unclocked = [line for line in device.di_lines if line not in device.di_clocked]
+    if not unclocked:
+        pytest.skip(f"every digital line of {DEVICE} can be clocked")
+    from qudi.hardware.instream.ni_daq import NIXSeriesInStreamer
+
+    refused = NIXSeriesInStreamer(
+        qudi_main_weakref=None,
+        name="ni_hw_refused_line",
+        config={"device_name": DEVICE, "digital_lines": unclocked[0]},
+    )
+    with pytest.raises(ValueError, match="'digital_lines'.*cannot be sample-clocked"):
+        refused.on_activate()
