@@ -15,6 +15,12 @@ toolbar's "Plot per channel" gives each channel a plot of its own instead. Click
 line in a legend hides or shows it. Both choices persist from one session to the next, as do
 "Freeze y", the readout and the window's geometry. The window is titled by the module's name.
 
+Digital lines (channels the stream declares digital, ``logic.digital_channel_names``) are step
+traces stacked in lanes, each named on the axis, on a plot of their own below the analog ones.
+The session's markers (``logic.sigMarkersChanged``) are labelled vertical lines on every plot;
+the toolbar's marker field and "Add marker" (or Enter) call ``logic.add_marker(text)``, and a
+refusal is shown in the status bar and on the field, never raised (``marker_controls``).
+
 The logic lives in its own thread. Start, stop and record go to it through queued signals,
 so the GUI never waits for it; a snapshot is saved by a short-lived thread that reports the
 file's path back; settings are applied with a direct (locked) call, so a refusal can be shown
@@ -42,6 +48,8 @@ from qudi.core.statusvariable import StatusVar
 
 from qudi.gui.instream.formatting import format_value
 from qudi.gui.instream.frame_pacer import FramePacer
+from qudi.gui.instream.marker_controls import MarkerControls
+from qudi.gui.instream.scope_dock import install_scope_view
 from qudi.gui.instream.settings_panel import SettingsPanel
 from qudi.gui.instream.stream_status import StreamStatus
 from qudi.gui.instream.time_series_window import TimeSeriesWindow, show_text
@@ -86,6 +94,7 @@ class TimeSeriesGui(GuiBase):
         self._plot: TracePlot | None = None
         self._panel: SettingsPanel | None = None
         self._status: StreamStatus | None = None
+        self._markers: MarkerControls | None = None
         self._pacer = FramePacer(_MAX_DRAW_RATE, _POINTS_PER_DRAW, _LONGEST_WAIT_S)
         self._connections: list[tuple[object, object]] = []
         self._pending_frame: tuple | None = None
@@ -106,9 +115,13 @@ class TimeSeriesGui(GuiBase):
         mw = self._mw = TimeSeriesWindow(title=f"qudi: {self.module_name}")
         mw.plot_widget.setAntialiasing(self._use_antialias)
         self._restore_window_geometry(mw)
-        self._plot = TracePlot(mw, self._channel_units, self._redraw_after_zoom, self._redraw)
+        digital = lambda: list(getattr(logic, "digital_channel_names", []))  # noqa: E731
+        self._plot = TracePlot(
+            mw, self._channel_units, self._redraw_after_zoom, self._redraw, digital
+        )
         self._panel = SettingsPanel(mw)
         self._status = StreamStatus(mw)
+        self.scope_view = install_scope_view(mw, logic)  # View > Triggered view (scope_dock)
         self._connect(self.sigStartReading, logic.start_reading, _QUEUED)
         self._connect(self.sigStopReading, logic.stop_reading, _QUEUED)
         self._connect(self.sigStartRecording, logic.start_recording, _QUEUED)
@@ -139,6 +152,7 @@ class TimeSeriesGui(GuiBase):
         self._show_channel_settings(*logic.channel_settings)
         self._update_status(logic.module_state() == "locked", logic.data_recording_active)
         self._restore_view_choices()
+        self._markers = MarkerControls(mw, self._plot, logic, self.log)  # digital lanes too
 
         self._poll_timer = QtCore.QTimer()
         self._poll_timer.setInterval(_POLL_INTERVAL_MS)
@@ -159,6 +173,7 @@ class TimeSeriesGui(GuiBase):
             self._snapshot_thread.join(timeout=30)
         self._poll_timer.stop()
         self._draw_timer.stop()
+        self._markers.disconnect()
         for signal, slot in reversed(self._connections):
             signal.disconnect(slot)
         self._connections.clear()
@@ -167,7 +182,7 @@ class TimeSeriesGui(GuiBase):
         self._save_window_geometry(mw)
         mw.close()
         mw.deleteLater()
-        self._mw = self._plot = self._panel = self._status = None
+        self._mw = self._plot = self._panel = self._status = self._markers = None
 
     def _restore_view_choices(self) -> None:
         mw = self._mw

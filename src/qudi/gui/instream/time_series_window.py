@@ -88,6 +88,11 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
             "Each channel on a plot of its own (off: channels of one unit share a plot and "
             "its y axis). Click a curve's line in a legend to hide or show it."
         )
+        self.action_add_marker = QtGui.QAction("Add marker", self)
+        self.action_add_marker.setToolTip(
+            "Note the text as a marker now: a labelled line on every plot of the session, "
+            "kept in its recordings (Enter in the field does the same)"
+        )
         self.action_close = QtGui.QAction("Close", self)
         self.action_close.setShortcut(QtGui.QKeySequence("Ctrl+Q"))
         self.action_close.triggered.connect(self.close)
@@ -109,6 +114,12 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
         toolbar.addAction(self.action_freeze_y)
         toolbar.addAction(self.action_autoscale)
         toolbar.addAction(self.action_plot_per_channel)
+        toolbar.addSeparator()
+        self.marker_text_edit = QtWidgets.QLineEdit(toolbar)
+        self.marker_text_edit.setPlaceholderText("marker text")
+        self.marker_text_edit.setMaximumWidth(180)
+        toolbar.addWidget(self.marker_text_edit)
+        toolbar.addAction(self.action_add_marker)
         self.addToolBar(toolbar)
         self.toolbar = toolbar
 
@@ -223,12 +234,14 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
         units: list[str],
         names: dict[str, str] | None = None,
         plot_units: dict[str, str] | None = None,
+        lanes: list[str] = (),
     ) -> None:
         """One plot per key of ``units``, top to bottom in the given order, x axes linked to
         the top one; ``plot_items`` and ``legends`` are keyed by them.
 
         ``names`` gives the left axis' name per key ('value' if not given), ``plot_units``
-        the unit of its axis (the key itself if not given: one plot per unit)."""
+        the unit of its axis (the key itself if not given: one plot per unit). The keys in
+        ``lanes`` are plots of digital lanes: no legend (their axis names the lanes)."""
         names = names or {}
         plot_units = plot_units or {}
         grid, legend = _grid_colour(), _legend_colour()
@@ -258,6 +271,8 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
             else:
                 plot.setXLink(top)
             self.plot_items[unit] = plot
+            if unit in lanes:
+                continue
             self.legends[unit] = plot.addLegend(
                 offset=(10, 10), brush=pg.mkBrush(legend), pen=pg.mkPen(120, 120, 120)
             )

@@ -12,6 +12,10 @@ Channels of one unit share a plot and its y axis, or each channel gets a plot of
 (:meth:`TracePlot.set_plot_per_channel`; qudi-iqo-modules' users asked for the first in their
 issue #124). Clicking a curve's line in the legend hides it (its name greys) or shows it
 again; a hidden curve costs nothing to draw and does not count for the y range.
+
+Digital lines (the logic's ``digital_channel_names``) are step traces stacked in lanes on one
+plot of their own below the analog plots (``qudi.gui.instream.lanes``); the session's markers
+are labelled vertical lines on every plot (``qudi.gui.instream.marker_lines``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import pyqtgraph as pg
 from PySide6 import QtCore
 
 from qudi.gui.instream.decimate import visible_slice
+from qudi.gui.instream.lanes import LANES_KEY, label_lanes, lane_offsets, lanes_extent
+from qudi.gui.instream.marker_lines import MarkerLines
 from qudi.gui.instream.pyramid import MinMaxPyramid, PointFollower
 from qudi.gui.instream.time_series_window import TimeSeriesWindow
 from qudi.gui.instream.view_ranges import FollowedRanges, data_extent
@@ -50,6 +56,8 @@ class TracePlot:
         by a zoom or pan of the user or by following the data.
     curves_toggled : callable, optional
         Called when the user hid or showed a curve from the legend (to draw it at once).
+    digital_channels : callable, optional
+        Returns the channels that are digital lines (drawn in lanes); none if not given.
     """
 
     decimating = True
@@ -60,6 +68,7 @@ class TracePlot:
         channel_units: Callable[[], dict[str, str]],
         x_range_changed: Callable[[], None],
         curves_toggled: Callable[[], None] | None = None,
+        digital_channels: Callable[[], list[str]] | None = None,
     ):
         self._window = window
         self._channel_units = channel_units
@@ -78,6 +87,9 @@ class TracePlot:
         self._last_frame: tuple | None = None
         self._last_signature: tuple | None = None
         self._ranges = FollowedRanges()
+        self._digital_channels = digital_channels or list
+        self._lanes: dict[str, float] = {}  # digital line -> its lane's offset
+        self.markers = MarkerLines(lambda: self._window.plot_items.values())
 
     # ---------------------------------------------------------------------------- curves
     def matches(self, channels: list[str], averaged: list[str], units: dict[str, str]) -> bool:
@@ -109,15 +121,25 @@ class TracePlot:
         self._last_signature = None
         members: dict[str, list[str]] = {}
         self._plot_keys = {}
+        declared = set(self._digital_channels())
+        lines = [ch for ch in channels if ch in declared]
+        self._lanes = lane_offsets(lines)
         for channel in [*channels, *(ch for ch in averaged if ch not in channels)]:
+            if channel in self._lanes:
+                continue
             unit = self._units.get(channel, "")
             key = channel if self._per_channel else unit
             self._plot_keys[channel] = key
             members.setdefault(key, []).append(channel)
+        if lines:  # the lanes plot, below the others
+            members[LANES_KEY] = lines
+            self._plot_keys.update(dict.fromkeys(lines, LANES_KEY))
         keys = list(members) or [""]
         names = {key: chs[0] if len(chs) == 1 else "value" for key, chs in members.items()}
         plot_units = {key: self._units.get(chs[0], "") for key, chs in members.items()}
-        window.set_plot_units(keys, names, plot_units)
+        window.set_plot_units(keys, names, plot_units, lanes=[LANES_KEY] if lines else [])
+        if lines:
+            label_lanes(window.plot_items[LANES_KEY], lines)
         window.plot_item.getViewBox().sigXRangeChanged.connect(
             self._x_range_changed, QtCore.Qt.ConnectionType.QueuedConnection
         )
@@ -138,6 +160,12 @@ class TracePlot:
         for legend in window.legends.values():
             for sample, _ in legend.items:
                 sample.sigClicked.connect(self._legend_clicked)
+        self.markers.redraw()
+
+    @property
+    def lanes(self) -> dict[str, float]:
+        """Each digital line drawn in a lane, with its lane's offset."""
+        return dict(self._lanes)
 
     # -------------------------------------------------------------------- plot choices
     @property
@@ -185,7 +213,8 @@ class TracePlot:
         tenth of a frame in Python); without decimation pyqtgraph's needs exactly those.
         """
         kind = pg.PlotCurveItem if self.decimating else pg.PlotDataItem
-        curve = kind(pen=pen, name=name or channel)
+        step = {"stepMode": "left"} if channel in self._lanes else {}  # holds until the next
+        curve = kind(pen=pen, name=name or channel, **step)
         curve.setZValue(z)
         curve.setVisible(curve.name() not in self._hidden)
         self._plot_of(channel).addItem(curve)
@@ -237,9 +266,13 @@ class TracePlot:
                     self._pyramid(kind, channel).invalidate()
                     continue
                 drawn_x, drawn_y = self._drawable(kind, channel, xs, y, new)
-                curves[channel].setData(drawn_x, drawn_y)
                 index = plots.index(self._plot_of(channel))
-                y_extents[index] = _union(y_extents[index], data_extent(drawn_y))
+                if channel in self._lanes:  # in its lane; the lanes' range is fixed
+                    drawn_y = drawn_y + self._lanes[channel]
+                    y_extents[index] = lanes_extent(list(self._lanes))
+                else:
+                    y_extents[index] = _union(y_extents[index], data_extent(drawn_y))
+                curves[channel].setData(drawn_x, drawn_y)
                 if len(drawn_x):
                     x_extent = _union(x_extent, (float(drawn_x[0]), float(drawn_x[-1])))
         self._ranges.fit(x_extent, y_extents)
