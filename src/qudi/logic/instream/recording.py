@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -100,6 +102,9 @@ class TraceRecording:
         self._max_bytes = 0
         self._session = False
         self._streams: list[str] = []
+        self.started_at = float("inf")  # host monotonic s at the running recording's start
+        #: called before a recording finishes: hands over the markers not handed over yet
+        self.before_finish: Callable[[], None] | None = None
 
     def configure(self, recording_format: object, streams: object) -> None:
         """Set the options ``recording_format`` and ``recording_streams`` (checked, see
@@ -193,6 +198,7 @@ class TraceRecording:
                 recorder = StreamRecorder(
                     ring.reader(reader_name), path, max_bytes=max_bytes, attributes=attributes
                 )
+            started_at = time.monotonic()
             recorder.start()
         except BaseException:
             for opened in rings:
@@ -200,6 +206,7 @@ class TraceRecording:
             raise
         self._recorder, self._rings, self._frames_ring = recorder, rings, frames
         self._max_bytes = max_bytes
+        self.started_at = started_at
         return path
 
     def feed(self, data: np.ndarray, stamps: np.ndarray | None) -> None:
@@ -211,8 +218,16 @@ class TraceRecording:
             ring.write(data, stamps)
             note_arrival(ring, None if stamps is None else float(stamps[-1]))
 
-    def add_marker(self, text: str) -> dict:
-        """Note ``text`` in the running session's markers table.
+    @property
+    def takes_markers(self) -> bool:
+        """Whether a session recording runs (its markers table takes markers)."""
+        recorder = self._recorder
+        return isinstance(recorder, SessionRecorder) and recorder.running
+
+    def add_marker(self, text: str, at: float | None = None) -> dict:
+        """Note ``text`` in the running session's markers table (now, or at host monotonic
+        time ``at``: then its sample index is that of the time, see
+        :meth:`SessionRecorder.add_marker`).
 
         Returns
         -------
@@ -231,7 +246,7 @@ class TraceRecording:
         if not isinstance(recorder, SessionRecorder):
             needs = "start a recording" if self._session else "set recording_format: 'session'"
             raise RuntimeError(f"markers go into a session recording: {needs} first")
-        marker = recorder.add_marker(text)
+        marker = recorder.add_marker(text, at)
         return {"time": marker.time, "sample_index": marker.sample_index, "text": marker.text}
 
     def finish(self, log: logging.Logger) -> str | None:
@@ -250,6 +265,11 @@ class TraceRecording:
         recorder = self._recorder
         if recorder is None:
             return None
+        if self.before_finish is not None:
+            try:
+                self.before_finish()
+            except Exception as exc:  # noqa: BLE001 - the recording ends all the same
+                log.error(f"markers not handed to the recording before it ended: {exc}")
         try:  # active until said how it ended: a caller that waits for the end reads the log
             try:
                 summary = recorder.stop()
@@ -269,6 +289,7 @@ class TraceRecording:
                 log.info(f"recording saved to {summary.path} ({summary.samples} samples)")
         finally:
             self._recorder = None
+            self.started_at = float("inf")
         return str(summary.path)
 
     def info(self) -> dict | None:

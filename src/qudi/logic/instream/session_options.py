@@ -1,4 +1,4 @@
-"""SessionRecordingOptions: the logic's session-recording options and ``add_marker``, as a mixin.
+"""SessionRecordingOptions: the logic's session-recording options, as a mixin.
 
 Mixed into ``TimeSeriesReaderLogic`` before ``LogicBase`` (qudi gathers config options through
 ``dir(cls)``, so a mixin's count like the class's own); it keeps the logic's class short:
@@ -9,6 +9,10 @@ Mixed into ``TimeSeriesReaderLogic`` before ``LogicBase`` (qudi gathers config o
 * ``recording_streams``: names of other streams to record with the logic's own: a shared
   stream on this host, or a streamer module of this qudi that a buffer has joined.
 
+Markers (``add_marker``, into the session's markers table) are the marker mixin's
+(:mod:`qudi.logic.instream.marker_options`), a base of this one: the logic gets both by
+naming this mixin among its bases.
+
 The mixin expects the logic's ``_recording`` (a
 :class:`~qudi.logic.instream.recording.TraceRecording`) and ``_lock``.
 """
@@ -17,11 +21,14 @@ from __future__ import annotations
 
 from qudi.core.configoption import ConfigOption
 
+from qudi.logic.instream.marker_options import MarkerOptions
+
 __all__ = ["SessionRecordingOptions"]
 
 
-class SessionRecordingOptions:
-    """Config options ``recording_format``, ``recording_streams`` and :meth:`add_marker`."""
+class SessionRecordingOptions(MarkerOptions):
+    """Config options ``recording_format`` and ``recording_streams`` (and, inherited, the
+    markers: connector ``markers``, ``add_marker``, ``sigMarkersChanged``)."""
 
     _recording_format = ConfigOption("recording_format", default="single")
     _recording_streams = ConfigOption("recording_streams", default=[])
@@ -37,24 +44,3 @@ class SessionRecordingOptions:
             "averaged_channels": self.averaged_channel_names or [""],
             "logic": self.module_name,
         }
-
-    def add_marker(self, text: str) -> dict:
-        """Note ``text`` now in the running session recording's markers table.
-
-        Callable from Jupyter over qudi's remote connection (``logic.add_marker("pump on")``).
-
-        Returns
-        -------
-        dict
-            ``time`` (host monotonic s), ``sample_index`` (the next sample of the logic's own
-            stream) and ``text``.
-
-        Raises
-        ------
-        RuntimeError
-            No session recording runs (or ``recording_format`` is not ``'session'``).
-        TypeError, ValueError
-            ``text`` is no str, empty, over 256 bytes of UTF-8 or has a NUL; nothing is noted.
-        """
-        with self._lock:
-            return self._recording.add_marker(text)

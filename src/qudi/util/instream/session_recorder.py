@@ -313,7 +313,10 @@ class SessionRecorder:
         """Note a text event now (or at host monotonic time ``at``) in the markers table.
 
         The marker's sample index is the primary stream's next sample index (its ring's write
-        index) when called. Callable from any thread; written with the next block.
+        index) when called; for a marker of an earlier time ``at`` on a CONSTANT stream whose
+        time table says when its samples were taken, the index of the first sample taken at or
+        after ``at`` (markers from a marker stream reach the recorder late). Callable from any
+        thread; written with the next block.
 
         Returns
         -------
@@ -338,7 +341,10 @@ class SessionRecorder:
                     f"cannot add marker {text!r}: the session '{self._path.name}' is "
                     f"{self._status.value}"
                 )
-            marker = Marker(float(when), int(self._streams[0].reader.ring.write_index), text)
+            index = int(self._streams[0].reader.ring.write_index)
+            if at is not None:
+                index = _index_at(self._streams[0].reader, float(when), index)
+            marker = Marker(float(when), index, text)
             self._markers.append(marker)
             self._marker_count += 1
         return marker
@@ -500,6 +506,21 @@ class SessionRecorder:
                 stream.block, stream.stamps = stream.block[:0].copy(), None
             with self._marker_lock:
                 self._status = status
+
+
+def _index_at(reader: RingReader, when: float, newest: int) -> int:
+    """The index of the first sample ``reader``'s CONSTANT stream took at or after host time
+    ``when`` (by its ring's time table), at most ``newest``; ``newest`` when unknown."""
+    if reader.ring.info.sample_timing != "CONSTANT":
+        return newest
+    try:
+        time_base = reader.clock.refresh()
+        if time_base is None:
+            return newest
+        index = math.ceil(float(time_base.index_at(when)) - 1e-6)
+    except (ValueError, AttributeError):  # no table, too few rows, no rate
+        return newest
+    return max(int(time_base.run.first_index), min(newest, index))
 
 
 def _stream_ended(reader: RingReader) -> bool:

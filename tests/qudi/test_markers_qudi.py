@@ -1,0 +1,186 @@
+"""The session's marker stream in a real qudi: a MarkerStream (from its docstring's example)
+shared by two time-series logics on one dummy. A marker written through either logic or the
+stream itself reaches both logics' sigMarkersChanged / markers_in_view at the x of its time,
+and a running session recording stores every marker with its sample index; bad text is refused
+naming it, and nothing is written anywhere."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+from tests.qudi.added_modules import add_modules
+
+import qudi.hardware.instream.markers as markers_module
+from qudi.util.instream.markers import MARKER_DTYPE
+from qudi.util.instream.session import open_session
+
+RATE = 1000.0  # the dummy's samples per second (its default)
+HARDWARE = """\
+    mk_dummy:
+        module.Class: 'instream.dummy.InStreamDummy'
+        options:
+            channel_names: ['APD', 'analog 1']
+            channel_units: ['Hz', 'V']
+            channel_signals: ['counts', 'sine']
+    mk_buffer1:
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        connect:
+            streamer: 'mk_dummy'
+    mk_buffer2:
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        connect:
+            streamer: 'mk_dummy'
+"""
+LOGICS = "".join(
+    f"""\
+    mk_logic{i}:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        options:
+            recording_format: 'session'
+        connect:
+            streamer: 'mk_buffer{i}'
+            markers: 'marker_stream'
+"""
+    for i in (1, 2)
+)
+
+
+def _docstring_example(module) -> str:
+    return re.search(r"::\n\n((?:    .*\n|\n)+)", module.__doc__).group(1)
+
+
+@pytest.fixture
+def session(qudi, tmp_path, module_manager):
+    names = add_modules(qudi, tmp_path, _docstring_example(markers_module) + HARDWARE, LOGICS)
+    yield names
+    for name in reversed(names):
+        module_manager.deactivate_module(name)
+
+
+def _seen(logic) -> list:
+    """What the logic's sigMarkersChanged said, newest last (a list that fills)."""
+    said: list = []
+    logic.sigMarkersChanged.connect(said.append)
+    return said
+
+
+def test_a_marker_from_either_writer_reaches_both_logics_and_the_recording(
+    session, activate, qtbot
+):
+    logic1, logic2 = activate("mk_logic1"), activate("mk_logic2")
+    stream = activate("marker_stream")
+    said1, said2 = _seen(logic1), _seen(logic2)
+    logic1.set_trace_settings(data_rate=100.0, oversampling_factor=10)
+    logic2.set_trace_settings(data_rate=100.0, oversampling_factor=10)
+    logic1.start_reading()
+    logic2.start_reading()
+    qtbot.waitUntil(lambda: len(logic1.trace_data[0]) > 50 and len(logic2.trace_data[0]) > 50)
+
+    newest_before = float(logic1.trace_data[0][-1])
+    first = logic1.add_marker("pump on")  # through a logic
+    assert set(first) >= {"time", "text"} and first["text"] == "pump on"
+    for said, logic in ((said1, logic1), (said2, logic2)):
+        qtbot.waitUntil(
+            lambda s=said: bool(s) and [t for _, t in s[-1]] == ["pump on"], timeout=5000
+        )
+        assert logic.markers_in_view == said[-1]
+    x1 = logic1.markers_in_view[0][0]
+    x2 = logic2.markers_in_view[0][0]
+    # the marker came after every sample already shown, and within a frame and a pump
+    # interval of them (the dummy's samples are paced by the host clock)
+    assert newest_before <= x1 <= newest_before + 0.25
+    x_window = logic1.trace_data[0]
+    assert x_window[0] <= x1 <= x_window[-1]
+    x_window2 = logic2.trace_data[0]
+    assert x_window2[0] <= x2 <= x_window2[-1]
+    # logic2 started a moment after logic1: its x counts from its own first sample
+    assert 0 <= x1 - x2 < 1.0
+
+    logic1.start_recording()
+    qtbot.waitUntil(lambda: (logic1.recording_info or {}).get("samples", 0) > 100)
+    second = stream.add_marker("sample in")  # straight into the stream, as from Jupyter
+    third = logic2.add_marker("laser off")  # through the other logic
+    qtbot.waitUntil(
+        lambda: [t for _, t in logic1.markers_in_view] == ["pump on", "sample in", "laser off"],
+        timeout=5000,
+    )
+    qtbot.waitUntil(lambda: (logic1.recording_info or {}).get("samples", 0) > 300)
+    path = logic1.stop_recording()
+    with open_session(path) as recorded:
+        marks = recorded.marker_list()
+        stream_time = recorded.primary.stream_time()
+        indices = recorded.primary.sample_indices()
+    # every marker written while recording, by any writer, once; not the one before
+    assert [(t, text) for t, _, text in marks] == [
+        (second["time"], "sample in"),
+        (third["time"], "laser off"),
+    ]
+    for when, index, _ in marks:
+        assert indices[0] <= index <= indices[-1]
+        # the sample index is that of the sample taken then, by the stream's time table
+        assert abs(float(stream_time.time_of(index)) - when) < 3 / RATE + 0.005
+    logic1.stop_reading()
+    logic2.stop_reading()
+
+
+def test_bad_marker_text_is_refused_naming_it_and_nothing_is_written(session, activate, qtbot):
+    logic1, logic2 = activate("mk_logic1"), activate("mk_logic2")
+    stream = activate("marker_stream")
+    count = stream.marker_count
+    for bad, error in (
+        ("", ValueError),
+        ("x" * 257, ValueError),
+        ("nul\x00here", ValueError),
+        (12, TypeError),
+    ):
+        for writer in (logic1, stream):
+            with pytest.raises(error, match=re.escape(repr(bad)[:20])):
+                writer.add_marker(bad)
+    assert stream.marker_count == count
+    assert stream.markers_since(0)[0] == []
+    ok = logic1.add_marker("é" * 128)  # 256 bytes of UTF-8: the most there is room for
+    assert stream.markers_since(count)[0] == [(ok["time"], "é" * 128)]
+    assert logic2.add_marker("fine")["text"] == "fine"
+
+
+def test_a_logic_without_marker_stream_or_recording_refuses_a_marker(
+    qudi, tmp_path, module_manager, activate
+):
+    names = add_modules(
+        qudi,
+        tmp_path,
+        HARDWARE,
+        "    mk_lonely:\n        module.Class: "
+        "'instream.time_series_reader_logic.TimeSeriesReaderLogic'\n"
+        "        connect:\n            streamer: 'mk_buffer1'\n",
+    )
+    try:
+        logic = activate("mk_lonely")
+        with pytest.raises(RuntimeError, match="session recording"):
+            logic.add_marker("nowhere")
+        assert logic.markers_in_view == []
+    finally:
+        for name in reversed(names):
+            module_manager.deactivate_module(name)
+
+
+def test_the_marker_stream_is_shared_by_buffers_like_any_stream(session, activate, qtbot):
+    stream = activate("marker_stream")
+    assert stream.constraints.data_type == MARKER_DTYPE
+    assert stream.stream_extra == {"kind": "markers"}
+    stream.start_stream()
+    try:
+        noted = [stream.add_marker(f"m{i}") for i in range(5)]
+        out = np.empty(16, MARKER_DTYPE)
+        stamps = np.empty(16)
+        got = stream.read_available_data_into_buffer(out, stamps)
+        assert got == 5
+        assert [bytes(t).decode() for t in out["text"][:5]] == [m["text"] for m in noted]
+        np.testing.assert_array_equal(stamps[:5], [m["time"] for m in noted])
+        np.testing.assert_array_equal(out["time"][:5], stamps[:5])
+    finally:
+        stream.stop_stream()
+    assert time.monotonic() > noted[-1]["time"]
