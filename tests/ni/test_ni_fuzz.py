@@ -19,13 +19,14 @@ import pytest
 from fake_daqmx import FakeDaqmx, SimulatedCard
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ramps import line_states
 from tests.fuzzing import HOSTILE, mostly, waits_briefly_if_valid
 
 from qudi.hardware.instream.ni_daq import NIXSeriesInStreamer
 from qudi.util.instream.errors import StreamError
 
 REFUSALS = (TypeError, ValueError, RuntimeError, TimeoutError, StreamError)
-CHANNELS = ["PFI8", "PFI9", "ai0", "ai1"]
+CHANNELS = ["PFI8", "PFI9", "ai0", "ai1", "port0/line0", "port0/line1"]
 
 
 _FAKES: list[FakeDaqmx] = []  # building one (an autospec of the interpreter) takes 0.3 s
@@ -80,6 +81,11 @@ def ni_options(draw) -> dict:
         "publish_address": draw(st.sampled_from(["tcp://127.0.0.1:*", "tcp://127.0.0.1:70000"])),
         "clock_output_terminal": draw(st.sampled_from([None, None, "PFI14", "pfi8", "PFI99"])),
         "raw_analog": draw(st.sampled_from([False, False, True])),
+        "digital_lines": draw(
+            st.sampled_from(
+                [[], [], "port0/line0:1", ["Dev1/port0/line3"], "port1/line0", "port0/line40"]
+            )
+        ),
     }
     hostile = draw(st.sets(st.sampled_from(sorted(options)), max_size=2))
     return {key: draw(HOSTILE) if key in hostile else value for key, value in options.items()}
@@ -110,6 +116,9 @@ def test_any_options_activate_or_are_refused_naming_the_option(options):
             )
             assert (dtype is np.int16) == (options["raw_analog"] is True)
             assert bool(streamer.scaling_coefficients) == (options["raw_analog"] is True)
+            lines = [c for c in channels if c.startswith("port0/")]
+            assert streamer.stream_extra.get("digital_channels", []) == lines
+            assert all(streamer.constraints.channel_units[c] == "" for c in lines)
         finally:
             streamer.on_deactivate()
 
@@ -155,6 +164,9 @@ class RampTracker:
         index = np.arange(self.next, self.next + len(rows), dtype=np.float64) + 1
         rate = streamer.sample_rate
         for column, channel in enumerate(channels):
+            if channel.startswith("port"):
+                np.testing.assert_array_equal(rows[:, column], line_states(channel, index))
+                continue
             line = {"PFI8": 8, "PFI9": 9, "ai0": 0.0, "ai1": 0.125}[channel]
             scale = rate if channel.startswith("PFI") else 1.0
             np.testing.assert_array_equal(rows[:, column], (index + line) * scale)
@@ -207,7 +219,11 @@ def test_any_calls_work_or_are_refused_plainly_and_consume_nothing(calls):
         streamer = NIXSeriesInStreamer(
             qudi_main_weakref=None,
             name="ni",
-            config={"digital_sources": ["PFI8", "PFI9"], "analog_sources": ["ai0", "ai1"]},
+            config={
+                "digital_sources": ["PFI8", "PFI9"],
+                "analog_sources": ["ai0", "ai1"],
+                "digital_lines": "port0/line0:1",
+            },
         )
         streamer.module_state.activate()
         assert streamer.module_state() == "idle"
