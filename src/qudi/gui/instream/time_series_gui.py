@@ -49,6 +49,7 @@ from qudi.core.statusvariable import StatusVar
 from qudi.gui.instream.formatting import format_value
 from qudi.gui.instream.frame_pacer import FramePacer
 from qudi.gui.instream.marker_controls import MarkerControls
+from qudi.gui.instream.scope_dock import install_scope_view
 from qudi.gui.instream.settings_panel import SettingsPanel
 from qudi.gui.instream.stream_status import StreamStatus
 from qudi.gui.instream.time_series_window import TimeSeriesWindow, show_text
@@ -120,6 +121,7 @@ class TimeSeriesGui(GuiBase):
         )
         self._panel = SettingsPanel(mw)
         self._status = StreamStatus(mw)
+        self.scope_view = install_scope_view(mw, logic)  # View > Triggered view (scope_dock)
         self._connect(self.sigStartReading, logic.start_reading, _QUEUED)
         self._connect(self.sigStopReading, logic.stop_reading, _QUEUED)
         self._connect(self.sigStartRecording, logic.start_recording, _QUEUED)
