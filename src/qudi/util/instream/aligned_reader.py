@@ -99,6 +99,7 @@ class _Follower:
             )
         self.keep = max(_HISTORY_MIN, int(self.rate * 30))
         self.run_epoch = ring.run_epoch
+        self.first_index = ring.run_start_index
         self.times = np.empty(0)
         self.values = np.empty((0, self.channels))
 
@@ -127,10 +128,23 @@ class _Follower:
         if stamps is not None:
             times = stamps[:got]
         else:
-            times = (np.arange(start, start + got) - ring.run_start_index) / self.rate
+            times = (np.arange(start, start + got) - self._first_index(ring)) / self.rate
         values = out[:got].reshape(got, self.channels).astype(np.float64)
         self.times = np.concatenate([self.times, times])[-self.keep :]
         self.values = np.concatenate([self.values, values])[-self.keep :]
+
+    def _first_index(self, ring) -> int:
+        """The index of the run's first sample: the time table's (a receiver's ring starts
+        where it joined, the publisher's run before); the history follows a change."""
+        self.clock.refresh()
+        run = self.clock.run
+        first = run.first_index if run is not None and run.run_epoch == ring.run_epoch else None
+        if first is None:
+            first = ring.run_start_index
+        if first != self.first_index:
+            self.times = self.times + (self.first_index - first) / self.rate
+            self.first_index = first
+        return first
 
     @property
     def newest(self) -> float:

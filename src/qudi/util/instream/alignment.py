@@ -43,7 +43,8 @@ class Alignment:
     each stream's run started); ``method`` says how it was found.
 
     The uncertainty is 0 for an exact alignment; for a fitted one it is the two fits'
-    uncertainties combined (covering the true error about 95 % of the time).
+    uncertainties combined (covering the true error about 95 % of the time), plus each run's
+    ``host_uncertainty`` (a stream received from another host).
     """
 
     primary: StreamTime
@@ -78,7 +79,10 @@ class Alignment:
             return np.full(x.shape, self.shared_uncertainty)
         mine = self.secondary.fit.uncertainty(x)
         theirs = self.primary.fit.uncertainty(self.primary_time(x))
-        return np.hypot(mine, theirs) / self.primary.fit.slope
+        # a stream from another host: its host times are known to within a bound (not a
+        # spread), added in full
+        hosts = self.primary.run.host_uncertainty + self.secondary.run.host_uncertainty
+        return (np.hypot(mine, theirs) + hosts) / self.primary.fit.slope
 
     def primary_index(self, secondary_index: npt.ArrayLike) -> np.ndarray:
         """Fractional primary ring index at which CONSTANT secondary samples were taken."""

@@ -85,8 +85,10 @@ class StreamClock:
         run = self._table_block.run()
         if run is None:
             return None
-        if self._run is None or run.run_epoch != self._run.run_epoch:
-            self._run, self._rows, self._time = run, TimeTable.empty(), None
+        old = self._run
+        if old is None or (run.run_epoch, run.first_index) != (old.run_epoch, old.first_index):
+            self._rows, self._time = TimeTable.empty(), None
+        self._run = run  # the same run's record may be rewritten (a receiver's host bound)
         new, self._seen_rows = self._table_block.rows(self._seen_rows)
         if len(new):
             rows = self._rows.joined(new)

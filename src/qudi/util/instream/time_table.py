@@ -6,6 +6,7 @@ Layout (at the ring layout's ``time_offset``, ``time_slots`` rows)::
     0    run record: sequence (odd while written), run epoch, first index, start tick,
          monotonic start, UTC start, start call (s), has start tick
     64   rows written (uint64, ever)
+    72   host uncertainty of the run (float64, s; 0 in tables of older versions)
     128  rows [time_slots] of (index int64, host float64, device float64), slot = row % slots
 
 Only the ring's writer writes here. A row is written into its slot before the count says it
@@ -16,6 +17,7 @@ Rows carry no run: those of the current run are the ones with an index past its 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -43,7 +45,7 @@ MAX_TIME_SLOTS = 1 << 16
 ROW_DTYPE = np.dtype([("index", "<i8"), ("host", "<f8"), ("device", "<f8")])
 _HEAD_BYTES = 128
 _SEQ, _EPOCH, _FIRST, _TICK, _HAS_TICK, _ROWS = 0, 1, 2, 3, 7, 8  # uint64 words
-_MONO, _UTC, _CALL = 4, 5, 6  # float64 words (same memory)
+_MONO, _UTC, _CALL, _HOST_ERR = 4, 5, 6, 9  # float64 words (same memory)
 _READ_TRIES = 100
 
 
@@ -71,10 +73,11 @@ class TimeTableBlock:
         words[_FIRST] = run.first_index
         words[_HAS_TICK] = run.start_tick is not None
         words[_TICK] = np.int64(run.start_tick or 0).view(np.uint64)
-        floats[_MONO], floats[_UTC], floats[_CALL] = (
+        floats[_MONO], floats[_UTC], floats[_CALL], floats[_HOST_ERR] = (
             run.monotonic_start,
             run.utc_start,
             run.start_call,
+            run.host_uncertainty,
         )
         words[_SEQ] = words.item(_SEQ) + 1
 
@@ -103,10 +106,13 @@ class TimeTableBlock:
                 int(np.uint64(words.item(_TICK)).view(np.int64)) if words.item(_HAS_TICK) else None
             )
             mono, utc, call = floats.item(_MONO), floats.item(_UTC), floats.item(_CALL)
+            spread = floats.item(_HOST_ERR)
             if words.item(_SEQ) == seq:
                 if seq == 0:
                     return None
-                return RunStart(int(epoch), int(first), mono, utc, call, tick)
+                if not (math.isfinite(spread) and spread >= 0):
+                    spread = math.inf  # a corrupt word: the times are unknown, not exact
+                return RunStart(int(epoch), int(first), mono, utc, call, tick, spread)
         return None  # a writer between two stores for a whole millisecond: ask again later
 
     def rows(self, since: int = 0) -> tuple[TimeTable, int]:

@@ -166,6 +166,11 @@ class RunStart:
     to start (``time.monotonic()`` and ``time.time()``); ``start_call`` is how long that call
     took (its first sample was taken at or after ``monotonic_start``). ``first_index`` is the
     ring index of the run's first sample.
+
+    ``host_uncertainty`` (s) is how far this run's host times (its start and its table's
+    rows) may be from this host's monotonic clock: 0 where the stream's writer runs on this
+    host; for a stream received from another host, the bound of the estimated offset between
+    the two hosts' clocks (see :mod:`~qudi.util.instream.transport.clock_sync`).
     """
 
     run_epoch: int
@@ -174,6 +179,7 @@ class RunStart:
     utc_start: float
     start_call: float = 0.0
     start_tick: int | None = None
+    host_uncertainty: float = 0.0
 
     def utc_of(self, host_time: npt.ArrayLike) -> np.ndarray:
         """Host monotonic times as UTC seconds since 1970 (by this run's pair of clocks)."""
@@ -414,8 +420,9 @@ class StreamTime:
         return self.fit.host_time(device)
 
     def uncertainty_of(self, index: npt.ArrayLike) -> np.ndarray:
-        """The uncertainty (s) of :meth:`time_of` for samples ``index``."""
-        return self.fit.uncertainty(self.device_time_of(index))
+        """The uncertainty (s) of :meth:`time_of` for samples ``index``: the fit's, plus the
+        run's :attr:`~RunStart.host_uncertainty` (a stream from another host)."""
+        return self.fit.uncertainty(self.device_time_of(index)) + self.run.host_uncertainty
 
     def utc_of(self, index: npt.ArrayLike) -> np.ndarray:
         """UTC seconds since 1970 at which samples ``index`` were taken."""

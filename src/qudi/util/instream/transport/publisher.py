@@ -34,8 +34,17 @@ from qudi.util.instream.hub import HubReader, StreamHub
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.ring import RingState, StreamRing
 from qudi.util.instream.stream_format import encode_description
+from qudi.util.instream.time_table import ROW_DTYPE
+from qudi.util.instream.transport.clock_sync import TimeServer
 from qudi.util.instream.transport.curve import MAKE_KEYS, CurveGuard, ServerKeys, is_loopback
-from qudi.util.instream.transport.wire import CONTROL, DATA, HAS_TIMESTAMPS, pack_header
+from qudi.util.instream.transport.wire import (
+    CONTROL,
+    DATA,
+    HAS_TIMESTAMPS,
+    SENDS_TIME,
+    pack_header,
+    pack_time,
+)
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -55,6 +64,8 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:*"
 DEFAULT_SEND_HWM = 100
 DEFAULT_CHUNK_BYTES = 1 << 18  # 256 KiB per data message: far above zmq's copy threshold
 DEFAULT_HEARTBEAT_S = 0.25
+#: Rows of the time table each heartbeat sends again, for subscribers that joined since.
+RECENT_ROWS = 64
 #: The largest message a peer may send the publisher (a subscription is 1 byte plus a topic;
 #: a subscriber of this package subscribes to everything, an empty topic).
 MAX_SUBSCRIPTION_BYTES = 4096
@@ -172,6 +183,8 @@ class StreamPublisher:
         self._guard: CurveGuard | None = None
         self._revocations = 0
         self._unbound = False  # dropped its connections and not bound again yet
+        self._clock: TimeServer | None = None
+        self._rows_sent = 0  # time-table rows of the current ring sent (counted as it counts)
         try:
             if keys is not None:
                 self._guard = CurveGuard(self._context, keys, name)
@@ -183,6 +196,7 @@ class StreamPublisher:
                 self._guard.apply(self._socket)
             self._socket.bind(address)
             self._endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            self._clock = TimeServer(self._context, self._endpoint, name, self._guard)
             if self._hub_reader is not None:
                 self._hub_reader.start()
         except BaseException:
@@ -253,6 +267,8 @@ class StreamPublisher:
     def _release(self) -> None:
         with contextlib.suppress(StreamError):
             self._reader.close()
+        if self._clock is not None:
+            self._clock.close()
         socket = getattr(self, "_socket", None)
         if socket is not None:
             socket.close(linger=0)
@@ -293,6 +309,7 @@ class StreamPublisher:
             if reader.ring is not ring:  # a new ring (hub reconfigured): a new index space
                 ring = reader.ring
                 self._generation += 1
+                self._rows_sent = 0
                 reported = None
             try:
                 self._rejoin_hub()
@@ -357,6 +374,7 @@ class StreamPublisher:
         sent = False
         ring = reader.ring
         while not self._stop.is_set() and not ring.closed and time.monotonic() < until:
+            self._send_time(ring)  # the rows before the samples they time
             chunk = min(self._chunk_samples, max(reader.available, 1))
             # Zero-copy while zmq holds little of ours; past the limit (a stalled link, or
             # pyzmq's release thread starved of the GIL) copy from one reused buffer instead,
@@ -432,9 +450,27 @@ class StreamPublisher:
             self._generation,
             epoch & 0xFFFFFFFF,
             reader.position,
-            0,
+            SENDS_TIME if ring.time_table is not None and self._clock is not None else 0,
         )
         self._socket.send_multipart([header, description, fault])
+        if not ring.closed:
+            self._send_time(ring, RECENT_ROWS)
+
+    def _send_time(self, ring: StreamRing, recent: int = 0) -> None:
+        """A TIME message: the run and the time-table rows added since the last one (and up
+        to ``recent`` rows before them again). Nothing if there is nothing new to say."""
+        table = ring.time_table
+        run = None if table is None or self._clock is None else table.run()
+        if table is None or run is None:
+            return
+        rows, count = table.rows(max(0, self._rows_sent - recent))
+        if not (len(rows) or recent):
+            return
+        self._rows_sent = count
+        records = np.empty(len(rows), ROW_DTYPE)
+        records["index"], records["host"], records["device"] = rows.index, rows.host, rows.device
+        port = self._clock.port if self._clock is not None else 0
+        self._socket.send_multipart(pack_time(self._session, self._generation, run, port, records))
 
 
 def _check_security(address: object, keys: object, insecure: object, name: str) -> None:

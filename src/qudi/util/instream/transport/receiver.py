@@ -56,9 +56,11 @@ from qudi.util.instream.transport.curve import ClientKeys
 from qudi.util.instream.transport.following import Following
 from qudi.util.instream.transport.gaps import GapLog
 from qudi.util.instream.transport.handshakes import HandshakeWatch
+from qudi.util.instream.transport.remote_time import RemoteTime
 from qudi.util.instream.transport.wire import (
     CONTROL,
     MAX_DESCRIPTION_BYTES,
+    TIME,
     Control,
     Header,
     WireError,
@@ -66,6 +68,7 @@ from qudi.util.instream.transport.wire import (
     read_control,
     read_data,
     read_header,
+    read_time,
     receive_frames,
 )
 
@@ -192,6 +195,7 @@ class StreamReceiver:
         self._described = threading.Event()
         self._context = zmq.Context()
         self._handshakes: HandshakeWatch | None = None
+        self.remote_time = RemoteTime(self._context, endpoint, name, keys)
         try:
             self._socket = self._context.socket(zmq.SUB)
             self._socket.setsockopt(zmq.LINGER, 0)
@@ -306,6 +310,9 @@ class StreamReceiver:
         header = read_header(frames)
         if header.kind == CONTROL:
             self._control(read_control(header, frames))
+        elif header.kind == TIME:
+            message = read_time(header, frames)
+            self.remote_time.receive(message, self._following, self._local, self._remote_epoch)
         else:
             self._data(header, frames)
 
@@ -331,6 +338,7 @@ class StreamReceiver:
             self._skip_gap(local_next)
         following.seen(control=True)
         following.closed = control.state is RingState.CLOSED
+        self.remote_time.announced(control.sends_time)
         self._apply_state(ring, control)
 
     def _apply_state(self, ring: StreamRing, control: Control) -> None:
@@ -371,6 +379,7 @@ class StreamReceiver:
             self._continue_with(control, info)
         self._sample_bytes = math.prod(new_format[1]) * new_format[0].itemsize
         self._remote_epoch = None
+        self.remote_time.new_stream()
         self.description = description
         self._described.set()
         return True
@@ -447,7 +456,8 @@ class StreamReceiver:
         for start in range(0, len(samples), step):
             part = None if times is None else times[start : start + step]
             ring.write(samples[start : start + step], part)
-        note_arrival(ring, None if times is None or not len(times) else float(times[-1]))
+        if not self.remote_time.active:  # else the publisher's rows are its samples' times
+            note_arrival(ring, None if times is None or not len(times) else float(times[-1]))
         self.received += count - skip
         following.seen()
 
@@ -493,6 +503,7 @@ class StreamReceiver:
         self._socket.connect(self.endpoint)
 
     def _release(self) -> None:
+        self.remote_time.close()
         if self._handshakes is not None:
             self._handshakes.close()
         socket = getattr(self, "_socket", None)

@@ -12,7 +12,17 @@ Every message is multipart; its first frame is a fixed header, :data:`HEADER`::
   :class:`~qudi.util.instream.stream_format.RingState`, ``first`` the index of the next sample
   the publisher will send, ``count`` 0. The description is that of
   :meth:`~qudi.util.instream.ring.StreamRing.description` (``{}`` once the publisher's ring is
-  closed).
+  closed). ``count`` is 1 if the publisher sends TIME messages (old publishers send 0; old
+  subscribers do not look at it).
+* ``TIME`` (kind 3): ``[header, run record, rows]``: the publisher's run start and the newest
+  rows of its ring's time table (:mod:`~qudi.util.instream.time_table`), in the publisher's
+  indices and on its host's monotonic clock. ``epoch`` is the run's epoch, ``first`` its first
+  index, ``count`` the number of rows, flag bit 0 says the run knows its start tick. The run
+  record is :data:`TIME_RUN`: monotonic start, UTC start, start call, host uncertainty (s),
+  start tick, and the port of the publisher's clock service (0 for none; see
+  :mod:`~qudi.util.instream.transport.clock_sync`). The rows are
+  :data:`~qudi.util.instream.time_table.ROW_DTYPE` records. A subscriber of an older version
+  refuses the kind (it counts each as rejected and goes on with the stream).
 
 ``session`` is random per publisher, ``generation`` counts the publisher's rings (a hub builds
 a new ring when it is reconfigured): together they say which index space a message belongs to.
@@ -20,19 +30,24 @@ a new ring when it is reconfigured): together they say which index space a messa
 Nothing received is trusted: :func:`receive_frames` keeps at most :data:`MAX_FRAMES` frames of
 a message (the rest are read and dropped one by one, so a message of a million frames costs no
 list of a million), and :func:`read_header`, :func:`read_control` and :func:`read_data`
-check a message completely (sizes, counts, index range, JSON kind) and raise
+(and :func:`read_time`) check a message completely (sizes, counts, index range, JSON kind) and raise
 :class:`WireError` naming what is wrong before a receiver acts on any of it. Nothing is ever
 unpickled or evaluated: a header, raw numbers and JSON.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from qudi.util.instream.errors import StreamFormatError
 from qudi.util.instream.stream_format import FAULT_BYTES, RingState, decode_description
+from qudi.util.instream.time_table import MAX_TIME_SLOTS, ROW_DTYPE
+from qudi.util.instream.timebase import RunStart
 
 __all__ = [
     "CONTROL",
@@ -43,13 +58,19 @@ __all__ = [
     "MAX_DESCRIPTION_BYTES",
     "MAX_FRAMES",
     "MAX_INDEX",
+    "SENDS_TIME",
+    "TIME",
+    "TIME_RUN",
     "VERSION",
     "Control",
     "Header",
+    "TimeMessage",
     "WireError",
     "pack_header",
+    "pack_time",
     "read_control",
     "read_data",
+    "read_time",
     "check_frame_count",
     "read_header",
     "receive_frames",
@@ -58,8 +79,13 @@ __all__ = [
 MAGIC = b"QIZM"
 VERSION = 1
 HEADER = struct.Struct("<4sBBHQIIQQ")
-DATA, CONTROL = 1, 2
+DATA, CONTROL, TIME = 1, 2, 3
 HAS_TIMESTAMPS = 1
+#: A CONTROL message's count: the publisher sends TIME messages.
+SENDS_TIME = 1
+#: A TIME message's run record (see the module docstring), 48 bytes.
+TIME_RUN = struct.Struct("<ddddqH6x")
+_HAS_TICK = 1
 
 #: No sample index on the wire goes beyond this (2**62: 146 years at 1 GS/s), so a receiver's
 #: own indices (the publisher's plus an offset) stay far from the 64-bit end of its ring.
@@ -103,6 +129,17 @@ class Control:
     next_index: int
     description: dict[str, Any] | None  # None: the publisher has no stream (its ring closed)
     fault: str
+    sends_time: bool = False  # TIME messages follow (a publisher of this version with a table)
+
+
+@dataclass(frozen=True)
+class TimeMessage:
+    """A checked TIME message: the publisher's run and rows, in its indices and host clock."""
+
+    stream: tuple[int, int]
+    run: RunStart  # run_epoch: the header's (32 bits)
+    port: int  # the publisher's clock service, 0 for none
+    rows: np.ndarray  # ROW_DTYPE, index in order, host finite
 
 
 def pack_header(
@@ -157,7 +194,7 @@ def read_header(frames: list[Any]) -> Header:
         raise WireError(f"wrong magic {magic!r}: not a qudi-instream stream")
     if version != VERSION:
         raise WireError(f"wire format version {version}, this side reads {VERSION}")
-    if kind not in (DATA, CONTROL):
+    if kind not in (DATA, CONTROL, TIME):
         raise WireError(f"unknown message kind {kind}")
     return Header(kind, flags, session, generation, epoch, first, count)
 
@@ -190,8 +227,91 @@ def read_control(header: Header, frames: list[Any]) -> Control:
         raise WireError(str(exc)) from None
     fault = frames[2].bytes[: 4 * FAULT_BYTES].decode(errors="replace")[:FAULT_BYTES]
     return Control(
-        header.stream, _STATES[header.flags], header.epoch, header.first, description or None, fault
+        header.stream,
+        _STATES[header.flags],
+        header.epoch,
+        header.first,
+        description or None,
+        fault,
+        bool(header.samples & SENDS_TIME),
     )
+
+
+def pack_time(
+    session: int, generation: int, run: RunStart, port: int, rows: np.ndarray
+) -> list[bytes]:
+    """The frames of a TIME message: ``run`` and ``rows`` (ROW_DTYPE) of the publisher."""
+    flags = _HAS_TICK if run.start_tick is not None else 0
+    header = pack_header(
+        TIME, flags, session, generation, run.run_epoch & 0xFFFFFFFF, run.first_index, len(rows)
+    )
+    record = TIME_RUN.pack(
+        run.monotonic_start,
+        run.utc_start,
+        run.start_call,
+        run.host_uncertainty,
+        run.start_tick or 0,
+        port,
+    )
+    return [header, record, np.ascontiguousarray(rows, ROW_DTYPE).tobytes()]
+
+
+def read_time(header: Header, frames: list[Any]) -> TimeMessage:
+    """A TIME message, checked.
+
+    Raises
+    ------
+    WireError
+        For the wrong number of frames, unknown flags, a run record of the wrong size or with
+        times that are not finite (or a negative start call or uncertainty), more rows than
+        a time table holds, a rows frame whose size does not fit the count, and rows whose
+        index is not after the run's first and within :data:`MAX_INDEX`, decreases, or whose
+        host time is not finite or device time infinite.
+    """
+    if len(frames) != 3:
+        raise WireError(f"time message of {len(frames)} frames, expected 3")
+    if header.flags & ~_HAS_TICK:
+        raise WireError(f"time message with flags {header.flags:#x}, only bit 0 is known")
+    if header.first > MAX_INDEX:
+        raise WireError(f"time message of a run starting at index {header.first}, beyond 2**62")
+    record = frames[1].bytes
+    if len(record) != TIME_RUN.size:
+        raise WireError(f"time message run record of {len(record)} bytes, expected {TIME_RUN.size}")
+    mono, utc, call, spread, tick, port = TIME_RUN.unpack(record)
+    if not all(math.isfinite(v) for v in (mono, utc, call, spread)) or call < 0 or spread < 0:
+        raise WireError(
+            f"time message run record with times start {mono!r}, UTC {utc!r}, start call "
+            f"{call!r}, uncertainty {spread!r}: all must be finite, the last two >= 0"
+        )
+    count = header.samples
+    if count > MAX_TIME_SLOTS:
+        raise WireError(f"time message of {count} rows, at most {MAX_TIME_SLOTS}")
+    raw = frames[2].bytes
+    if len(raw) != count * ROW_DTYPE.itemsize:
+        raise WireError(f"{len(raw)} row bytes for {count} rows of {ROW_DTYPE.itemsize} bytes")
+    rows = np.frombuffer(raw, ROW_DTYPE).copy()
+    index, host, device = rows["index"], rows["host"], rows["device"]
+    if count and (
+        index[0] <= header.first
+        or index[-1] > MAX_INDEX
+        or np.any(np.diff(index) < 0)
+        or not np.isfinite(host).all()
+        or np.isinf(device).any()
+    ):
+        raise WireError(
+            "time message rows out of order, not after the run's first index, beyond 2**62, "
+            "or with host times that are not finite"
+        )
+    run = RunStart(
+        header.epoch,
+        header.first,
+        mono,
+        utc,
+        call,
+        tick if header.flags & _HAS_TICK else None,
+        spread,
+    )
+    return TimeMessage(header.stream, run, port, rows)
 
 
 def read_data(
