@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,6 +65,7 @@ from qudi.util.constraints import ScalarConstraint
 from qudi.util.network import netobtain
 
 from qudi.hardware.instream.buffer_filters import BufferFilters
+from qudi.hardware.instream.reader_consumer import ReaderConsumer
 from qudi.hardware.instream.stream_sharing import SharedStreamer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
@@ -76,7 +76,6 @@ from qudi.interface.instream_interface import (
 from qudi.util.instream.arrays import as_channel_names, check_count
 from qudi.util.instream.contracts import JoinedHub, StreamReader
 from qudi.util.instream.enums import member_name
-from qudi.util.instream.errors import StreamStoppedError
 from qudi.util.instream.hub import MAX_POLL_RATE, MIN_POLL_RATE, check_poll_rate
 from qudi.util.instream.network import ClientKeys
 from qudi.util.instream.sharing import (
@@ -128,7 +127,9 @@ def _constraints_copy(remote) -> DataInStreamConstraints:
     )
 
 
-class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
+class DataInStreamBuffer(
+    ReaderConsumer[JoinedHub, StreamReader], SharedStreamer, DataInStreamInterface
+):
     """One consumer's buffered view of a streamer; see the module docstring for its config."""
 
     _streamer = Connector(name="streamer", interface="DataInStreamInterface")
@@ -141,10 +142,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
     _filters = ConfigOption("filters", default=None)  # this consumer's filter chain
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._hub: JoinedHub | None = None  # a LocalHub, RemoteHub or SubscribedHub
-        self._reader: StreamReader | None = None
-        self._state_lock = threading.Lock()
+        super().__init__(*args, **kwargs)  # _hub: a LocalHub, RemoteHub or SubscribedHub
         self._constraints: DataInStreamConstraints | None = None  # a remote streamer's
         self._filter_chain = BufferFilters(None)  # what its consumer sees
 
@@ -177,13 +175,8 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
             hub = join_remote_stream(streamer, consumer, float(rate), self._transport, keys)
         else:
             hub = join_module_hub(streamer, self.module_name, float(rate))
-        self._hub = hub
-        try:
-            self._reader = hub.open_reader(self.module_name, allow_overwrite=self._allow_overwrite)
-            self._reader = self._filter_chain.wrap(self._reader)  # itself without filters
-        except BaseException:
-            self.on_deactivate()  # leave the hub: nothing half-done stays behind
-            raise
+        # the filter chain wraps the reader (and gives it back as it is without filters)
+        self._open_consumer(hub, self._allow_overwrite, self._filter_chain.wrap)
 
     def _client_keys(self) -> ClientKeys | None:
         """The options ``subscribe_key`` and ``publisher_key``, read (both or neither)."""
@@ -204,14 +197,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
         return ClientKeys.from_files(key, server, ("subscribe_key", "publisher_key"))
 
     def on_deactivate(self) -> None:
-        hub, reader = self._hub, self._reader
-        self._hub = self._reader = None
-        try:
-            if reader is not None:
-                reader.close()  # stops the streamer too, if this was its last running buffer
-        finally:
-            if hub is not None:
-                hub.leave()
+        self._close_consumer()  # stops the streamer too, if this was its last running buffer
 
     def share_stream(self, consumer: str, max_poll_rate: float = 30.0) -> StreamShare:
         """Let ``consumer`` in another process join the stream this buffer reads (the hub of
@@ -220,24 +206,6 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
         return share_module_stream(
             self._streamer(), consumer, max_poll_rate, address, keys=keys, insecure=insecure
         )
-
-    def _active_hub(self) -> JoinedHub:
-        """The hub this buffer joined at activation."""
-        hub = self._hub
-        if hub is None:
-            raise StreamStoppedError(
-                f"buffer '{self.module_name}' is not active: activate it first"
-            )
-        return hub
-
-    def _active_reader(self) -> StreamReader:
-        """This buffer's reader on its hub, opened at activation."""
-        reader = self._reader
-        if reader is None:
-            raise StreamStoppedError(
-                f"buffer '{self.module_name}' is not active: activate it first"
-            )
-        return reader
 
     # ---------------------------------------------------------------------------- extras
     @property
@@ -313,18 +281,7 @@ class DataInStreamBuffer(SharedStreamer, DataInStreamInterface):
         self._reader = self._filter_chain.wrap(self._active_reader())  # for the new format
 
     # ----------------------------------------------------------------------- acquisition
-    def start_stream(self) -> None:
-        """Start this consumer (and the streamer if it is the first); harmless if running."""
-        with self._state_lock:
-            self._active_reader().start()
-            self._show_streaming(True)
-
-    def stop_stream(self) -> None:
-        """Stop this consumer; the streamer stops when no buffer streams any more."""
-        with self._state_lock:
-            self._active_reader().stop()
-            self._show_streaming(False)
-
+    # start_stream / stop_stream: ReaderConsumer's (the streamer stops with its last buffer)
     def read_data_into_buffer(
         self,
         data_buffer: np.ndarray,

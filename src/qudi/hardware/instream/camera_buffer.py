@@ -25,13 +25,13 @@ another process on this host attaches to (``qudi.util.instream.attach(name)``, z
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 import numpy as np
 from qudi.core.configoption import ConfigOption
 from qudi.core.connector import Connector
 
+from qudi.hardware.instream.reader_consumer import ReaderConsumer
 from qudi.interface.image_stream_interface import (
     ImageStreamConstraints,
     ImageStreamInterface,
@@ -40,7 +40,6 @@ from qudi.interface.image_stream_interface import (
 from qudi.interface.instream_interface import StreamingMode
 from qudi.util.instream.arrays import check_count, check_positive_number, option_error
 from qudi.util.instream.enums import member_name
-from qudi.util.instream.errors import StreamStoppedError
 from qudi.util.instream.hub import MAX_POLL_RATE, MIN_POLL_RATE, HubReader, check_poll_rate
 from qudi.util.instream.image_hub import JoinedImageHub, join_image_hub
 from qudi.util.instream.image_recorder import ImageRecorder
@@ -68,7 +67,7 @@ def checked_consumer_options(allow_overwrite: object, max_poll_rate: object, rin
         ) from None
 
 
-class ImageStreamBuffer(ImageStreamInterface):
+class ImageStreamBuffer(ReaderConsumer[JoinedImageHub, HubReader], ImageStreamInterface):
     """One consumer's buffered view of a camera; see the module docstring for its config."""
 
     _camera = Connector(name="camera", interface="ImageStreamInterface")
@@ -78,9 +77,6 @@ class ImageStreamBuffer(ImageStreamInterface):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._hub: JoinedImageHub | None = None
-        self._reader: HubReader | None = None
-        self._state_lock = threading.Lock()
 
     def on_activate(self) -> None:
         checked_consumer_options(self._allow_overwrite, self._max_poll_rate, self._ring_seconds)
@@ -90,36 +86,10 @@ class ImageStreamBuffer(ImageStreamInterface):
             float(self._max_poll_rate),
             ring_seconds=float(self._ring_seconds),
         )
-        self._hub = hub
-        try:
-            self._reader = hub.open_reader(self.module_name, allow_overwrite=self._allow_overwrite)
-        except BaseException:
-            self.on_deactivate()
-            raise
+        self._open_consumer(hub, self._allow_overwrite)
 
     def on_deactivate(self) -> None:
-        hub, reader = self._hub, self._reader
-        self._hub = self._reader = None
-        try:
-            if reader is not None:
-                reader.close()  # stops the camera too, if this was its last running consumer
-        finally:
-            if hub is not None:
-                hub.leave()
-
-    def _active_hub(self) -> JoinedImageHub:
-        if self._hub is None:
-            raise StreamStoppedError(
-                f"buffer '{self.module_name}' is not active: activate it first"
-            )
-        return self._hub
-
-    def _active_reader(self) -> HubReader:
-        if self._reader is None:
-            raise StreamStoppedError(
-                f"buffer '{self.module_name}' is not active: activate it first"
-            )
-        return self._reader
+        self._close_consumer()  # stops the camera too, if this was its last running consumer
 
     # ---------------------------------------------------------------------------- extras
     @property
@@ -189,18 +159,7 @@ class ImageStreamBuffer(ImageStreamInterface):
         self._active_hub().configure(frame_rate, frame_buffer_size, mode)
 
     # ----------------------------------------------------------------------- acquisition
-    def start_stream(self) -> None:
-        """Start this consumer (and the camera if it is the first); harmless if running."""
-        with self._state_lock:
-            self._active_reader().start()
-            self._show_streaming(True)
-
-    def stop_stream(self) -> None:
-        """Stop this consumer; the camera stops when no consumer streams any more."""
-        with self._state_lock:
-            self._active_reader().stop()
-            self._show_streaming(False)
-
+    # start_stream / stop_stream: ReaderConsumer's (the camera stops with its last consumer)
     def read_frames_into_buffer(
         self,
         frame_buffer: np.ndarray,

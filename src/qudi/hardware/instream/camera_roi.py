@@ -38,6 +38,7 @@ from qudi.core.connector import Connector
 from qudi.util.constraints import ScalarConstraint
 
 from qudi.hardware.instream.camera_buffer import checked_consumer_options
+from qudi.hardware.instream.reader_consumer import ReaderConsumer
 from qudi.interface.instream_interface import (
     DataInStreamConstraints,
     DataInStreamInterface,
@@ -47,7 +48,6 @@ from qudi.interface.instream_interface import (
     check_stream_request,
 )
 from qudi.util.instream.arrays import check_count, option_error
-from qudi.util.instream.errors import StreamStoppedError
 from qudi.util.instream.hub import HubReader
 from qudi.util.instream.image_hub import JoinedImageHub, join_image_hub
 
@@ -82,8 +82,10 @@ def checked_region(name: str, region: object, frame_shape: tuple[int, int]) -> t
     return row, column, rows, columns
 
 
-class ImageRoiStreamer(DataInStreamInterface):
+class ImageRoiStreamer(ReaderConsumer[JoinedImageHub, HubReader], DataInStreamInterface):
     """Camera regions of interest as a channel stream; see the module docstring."""
+
+    _inactive_message = "ROI streamer '{name}' is not active"
 
     _camera = Connector(name="camera", interface="ImageStreamInterface")
     _rois_option = ConfigOption("rois", missing="error")
@@ -93,13 +95,10 @@ class ImageRoiStreamer(DataInStreamInterface):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._hub: JoinedImageHub | None = None
-        self._reader: HubReader | None = None
         self._regions: dict[str, tuple[int, ...]] = {}
         self._active: list[str] = []
         self._frames = np.empty(0)
         self._stamps = np.empty(0)
-        self._state_lock = threading.Lock()
         self._read_lock = threading.Lock()
 
     def on_activate(self) -> None:
@@ -122,33 +121,11 @@ class ImageRoiStreamer(DataInStreamInterface):
         self._regions = regions
         self._active = list(regions)
         hub = join_image_hub(camera, self.module_name, float(self._max_poll_rate))
-        self._hub = hub
-        try:
-            self._reader = hub.open_reader(self.module_name, allow_overwrite=self._allow_overwrite)
-        except BaseException:
-            self.on_deactivate()
-            raise
+        self._open_consumer(hub, self._allow_overwrite)
 
     def on_deactivate(self) -> None:
-        hub, reader = self._hub, self._reader
-        self._hub = self._reader = None
-        try:
-            if reader is not None:
-                reader.close()
-        finally:
-            if hub is not None:
-                hub.leave()
+        self._close_consumer()
         self._frames = np.empty(0)
-
-    def _active_reader(self) -> HubReader:
-        if self._reader is None:
-            raise StreamStoppedError(f"ROI streamer '{self.module_name}' is not active")
-        return self._reader
-
-    def _active_hub(self) -> JoinedImageHub:
-        if self._hub is None:
-            raise StreamStoppedError(f"ROI streamer '{self.module_name}' is not active")
-        return self._hub
 
     # ---------------------------------------------------------------------------- regions
     @property
@@ -241,16 +218,7 @@ class ImageRoiStreamer(DataInStreamInterface):
         self._active = list(request.channels)
 
     # ----------------------------------------------------------------------- acquisition
-    def start_stream(self) -> None:
-        with self._state_lock:
-            self._active_reader().start()
-            self._show_streaming(True)
-
-    def stop_stream(self) -> None:
-        with self._state_lock:
-            self._active_reader().stop()
-            self._show_streaming(False)
-
+    # start_stream / stop_stream: ReaderConsumer's
     def read_data_into_buffer(
         self,
         data_buffer: np.ndarray,
