@@ -42,6 +42,7 @@ def kinds_gui(qudi, tmp_path, module_manager, activate, qtbot):
 
 
 def lane_points(gui, line) -> np.ndarray:
+    """The y values a raw curve draws now."""
     _, y = gui.plot.raw_curves[line].getData()
     return np.array([]) if y is None else y
 
@@ -98,3 +99,41 @@ def test_markers_are_labelled_lines_on_every_plot(kinds_gui, qtbot):
     gui.plot.markers.set_markers([])
     assert gui.plot.markers.lines == []
     mw.action_plot_per_channel.setChecked(False)
+
+
+def test_an_event_stream_shows_a_rate_curve_per_event_channel(
+    qudi, tmp_path, module_manager, activate, qtbot
+):
+    names = add_modules(qudi, tmp_path, DIGITAL_HW, LOGICS)
+    if "events_gui" not in module_manager.module_names:
+        module_manager.add_module(
+            name="events_gui",
+            base="gui",
+            configuration={
+                "module.Class": "instream.time_series_gui.TimeSeriesGui",
+                "options": {"use_antialias": False},
+                "connect": {"_time_series_logic_con": "events_logic"},
+                "allow_remote": False,
+            },
+        )
+    try:
+        logic = activate("events_logic")
+        logic.set_trace_settings(
+            data_rate=100.0, oversampling_factor=1, trace_window_size=1.0, moving_average_width=5
+        )
+        gui = activate("events_gui")
+        channels = ["APD 1", "APD 2", "APD 3"]
+        assert sorted(gui.plot.raw_curves) == channels  # before any event
+        assert list(gui.window.plot_items) == ["c/s"]
+        gui.window.action_start.trigger()
+        qtbot.waitUntil(lambda: len(lane_points(gui, "APD 3")) > 50, timeout=10_000)
+        gui.window.action_start.trigger()
+        qtbot.waitUntil(lambda: logic.module_state() == "idle", timeout=5_000)
+        _, y = gui.plot.raw_curves["APD 1"].getData()
+        assert 1.0e4 < np.mean(y) < 3.0e4  # 2e4 events/s in 10 ms bins
+        assert sorted(gui.plot.averaged_curves) == channels
+        assert gui.plot.newest("APD 2", "raw")[1] == "c/s"
+    finally:
+        module_manager.deactivate_module("events_gui")
+        for name in reversed(names):
+            module_manager.deactivate_module(name)

@@ -403,6 +403,8 @@ class TimeSeriesGui(GuiBase):
         # the plots follow the channels now, not only once the next frame arrives; the
         # settings come twice (direct reply, then the logic's queued signal): build them once
         units = self._channel_units()
-        if not self._plot.matches(list(active), list(averaged), units):
-            self._plot.rebuild(list(active), list(averaged), units)
+        shown = list(getattr(logic, "trace_channel_names", active))  # an event stream's rates
+        averaged = list(getattr(logic, "trace_averaged_names", averaged))
+        if not self._plot.matches(shown, averaged, units):
+            self._plot.rebuild(shown, averaged, units)
         self._show_readout()

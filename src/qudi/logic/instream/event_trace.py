@@ -100,6 +100,16 @@ class EventRateTrace:
         return self._rates.averaging
 
     @property
+    def data_rate(self) -> float:
+        """Trace points per second."""
+        return self._rates.data_rate
+
+    @property
+    def oversampling(self) -> int:
+        """Bins per trace point."""
+        return self._rates.oversampling
+
+    @property
     def count(self) -> int:
         """Trace points made so far."""
         return self._rates.count

@@ -8,8 +8,9 @@ kinds in its description (``stream_extra``, see contract C1/C3 in docs/processin
   second, and oversampling keeps a point high if the line was high at all in it;
 * ``event_channel_names``: for an event stream, its event channels, each shown as a rate trace
   (c/s) whose bins the trace settings choose; None for a stream of samples;
-* ``trace_channel_names``: the channels of the trace's curves (the active channels, or an
-  event stream's channels), as ``sigDataChanged`` keys them.
+* ``trace_channel_names``, ``trace_averaged_names``: the channels of the trace's curves (the
+  active channels, or an event stream's channels) and of its moving averages, as
+  ``sigDataChanged`` keys them.
 
 The mixin expects the logic's ``_setup`` (a :class:`~qudi.logic.instream.trace_setup.TraceSetup`).
 """
@@ -20,7 +21,7 @@ __all__ = ["StreamKindsView"]
 
 
 class StreamKindsView:
-    """Properties ``digital_channel_names``, ``event_channel_names``, ``trace_channel_names``."""
+    """The stream's kinds as the trace shows them; see the module docstring."""
 
     @property
     def digital_channel_names(self) -> list[str]:
@@ -36,3 +37,9 @@ class StreamKindsView:
     def trace_channel_names(self) -> list[str]:
         """The curves of the trace, as ``sigDataChanged`` keys them."""
         return self._setup.shown
+
+    @property
+    def trace_averaged_names(self) -> list[str]:
+        """The curves with a moving average (an event stream's: all or none of them)."""
+        events, averaged = self._setup.event_channels, self._setup.averaged
+        return averaged if events is None else (events if averaged else [])
