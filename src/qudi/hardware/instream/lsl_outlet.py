@@ -28,8 +28,21 @@ index (pushed once per chunk: LSL derives the others from the rate) and each TIM
 sample's time from its stamp (pushed per sample); :meth:`LslOutlet.time_uncertainty` says how
 well the time base knew each. Otherwise (a stream from another host) the times are estimated
 from the first samples read (:attr:`LslOutlet.time_origin`). Samples this outlet loses (its
-buffer fell behind) leave a gap of the same length in the LSL times. Stream markers are not
-published yet.
+buffer fell behind) leave a gap of the same length in the LSL times.
+
+A marker stream (a ``DataInStreamBuffer`` of an ``instream.markers.MarkerStream``: records of
+``MARKER_DTYPE``) becomes an LSL marker stream: one ``cf_string`` channel ``marker`` at LSL's
+irregular rate, one sample per marker, stamped with the marker's time (host monotonic
+seconds, which is ``pylsl.local_clock()``'s clock). Use ``stream_type: 'Markers'``, what LSL
+tools look for::
+
+    lsl_markers:
+        module.Class: 'instream.lsl_outlet.LslOutlet'
+        options:
+            stream_name: 'qudi markers'
+            stream_type: 'Markers'
+        connect:
+            streamer: 'marker_buffer'    # a DataInStreamBuffer of the MarkerStream
 """
 
 from __future__ import annotations
@@ -46,6 +59,7 @@ from qudi.core.module import Base
 
 from qudi.util.instream.arrays import option_error
 from qudi.util.instream.enums import member_name
+from qudi.util.instream.lsl_markers import MarkerPublisher, is_marker_dtype, marker_outlet_info
 from qudi.util.instream.lsl_publisher import LslPublisher, OutletClock, outlet_info
 from qudi.util.instream.lsl_support import load_pylsl
 from qudi.util.instream.ring import StreamRing
@@ -71,7 +85,7 @@ class LslOutlet(Base):
         super().__init__(*args, **kwargs)
         self._pylsl: Any = None
         self._outlet: Any = None
-        self._publisher: LslPublisher | None = None
+        self._publisher: LslPublisher | MarkerPublisher | None = None
         self._clock: OutletClock | None = None
         self._ring: StreamRing | None = None  # the stream's ring, attached for its time base
         self._lock = threading.Lock()
@@ -129,9 +143,15 @@ class LslOutlet(Base):
 
     @property
     def uses_stream_time_base(self) -> bool:
-        """Whether the LSL times come from the stream's time base (else: estimated)."""
+        """Whether the LSL times come from the stream's time base (else: estimated; a marker
+        stream's are the markers' own times)."""
         clock = self._clock
         return clock is not None and clock.uses_time_base
+
+    @property
+    def publishes_markers(self) -> bool:
+        """Whether the outlet is an LSL marker stream (its streamer streams markers)."""
+        return isinstance(self._publisher, MarkerPublisher)
 
     def time_uncertainty(self, index: int) -> float:
         """The uncertainty (s) the stream's time base gave for the LSL time of the stream's
@@ -167,6 +187,9 @@ class LslOutlet(Base):
                 return
             streamer = self._streamer()
             constraints = streamer.constraints
+            if is_marker_dtype(constraints.data_type):
+                self._start_markers(streamer)
+                return
             channels = list(streamer.active_channels)
             units = [constraints.channel_units.get(ch, "") for ch in channels]
             timing = member_name(constraints.sample_timing)
@@ -203,6 +226,20 @@ class LslOutlet(Base):
                 self._release_ring()
                 streamer.stop_stream()
                 raise
+
+    def _start_markers(self, streamer: Any) -> None:
+        """Publish a marker stream: one string sample per marker, at the marker's time."""
+        info = marker_outlet_info(self._pylsl, self.stream_name, self._stream_type, self.source_id)
+        streamer.start_stream()
+        try:
+            self._outlet = self._pylsl.StreamOutlet(info, max_buffered=self._max_buffered)
+            self._publisher = MarkerPublisher(
+                self.module_name, streamer, self._outlet, 1.0 / float(self._push_rate)
+            )
+        except BaseException:
+            self._outlet = None
+            streamer.stop_stream()
+            raise
 
     def _outlet_clock(self, streamer: Any, rate: float, timestamped: bool) -> OutletClock:
         """The clock of the pushes: the stream's own time base when the streamer's ring is
