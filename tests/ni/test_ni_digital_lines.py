@@ -199,3 +199,17 @@ def test_the_fake_refuses_to_clock_a_line_off_port0_as_the_driver_does(fake):
     assert len(lines) == 48 and lines[0] == "Dev1/port0/line0" and lines[-1] == "Dev1/port2/line7"
     clocked = [nidaqmx.system.PhysicalChannel(n).di_samp_clk_supported for n in lines]
     assert clocked == [True] * 32 + [False] * 16
+
+
+def test_a_second_streamer_of_lines_finds_the_digital_inputs_in_use(make_streamer, fake):
+    """A card has one timing engine for clocked digital input: the second start is refused
+    (-50103), the first streams on."""
+    first = make_streamer(digital_sources=[], analog_sources=["ai0"], digital_lines="port0/line0")
+    second = make_streamer(digital_sources=[], analog_sources=[], digital_lines="port0/line1")
+    first.start_stream()
+    with pytest.raises(RuntimeError, match="clocked digital inputs are reserved") as raised:
+        second.start_stream()
+    assert raised.value.__cause__.error_code == -50103
+    assert second.module_state() == "idle" and first.module_state() == "locked"
+    fake.advance(0.2)
+    assert_ramps(read_all(first), ["ai0", "port0/line0"], 50.0, at_least=10)

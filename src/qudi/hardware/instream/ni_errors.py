@@ -78,8 +78,9 @@ def start_failure(exc: BaseException, device: str) -> str | None:
         return device_gone(device, code)
     if code == RESOURCE_RESERVED:
         return (
-            f"NI card {device} is in use by another task or program (a counter or the analog "
-            f"inputs are reserved): close it there and start again (DAQmx error {code})"
+            f"NI card {device} is in use by another task or program (a counter, the analog "
+            "inputs or the clocked digital inputs are reserved): close it there and start again "
+            f"(DAQmx error {code})"
         )
     if code in ROUTE_ERRORS:
         return (
