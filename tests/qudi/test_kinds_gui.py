@@ -75,15 +75,35 @@ def test_digital_lines_are_step_traces_in_lanes_below_the_analog_plots(kinds_gui
     mw.action_plot_per_channel.setChecked(False)
 
 
-def test_a_refused_marker_is_shown_not_raised(kinds_gui, qtbot):
-    mw = kinds_gui.window
+def test_a_marker_from_the_field_is_a_labelled_line_on_every_plot(kinds_gui, qtbot):
+    gui, mw = kinds_gui, kinds_gui.window
+    logic = gui._time_series_logic_con()
     assert mw.marker_text_edit.isEnabled() and mw.action_add_marker.isEnabled()
+    mw.action_start.trigger()
+    qtbot.waitUntil(lambda: len(lane_points(gui, "ttl 1")) > 100, timeout=10_000)
     mw.marker_text_edit.setText("pump on")
     qtbot.keyClick(mw.marker_text_edit, QtCore.Qt.Key.Key_Return)  # Enter adds it
-    # no marker stream and no session recording: refused, and the window says why
-    assert "marker not added" in mw.statusBar().currentMessage()
-    assert "RuntimeError" in mw.marker_text_edit.toolTip()
-    assert mw.marker_text_edit.text() == "pump on"  # kept, to try again
+    assert "marker 'pump on' added" in mw.statusBar().currentMessage()
+    assert mw.marker_text_edit.text() == ""
+    qtbot.waitUntil(lambda: len(gui.plot.markers.lines) == len(mw.plot_items), timeout=10_000)
+    mw.marker_text_edit.setText("probe off")
+    mw.action_add_marker.trigger()  # the button too
+    qtbot.waitUntil(lambda: len(gui.plot.markers.lines) == 2 * len(mw.plot_items), timeout=10_000)
+    lines = gui.plot.markers.lines
+    assert {plot for plot, _ in lines} == set(mw.plot_items.values())  # analog and lanes
+    assert {line.label.toPlainText() for _, line in lines} == {"pump on", "probe off"}
+    x_low, x_high = mw.plot_item.getViewBox().viewRange()[0]
+    assert all(x_low <= line.value() <= x_high for _, line in lines)  # inside the window
+    assert [text for _, text in logic.markers_in_view] == ["pump on", "probe off"]
+    # a bad text is refused and shown, not raised; nothing is written
+    mw.marker_text_edit.setText("x" * 300)
+    qtbot.keyClick(mw.marker_text_edit, QtCore.Qt.Key.Key_Return)
+    assert "marker not added: ValueError" in mw.statusBar().currentMessage()
+    assert "256" in mw.marker_text_edit.toolTip()
+    assert mw.marker_text_edit.text() == "x" * 300  # kept, to mend and try again
+    assert len(logic.markers_in_view) == 2
+    mw.action_start.trigger()
+    qtbot.waitUntil(lambda: not mw.action_start.isChecked(), timeout=5_000)
 
 
 def test_markers_are_labelled_lines_on_every_plot(kinds_gui, qtbot):
@@ -127,6 +147,10 @@ def test_an_event_stream_shows_a_rate_curve_per_event_channel(
         assert list(gui.window.plot_items) == ["c/s"]
         gui.window.action_start.trigger()
         qtbot.waitUntil(lambda: len(lane_points(gui, "APD 3")) > 50, timeout=10_000)
+        gui.window.marker_text_edit.setText("pump on")  # no marker stream: refused, shown
+        gui.window.action_add_marker.trigger()
+        assert "RuntimeError" in gui.window.marker_text_edit.toolTip()
+        assert "marker not added" in gui.window.statusBar().currentMessage()
         gui.window.action_start.trigger()
         qtbot.waitUntil(lambda: logic.module_state() == "idle", timeout=5_000)
         _, y = gui.plot.raw_curves["APD 1"].getData()

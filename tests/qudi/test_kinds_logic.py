@@ -25,6 +25,8 @@ DIGITAL_HW = """\
         module.Class: 'instream.buffer.DataInStreamBuffer'
         connect:
             streamer: 'kinds_dummy'
+    kinds_markers:
+        module.Class: 'instream.markers.MarkerStream'
     events_dummy:
         module.Class: 'instream.event_dummy.InStreamEventDummy'
         options:
@@ -41,6 +43,7 @@ LOGICS = """\
         module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
         connect:
             streamer: 'kinds_buffer'
+            markers: 'kinds_markers'
     events_logic:
         module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
         connect:
