@@ -213,3 +213,11 @@ def test_a_second_streamer_of_lines_finds_the_digital_inputs_in_use(make_streame
     assert second.module_state() == "idle" and first.module_state() == "locked"
     fake.advance(0.2)
     assert_ramps(read_all(first), ["ai0", "port0/line0"], 50.0, at_least=10)
+
+
+def test_a_card_without_digital_inputs_streams_the_rest_and_refuses_lines(make_streamer, card):
+    card.di_ports = ()
+    assert make_streamer().active_channels == ALL[:4]
+    streamer = make_streamer(activate=False, digital_lines="port0/line0")
+    with pytest.raises(ValueError, match=r"Dev1 has no \['port0/line0'\].*clocked: none"):
+        streamer.on_activate()

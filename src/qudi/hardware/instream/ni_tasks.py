@@ -214,7 +214,10 @@ def read_device(name: str) -> Device:
 def _digital_lines(name: str, device) -> dict[str, tuple[str, ...]]:
     """The card's digital input lines, and those a sample clock can time: each line asked
     (``di_samp_clk_supported``); a driver that cannot tell gets the X-series rule, port0."""
-    lines = tuple(_line_name(c) for c in device.di_lines.channel_names)
+    try:
+        lines = tuple(_line_name(c) for c in device.di_lines.channel_names)
+    except nidaqmx.errors.Error:  # a card without digital inputs may not answer at all
+        lines = ()
     clocked = []
     for line in lines:
         try:
