@@ -35,8 +35,9 @@ lines can be sample-clocked (``di_samp_clk_supported``), and a task that clocks 
 line fails at verify (-200077). Line ``L`` reads ``(e >> (L % 16)) & 1`` at clock edge ``e``
 (a binary counter: line0 toggles at every edge), or ``card.digital_signal(edges, L)``. A read of
 a line channel with ``read_digital_u32`` gives its state at the line's bit in the port
-(``1 << L``) or, with ``card.line_value_as_bit = False``, as 1: NI does not say here which of
-the two the driver returns for a one-line channel, so the streamer must take either.
+(``1 << L``), as NI's "Digital Data (Integer Format)" describes (the full integer with unused
+bits zeroed); ``card.line_value_as_bit = False`` gives 1 instead, so a test shows the streamer
+does not depend on the bit position.
 
 Terminal configurations as on a 63xx: multiplexed cards take RSE, NRSE and DIFF on ai0-7 and
 ai16-23 and only RSE, NRSE on ai8-15 and ai24-31 (DEFAULT means DIFF where DIFF exists, else

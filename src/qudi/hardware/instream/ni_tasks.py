@@ -9,8 +9,8 @@ module around it is ``ni_daq.NIXSeriesInStreamer``.
 
 Digital lines are read one channel per line (``LineGrouping.CHAN_PER_LINE``) with nidaqmx's
 ``DigitalMultiChannelReader.read_many_sample_port_uint32`` (DAQmxReadDigitalU32; nidaqmx has no
-many-sample line reader, ni/nidaqmx-python#584): a line's value is 0 or non-zero (where in the
-port's bits DAQmx puts it does not matter) and is delivered as 0 or 1.
+many-sample line reader, ni/nidaqmx-python#584): DAQmx puts a line's state at its bit in the
+port word (NI-DAQmx "Digital Data (Integer Format)"); it is delivered as 0 or 1, whatever bit.
 
 Counting channels are delivered as rates: the counts of each sample clock period times the rate
 the driver set, in counts per second. With ``raw`` the analog inputs are read unscaled (int16
