@@ -52,10 +52,16 @@ class ScopeWindow(QtWidgets.QMainWindow):
         self.resize(1000, 560)
         self._logic = logic
         self._view = None
+        self._settings: dict | None = None
+        self._units: dict[str, str] = {}
         self.plot_widget = pg.PlotWidget(self)
         self.plot_widget.setLabel("bottom", "time from trigger", units="s")
         self.plot_widget.showGrid(x=True, y=True, alpha=0.3)
         self.plot_widget.addLine(x=0.0, pen=pg.mkPen((200, 200, 200), style=QtCore.Qt.DashLine))
+        self.level_line = pg.InfiniteLine(
+            angle=0, pen=pg.mkPen((200, 200, 200), style=QtCore.Qt.DotLine)
+        )
+        self.plot_widget.addItem(self.level_line)
         self.overlay_curve = self.plot_widget.plot(pen=pg.mkPen((80, 160, 255, 70), width=1))
         self.average_curve = self.plot_widget.plot(pen=pg.mkPen((255, 170, 0), width=2.5))
         self.setCentralWidget(self.plot_widget)
@@ -171,6 +177,7 @@ class ScopeWindow(QtWidgets.QMainWindow):
     # ----------------------------------------------------------------- from the logic
     @QtCore.Slot(dict)
     def show_settings(self, settings: dict) -> None:
+        self._settings = dict(settings)
         widgets = (
             self.source_combo,
             self.channel_combo,
@@ -230,6 +237,7 @@ class ScopeWindow(QtWidgets.QMainWindow):
     # ---------------------------------------------------------------------- internals
     @QtCore.Slot(object, object)
     def _channels_changed(self, active, _averaged) -> None:
+        self._units = dict(self._logic.channel_units)
         for combo, first in ((self.channel_combo, ""), (self.show_combo, None)):
             current = combo.currentText()
             combo.blockSignals(True)
@@ -254,6 +262,15 @@ class ScopeWindow(QtWidgets.QMainWindow):
             self.overlay_curve.setData([], [])
             self.average_curve.setData([], [])
             return
+        unit = self._units.get(channel, "")
+        self.plot_widget.setLabel("left", channel, units="" if unit == "c/s" else unit)
+        settings = self._settings or {}
+        triggering = settings.get("source") == "level" and channel == view.stats.get(
+            "trigger_channel"
+        )
+        self.level_line.setVisible(triggering)
+        if triggering:
+            self.level_line.setValue(settings["level"])
         display = self.display_combo.currentText()
         windows = view.windows[channel]
         if display in ("overlay", "both") and len(windows):
