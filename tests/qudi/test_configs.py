@@ -30,6 +30,7 @@ MODULES = [
     "qudi.hardware.instream.camera_buffer",
     "qudi.hardware.instream.camera_roi",
     "qudi.hardware.instream.camera_interfuse",
+    "qudi.hardware.instream.markers",
     "qudi.logic.instream.time_series_reader_logic",
     "qudi.logic.instream.camera_viewer_logic",
     "qudi.logic.instream.camera_recorder_logic",
