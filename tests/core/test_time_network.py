@@ -223,3 +223,33 @@ def test_a_clock_service_that_never_answers_falls_back_to_arrival_rows(monkeypat
         finally:
             sub.close()
             raw.close()
+
+
+def test_the_clock_service_of_a_curve_publisher_answers_allowed_clients_only(stream_name, tmp_path):
+    import shutil
+
+    from qudi.util.instream.keys import new_keys
+    from qudi.util.instream.network import ClientKeys, ServerKeys
+
+    (tmp_path / "allowed").mkdir()
+    new_keys("server", tmp_path)
+    public, _ = new_keys("sub1", tmp_path)
+    shutil.copy(public, tmp_path / "allowed")
+    keys = ServerKeys.from_files(tmp_path / "server.key_secret", tmp_path / "allowed")
+    client = ClientKeys.from_files(tmp_path / "sub1.key_secret", tmp_path / "server.key")
+    source = SimulatedSource(["ramp"], sample_rate=1000.0, clock=SimulatedClock())
+    with (
+        StreamHub(source, name=stream_name, shared=False) as hub,
+        StreamPublisher(hub, "tcp://127.0.0.1:*", keys=keys) as publisher,
+        StreamSubscriber(publisher.endpoint, keys=client) as sub,
+    ):
+        sub.read_into(np.empty((100, 1)), timeout=TIMEOUT)
+        wait_until(lambda: sub.receiver.remote_time.offset is not None, "a probe's answer")
+        offset, bound = sub.receiver.remote_time.offset
+        assert abs(offset) <= bound
+        # a plain client of the CURVE clock service gets no answer (its handshake fails)
+        with zmq.Context() as context, context.socket(zmq.DEALER) as plain:
+            plain.setsockopt(zmq.LINGER, 0)
+            plain.connect(f"tcp://127.0.0.1:{publisher.clock_port}")
+            plain.send(b"QIZT" + bytes(8), zmq.NOBLOCK)
+            assert not plain.poll(300)

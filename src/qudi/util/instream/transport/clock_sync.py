@@ -16,7 +16,7 @@ own clock with an offset it measures:
   clocks may drift apart by that much since).
 
 A probe is 12 bytes (``b"QIZT"``, a u64 id) and its answer 20 (the same, then the float64
-time); anything else is dropped unanswered, and the sockets refuse larger messages.
+time); anything else is dropped unanswered, and the sockets refuse messages over 4 KiB.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ MAX_HOST_DRIFT_PPM = 200.0
 _MAGIC = b"QIZT"
 _PROBE = struct.Struct("<4sQ")
 _ANSWER = struct.Struct("<4sQd")
-_MAX_BYTES = 64
+_MAX_BYTES = 4096  # ZeroMQ checks the CURVE handshake against it too (its INITIATE is ~300 B)
 _POLL_MS = 50
 _JOIN_TIMEOUT_S = 10.0
 #: Probes sent this often until :data:`SETTLED_PROBES` came back, then every ``interval``.

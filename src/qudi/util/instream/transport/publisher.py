@@ -214,6 +214,11 @@ class StreamPublisher:
         return self._endpoint
 
     @property
+    def clock_port(self) -> int:
+        """The port of the clock service subscribers probe (0 for none: not TCP)."""
+        return 0 if self._clock is None else self._clock.port
+
+    @property
     def lost(self) -> int:
         """Samples the publisher's reader lost because it fell a whole ring behind."""
         return self._reader.lost
