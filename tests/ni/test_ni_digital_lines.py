@@ -221,3 +221,7 @@ def test_a_card_without_digital_inputs_streams_the_rest_and_refuses_lines(make_s
     streamer = make_streamer(activate=False, digital_lines="port0/line0")
     with pytest.raises(ValueError, match=r"Dev1 has no \['port0/line0'\].*clocked: none"):
         streamer.on_activate()
+
+
+def test_an_inactive_streamer_declares_nothing(make_streamer):
+    assert make_streamer(activate=False, digital_lines="port0/line0").stream_extra == {}

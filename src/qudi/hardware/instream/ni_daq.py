@@ -221,7 +221,8 @@ class NIXSeriesInStreamer(SharedStreamer, DataInStreamInterface):
         the active digital lines as ``digital_channels``."""
         coefficients = self.scaling_coefficients
         extra = scaling_extra(coefficients) if coefficients else {}
-        lines = [ch for ch in self._settings.channels if ch in self._card.lines]
+        settings, card = self._settings, self._card
+        lines = [] if settings is None else [ch for ch in settings.channels if ch in card.lines]
         if lines:
             extra["digital_channels"] = lines
         return extra
