@@ -59,6 +59,8 @@ def test_digital_lines_are_step_traces_in_lanes_below_the_analog_plots(kinds_gui
         curve = gui.plot.raw_curves[line]
         assert curve.opts["stepMode"] == "left" and curve in lanes_plot.items
     assert gui.plot.raw_curves["sine"] in mw.plot_items["V"].items
+    widths = {plot.getAxis("left").width() for plot in mw.plot_items.values()}
+    assert len(widths) == 1  # one left-axis width: the time axes line up
     mw.action_start.trigger()
     qtbot.waitUntil(lambda: len(lane_points(gui, "ttl 2")) > 200, timeout=10_000)
     qtbot.waitUntil(lambda: len(np.unique(lane_points(gui, "ttl 1"))) == 2, timeout=10_000)

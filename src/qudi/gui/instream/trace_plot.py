@@ -27,7 +27,13 @@ import pyqtgraph as pg
 from PySide6 import QtCore
 
 from qudi.gui.instream.decimate import visible_slice
-from qudi.gui.instream.lanes import LANES_KEY, label_lanes, lane_offsets, lanes_extent
+from qudi.gui.instream.lanes import (
+    LANES_KEY,
+    align_left_axes,
+    label_lanes,
+    lane_offsets,
+    lanes_extent,
+)
 from qudi.gui.instream.marker_lines import MarkerLines
 from qudi.gui.instream.pyramid import MinMaxPyramid, PointFollower
 from qudi.gui.instream.time_series_window import TimeSeriesWindow
@@ -140,6 +146,7 @@ class TracePlot:
         window.set_plot_units(keys, names, plot_units, lanes=[LANES_KEY] if lines else [])
         if lines:
             label_lanes(window.plot_items[LANES_KEY], lines)
+            align_left_axes(list(window.plot_items.values()), lines)
         window.plot_item.getViewBox().sigXRangeChanged.connect(
             self._x_range_changed, QtCore.Qt.ConnectionType.QueuedConnection
         )
