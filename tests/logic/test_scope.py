@@ -183,3 +183,17 @@ def test_saved_settings_that_no_longer_fit_fall_back_to_the_defaults():
 def test_an_inactive_trigger_channel_is_refused_by_the_scope():
     with pytest.raises(ValueError, match="'ttl' is not active"):
         Scope(settings(channel="ttl"), ["index", "sine"], RATE)
+
+
+def test_a_marker_that_comes_after_its_samples_still_gets_its_window():
+    scope = Scope(settings(source="marker"), CHANNELS, RATE)  # samples wait 1 s (1000)
+    data = signal(6_000)
+    for start in range(0, 3_000, 100):
+        scope.feed(data[start : start + 100])
+    assert scope.add_marker(2_500, "late but within the delay")
+    assert scope.add_marker(1_000, "too late: its samples were cut already")
+    for start in range(3_000, 6_000, 100):
+        scope.feed(data[start : start + 100])
+    view = scope.view()
+    assert view.windows["index"][:, 100].tolist() == [2_500]
+    assert view.stats["missed"] == 1

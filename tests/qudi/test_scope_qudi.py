@@ -223,3 +223,59 @@ def test_scope_settings_are_saved_and_a_trigger_channel_that_is_not_active_says_
     module_manager.deactivate_module("scope_logic")
     logic = activate("scope_logic")
     assert logic.scope_settings["channel"] == "ttl" and logic.scope_settings["post"] == 20
+
+
+MARKER_HARDWARE = """\
+    scope_marker_stream:
+        module.Class: 'instream.markers.MarkerStream'
+    scope_marker_dummy:
+        module.Class: 'instream.dummy.InStreamDummy'
+        options:
+            channel_names: ['ramp', 'noise']
+            channel_units: ['samples', 'V']
+            channel_signals: ['ramp', 'noise']
+    scope_marker_buffer:
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        connect:
+            streamer: 'scope_marker_dummy'
+"""
+MARKER_LOGIC = """\
+    scope_marker_logic:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        connect:
+            streamer: 'scope_marker_buffer'
+            markers: 'scope_marker_stream'
+"""
+
+
+def test_markers_whose_text_matches_trigger_windows_at_their_place(
+    qudi, tmp_path, module_manager, activate, qtbot
+):
+    names = add_modules(qudi, tmp_path, MARKER_HARDWARE, MARKER_LOGIC)
+    try:
+        logic = activate("scope_marker_logic")
+        rate = 2000.0
+        logic.set_trace_settings(
+            data_rate=rate, oversampling_factor=1, trace_window_size=5.0, moving_average_width=1
+        )
+        logic.set_scope_settings(
+            source="marker", marker_text="go", pre=100, post=400, windows=10, enabled=True
+        )
+        logic.start_reading()
+        qtbot.waitUntil(lambda: logic.scope_windows.stats.get("samples", 0) > 0, timeout=10_000)
+        for text in ("go 1", "stop", "go 2"):
+            logic.add_marker(text)
+            qtbot.waitUntil(
+                lambda t=text: t in [m for _, m in logic.markers_in_view], timeout=10_000
+            )
+        qtbot.waitUntil(lambda: logic.scope_windows.stats.get("windows") == 2, timeout=10_000)
+        places = {text: x for x, text in logic.markers_in_view}
+        logic.stop_reading()
+        t, windows, _, stats = logic.scope_windows
+        assert stats["triggers"] == 2 and stats["missed"] == 0  # 'stop' holds no 'go'
+        assert np.all(np.diff(windows["ramp"], axis=1) == 1)  # whole windows
+        for index, text in zip(stats["trigger_index"], ("go 1", "go 2"), strict=True):
+            assert abs(index - round(places[text] * rate)) <= 1, (index, text, places)
+    finally:
+        for name in reversed(names):
+            module_manager.deactivate_module(name)

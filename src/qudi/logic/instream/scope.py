@@ -12,7 +12,9 @@ too early (before the run's first ``pre`` samples), plus samples lost.
 
 Sample indices count from the run's first sample (lost samples included), as the trace's x
 axis does (``x = index / sample_rate``): a marker at trace x ``x`` triggers at sample
-``round(x * sample_rate)`` (:meth:`Scope.add_marker`).
+``round(x * sample_rate)`` (:meth:`Scope.add_marker`). With markers as the source, samples
+wait :data:`MARKER_DELAY_S` before they are cut: a marker arrives after the samples of its
+time, and its window still needs its ``pre`` samples.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from qudi.util.instream.triggered import LevelTrigger, TriggeredReader, digital_
 __all__ = ["Scope", "ScopeView", "empty_view"]
 
 _CHUNK = 65536  # most samples the triggered reader takes at once
+#: a marker reaches the scope after the samples of its time (a frame or so later): with
+#: markers as the source, samples wait this long before they are cut, so its window is whole
+MARKER_DELAY_S = 1.0
 
 
 class ScopeView(NamedTuple):
@@ -101,6 +106,10 @@ class Scope:
         self._kept = np.zeros((kept, width, len(self.channels)))
         self._kept_index = np.zeros(kept, np.int64)
         self._count = 0  # windows kept since the start (the ring's write counter)
+        delay = settings["source"] == "marker"
+        self._delay = max(1, round(MARKER_DELAY_S * self.sample_rate)) if delay else 0
+        self._held: list[tuple[np.ndarray, int]] = []  # (chunk, lost before it), delayed
+        self._held_samples = 0
 
     def _make_trigger(self, settings: Mapping[str, Any]):
         source = settings["source"]
@@ -126,7 +135,15 @@ class Scope:
         """Hand in the next ``[samples, channels]`` of the stream (after ``lost_before`` lost
         samples); returns how many windows it completed."""
         data = scale_block(chunk, self._scaling) if self._scaling is not None else chunk
-        self._feed.push(data, lost_before)
+        if not self._delay:
+            self._feed.push(data, lost_before)
+        else:  # markers: what is older than the delay goes on
+            self._held.append((np.array(data, dtype=np.float64), lost_before))
+            self._held_samples += len(data)
+            while self._held and self._held_samples - len(self._held[0][0]) >= self._delay:
+                older, lost = self._held.pop(0)
+                self._held_samples -= len(older)
+                self._feed.push(older, lost)
         windows = self._reader.poll()
         n = len(windows)
         if n:

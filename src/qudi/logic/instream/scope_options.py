@@ -35,6 +35,7 @@ from qudi.core.statusvariable import StatusVar
 
 from qudi.logic.instream.scope import Scope, ScopeView, empty_view
 from qudi.logic.instream.scope_settings import checked_scope_settings, restored_scope_settings
+from qudi.logic.instream.stream_setup import timing_name
 from qudi.util.instream.hub import declared_extra
 from qudi.util.instream.raw_scaling import scaling_of
 
@@ -49,6 +50,12 @@ class ScopeOptions:
     sigScopeSettingsChanged = QtCore.Signal(dict)
 
     _saved_scope_settings = StatusVar("scope_settings", default=None)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        markers = getattr(self, "sigMarkersChanged", None)  # MarkerOptions' (x, text) in view
+        if markers is not None:
+            markers.connect(self._scope_markers, QtCore.Qt.ConnectionType.DirectConnection)
 
     # ------------------------------------------------------------------------- public
     @property
@@ -132,6 +139,22 @@ class ScopeOptions:
         if windows or _counts(scope) != before:  # not for samples alone: views cost copies
             self.sigScopeChanged.emit(scope.view())
 
+    @QtCore.Slot(object)
+    def _scope_markers(self, shown: list) -> None:
+        """Markers in the trace window ``(x, text)``: each new one triggers (if the scope
+        triggers on markers) at sample ``round(x * sample_rate)`` of the run."""
+        with self._lock:
+            scope = getattr(self, "_scope", None)
+            if scope is None or scope.settings["source"] != "marker":
+                return
+            near = max(scope.pre + scope.post, round(0.05 * scope.sample_rate))
+            for x, text in shown:
+                index = round(float(x) * scope.sample_rate)
+                if any(t == text and abs(i - index) <= near for i, t in self._scope_marked):
+                    continue  # the same marker again (its place moves a little each frame)
+                self._scope_marked.append((index, text))
+                scope.add_marker(index, text)
+
     # ------------------------------------------------------------------------ internals
     def _scope_state(self) -> tuple[dict[str, Any], Scope | None, str | None]:
         """The settings in force (restored from the status variable at first use), the
@@ -154,10 +177,17 @@ class ScopeOptions:
         self._scope, self._scope_why = None, None
         self._scope_trace = getattr(self, "_builder", None)
         self._scope_lost = None
+        self._scope_marked: list[tuple[int, str]] = []  # markers handed to this scope
         if not settings["enabled"]:
             return None
         channels = list(self.active_channel_names)
         try:
+            timing = timing_name(self._streamer().constraints)
+            if settings["source"] == "marker" and timing != "CONSTANT":
+                raise ValueError(
+                    f"markers trigger the view on streams of CONSTANT timing only (this one "
+                    f"is {timing}: its samples have no index a marker's time gives)"
+                )
             raw = scaling_of(declared_extra(self._streamer()), channels)
             self._scope = Scope(settings, channels, self.sampling_rate, self.module_name, raw)
         except ValueError as why:  # e.g. the trigger channel is not active now
