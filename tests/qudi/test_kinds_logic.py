@@ -48,6 +48,10 @@ LOGICS = """\
         module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
         connect:
             streamer: 'events_buffer'
+    events_logic_direct:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        connect:
+            streamer: 'events_dummy'
 """
 
 
@@ -83,10 +87,13 @@ def test_digital_lines_are_declared_kept_0_1_and_never_averaged(kinds, activate,
     assert logic.digital_channel_names == ["ttl 2"]
 
 
+@pytest.mark.parametrize("name", ["events_logic", "events_logic_direct"])
 def test_an_event_stream_shows_a_rate_per_event_channel_and_records_every_event(
-    kinds, activate, qtbot
+    kinds, activate, qtbot, name
 ):
-    logic = activate("events_logic")
+    """Through a buffer (the recorder reads the shared ring) and on the event dummy itself
+    (the logic's frames feed the recording)."""
+    logic = activate(name)
     events_dummy = activate("events_dummy")
     assert logic.event_channel_names == ["APD 1", "APD 2", "APD 3"]
     assert logic.trace_channel_names == ["APD 1", "APD 2", "APD 3"]
