@@ -14,17 +14,19 @@ import pytest
 from tests.qudi.added_modules import add_modules
 
 import qudi.hardware.instream.markers as markers_module
+from qudi.util.instream import attach
 from qudi.util.instream.markers import MARKER_DTYPE
 from qudi.util.instream.session import open_session
+from qudi.util.instream.stream_clock import StreamClock
 
 RATE = 1000.0  # the dummy's samples per second (its default)
 HARDWARE = """\
     mk_dummy:
         module.Class: 'instream.dummy.InStreamDummy'
         options:
-            channel_names: ['APD', 'analog 1']
-            channel_units: ['Hz', 'V']
-            channel_signals: ['counts', 'sine']
+            channel_names: ['APD', 'index']
+            channel_units: ['Hz', '']
+            channel_signals: ['counts', 'ramp']
     mk_buffer1:
         module.Class: 'instream.buffer.DataInStreamBuffer'
         connect:
@@ -60,6 +62,22 @@ def session(qudi, tmp_path, module_manager):
         module_manager.deactivate_module(name)
 
 
+def _ramp_at_time(stream_name: str, when: float) -> float:
+    """The ramp value (the source's sample index) of the sample the stream took at host time
+    ``when``, by the stream's ring and time table, read here independently."""
+    ring = attach(stream_name)
+    try:
+        index = float(StreamClock(ring).refresh().index_at(when))
+        reader = ring.reader("marker check")
+        out = np.empty((1, 2))
+        reader.read_into(out, timeout=5.0)
+        ramp_offset = (reader.position - 1) - out[0, 1]  # ring index - ramp value
+        reader.close()
+    finally:
+        ring.close()
+    return index - ramp_offset
+
+
 def _seen(logic) -> list:
     """What the logic's sigMarkersChanged said, newest last (a list that fills)."""
     said: list = []
@@ -73,11 +91,11 @@ def test_a_marker_from_either_writer_reaches_both_logics_and_the_recording(
     logic1, logic2 = activate("mk_logic1"), activate("mk_logic2")
     stream = activate("marker_stream")
     said1, said2 = _seen(logic1), _seen(logic2)
-    logic1.set_trace_settings(data_rate=100.0, oversampling_factor=10)
-    logic2.set_trace_settings(data_rate=100.0, oversampling_factor=10)
+    logic1.set_trace_settings(data_rate=RATE, oversampling_factor=1)
+    logic2.set_trace_settings(data_rate=RATE, oversampling_factor=1)
     logic1.start_reading()
     logic2.start_reading()
-    qtbot.waitUntil(lambda: len(logic1.trace_data[0]) > 50 and len(logic2.trace_data[0]) > 50)
+    qtbot.waitUntil(lambda: len(logic1.trace_data[0]) > 500 and len(logic2.trace_data[0]) > 500)
 
     newest_before = float(logic1.trace_data[0][-1])
     first = logic1.add_marker("pump on")  # through a logic
@@ -98,6 +116,12 @@ def test_a_marker_from_either_writer_reaches_both_logics_and_the_recording(
     assert x_window2[0] <= x2 <= x_window2[-1]
     # logic2 started a moment after logic1: its x counts from its own first sample
     assert 0 <= x1 - x2 < 1.0
+    # each logic's line stands on the sample its stream took at the marker's time: the ramp
+    # (each sample's index) there is the index the stream's time table gives for that time
+    expected = _ramp_at_time(logic1.stream_name, first["time"])
+    for logic, x in ((logic1, x1), (logic2, x2)):
+        trace_x, trace_y = logic.trace_data
+        assert abs(np.interp(x, trace_x, trace_y["index"]) - expected) <= 2.0
 
     logic1.start_recording()
     qtbot.waitUntil(lambda: (logic1.recording_info or {}).get("samples", 0) > 100)
