@@ -126,3 +126,19 @@ def test_a_late_marker_gets_the_index_of_the_sample_taken_at_its_time(tmp_path):
     assert now.sample_index == 2000  # no time given: the next sample
     with open_session(tmp_path / "s.h5") as session:
         assert [(i, text) for _, i, text in session.marker_list()] == [(401, "late"), (2000, "now")]
+
+
+def test_a_blocking_read_waits_for_markers_from_another_thread_and_times_out_saying_so():
+    source = MarkerSource()
+    source.start_stream()
+    out, stamps = np.empty(2, MARKER_DTYPE), np.empty(2)
+    writer = threading.Timer(0.05, lambda: [source.add("one"), source.add("two")])
+    writer.start()
+    source.read_data_into_buffer(out, 2, stamps, timeout=10.0)
+    writer.join()
+    assert [t for _, t in marker_list(out)] == ["one", "two"]
+    with pytest.raises(TimeoutError, match="1 markers did not come within 0.05 s"):
+        source.read_data_into_buffer(out, 1, stamps, timeout=0.05)
+    source.stop_stream()
+    with pytest.raises(RuntimeError, match="not running"):
+        source.read_data_into_buffer(out, 1, stamps, timeout=1.0)

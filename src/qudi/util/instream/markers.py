@@ -109,6 +109,7 @@ class MarkerSource:
         self.id = uuid.uuid4().hex  # tells this source's counts from another's
         self._clock = clock
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # a marker queued, or the stream stopped
         self._history: deque[tuple[float, str]] = deque(maxlen=history)
         self._count = 0  # markers ever added
         self._queue: deque[tuple[float, bytes]] = deque()
@@ -142,6 +143,7 @@ class MarkerSource:
             self._count += 1
             if self._running:
                 self._queue.append((when, encoded))
+                self._arrived.notify_all()
         return when, text
 
     # --------------------------------------------------------------------------- lookers
@@ -189,6 +191,7 @@ class MarkerSource:
     def stop_stream(self) -> None:
         with self._lock:
             self._running = False
+            self._arrived.notify_all()
 
     @property
     def available_samples(self) -> int:
@@ -208,16 +211,19 @@ class MarkerSource:
     ) -> None:
         """Take exactly ``samples_per_channel`` markers (waiting at most ``timeout`` s)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while len(self._queue) < samples_per_channel:
-            if not self._running:
-                raise RuntimeError(
-                    f"the marker stream is not running and holds {len(self._queue)} of "
-                    f"{samples_per_channel} markers: call start_stream() first"
-                )
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"{samples_per_channel} markers did not come within {timeout} s")
-            time.sleep(0.01)
-        with self._lock:
+        with self._arrived:
+            while len(self._queue) < samples_per_channel:
+                if not self._running:
+                    raise RuntimeError(
+                        f"the marker stream is not running and holds {len(self._queue)} of "
+                        f"{samples_per_channel} markers: call start_stream() first"
+                    )
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(
+                        f"{samples_per_channel} markers did not come within {timeout} s"
+                    )
+                self._arrived.wait(left)
             self._take(data_buffer.reshape(-1), timestamp_buffer, samples_per_channel)
 
     def _take(self, out: np.ndarray, stamps: np.ndarray | None, count: int) -> None:
