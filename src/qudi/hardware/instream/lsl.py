@@ -27,7 +27,11 @@ time, ``time.monotonic()`` / ``pylsl.local_clock()``): add it back to get LSL's 
 word, and reconnects by itself when an outlet with the same ``source_id`` comes back after it
 went away. Both leave a step in the timestamps; each such gap is logged as a warning, kept in
 :attr:`LslInStreamer.gaps` (where, how many samples, how long, why) and counted in
-:attr:`~LslInStreamer.lost_samples`, and the stream goes on after it.
+:attr:`~LslInStreamer.lost_samples`, and the stream goes on after it. The count is exact; the
+place is exact unless the outlet stamps only some samples (a chunk pushed with one timestamp)
+and the outlet's own queue for this inlet dropped samples (a busy outlet host): then the loss
+shows at the next stamped sample, and the gap says from which sample on it may lie
+(``earliest``; see :class:`~qudi.util.instream.lsl_timing.GapDetector`).
 """
 
 from __future__ import annotations
@@ -157,8 +161,9 @@ class LslInStreamer(KeptSettingsStreamer, SharedStreamer, DataInStreamInterface)
 
     @property
     def gaps(self) -> list[LslGap]:
-        """Every gap since activation: index of the sample after it, samples lost, seconds
-        without samples, cause (inlet overflow, or outlet silent/restarted)."""
+        """Every gap since activation: index of the sample whose time shows it (and the
+        earliest index it may precede), samples lost, seconds without samples, cause (inlet
+        overflow, or outlet silent/restarted)."""
         run = self._run
         return [*self._gaps_before, *(run.gaps if run is not None else [])]
 

@@ -2,10 +2,14 @@
 
 :func:`resolve_stream` finds the stream (or raises an error that lists what it found).
 :class:`LslInletRun` is one run: the inlet opens at start and is destroyed at :meth:`close`.
-Its reads pull straight into the caller's array (a ring's free slots), turn LSL's
-clock-corrected times into seconds since the run's start, and find the samples LSL lost on
-the way (:class:`~qudi.util.instream.lsl_timing.GapDetector`): they are counted and kept as
-gaps, never hidden. Plain Python and numpy; pylsl is passed in (see ``lsl_support``).
+Its reads pull straight into the caller's array (a ring's free slots) with the outlet's raw
+timestamps, find the samples LSL lost on the way in those
+(:class:`~qudi.util.instream.lsl_timing.GapDetector`: they are counted and kept as gaps,
+never hidden), and only then correct them to this host's clock (the inlet's latest
+``time_correction``), keep them monotonic and turn them into seconds since the run's start.
+The raw times are needed: only in them does a time the inlet deduced (the previous sample's
+plus one period) show bit for bit. Plain Python and numpy; pylsl is passed in (see
+``lsl_support``).
 """
 
 from __future__ import annotations
@@ -127,9 +131,9 @@ class LslInletRun:
         rate = float(info.nominal_srate())
         self.capacity = buffer_seconds * (round(rate) if rate > 0 else 100)
         self._lock = threading.Lock()
-        flags = pylsl.proc_clocksync | pylsl.proc_monotonize | pylsl.proc_threadsafe
+        # no liblsl post-processing: the gaps are found in the raw times (see the docstring)
         self._inlet: Any = pylsl.StreamInlet(
-            info, max_buflen=buffer_seconds, recover=True, processing_flags=flags
+            info, max_buflen=buffer_seconds, recover=True, processing_flags=pylsl.proc_none
         )
         try:
             self._inlet.open_stream(open_timeout)
@@ -152,6 +156,7 @@ class LslInletRun:
         self._delivered = 0  # samples read in this run
         self._numbered = 0  # samples read plus samples missing (the dejitter's sample numbers)
         self._last_correction = time.monotonic()
+        self._newest_time = -math.inf  # newest corrected time delivered (kept monotonic)
         self.lost = 0
         self.gaps: list[LslGap] = []
         self.newest: tuple[np.ndarray, float] | None = None
@@ -200,9 +205,11 @@ class LslInletRun:
             inlet = self._inlet
             if inlet is None:
                 raise RuntimeError("the LSL inlet is closed: the stream was stopped")
-            full = inlet.samples_available() >= self.capacity
+            full_before = inlet.samples_available() >= self.capacity - 1
             times = self._pull(inlet, out, count)
-        self._account(times, full)
+            # full at any moment since the last pull leaves the queue >= capacity - count
+            full = full_before or count + inlet.samples_available() >= self.capacity - 1
+        times = self._account(times, full, full_before)
         if stamps is not None:
             stamps[:count] = times - self.start_time
         self.newest = (out[count - 1].copy(), float(times[-1] - self.start_time))
@@ -231,22 +238,29 @@ class LslInletRun:
         _, times = inlet.pull_chunk(timeout=0.0, max_samples=count, dest_obj=target, as_numpy=True)
         return len(times), np.asarray(times, dtype=np.float64)
 
-    def _account(self, times: np.ndarray, queue_full: bool) -> None:
-        """Find what LSL lost before and within these samples; smooth their times if asked."""
+    def _account(self, times: np.ndarray, queue_full: bool, full_before: bool) -> np.ndarray:
+        """Find what LSL lost before and within these samples (in their raw times); their
+        times corrected to this host's clock, smoothed if asked, monotonic."""
         first = self._delivered
-        gaps = self._detector.check(first, times, queue_full)
+        gaps = self._detector.check(first, times, queue_full, full_before=full_before)
         self._delivered += len(times)
         for gap in gaps:
             self.lost += gap.lost
             if len(self.gaps) < _HISTORY:
                 self.gaps.append(gap)
+            where = f"sample {gap.index}"
+            if gap.earliest < gap.index:  # see GapDetector: the outlet's queue may have
+                where = f"one of samples {gap.earliest}..{gap.index}"
             _log.warning(
-                "LSL stream: %d samples missing before sample %d (%.3f s without samples): %s",
+                "LSL stream: %d samples missing before %s (%.3f s without samples): %s",
                 gap.lost,
-                gap.index,
+                where,
                 gap.seconds,
                 gap.cause,
             )
+        if any(gap.cause == CAUSE_SILENCE for gap in gaps):
+            self._refresh_correction()  # the outlet may be another one now
+        times = times + self.clock_offset
         if self._dejitter is not None:
             steps = np.ones(len(times))
             for gap in gaps:
@@ -256,8 +270,12 @@ class LslInletRun:
             numbers = self._numbered - 1 + np.cumsum(steps)
             self._numbered = int(numbers[-1]) + 1
             times[:] = self._dejitter.smooth(numbers, times)
+        times[0] = max(times[0], self._newest_time)  # as liblsl's proc_monotonize would
+        np.maximum.accumulate(times, out=times)
+        self._newest_time = float(times[-1])
         if time.monotonic() - self._last_correction > 2.0:
             self._refresh_correction()
+        return times
 
     def _refresh_correction(self) -> None:
         """The inlet's latest clock offset (liblsl updates it in the background)."""

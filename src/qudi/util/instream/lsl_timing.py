@@ -27,22 +27,50 @@ CAUSE_SILENCE = "the outlet sent nothing for a while (it stopped, or was restart
 
 @dataclass(frozen=True)
 class LslGap:
-    """Samples missing from an LSL stream, placed in the qudi stream's indices."""
+    """Samples missing from an LSL stream, placed in the qudi stream's indices.
 
-    index: int  # index of the first sample after the gap (in the stream qudi reads)
+    The samples are missing before one sample in ``earliest .. index`` (inclusive); when the
+    two are equal, exactly before sample ``index``. They differ when the outlet stamps only
+    some of its samples (``push_chunk`` with one timestamp: the inlet deduces the others from
+    the sample it received before) and the outlet's own queue for this inlet dropped samples:
+    the loss then shows only at the next stamped sample (see :class:`GapDetector`).
+    """
+
+    index: int  # index of the first sample whose timestamp shows the gap
     lost: int  # samples the nominal rate says are missing
-    seconds: float  # time from the sample before the gap to the one after it
+    seconds: float  # time from the sample before ``index`` to it
     cause: str  # CAUSE_OVERFLOW or CAUSE_SILENCE
+    earliest: int = -1  # the earliest index the loss may precede (-1: ``index``)
+
+    def __post_init__(self) -> None:
+        if self.earliest < 0:
+            object.__setattr__(self, "earliest", self.index)
+
+
+_CHAIN_LIMIT = 1 << 20  # missing samples up to which a deduced chain is rebuilt exactly
 
 
 class GapDetector:
-    """Finds missing samples in the timestamps of a stream with a nominal rate.
+    """Finds missing samples in the raw (uncorrected) timestamps of a stream with a nominal
+    rate.
 
     A step between neighbouring timestamps counts as a gap when it is longer than 1.5 sample
     periods *and* longer than a period plus ``tolerance`` seconds (a shorter delay is
     timestamp jitter, e.g. of an outlet that stamps each chunk when it pushes it). In a chunk
     pulled from an inlet buffer that was full, any step over 1.5 periods counts: LSL dropped
     samples there (before the chunk, or within it while it was pulled).
+
+    Where a gap is: an outlet that pushes a chunk with one timestamp stamps its first sample
+    only; the inlet times each other sample as the one it received before plus one period
+    (liblsl's deduced timestamps, bit for bit ``t + 1.0 / rate``). An inlet's overflow drops
+    samples after they were timed, so its gaps show exactly where they are. But the outlet
+    keeps a queue per inlet of the inlet's buffer length and drops that queue's oldest
+    samples too when it cannot send fast enough (a busy host): the samples after such a loss
+    are timed from the last one sent before it, and the loss shows only at the next sample
+    the outlet stamped. The count is still exact; the place is bounded: each gap's
+    ``earliest`` is the sample after the newest one known to carry its own timestamp (not
+    deduced, not right after a gap). A loss in the deduced samples after the newest stamped
+    one is counted when the next stamped sample arrives.
 
     Parameters
     ----------
@@ -57,6 +85,7 @@ class GapDetector:
         self.tolerance = float(tolerance)
         self._last: float | None = None
         self._opened: float | None = None
+        self._anchor: int | None = None  # newest index known to carry its own timestamp
 
     def reset(self, opened: float | None = None) -> None:
         """Forget the last timestamp: a new run starts, its inlet opened at time ``opened``.
@@ -67,8 +96,16 @@ class GapDetector:
         """
         self._last = None
         self._opened = opened
+        self._anchor = None
 
-    def check(self, first_index: int, timestamps: np.ndarray, queue_full: bool) -> list[LslGap]:
+    def check(
+        self,
+        first_index: int,
+        timestamps: np.ndarray,
+        queue_full: bool,
+        *,
+        full_before: bool | None = None,
+    ) -> list[LslGap]:
         """The gaps before and within one pulled chunk of timestamps.
 
         Parameters
@@ -76,35 +113,65 @@ class GapDetector:
         first_index
             Stream index of ``timestamps[0]``.
         timestamps
-            The chunk's timestamps (LSL seconds), in order.
+            The chunk's raw timestamps (the outlet's LSL seconds, no correction), in order.
         queue_full
-            Whether the inlet's buffer was full before this chunk was pulled.
+            Whether the inlet's buffer may have been full since the last pull (so LSL may
+            have dropped samples before or within this chunk).
+        full_before
+            Whether it was full before this chunk was pulled (default: ``queue_full``); only
+            then does a run's first read estimate a loss from the time the inlet opened.
         """
         if len(timestamps) == 0:
             return []
-        previous, self._last = self._last, float(timestamps[-1])
+        if full_before is None:
+            full_before = queue_full
+        ts = np.asarray(timestamps, dtype=np.float64)
+        previous, self._last = self._last, float(ts[-1])
         if self.nominal_rate <= 0:
             return []
-        if previous is None and queue_full and self._opened is not None:
-            previous = self._opened - 1.0 / self.nominal_rate  # as if a sample came then
+        if self._anchor is None:
+            self._anchor = first_index - 1
         period = 1.0 / self.nominal_rate
+        known = np.ones(len(ts), dtype=bool)  # samples with a sample before them
+        if previous is None and full_before and self._opened is not None:
+            previous = self._opened - period  # as if a sample came then
         if previous is None:
-            steps = np.diff(timestamps)
-            offset = 1
+            before = np.concatenate(([ts[0]], ts[:-1]))
+            known[0] = False
         else:
-            steps = np.diff(timestamps, prepend=previous)
-            offset = 0
-        missing = steps > 1.5 * period
+            before = np.concatenate(([previous], ts[:-1]))
+        steps = ts - before
+        missing = known & (steps > 1.5 * period)
         # a full buffer drops its oldest samples while this chunk is pulled too: then any
         # step of missing samples is a loss; otherwise only one longer than the jitter
         late = missing if queue_full else missing & (steps > period + self.tolerance)
+        own = np.flatnonzero(~late & ~(known & (ts == before + period)))
         cause = CAUSE_OVERFLOW if queue_full else CAUSE_SILENCE
         gaps = []
         for at in np.flatnonzero(late):
             step = float(steps[at])
             lost = max(1, round(step * self.nominal_rate) - 1)
-            gaps.append(LslGap(first_index + int(at) + offset, lost, step, cause))
+            index = first_index + int(at)
+            earliest = index
+            if not self._deduced_across(float(before[at]), float(ts[at]), lost, period):
+                mine = np.searchsorted(own, at) - 1
+                anchor = first_index + int(own[mine]) if mine >= 0 else self._anchor
+                earliest = min(index, anchor + 1)
+            gaps.append(LslGap(index, lost, step, cause, earliest))
+        if len(own):
+            self._anchor = first_index + int(own[-1])
         return gaps
+
+    @staticmethod
+    def _deduced_across(before: float, after: float, lost: int, period: float) -> bool:
+        """Whether ``after`` is the time the inlet deduces ``lost + 1`` samples after
+        ``before``: then the samples in between were timed and dropped by the inlet, and the
+        gap is exactly there."""
+        if lost > _CHAIN_LIMIT:
+            return False
+        chain = np.full(lost + 2, period)
+        chain[0] = before
+        return bool(np.add.accumulate(chain)[-1] == after)
 
 
 class Dejitter:
