@@ -208,3 +208,54 @@ def test_the_marker_stream_is_shared_by_buffers_like_any_stream(session, activat
     finally:
         stream.stop_stream()
     assert time.monotonic() > noted[-1]["time"]
+
+
+def test_on_a_timestamped_stream_a_marker_lands_at_the_stamp_of_its_time(
+    qudi, tmp_path, module_manager, activate, qtbot
+):
+    names = add_modules(
+        qudi,
+        tmp_path,
+        _docstring_example(markers_module)
+        + """\
+    mk_ts_dummy:
+        module.Class: 'instream.dummy.InStreamDummy'
+        options:
+            channel_names: ['index']
+            channel_units: ['']
+            channel_signals: ['ramp']
+            sample_timing: 'TIMESTAMP'
+    mk_ts_buffer:
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        connect:
+            streamer: 'mk_ts_dummy'
+""",
+        """\
+    mk_ts_logic:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        connect:
+            streamer: 'mk_ts_buffer'
+            markers: 'marker_stream'
+""",
+    )
+    try:
+        logic = activate("mk_ts_logic")
+        logic.set_trace_settings(data_rate=RATE, oversampling_factor=1)
+        logic.start_reading()
+        qtbot.waitUntil(lambda: len(logic.trace_data[0]) > 500)
+        noted = logic.add_marker("stamped")
+        qtbot.waitUntil(lambda: [t for _, t in logic.markers_in_view] == ["stamped"])
+        x = logic.markers_in_view[0][0]
+        trace_x, trace_y = logic.trace_data
+        # the stamp the stream's time table gives the marker's time, read independently
+        ring = attach(logic.stream_name)
+        try:
+            expected = float(StreamClock(ring).refresh().fit.device_time(noted["time"]))
+        finally:
+            ring.close()
+        assert abs(x - expected) < 1e-6
+        assert trace_x[0] <= x <= trace_x[-1]
+        logic.stop_reading()
+    finally:
+        for name in reversed(names):
+            module_manager.deactivate_module(name)
