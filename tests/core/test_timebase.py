@@ -277,3 +277,88 @@ def test_a_few_rows_do_not_make_a_wild_drift_and_say_so():
     assert fit_clock(device, host, max_drift_ppm=1e5).slope_error == 0.0
     with pytest.raises(ValueError, match="max_drift_ppm=0"):
         fit_clock(device, host, max_drift_ppm=0)
+
+
+# ------------------------------------------------------------------ a drift that changes
+def drifting_table(seed, change, seconds=60.0, rate=1000.0, poll=1 / 30, delay=2e-5, at=None):
+    """Rows of a 1 kHz card polled at about 30 Hz whose clock's drift ``change``s mid-run:
+    ``("jump", ppm)`` from 0 to ``ppm`` at a random time, ``("ramp", ppm)`` from 0 to
+    ``ppm`` over the run (a clock warming up). Returns the true host time of a device time
+    (seconds since the first sample) and the table, built directly (the simulated card's
+    drift is constant)."""
+    rng = np.random.default_rng(seed)
+    start = 1000.0 + rng.uniform(0, 1)
+    kind, ppm = change
+    at = rng.uniform(0.3, 0.9) * seconds if at is None else at
+    fine = np.linspace(0.0, seconds + 1.0, 20001)  # device time -> host time, integrated
+    if kind == "jump":
+        drift = np.where(fine < at, 0.0, ppm * 1e-6)
+    else:
+        drift = ppm * 1e-6 * fine / seconds
+    host_of = start + np.concatenate(([0.0], np.cumsum((1 + drift[1:]) * np.diff(fine))))
+
+    def true_host(device):
+        return np.interp(device, fine, host_of)
+
+    polls = start + np.cumsum(poll * (1 + rng.uniform(0, 0.2, int(seconds / poll))))
+    taken = np.floor(np.interp(polls, host_of, fine) * rate).astype(np.int64) + 1
+    new = np.r_[True, np.diff(taken) > 0]
+    index = taken[new]
+    host = polls[new] + rng.exponential(delay, int(new.sum()))
+    return true_host, TimeTable.of(index, host, (index - 1) / rate)
+
+
+def coverage(change, window, trials=200):
+    """Of ``trials`` runs: in how many the uncertainty covered the error at the newest
+    seconds (a live reader's samples), and everywhere in the window."""
+    newest = everywhere = 0
+    for seed in range(trials):
+        true_host, table = drifting_table(seed, change)
+        fit = table.fit(window)
+        last = table.device[-1]
+        x = np.linspace(last - (window or last), last, 25)
+        error = np.abs(fit.host_time(x) - true_host(x))
+        inside = error <= fit.uncertainty(x)
+        newest += bool(inside[-5:].all())
+        everywhere += bool(inside.all())
+    return newest / trials, everywhere / trials
+
+
+@pytest.mark.parametrize(
+    "change", [("jump", 100.0), ("jump", -200.0), ("ramp", 100.0), ("jump", 0.0)]
+)
+def test_a_windowed_fit_stays_honest_when_the_drift_changes(change):
+    newest, everywhere = coverage(change, window=20.0)
+    assert newest >= 0.95 and everywhere >= 0.95, (newest, everywhere)
+
+
+def test_one_line_over_the_whole_run_is_not_honest_when_the_drift_jumps():
+    """Why the window: the straight line of all rows misses a drift that jumped by 100 ppm."""
+    newest, everywhere = coverage(("jump", 100.0), window=None, trials=50)
+    assert newest < 0.5 and everywhere < 0.5
+
+
+def test_a_bend_widens_the_uncertainty_of_a_windowed_fit():
+    _, table = drifting_table(3, ("jump", 200.0), at=50.0)  # inside the last 20 s
+    straight_fit = fit_clock(table.device, table.host, window=20.0)
+    _, steady = drifting_table(3, ("jump", 0.0))
+    assert straight_fit.bend > 50e-6 > fit_clock(steady.device, steady.host, window=20.0).bend
+    with pytest.raises(ValueError, match="window"):
+        fit_clock(table.device, table.host, window=0.0)
+
+
+def test_a_stream_clock_follows_a_drift_change_in_its_rings_table():
+    true_host, table = drifting_table(7, ("jump", 150.0), at=45.0)
+    info = StreamInfo(("a",), ("V",), 1000.0)
+    ring = StreamRing(1024, (1,), info=info, time_slots=4096)
+    try:
+        ring.time_table.write_run(RunStart(1, 0, float(true_host(0.0)), 1.7e9))
+        for row in zip(table.index, table.host, table.device, strict=True):
+            ring.time_table.append(int(row[0]), float(row[1]), float(row[2]))
+        recent, whole = StreamClock(ring), StreamClock(ring, window=None)
+        index = np.arange(int(table.index[-1]) - 5000, int(table.index[-1]))
+        truth = true_host(index / 1000.0)
+        assert np.all(np.abs(recent.time_of(index) - truth) <= recent.uncertainty_of(index))
+        assert not np.all(np.abs(whole.time_of(index) - truth) <= whole.uncertainty_of(index))
+    finally:
+        ring.close()

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from qudi.util.instream.timebase import RunStart, SampleClock, StreamTime, TimeTable
+from qudi.util.instream.timebase import (
+    DEFAULT_WINDOW_S,
+    RunStart,
+    SampleClock,
+    StreamTime,
+    TimeTable,
+)
 
 if TYPE_CHECKING:
     from qudi.util.instream.ring import StreamRing
@@ -36,6 +42,12 @@ class StreamClock:
     keep_rows
         Most rows kept; beyond it every second row is dropped (the fit then rests on half
         as many, over the same span).
+    window
+        Seconds of the stream's clock whose rows (before the newest) the fit takes, checked
+        for a bend (see :func:`~qudi.util.instream.timebase.fit_clock`): a drift that
+        changes is followed, and said in the uncertainty. None: all rows of the run, one
+        straight line (a clock whose drift never changes). Samples older than the window are
+        timed by the recent line too, with an uncertainty that grows with their distance.
 
     Raises
     ------
@@ -44,7 +56,13 @@ class StreamClock:
         qudi-instream).
     """
 
-    def __init__(self, ring: StreamRing, *, keep_rows: int = 1 << 16):
+    def __init__(
+        self,
+        ring: StreamRing,
+        *,
+        keep_rows: int = 1 << 16,
+        window: float | None = DEFAULT_WINDOW_S,
+    ):
         if ring.time_table is None:
             raise ValueError(
                 f"stream '{ring.name}' has no time table (made with time_slots=0 or by an "
@@ -52,6 +70,7 @@ class StreamClock:
             )
         self.ring = ring
         self.keep_rows = max(16, int(keep_rows))
+        self.window = window
         self._table_block = ring.time_table
         self._seen_rows = 0
         self._run: RunStart | None = None
@@ -96,7 +115,7 @@ class StreamClock:
                 keep = np.r_[np.arange(0, len(rows) - 1, 2), len(rows) - 1]
                 rows = TimeTable(rows.index[keep], rows.host[keep], rows.device[keep])
             self._rows = rows
-            fitted = rows.fit() if np.isfinite(rows.device).any() else None
+            fitted = rows.fit(self.window) if np.isfinite(rows.device).any() else None
             if fitted is not None:
                 rate = self.ring.info.sample_rate
                 self._time = StreamTime(run, rate, fitted, self.sample_clock)

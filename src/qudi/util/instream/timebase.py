@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ import numpy.typing as npt
 __all__ = [
     "CLOCK_KINDS",
     "COVERAGE_FACTOR",
+    "DEFAULT_WINDOW_S",
     "MAX_DRIFT_PPM",
     "ClockFit",
     "RunStart",
@@ -55,6 +56,11 @@ COVERAGE_FACTOR = 4.0
 #: uncertainty.
 MAX_DRIFT_PPM = 1000.0
 _SMALLEST_RESIDUALS = 6  # the how-many-th closest row measures how close rows come
+#: A live reader's fit takes the rows of this many seconds of the stream's clock before its
+#: newest row (see ``window`` of :func:`fit_clock`): a real clock's drift changes (with
+#: temperature), so old rows would bend the line through the new ones.
+DEFAULT_WINDOW_S = 30.0
+_BEND_ROWS = 8  # rows each half of a window needs for the bend check
 
 
 @dataclass(frozen=True)
@@ -230,10 +236,11 @@ class TimeTable:
         keep = self.index >= index
         return TimeTable(self.index[keep], self.host[keep], self.device[keep])
 
-    def fit(self) -> ClockFit:
-        """The clock fit of these rows (see :func:`fit_clock`)."""
+    def fit(self, window: float | None = None) -> ClockFit:
+        """The clock fit of these rows (see :func:`fit_clock`; ``window``: of the rows of
+        the last ``window`` seconds only, with the bend check)."""
         good = np.isfinite(self.device)
-        return fit_clock(self.device[good], self.host[good])
+        return fit_clock(self.device[good], self.host[good], window=window)
 
 
 @dataclass(frozen=True)
@@ -247,7 +254,10 @@ class ClockFit:
     rows (and on beyond them). ``points`` is how many rows were fitted. ``slope_error`` is
     non-zero when the rows suggested a drift beyond :data:`MAX_DRIFT_PPM` and the fit took
     the bound instead: the slope may then be off by that much, and the uncertainty grows by
-    it away from ``x_centre`` (the row the line touches).
+    it away from ``x_centre`` (the row the line touches). ``bend`` is how much the slopes of the
+    older and the newer half of a windowed fit's rows differ (a drift that changed within the
+    window; 0 when not checked): the uncertainty grows by it, away from the centre and by half
+    the span.
     """
 
     offset: float
@@ -258,6 +268,7 @@ class ClockFit:
     points: int
     support: tuple[float, ...] = field(default=())
     slope_error: float = 0.0
+    bend: float = 0.0
 
     @property
     def drift_ppm(self) -> float:
@@ -281,11 +292,18 @@ class ClockFit:
             return np.full(x.shape, np.inf)
         distance = np.abs(x - self.x_centre)
         reach = distance / (0.5 * self.x_span)
-        return COVERAGE_FACTOR * self.scale * (1.0 + reach) + self.slope_error * distance
+        # a bend within the rows: the line is off by up to the slopes' difference over half
+        # the span (the sagitta, with margin), and by that difference further out
+        straight = COVERAGE_FACTOR * self.scale + 0.5 * self.bend * self.x_span
+        return straight * (1.0 + reach) + (self.slope_error + self.bend) * distance
 
 
 def fit_clock(
-    device_time: npt.ArrayLike, host_time: npt.ArrayLike, *, max_drift_ppm: float = MAX_DRIFT_PPM
+    device_time: npt.ArrayLike,
+    host_time: npt.ArrayLike,
+    *,
+    max_drift_ppm: float = MAX_DRIFT_PPM,
+    window: float | None = None,
 ) -> ClockFit:
     """Fit host time = offset + slope x device time to rows that are late, never early.
 
@@ -297,6 +315,13 @@ def fit_clock(
     max_drift_ppm
         The fastest drift believed (see :data:`MAX_DRIFT_PPM`): a steeper or shallower hull
         edge gives way to the line of that slope below every row.
+    window
+        Fit only the rows of the last ``window`` seconds of device time (None: all), and
+        check them for a bend: the older and the newer half are fitted on their own (with at
+        least 8 rows each), and the difference of their slopes (:attr:`ClockFit.bend`) widens
+        the uncertainty. A clock whose drift changes (temperature) is then fitted by its
+        recent drift, and the uncertainty says how straight the recent rows were
+        (tests/core/test_timebase.py: >= 95 % of 200 simulated runs whose drift jumps).
 
     Returns
     -------
@@ -328,6 +353,29 @@ def fit_clock(
         raise ValueError("fit_clock needs finite times (drop rows without a device time first)")
     if np.any(np.diff(x) < 0):
         raise ValueError("fit_clock needs device times in order (they decrease somewhere)")
+    if window is not None:
+        if not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
+            raise ValueError(f"window={window!r}: use a number of seconds > 0, or None")
+        recent = x >= x[-1] - window
+        return _bend_checked(x[recent], y[recent], max_drift_ppm)
+    return _fit_line(x, y, max_drift_ppm)
+
+
+def _bend_checked(x: np.ndarray, y: np.ndarray, max_drift_ppm: float) -> ClockFit:
+    """The line fit of the rows, with the difference of its halves' slopes as its bend."""
+    fit = _fit_line(x, y, max_drift_ppm)
+    older = x < 0.5 * (x[0] + x[-1])
+    if min(np.count_nonzero(older), np.count_nonzero(~older)) < _BEND_ROWS:
+        return fit
+    first = _fit_line(x[older], y[older], max_drift_ppm)
+    second = _fit_line(x[~older], y[~older], max_drift_ppm)
+    if not (first.x_span > 0 and second.x_span > 0):
+        return fit
+    return replace(fit, bend=abs(second.slope - first.slope))
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray, max_drift_ppm: float) -> ClockFit:
+    """:func:`fit_clock` of checked rows, all of them."""
     if x[-1] == x[0]:
         offset = float(y.min() - x[0])
         return ClockFit(offset, 1.0, math.inf, float(x[0]), 0.0, len(x), (float(x[0]),))
