@@ -273,3 +273,43 @@ def test_hostile_time_messages_are_counted_and_only_genuine_rows_reach_the_table
 
 def test_struct_sizes_are_what_the_docstring_says():
     assert TIME_RUN.size == 48 and ROW_DTYPE.itemsize == 24 and struct.calcsize("<d") == 8
+
+
+# --------------------------------------------------------------------- the clock service
+@pytest.fixture
+def clock_service():
+    """A publisher's clock service and a raw DEALER connected to it."""
+    context = zmq.Context()
+    server = TimeServer(context, "tcp://127.0.0.1:1", "fuzz", None)
+    peer = context.socket(zmq.DEALER)
+    peer.setsockopt(zmq.LINGER, 0)
+    peer.connect(f"tcp://127.0.0.1:{server.port}")
+    try:
+        yield server, peer
+    finally:
+        peer.close(linger=0)
+        server.close()
+        context.term()
+
+
+def probe_answered(peer, probe_id: int) -> float:
+    """Send a genuine probe; the publisher's time it answers with."""
+    peer.send(struct.pack("<4sQ", b"QIZT", probe_id))
+    assert peer.poll(int(TIMEOUT * 1000)), "no answer to a genuine probe"
+    magic, answered, when = struct.unpack("<4sQd", peer.recv())
+    assert magic == b"QIZT" and answered == probe_id
+    return when
+
+
+@FUZZ
+@given(st.lists(st.lists(st.binary(max_size=80), min_size=1, max_size=3), max_size=6))
+def test_hostile_probes_get_no_answer_and_the_service_goes_on(clock_service, messages):
+    server, peer = clock_service
+    for frames in messages:
+        if len(frames) == 1 and len(frames[0]) == 12 and frames[0].startswith(b"QIZT"):
+            continue  # that one is a genuine probe
+        peer.send_multipart(frames)
+    before = time.monotonic()
+    when = probe_answered(peer, 42)
+    assert before <= when <= time.monotonic()  # one host: its monotonic time, in between
+    assert not peer.poll(0)  # nothing else was answered
