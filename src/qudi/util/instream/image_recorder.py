@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -42,6 +41,7 @@ import numpy as np
 from qudi.util.instream.errors import StreamOverrunError
 from qudi.util.instream.hub import HubReader
 from qudi.util.instream.reader import RingReader
+from qudi.util.instream.recorder_thread import ThreadedRecorder
 from qudi.util.instream.recording_file import checked_attributes, exists_error
 from qudi.util.instream.ring import RingState
 
@@ -76,7 +76,7 @@ class ImageRecordingSummary:
         )
 
 
-class ImageRecorder:
+class ImageRecorder(ThreadedRecorder[ImageRecordingSummary]):
     """Records what one reader of a camera stream gets into a new HDF5 file, from a thread.
 
     Parameters
@@ -110,6 +110,13 @@ class ImageRecorder:
     FileExistsError, FileNotFoundError
         See ``path``.
     """
+
+    _log = log
+    _thread_prefix = "instream-image-recorder"
+    _kind = "image recorder"
+    _failure_log = "image recording to '%s' stopped: %s"
+    _raise_on_stop_timeout = False  # stop() returns the summary so far
+    _raise_error_on_exit = False  # the error is in the summary and .error
 
     def __init__(
         self,
@@ -173,8 +180,8 @@ class ImageRecorder:
         self._on_finished = on_finished
         frame_bytes = math.prod(ring.sample_shape) * ring.dtype.itemsize
         self._block_frames = max(1, min(_MAX_BLOCK_FRAMES, _MAX_BLOCK_BYTES // frame_bytes))
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
+        self._file: h5py.File  # created by start()
         self._frames = 0
         self._lost = 0
         self._status = "not started"
@@ -223,39 +230,9 @@ class ImageRecorder:
         """
         if self._status != "not started":
             raise RuntimeError(f"the recording to '{self._path}' was started before")
-        file = self._create_file()
+        self._file = self._create_file()
         self._status = "recording"
-        self._thread = threading.Thread(
-            target=self._run,
-            args=(file,),
-            name=f"instream-image-recorder-{self._path.name}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self, timeout: float | None = 10.0) -> ImageRecordingSummary:
-        """Record what was published before the call, close the file, end the thread."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        return self.summary()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the recording to end by itself; True if it did."""
-        thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def __enter__(self) -> ImageRecorder:
-        if self._status == "not started":
-            self.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
+        self._start_thread()
 
     # ------------------------------------------------------------------------ the file
     def _create_file(self) -> h5py.File:
@@ -319,36 +296,27 @@ class ImageRecorder:
         file.attrs["frames_lost"] = np.int64(self._lost)
 
     # ------------------------------------------------------------------ the writer thread
-    def _run(self, file: h5py.File) -> None:
+    def _finish(self, status: str) -> None:
+        """The final counts, stop time, status and error; the file closed whatever happens."""
+        file = self._file
+        self._status = status
+        try:
+            self._write_counts(file)
+            file.attrs["stop_time"] = datetime.now(timezone.utc).isoformat()
+            file.attrs["status"] = status
+            error = self._error
+            file.attrs["error"] = "" if error is None else f"{type(error).__name__}: {error}"
+        finally:
+            file.close()
+
+    def _record(self) -> str:
+        file = self._file
         ring = self._reader.ring
         block = np.empty((self._block_frames, *ring.sample_shape), ring.dtype)
         times = np.empty(self._block_frames)
-        status = "failed"
-        try:
-            status = self._record(file, block, times)
-        except Exception as exc:  # kept for the owner: .error, the summary, the file
-            self._error = exc
-            log.error("image recording to '%s' stopped: %s", self._path, exc)
-        finally:
-            self._status = status
-            try:
-                self._write_counts(file)
-                file.attrs["stop_time"] = datetime.now(timezone.utc).isoformat()
-                file.attrs["status"] = status
-                error = self._error
-                file.attrs["error"] = "" if error is None else f"{type(error).__name__}: {error}"
-            finally:
-                file.close()
-        if self._on_finished is not None:
-            try:
-                self._on_finished(self.summary())
-            except Exception:
-                log.exception("the on_finished callback of '%s' failed", self._path)
-
-    def _record(self, file: h5py.File, block: np.ndarray, times: np.ndarray) -> str:
         next_flush = time.monotonic() + self._flush_interval
         while True:
-            stopping = self._stop.is_set()
+            stopping = self._stop_requested.is_set()
             ended = self._stream_ended()
             while True:  # drain what is there
                 if self._max_frames is not None and self._frames >= self._max_frames:
@@ -366,7 +334,7 @@ class ImageRecorder:
                 self._write_counts(file)
                 file.flush()
                 next_flush = now + self._flush_interval
-            self._stop.wait(self._poll_interval)
+            self._stop_requested.wait(self._poll_interval)
 
     def _stream_ended(self) -> bool:
         reader = self._reader

@@ -30,7 +30,6 @@ import enum
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from qudi.util.instream.reader import RingReader
+from qudi.util.instream.recorder_thread import ThreadedRecorder
 from qudi.util.instream.recording_checks import (
     DEFAULT_MIN_FREE_BYTES,
 )
@@ -77,7 +77,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BLOCK_SECONDS = 0.2
 DEFAULT_POLL_INTERVAL_S = 0.03
 DEFAULT_FLUSH_INTERVAL_S = 1.0
-DEFAULT_STOP_TIMEOUT_S = 10.0
 COMPRESSIONS = (None, "gzip", "lzf")
 
 
@@ -111,7 +110,7 @@ class RecordingSummary:
     status: RecordingStatus
 
 
-class StreamRecorder:
+class StreamRecorder(ThreadedRecorder[RecordingSummary]):
     """Records what one reader of a stream gets into a new HDF5 file, from its own thread.
 
     Parameters
@@ -164,6 +163,13 @@ class StreamRecorder:
     ends without an exception of its own).
     """
 
+    _log = log
+    _stop_timeout_hint = (
+        " (is the disk stalled?); it closes the file as soon as its last write returns"
+    )
+    _callback_log = "the on_finished callback of the recorder of '%s' failed"
+    _failed_status = RecordingStatus.FAILED
+
     def __init__(
         self,
         reader: RingReader,
@@ -204,8 +210,7 @@ class StreamRecorder:
             raise TypeError(f"on_finished must be callable, got {on_finished!r}")
         self._on_finished = on_finished
 
-        self._stop_requested = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._file: RecordingFile  # created by start()
         self._block = np.empty((0, *ring.sample_shape), ring.dtype)  # allocated by start()
         self._block_timestamps: np.ndarray | None = None
@@ -318,76 +323,12 @@ class StreamRecorder:
             self._file.write_start(self._reader.name, self._reader.position, self._attributes)
             self._started_at = self._next_flush = time.monotonic()
             self._status = RecordingStatus.RECORDING
-            self._thread = threading.Thread(
-                target=self._run, name=f"instream-recorder-{self._path.name}", daemon=True
-            )
-            self._thread.start()
+            self._start_thread()
         except BaseException:
             self._status = RecordingStatus.NOT_STARTED
             self._file.close()
             self._path.unlink(missing_ok=True)  # our own, still empty file
             raise
-
-    def stop(self, timeout: float | None = DEFAULT_STOP_TIMEOUT_S) -> RecordingSummary:
-        """Record what was published until now, close the file and return the summary.
-
-        Harmless on a recording that ended by itself (or never started).
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-            Seconds to wait for the thread (None: no limit).
-
-        Returns
-        -------
-        RecordingSummary
-            The final summary.
-
-        Raises
-        ------
-        TimeoutError
-            The thread did not finish in time (the disk stalls); it still closes the file
-            as soon as its last write returns.
-        """
-        self._stop_requested.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if thread.is_alive():
-                raise TimeoutError(
-                    f"the recorder of '{self._path}' did not finish within {timeout} s (is the "
-                    "disk stalled?); it closes the file as soon as its last write returns"
-                )
-        return self.summary()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the recording ends by itself.
-
-        Parameters
-        ----------
-        timeout : float or None, optional
-            Seconds to wait (None: no limit).
-
-        Returns
-        -------
-        bool
-            True if it has ended (the file is closed).
-        """
-        thread = self._thread
-        if thread is None:
-            return self._status is not RecordingStatus.RECORDING
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def __enter__(self) -> StreamRecorder:
-        if self._status is RecordingStatus.NOT_STARTED:
-            self.start()
-        return self
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        summary = self.stop()
-        if exc_type is None and summary.error is not None:
-            raise summary.error
 
     def __repr__(self) -> str:
         return (
@@ -396,21 +337,6 @@ class StreamRecorder:
         )
 
     # ------------------------------------------------------------------ the writer thread
-    def _run(self) -> None:
-        status = RecordingStatus.FAILED
-        try:
-            status = self._record()
-        except Exception as exc:  # kept for the owner: .error, the summary, the file
-            self._error = exc
-            log.error("recording to '%s' stopped: %s", self._path, exc)
-        finally:
-            self._finish(status)
-        if self._on_finished is not None:
-            try:
-                self._on_finished(self.summary())
-            except Exception:
-                log.exception("the on_finished callback of the recorder of '%s' failed", self._path)
-
     def _record(self) -> RecordingStatus:
         """Drain, flush and sleep until stopped; returns why the recording ended."""
         _check_free_space(self._path, self._min_free_bytes)

@@ -34,6 +34,7 @@ import numpy as np
 
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.recorder import DEFAULT_POLL_INTERVAL_S, RecordingStatus
+from qudi.util.instream.recorder_thread import ThreadedRecorder
 from qudi.util.instream.recording_checks import (
     DEFAULT_MIN_FREE_BYTES,
     allocate_block,
@@ -60,7 +61,6 @@ __all__ = ["Marker", "SessionRecorder", "SessionSummary"]
 log = logging.getLogger(__name__)
 
 DEFAULT_FLUSH_INTERVAL_S = 1.0
-DEFAULT_STOP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class _Stream:
         self.ended = False
 
 
-class SessionRecorder:
+class SessionRecorder(ThreadedRecorder[SessionSummary]):
     """Records several readers' streams into one new HDF5 session file, from one thread.
 
     Parameters
@@ -143,6 +143,12 @@ class SessionRecorder:
     FileExistsError, FileNotFoundError
         See ``path``.
     """
+
+    _log = log
+    _thread_prefix = "instream-session"
+    _kind = "session recorder"
+    _failure_log = "session recording to '%s' stopped: %s"
+    _failed_status = RecordingStatus.FAILED
 
     def __init__(
         self,
@@ -199,11 +205,10 @@ class SessionRecorder:
             raise TypeError(f"on_finished must be callable, got {on_finished!r}")
         self._on_finished = on_finished
 
-        self._stop_requested = threading.Event()
+        super().__init__()
         self._markers: deque[Marker] = deque()
         self._marker_count = 0
         self._marker_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._file: SessionFile
         self._status = RecordingStatus.NOT_STARTED
         self._error: BaseException | None = None
@@ -299,10 +304,7 @@ class SessionRecorder:
                 stream.table_since = 0  # every row of the run: the fit wants them all
             self._started_at = self._next_flush = time.monotonic()
             self._status = RecordingStatus.RECORDING
-            self._thread = threading.Thread(
-                target=self._run, name=f"instream-session-{self._path.name}", daemon=True
-            )
-            self._thread.start()
+            self._start_thread()
         except BaseException:
             self._status = RecordingStatus.NOT_STARTED
             self._file.close()
@@ -349,61 +351,10 @@ class SessionRecorder:
             self._marker_count += 1
         return marker
 
-    def stop(self, timeout: float | None = DEFAULT_STOP_TIMEOUT_S) -> SessionSummary:
-        """Record what was published until now, close the file, return the summary.
-
-        Raises
-        ------
-        TimeoutError
-            The thread did not finish in time (the disk stalls).
-        """
-        self._stop_requested.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if thread.is_alive():
-                raise TimeoutError(
-                    f"the session recorder of '{self._path}' did not finish within {timeout} s"
-                )
-        return self.summary()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the session ends by itself; True if it has (the file is closed)."""
-        thread = self._thread
-        if thread is None:
-            return not self.running
-        thread.join(timeout)
-        return not thread.is_alive()
-
-    def __enter__(self) -> SessionRecorder:
-        if self._status is RecordingStatus.NOT_STARTED:
-            self.start()
-        return self
-
-    def __exit__(self, exc_type, exc, traceback) -> None:
-        summary = self.stop()
-        if exc_type is None and summary.error is not None:
-            raise summary.error
-
     def __repr__(self) -> str:
         return f"<SessionRecorder '{self._path}' {self._status.value}, streams {self.labels}>"
 
     # ------------------------------------------------------------------ the writer thread
-    def _run(self) -> None:
-        status = RecordingStatus.FAILED
-        try:
-            status = self._record()
-        except Exception as exc:
-            self._error = exc
-            log.error("session recording to '%s' stopped: %s", self._path, exc)
-        finally:
-            self._finish(status)
-        if self._on_finished is not None:
-            try:
-                self._on_finished(self.summary())
-            except Exception:
-                log.exception("the on_finished callback of '%s' failed", self._path)
-
     def _record(self) -> RecordingStatus:
         check_free_space(self._path, self._min_free_bytes)
         while True:
@@ -510,7 +461,8 @@ class SessionRecorder:
 
 def _index_at(reader: RingReader, when: float, newest: int) -> int:
     """The index of the first sample ``reader``'s CONSTANT stream took at or after host time
-    ``when`` (by its ring's time table), at most ``newest``; ``newest`` when unknown."""
+    ``when`` (by its ring's time table; it may not be written yet: the ring's writer is behind
+    by its latency); ``newest`` when unknown."""
     if reader.ring.info.sample_timing != "CONSTANT":
         return newest
     try:
@@ -520,7 +472,7 @@ def _index_at(reader: RingReader, when: float, newest: int) -> int:
         index = math.ceil(float(time_base.index_at(when)) - 1e-6)
     except (ValueError, AttributeError):  # no table, too few rows, no rate
         return newest
-    return max(int(time_base.run.first_index), min(newest, index))
+    return max(int(time_base.run.first_index), index)
 
 
 def _stream_ended(reader: RingReader) -> bool:
