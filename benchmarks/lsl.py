@@ -118,109 +118,75 @@ def timed(seconds: float, started: threading.Event, threads, counter) -> tuple[f
     return (counter.samples - samples0) / wall, (time.process_time() - cpu0) / wall
 
 
-def outlet_plain(seconds, rate, channels):
-    name = f"{TAG}-plain-out"
-    stop, ready, started, counter = (
-        threading.Event(),
-        threading.Event(),
-        threading.Event(),
-        Counter(),
-    )
-    pusher = threading.Thread(
-        target=plain_pusher, args=(name, channels, rate, stop, ready, started)
-    )
-    puller = threading.Thread(target=plain_puller, args=(name, channels, stop, counter))
-    pusher.start()
-    ready.wait(10)
-    per_second, cpu = timed(seconds, started, [puller], counter)
-    stop.set()
-    pusher.join(30)
-    puller.join(30)
-    return counter, per_second, cpu, 0
-
-
-def outlet_ours(qudi, seconds, rate, channels):
-    manager = qudi.module_manager
-    buffer = manager.activate_module("out_buffer") or manager["out_buffer"].instance
-    names = [f"ch{i}" for i in range(channels)]
-    buffer.configure(names, "CONTINUOUS", 2**20, rate)
-    stop, started, counter = threading.Event(), threading.Event(), Counter()
-    puller = threading.Thread(
-        target=plain_puller, args=(f"{TAG}-qudi-out", channels, stop, counter)
-    )
-    manager.activate_module("lsl_out")
-    outlet = manager["lsl_out"].instance
-    per_second, cpu = timed(seconds, started, [puller], counter)
-    stop.set()
-    puller.join(30)
-    lost = outlet.lost_samples
-    manager.deactivate_module("lsl_out")
-    manager.deactivate_module("out_buffer")
-    return counter, per_second, cpu, lost
-
-
-def inlet_plain(seconds, rate, channels):
-    name = f"{TAG}-plain-in"
-    stop, ready, started, counter = (
-        threading.Event(),
-        threading.Event(),
-        threading.Event(),
-        Counter(),
-    )
-    pusher = threading.Thread(
-        target=plain_pusher, args=(name, channels, rate, stop, ready, started)
-    )
-    pusher.start()
-    ready.wait(10)
-    puller = threading.Thread(target=plain_puller, args=(name, channels, stop, counter))
-    per_second, cpu = timed(seconds, started, [puller], counter)
-    stop.set()
-    pusher.join(30)
-    puller.join(30)
-    return counter, per_second, cpu, 0
-
-
-def inlet_ours(qudi, seconds, rate, channels):
-    name = f"{TAG}-in"
-    stop, ready, started, counter = (
-        threading.Event(),
-        threading.Event(),
-        threading.Event(),
-        Counter(),
-    )
-    pusher = threading.Thread(
-        target=plain_pusher, args=(name, channels, rate, stop, ready, started)
-    )
-    pusher.start()
-    ready.wait(10)
-    manager = qudi.module_manager
-    manager.activate_module("in_buffer")
-    buffer = manager["in_buffer"].instance
-    streamer = manager["lsl_in"].instance
+def buffer_reader(buffer, rate, channels, stop, counter):
+    """A consumer of a qudi buffer reading blocks of 1/20 s and counting."""
     chunk = max(1, int(rate / 20))
+    data = np.empty((chunk, channels), np.float32)
+    stamps = np.empty(chunk)
+    buffer.start_stream()
+    try:
+        while not stop.is_set():
+            try:
+                buffer.read_data_into_buffer(data, chunk, stamps, timeout=1.0)
+            except TimeoutError:
+                continue
+            counter.add(data[:, 0].astype(np.float64))
+    finally:
+        buffer.stop_stream()
 
-    def consume():
-        data = np.empty((chunk, channels), np.float32)
-        stamps = np.empty(chunk)
-        buffer.start_stream()
-        try:
-            while not stop.is_set():
-                try:
-                    buffer.read_data_into_buffer(data, chunk, stamps, timeout=1.0)
-                except TimeoutError:
-                    continue
-                counter.add(data[:, 0].astype(np.float64))
-        finally:
-            buffer.stop_stream()
 
-    consumer = threading.Thread(target=consume)
+def run_path(qudi, direction: str, ours: bool, seconds, rate, channels):
+    """One row: ``direction`` ("outlet" or "inlet") through qudi's bridge (``ours``), or its
+    baseline, a plain pylsl outlet -> a plain pylsl inlet. Returns (counter, samples per
+    second, CPU share, samples the bridge reported lost)."""
+    manager = qudi.module_manager
+    stop, ready, started, counter = (
+        threading.Event(),
+        threading.Event(),
+        threading.Event(),
+        Counter(),
+    )
+    qudi_outlet, qudi_inlet = ours and direction == "outlet", ours and direction == "inlet"
+    if qudi_outlet:
+        name = f"{TAG}-qudi-out"  # the name lsl_out publishes
+    elif qudi_inlet:
+        name = f"{TAG}-in"  # the name lsl_in resolves
+    else:
+        name = f"{TAG}-plain-{direction}"
+    pusher = None
+    if not qudi_outlet:  # a plain outlet pushes the counter in real time
+        pusher = threading.Thread(
+            target=plain_pusher, args=(name, channels, rate, stop, ready, started)
+        )
+        pusher.start()
+        ready.wait(10)
+    modules: list[str] = []  # activated here, deactivated at the end
+    if qudi_outlet:
+        modules = ["lsl_out", "out_buffer"]
+        manager.activate_module("out_buffer")
+        names = [f"ch{i}" for i in range(channels)]
+        manager["out_buffer"].instance.configure(names, "CONTINUOUS", 2**20, rate)
+        manager.activate_module("lsl_out")
+    if qudi_inlet:
+        modules = ["in_buffer", "lsl_in"]
+        manager.activate_module("in_buffer")
+        buffer = manager["in_buffer"].instance
+        args = (buffer, rate, channels, stop, counter)
+        consumer = threading.Thread(target=buffer_reader, args=args)
+    else:
+        consumer = threading.Thread(target=plain_puller, args=(name, channels, stop, counter))
     per_second, cpu = timed(seconds, started, [consumer], counter)
     stop.set()
     consumer.join(30)
-    pusher.join(30)
-    lost = streamer.lost_samples + buffer.lost_samples
-    manager.deactivate_module("in_buffer")
-    manager.deactivate_module("lsl_in")
+    if pusher is not None:
+        pusher.join(30)
+    lost = 0
+    if qudi_outlet:
+        lost = manager["lsl_out"].instance.lost_samples
+    elif qudi_inlet:
+        lost = manager["lsl_in"].instance.lost_samples + buffer.lost_samples
+    for module in modules:
+        manager.deactivate_module(module)
     return counter, per_second, cpu, lost
 
 
@@ -252,11 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     app, qudi = start_qudi({"hardware": hardware})
     try:
+        bridges = {"outlet": "qudi LslOutlet", "inlet": "qudi LslInStreamer"}
         rows = [
-            ("outlet", "qudi LslOutlet", outlet_ours(qudi, args.seconds, rate, channels)),
-            ("outlet", "plain pylsl", outlet_plain(args.seconds, rate, channels)),
-            ("inlet", "qudi LslInStreamer", inlet_ours(qudi, args.seconds, rate, channels)),
-            ("inlet", "plain pylsl", inlet_plain(args.seconds, rate, channels)),
+            (direction, path, run_path(qudi, direction, ours, args.seconds, rate, channels))
+            for direction in ("outlet", "inlet")
+            for ours, path in ((True, bridges[direction]), (False, "plain pylsl"))
         ]
     finally:
         stop_qudi(app, qudi)
