@@ -121,11 +121,19 @@ def test_a_late_marker_gets_the_index_of_the_sample_taken_at_its_time(tmp_path):
             ring.time_table.append(index, start + (index - 1) / rate, (index - 1) / rate)
         late = recorder.add_marker("late", at=start + 0.4005)
         now = recorder.add_marker("now")
+        # a marker of a time whose samples the writer has not written yet (it is behind by its
+        # latency) gets the index they will have
+        ahead = recorder.add_marker("ahead", at=start + 2.0105)
         recorder.stop()
     assert late.sample_index == 401  # the first sample taken at or after its time
     assert now.sample_index == 2000  # no time given: the next sample
+    assert ahead.sample_index == 2011
     with open_session(tmp_path / "s.h5") as session:
-        assert [(i, text) for _, i, text in session.marker_list()] == [(401, "late"), (2000, "now")]
+        assert [(i, text) for _, i, text in session.marker_list()] == [
+            (401, "late"),
+            (2000, "now"),
+            (2011, "ahead"),
+        ]
 
 
 def test_a_blocking_read_waits_for_markers_from_another_thread_and_times_out_saying_so():
