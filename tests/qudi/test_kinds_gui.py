@@ -59,6 +59,9 @@ def test_digital_lines_are_step_traces_in_lanes_below_the_analog_plots(kinds_gui
         curve = gui.plot.raw_curves[line]
         assert curve.opts["stepMode"] == "left" and curve in lanes_plot.items
     assert gui.plot.raw_curves["sine"] in mw.plot_items["V"].items
+    assert mw.digital_rows() == ["ttl 1", "ttl 2"]  # their "averaged" box greyed
+    assert "never averaged" in mw.channel_table.item(2, 1).toolTip()
+    assert mw.channel_table.item(0, 1).flags() & QtCore.Qt.ItemFlag.ItemIsUserCheckable
     widths = {plot.getAxis("left").width() for plot in mw.plot_items.values()}
     assert len(widths) == 1  # one left-axis width: the time axes line up
     mw.action_start.trigger()
@@ -94,9 +97,17 @@ def test_a_marker_from_the_field_is_a_labelled_line_on_every_plot(kinds_gui, qtb
     lines = gui.plot.markers.lines
     assert {plot for plot, _ in lines} == set(mw.plot_items.values())  # analog and lanes
     assert {line.label.toPlainText() for _, line in lines} == {"pump on", "probe off"}
-    x_low, x_high = mw.plot_item.getViewBox().viewRange()[0]
-    assert all(x_low <= line.value() <= x_high for _, line in lines)  # inside the window
     assert [text for _, text in logic.markers_in_view] == ["pump on", "probe off"]
+    # each line stands where the logic places its marker, inside the trace window
+    qtbot.waitUntil(
+        lambda: (
+            {line.value() for _, line in gui.plot.markers.lines}
+            == {x for x, _ in logic.markers_in_view}
+        ),
+        timeout=5_000,
+    )
+    x, _ = logic.trace_data
+    assert all(x[0] <= where <= x[-1] for where, _ in logic.markers_in_view)
     # a bad text is refused and shown, not raised; nothing is written
     mw.marker_text_edit.setText("x" * 300)
     qtbot.keyClick(mw.marker_text_edit, QtCore.Qt.Key.Key_Return)
@@ -147,6 +158,8 @@ def test_an_event_stream_shows_a_rate_curve_per_event_channel(
         channels = ["APD 1", "APD 2", "APD 3"]
         assert sorted(gui.plot.raw_curves) == channels  # before any event
         assert list(gui.window.plot_items) == ["c/s"]
+        combo = gui.window.readout_channel_combo  # the readout offers the rate curves
+        assert [combo.itemText(i) for i in range(combo.count())] == channels
         gui.window.action_start.trigger()
         qtbot.waitUntil(lambda: len(lane_points(gui, "APD 3")) > 50, timeout=10_000)
         gui.window.marker_text_edit.setText("pump on")  # no marker stream: refused, shown

@@ -56,22 +56,33 @@ class SettingsPanel:
                 spinbox.setValue(value)
                 spinbox.blockSignals(False)
 
-    def show_channels(self, available: list[str], active: list[str], averaged: list[str]) -> None:
-        """Tick the channels in force and offer the active ones to the value readout."""
+    def show_channels(
+        self,
+        available: list[str],
+        active: list[str],
+        averaged: list[str],
+        readout: list[str] | None = None,
+        digital: list[str] = (),
+    ) -> None:
+        """Tick the channels in force and offer the trace's curves (``readout``, else the
+        active channels) to the value readout; a digital line's "averaged" cannot be ticked."""
         window = self._window
-        if window.checked_channels() != (list(active), list(averaged)) or (
-            window.channel_table.rowCount() != len(available)
+        if (
+            window.checked_channels() != (list(active), list(averaged))
+            or window.channel_table.rowCount() != len(available)
+            or window.digital_rows() != list(digital)
         ):
-            window.set_channels(available, list(active), list(averaged))
+            window.set_channels(available, list(active), list(averaged), list(digital))
+        readout = list(active) if readout is None else list(readout)
         combo = window.readout_channel_combo
         offered = [combo.itemText(index) for index in range(combo.count())]
-        if offered == list(active):
+        if offered == readout:
             return
         current = combo.currentText()
         combo.blockSignals(True)
         combo.clear()
-        combo.addItems(list(active))
-        if current in active:
+        combo.addItems(readout)
+        if current in readout:
             combo.setCurrentText(current)
         combo.blockSignals(False)
 

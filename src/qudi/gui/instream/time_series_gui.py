@@ -399,11 +399,12 @@ class TimeSeriesGui(GuiBase):
             return
         logic = self._time_series_logic_con()
         available = list(logic.streamer_constraints.channel_units)
-        self._panel.show_channels(available, list(active), list(averaged))
+        shown = list(getattr(logic, "trace_channel_names", active))  # an event stream's rates
+        digital = list(getattr(logic, "digital_channel_names", []))
+        self._panel.show_channels(available, list(active), list(averaged), shown, digital)
         # the plots follow the channels now, not only once the next frame arrives; the
         # settings come twice (direct reply, then the logic's queued signal): build them once
         units = self._channel_units()
-        shown = list(getattr(logic, "trace_channel_names", active))  # an event stream's rates
         averaged = list(getattr(logic, "trace_averaged_names", averaged))
         if not self._plot.matches(shown, averaged, units):
             self._plot.rebuild(shown, averaged, units)

@@ -286,22 +286,36 @@ class TimeSeriesWindow(QtWidgets.QMainWindow):
                 plot.getAxis("bottom").showLabel(False)
 
     # ----------------------------------------------------------------- channel table
-    def set_channels(self, available: list[str], active: list[str], averaged: list[str]) -> None:
-        """One row per available channel, checked as the logic has it."""
+    def set_channels(
+        self, available: list[str], active: list[str], averaged: list[str], digital=()
+    ) -> None:
+        """One row per available channel, checked as the logic has it; the "averaged" box of
+        a ``digital`` line is greyed (a line is never averaged)."""
         self.channel_table.setRowCount(len(available))
+        checkable = QtCore.Qt.ItemFlag.ItemIsUserCheckable | QtCore.Qt.ItemFlag.ItemIsEnabled
         for row, channel in enumerate(available):
             for column, chosen in ((0, active), (1, averaged)):
                 item = self.channel_table.item(row, column)
                 if item is None:
                     item = QtWidgets.QTableWidgetItem()
-                    item.setFlags(
-                        QtCore.Qt.ItemFlag.ItemIsUserCheckable | QtCore.Qt.ItemFlag.ItemIsEnabled
-                    )
                     self.channel_table.setItem(row, column, item)
+                line = column == 1 and channel in digital
+                item.setFlags(QtCore.Qt.ItemFlag.NoItemFlags if line else checkable)
+                item.setToolTip("a digital line is never averaged" if line else "")
                 item.setText(channel if column == 0 else "")
                 item.setData(QtCore.Qt.ItemDataRole.UserRole, channel)
                 checked = QtCore.Qt.CheckState.Checked if channel in chosen else None
                 item.setCheckState(checked or QtCore.Qt.CheckState.Unchecked)
+
+    def digital_rows(self) -> list[str]:
+        """The channels whose "averaged" box is greyed (digital lines)."""
+        rows = range(self.channel_table.rowCount())
+        items = [(self.channel_table.item(row, 0), self.channel_table.item(row, 1)) for row in rows]
+        return [
+            name.data(QtCore.Qt.ItemDataRole.UserRole)
+            for name, box in items
+            if box is not None and not box.flags() & QtCore.Qt.ItemFlag.ItemIsEnabled
+        ]
 
     def checked_channels(self) -> tuple[list[str], list[str]]:
         """(active, averaged) as ticked in the table."""
