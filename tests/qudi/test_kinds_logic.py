@@ -104,12 +104,19 @@ def test_an_event_stream_shows_a_rate_per_event_channel_and_records_every_event(
     )
     assert events_dummy.sample_rate == rate  # the bins are the trace's: events keep their rate
     assert logic.trace_settings["data_rate"] == 100.0
+    with pytest.raises(ValueError, match="outside the bin rates 0.001 to 1000000.0 Hz"):
+        logic.set_trace_settings(data_rate=2e6)  # refused, nothing changes
+    assert logic.trace_settings["data_rate"] == 100.0 and events_dummy.sample_rate == rate
     frames = []
     logic.sigDataChanged.connect(lambda *frame: frames.append(frame))
     logic.start_recording()
     qtbot.waitUntil(lambda: logic._builder.count > 120, timeout=10_000)
     path = logic.stop_recording()
     logic.stop_reading()
+    snapshot = logic.save_trace_snapshot("rates", save_figure=False)  # the rates, in c/s
+    with open(snapshot) as file:
+        header = file.read(4000)
+    assert "APD 1" in header and "c/s" in header
     x, y = logic.trace_data
     assert sorted(y) == ["APD 1", "APD 2", "APD 3"] and len(x) == 100
     np.testing.assert_allclose(np.diff(x), 0.01, rtol=1e-9)  # points of 2 bins of 5 ms

@@ -126,7 +126,10 @@ def setting_number(settings: Mapping, key: str, integer: bool = False) -> float 
 
 
 def checked_trace_settings(
-    settings: Mapping, rate_bounds: tuple[float, float], limit: PointLimit
+    settings: Mapping,
+    rate_bounds: tuple[float, float],
+    limit: PointLimit,
+    bounds_of: str = "the streamer's",
 ) -> TraceSettings:
     """Validated trace settings, the window rounded to whole points.
 
@@ -139,6 +142,8 @@ def checked_trace_settings(
         The streamer's lowest and highest sample rate, in Hz.
     limit : PointLimit
         The most points the window may hold.
+    bounds_of : str, optional
+        Whose bounds ``rate_bounds`` are, for the message (an event stream's bins).
 
     Returns
     -------
@@ -162,7 +167,7 @@ def checked_trace_settings(
     if not (rate > 0 and low <= rate * oversampling <= high):
         raise ValueError(
             f"data_rate {rate} Hz x oversampling_factor {oversampling} = "
-            f"{rate * oversampling} Hz is outside the streamer's {low} to {high} Hz"
+            f"{rate * oversampling} Hz is outside {bounds_of} {low} to {high} Hz"
         )
     points = round(window * rate)
     if points < max(width, 2):

@@ -246,7 +246,10 @@ class TraceSetup:
         self._look_at_stream(streamer)
         limit = self._limit(active, averaged)
         bounds = streamer.constraints.sample_rate.bounds if self._events is None else None
-        checked = checked_trace_settings(settings, bounds or EVENT_BIN_RATES, limit)
+        if bounds is None:  # the bins of an event stream's rate trace
+            checked = checked_trace_settings(settings, EVENT_BIN_RATES, limit, "the bin rates")
+        else:
+            checked = checked_trace_settings(settings, bounds, limit)
         builder = self._builder(active, averaged, checked, not running)  # MemoryError: no change
         buffer_size = self.options.channel_buffer_size
         rate = checked.sample_rate if self._events is None else float(streamer.sample_rate)
