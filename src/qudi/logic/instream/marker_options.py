@@ -54,6 +54,7 @@ class MarkerOptions:
         self._in_view: list[tuple[float, str]] = []
         self._in_view_keys: list[tuple[float, str]] = []  # their (time, text)
         self._axis: MarkerAxis | None = None
+        self._marker_warned = False  # the marker stream could not be read (said once)
         self._marker_stream_seen = ""  # the marker session whose markers _markers_seen counts
         self.sigNewRawData.connect(self._markers_note_block, _DIRECT)
         self.sigDataChanged.connect(self._markers_place, _DIRECT)
@@ -149,21 +150,26 @@ class MarkerOptions:
         with self._lock:
             try:
                 self._markers_pull()
+                self._marker_warned = False
             except Exception as error:  # noqa: BLE001 - the stream went: no new markers
-                self.log.warning(f"could not read the marker stream: {error}")
+                if not self._marker_warned:  # once, not every frame
+                    self.log.warning(f"could not read the marker stream: {error}")
+                self._marker_warned = True
             axis, builder = self._axis, getattr(self, "_builder", None)
-            if axis is None or builder is None or not builder.count or not len(x):
+            count = int(getattr(builder, "count", 0))
+            if axis is None or not count or not len(x):
                 return
             markers = list(self._markers)
             times = np.array([when for when, _ in markers], np.float64)
-            first = float(x[-1]) - (builder.count - 1) * builder.oversampling / axis.rate
+            oversampling = getattr(builder, "oversampling", 1)
+            first = float(x[-1]) - (count - 1) * oversampling / axis.rate
             where = axis.x_of(times, first)
             inside = np.flatnonzero((where >= x[0]) & (where <= x[-1]))
             shown = [(float(where[i]), markers[i][1]) for i in inside]
             keys = [markers[i] for i in inside]
             # the clock's estimate moves a little with every frame: a move by less than half
             # a point is no change
-            tolerance = 0.5 / max(float(builder.data_rate), 1e-12)
+            tolerance = 0.5 / max(float(getattr(builder, "data_rate", axis.rate)), 1e-12)
             moved = len(shown) != len(self._in_view) or any(
                 abs(a[0] - b[0]) > tolerance for a, b in zip(shown, self._in_view, strict=True)
             )
