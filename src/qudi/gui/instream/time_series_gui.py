@@ -115,9 +115,8 @@ class TimeSeriesGui(GuiBase):
         mw = self._mw = TimeSeriesWindow(title=f"qudi: {self.module_name}")
         mw.plot_widget.setAntialiasing(self._use_antialias)
         self._restore_window_geometry(mw)
-        digital = lambda: list(getattr(logic, "digital_channel_names", []))  # noqa: E731
         self._plot = TracePlot(
-            mw, self._channel_units, self._redraw_after_zoom, self._redraw, digital
+            mw, self._channel_units, self._redraw_after_zoom, self._redraw, self._digital_lines
         )
         self._panel = SettingsPanel(mw)
         self._status = StreamStatus(mw)
@@ -220,6 +219,10 @@ class TimeSeriesGui(GuiBase):
 
     def _channel_units(self) -> dict[str, str]:
         return dict(self._time_series_logic_con().channel_units)
+
+    def _digital_lines(self) -> list[str]:
+        """The channels drawn in lanes (none with a logic that knows no digital lines)."""
+        return list(getattr(self._time_series_logic_con(), "digital_channel_names", []))
 
     # ------------------------------------------------------------------------------ plot
     @QtCore.Slot(object, object, object, object)
