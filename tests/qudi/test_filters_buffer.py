@@ -78,3 +78,21 @@ def test_a_request_the_chain_does_not_fit_is_refused_before_the_stream_changes()
         assert filters.stream_request(["a"], 1000.0) == (["a"], 2000.0)
         with pytest.raises(FilterSpecError, match=r"filters\[0\]\.notch\.frequency is 50\.0"):
             filters.stream_request(["a", "b"], 40.0)  # the stream at 80 S/s: Nyquist 40 Hz
+
+
+EXTRA = {"digital_channels": ["b", "c"], "raw_scaling": {"unit": "V", "coefficients": {}}}
+
+
+def test_a_filtered_view_keeps_the_digital_lines_it_passes_on_unchanged():
+    with StreamRing(4096, (3,), np.int16, info=INFO) as ring:
+        picked = BufferFilters([{"channels": ["c", "a"]}, {"cast": "float32"}])
+        picked.wrap(ring.reader("p"))
+        assert picked.extra(EXTRA) == {"digital_channels": ["c"]}  # the polynomial is not
+        none_left = BufferFilters([{"channels": ["a"]}])
+        none_left.wrap(ring.reader("n"))
+        assert none_left.extra(EXTRA) == {}
+        for changing in ({"scale": {"gain": 2.0}}, {"decimate": {"factor": 2}}):
+            chain = BufferFilters([changing])
+            chain.wrap(ring.reader(str(changing)))
+            assert chain.extra(EXTRA) == {}  # a line is no longer 0/1 after these
+    assert BufferFilters(None).extra(EXTRA) == EXTRA

@@ -217,12 +217,11 @@ class DataInStreamBuffer(
     @property
     def stream_extra(self) -> dict:
         """What the stream's description carries beyond its format (raw codes: the scaling
-        polynomials); nothing for a filtered view, whose values are no longer the stream's."""
-        if self._filter_chain.active:
-            return {}
+        polynomials; digital lines); for a filtered view only what still holds after the
+        filters (its digital lines while they stay 0/1)."""
         extra = dict(self._active_hub().ring.info.extra)
         extra.pop("stream_id", None)  # the ring's own, given anew to a ring made from this
-        return extra
+        return self._filter_chain.extra(extra)
 
     @property
     def lost_samples(self) -> int:

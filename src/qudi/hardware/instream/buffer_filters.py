@@ -26,6 +26,9 @@ from qudi.util.instream.filters import ChunkFormat, FilterChain, build_chain
 
 __all__ = ["BufferFilters"]
 
+DIGITAL_KEY = "digital_channels"  # the stream's digital lines (values 0/1), by name
+_KEEP_LEVELS = ("channels", "cast")  # stages that pass a line's 0/1 on unchanged
+
 
 class BufferFilters:
     """A buffer's filter spec, checked, and the chain built for its stream's format.
@@ -134,6 +137,23 @@ class BufferFilters:
             channel_buffer_size=stream.channel_buffer_size,
             sample_rate=rate,
         )
+
+    def extra(self, stream_extra: dict) -> dict:
+        """What of the stream's ``extra`` still holds for what a read gives.
+
+        Unfiltered: all of it. Filtered: only ``digital_channels`` (those the chain passes on),
+        and only while every stage keeps a line's 0/1 as it is (``channels``, ``cast``); scale,
+        IIR, notch and decimation change the values, so nothing of the stream's description
+        is claimed for them.
+        """
+        if not self.active:
+            return dict(stream_extra)
+        lines = stream_extra.get(DIGITAL_KEY)
+        stages = parse_chain(self.spec, "filters")
+        if not lines or self.chain is None or any(s.kind not in _KEEP_LEVELS for s in stages):
+            return {}
+        kept = [name for name in self.chain.output.channel_names if name in set(lines)]
+        return {DIGITAL_KEY: kept} if kept else {}
 
     def channels(self, ring: Any) -> list[str]:
         """The channels a read gives: the chain's output, or the ring's own."""
