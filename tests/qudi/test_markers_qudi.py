@@ -78,6 +78,13 @@ def _ramp_at_time(stream_name: str, when: float) -> float:
     return index - ramp_offset
 
 
+def _read_only_mappings(stream_name: str) -> list[str]:
+    """This process's read-only mappings of the stream's shared block (its writer, the hub
+    in this process, maps it read-write)."""
+    with open("/proc/self/maps") as maps:
+        return [line for line in maps if stream_name in line and " r--s " in line]
+
+
 def _seen(logic) -> list:
     """What the logic's sigMarkersChanged said, newest last (a list that fills)."""
     said: list = []
@@ -255,7 +262,9 @@ def test_on_a_timestamped_stream_a_marker_lands_at_the_stamp_of_its_time(
             ring.close()
         assert abs(x - expected) < 1e-6
         assert trace_x[0] <= x <= trace_x[-1]
+        assert _read_only_mappings(logic.stream_name)  # the ring the logic's markers follow
         logic.stop_reading()
+        assert not _read_only_mappings(logic.stream_name)  # let go of when the run ends
     finally:
-        for name in reversed(names):
-            module_manager.deactivate_module(name)
+        for module in reversed(names):
+            module_manager.deactivate_module(module)
