@@ -31,6 +31,9 @@ primary's axis minus where the truth puts it (ms, or primary samples).
   The fitted case is also run with polls every 10 ms, the rate DataInStreamSync joins its
   streamers' hubs with (its ``max_poll_rate``, 100 by default): slow streams are timed
   better the more often they are polled.
+* **drift change** (200 more trials): the secondary's drift jumps by 100 ppm at a random
+  time in the second half of the run; its newest 10 s aligned by a live clock's fit (its last
+  30 s) and by one line over the run, each with the error and whether the uncertainty held.
 * **live**: real StreamHubs (polling at 100 Hz, as under DataInStreamSync) and pump threads
   over SimulatedSources with those clocks, an AlignedReader reading both in 0.25 s chunks;
   the secondary's ``ramp`` channel counts its samples, so its value interpolated at a
@@ -57,7 +60,13 @@ from qudi.util.instream.alignment import align
 from qudi.util.instream.hub import StreamHub
 from qudi.util.instream.simulated import SimulatedSource
 from qudi.util.instream.simulated_clock import SimulatedClock, shared_clock
-from qudi.util.instream.timebase import RunStart, SampleClock, StreamTime, TimeTable
+from qudi.util.instream.timebase import (
+    DEFAULT_WINDOW_S,
+    RunStart,
+    SampleClock,
+    StreamTime,
+    TimeTable,
+)
 
 FAST, SLOW = 1000.0, 10.0  # Hz
 SKEW = 0.050  # s: the secondary's first sample after the primary's
@@ -71,6 +80,8 @@ INTERNAL = SampleClock()
 GOLDEN = (5**0.5 - 1) / 2
 TRIALS = 200
 LIVE_HUB = {"min_ring_seconds": 10, "max_poll_rate": 100.0}  # as DataInStreamSync joins hubs
+JUMP = 100.0  # ppm: how much the secondary's drift changes mid-run in the drift-change trials
+NEWEST_S = 10.0  # s: the drift-change trials judge the newest samples (a live reader's)
 
 
 @dataclass
@@ -81,8 +92,40 @@ class Simulated:
     time: StreamTime
 
 
-def simulate(clock, rate, start, seconds, rng, declared=INTERNAL, tick_known=True, poll=POLL):
-    """The time table a pump would write for ``clock`` started at host ``start``."""
+class JumpingClock:
+    """A card clock whose drift jumps from ``DRIFT`` to ``DRIFT + JUMP`` ppm at host time
+    ``start + at`` (the simulated clocks' drift is constant): the truth of the drift-change
+    trials, with the parts of :class:`SimulatedClock` that :func:`simulate` uses."""
+
+    def __init__(self, at: float):
+        self.at = at
+        self.sample_clock = INTERNAL
+        self.speed = 1 + DRIFT * 1e-6  # before the jump (true_primary_index wants a primary's)
+
+    def start(self, host_time: float, rate: float) -> None:
+        self.first, self.rate = host_time + SKEW, rate
+        self.jump_index = self.at * rate * (1 + DRIFT * 1e-6)  # samples taken by the jump
+
+    def true_time(self, index):
+        index = np.asarray(index, np.float64)
+        before = index / (self.rate * (1 + DRIFT * 1e-6))
+        after = self.at + (index - self.jump_index) / (self.rate * (1 + (DRIFT + JUMP) * 1e-6))
+        return self.first + np.where(index < self.jump_index, before, after)
+
+    def arrived_by_many(self, host_times: np.ndarray) -> np.ndarray:
+        since = np.asarray(host_times, np.float64) - self.first
+        before = since * self.rate * (1 + DRIFT * 1e-6)
+        after = self.jump_index + (since - self.at) * self.rate * (1 + (DRIFT + JUMP) * 1e-6)
+        taken = np.where(since < self.at, before, after)
+        return np.where(since >= 0, np.floor(np.maximum(taken, 0)) + 1, 0).astype(np.int64)
+
+
+def simulate(
+    clock, rate, start, seconds, rng, declared=INTERNAL, tick_known=True, poll=POLL, window=None
+):  # fmt: skip
+    """The time table a pump would write for ``clock`` started at host ``start``, fitted over
+    the whole run (as a recording is realigned), or its last ``window`` seconds (as a live
+    reader's clock fits it)."""
     clock.start(start, rate)
     count = int(seconds / poll) + 1
     # poll intervals stretched as the pump stretches them (golden-ratio sequence), a little late
@@ -98,7 +141,7 @@ def simulate(clock, rate, start, seconds, rng, declared=INTERNAL, tick_known=Tru
     table = TimeTable.of(index, host, device)
     tick = clock.sample_clock.start_tick if tick_known else None
     run = RunStart(1, 0, start, start + 1.7e9, 0.0, tick)
-    return Simulated(clock, StreamTime(run, rate, table.fit(), declared))
+    return Simulated(clock, StreamTime(run, rate, table.fit(window), declared))
 
 
 def true_primary_index(primary: SimulatedClock, secondary: SimulatedClock, j: np.ndarray):
@@ -161,6 +204,27 @@ def trial(seed: int, seconds: float) -> dict[str, float]:
         shared = align(p.time, s.time)
         truth = true_primary_index(p.clock, s.clock, j)
         errors[key] = float(np.max(np.abs(shared.primary_index(j) - truth)))
+    return errors
+
+
+def drift_change_trial(seed: int, seconds: float) -> dict[str, float]:
+    """The secondary's drift jumps by :data:`JUMP` ppm at a random time in the second half:
+    its newest :data:`NEWEST_S` seconds aligned by the live clock's window, and by one line
+    over the run; the error and whether the uncertainty held."""
+    rng = np.random.default_rng(10_000 + seed)
+    start = 1000.0 + rng.uniform(0, 100)
+    at = rng.uniform(0.5, 0.8) * seconds
+    j = np.arange(int((seconds - NEWEST_S) * SLOW), int(seconds * SLOW) - 5)
+    errors = {}
+    for key, window in (("window", DEFAULT_WINDOW_S), ("line", None)):
+        pick = np.random.default_rng(seed)  # the same tables for both fits
+        primary = simulate(SimulatedClock(seed=seed), FAST, start, seconds, pick, window=window)
+        secondary = simulate(JumpingClock(at), SLOW, start, seconds, pick, window=window)
+        alignment = align(primary.time, secondary.time)
+        truth = true_primary_index(primary.clock, secondary.clock, j)
+        error = np.abs(alignment.primary_index(j) - truth) / FAST
+        errors[f"{key}_ms"] = float(np.max(error)) * 1e3
+        errors[f"{key}_covered"] = float(np.all(error <= alignment.uncertainty(j / SLOW)))
     return errors
 
 
@@ -250,6 +314,16 @@ def main(argv: list[str] | None = None) -> int:
         f"uncertainty contains every sample's true error in {coverage:.1f} % of trials "
         f"({coverage_sync:.1f} % at 100 Hz polls)"
     )
+    jumps = [drift_change_trial(seed, seconds) for seed in range(args.trials)]
+    for key, label in (("window", f"the live clock's {DEFAULT_WINDOW_S:g} s window"),
+                       ("line", "one line over the run")):  # fmt: skip
+        errors = np.array([r[f"{key}_ms"] for r in jumps])
+        held = np.mean([r[f"{key}_covered"] for r in jumps]) * 100
+        print(
+            f"drift +{JUMP:g} ppm mid-run, newest {NEWEST_S:g} s, {label}: median "
+            f"{np.median(errors):.4f} ms, worst {errors.max():.4f} ms, uncertainty held in "
+            f"{held:.1f} % of trials"
+        )
     result = live(live_seconds)
     print(
         f"live ({live_seconds:g} s, real hubs and pumps polling at 100 Hz, {result['method']}, "

@@ -332,10 +332,17 @@ def test_a_windowed_fit_stays_honest_when_the_drift_changes(change):
     assert newest >= 0.95 and everywhere >= 0.95, (newest, everywhere)
 
 
-def test_one_line_over_the_whole_run_is_not_honest_when_the_drift_jumps():
-    """Why the window: the straight line of all rows misses a drift that jumped by 100 ppm."""
-    newest, everywhere = coverage(("jump", 100.0), window=None, trials=50)
-    assert newest < 0.5 and everywhere < 0.5
+def test_one_line_over_the_whole_run_misses_a_drift_that_jumped():
+    """Why the window: the line of all rows is off at the newest samples by far more than the
+    window's, and even the bend it finds does not cover that in 95 % of runs."""
+    newest, _ = coverage(("jump", 100.0), window=None, trials=50)
+    line, recent = [], []
+    for seed in range(50):
+        true_host, table = drifting_table(seed, ("jump", 100.0))
+        x = table.device[-1]
+        line.append(abs(float(table.fit().host_time(x) - true_host(x))))
+        recent.append(abs(float(table.fit(20.0).host_time(x) - true_host(x))))
+    assert newest < 0.95 and np.median(recent) < 0.1 * np.median(line)
 
 
 def test_a_bend_widens_the_uncertainty_of_a_windowed_fit():
@@ -348,7 +355,7 @@ def test_a_bend_widens_the_uncertainty_of_a_windowed_fit():
 
 
 def test_a_stream_clock_follows_a_drift_change_in_its_rings_table():
-    true_host, table = drifting_table(7, ("jump", 150.0), at=45.0)
+    true_host, table = drifting_table(7, ("jump", 150.0), at=25.0)  # before the last 30 s
     info = StreamInfo(("a",), ("V",), 1000.0)
     ring = StreamRing(1024, (1,), info=info, time_slots=4096)
     try:
@@ -359,6 +366,8 @@ def test_a_stream_clock_follows_a_drift_change_in_its_rings_table():
         index = np.arange(int(table.index[-1]) - 5000, int(table.index[-1]))
         truth = true_host(index / 1000.0)
         assert np.all(np.abs(recent.time_of(index) - truth) <= recent.uncertainty_of(index))
-        assert not np.all(np.abs(whole.time_of(index) - truth) <= whole.uncertainty_of(index))
+        # one line over the run knows of the bend too, so it can only say far less
+        assert np.all(np.abs(whole.time_of(index) - truth) <= whole.uncertainty_of(index))
+        assert whole.uncertainty_of(index).min() > 10 * recent.uncertainty_of(index).max()
     finally:
         ring.close()

@@ -17,13 +17,7 @@ from typing import Any
 import numpy as np
 
 from qudi.util.instream.time_table import ROW_DTYPE
-from qudi.util.instream.timebase import (
-    DEFAULT_WINDOW_S,
-    RunStart,
-    SampleClock,
-    StreamTime,
-    TimeTable,
-)
+from qudi.util.instream.timebase import RunStart, SampleClock, StreamTime, TimeTable
 
 __all__ = ["ROW_DTYPE", "recorded_stream_time", "stream_time_base", "time_table_rows"]
 
@@ -68,5 +62,4 @@ def recorded_stream_time(
     if np.count_nonzero(np.isfinite(table.device)) < 2:
         return None
     clock = SampleClock.from_description(time_base.get("sample_clock") or None)
-    # the live reader's fit (StreamClock): the rows of its window, checked for a bend
-    return StreamTime(RunStart(**run), sample_rate, table.fit(DEFAULT_WINDOW_S), clock)
+    return StreamTime(RunStart(**run), sample_rate, table.fit(), clock)

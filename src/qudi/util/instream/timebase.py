@@ -238,7 +238,7 @@ class TimeTable:
 
     def fit(self, window: float | None = None) -> ClockFit:
         """The clock fit of these rows (see :func:`fit_clock`; ``window``: of the rows of
-        the last ``window`` seconds only, with the bend check)."""
+        the last ``window`` seconds only)."""
         good = np.isfinite(self.device)
         return fit_clock(self.device[good], self.host[good], window=window)
 
@@ -316,12 +316,13 @@ def fit_clock(
         The fastest drift believed (see :data:`MAX_DRIFT_PPM`): a steeper or shallower hull
         edge gives way to the line of that slope below every row.
     window
-        Fit only the rows of the last ``window`` seconds of device time (None: all), and
-        check them for a bend: the older and the newer half are fitted on their own (with at
-        least 8 rows each), and the difference of their slopes (:attr:`ClockFit.bend`) widens
-        the uncertainty. A clock whose drift changes (temperature) is then fitted by its
-        recent drift, and the uncertainty says how straight the recent rows were
-        (tests/core/test_timebase.py: >= 95 % of 200 simulated runs whose drift jumps).
+        Fit only the rows of the last ``window`` seconds of device time (None: all). A clock
+        whose drift changes (temperature) is then fitted by its recent drift.
+
+    The rows are checked for a bend: the older and the newer half are fitted on their own
+    (with at least 8 rows each), and the difference of their slopes (:attr:`ClockFit.bend`)
+    widens the uncertainty, so it says how straight the rows were
+    (tests/core/test_timebase.py: >= 95 % of 200 simulated runs whose drift jumps or ramps).
 
     Returns
     -------
@@ -357,8 +358,8 @@ def fit_clock(
         if not (isinstance(window, (int, float)) and math.isfinite(window) and window > 0):
             raise ValueError(f"window={window!r}: use a number of seconds > 0, or None")
         recent = x >= x[-1] - window
-        return _bend_checked(x[recent], y[recent], max_drift_ppm)
-    return _fit_line(x, y, max_drift_ppm)
+        x, y = x[recent], y[recent]
+    return _bend_checked(x, y, max_drift_ppm)
 
 
 def _bend_checked(x: np.ndarray, y: np.ndarray, max_drift_ppm: float) -> ClockFit:
