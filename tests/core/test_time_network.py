@@ -253,3 +253,22 @@ def test_the_clock_service_of_a_curve_publisher_answers_allowed_clients_only(str
             plain.connect(f"tcp://127.0.0.1:{publisher.clock_port}")
             plain.send(b"QIZT" + bytes(8), zmq.NOBLOCK)
             assert not plain.poll(300)
+
+
+def test_a_ring_without_time_rows_is_timed_as_it_arrives(stream_name):
+    """A publisher of a ring its own writer fills without time rows announces no TIME: the
+    subscriber times the samples as they arrive, as before."""
+    from qudi.util.instream import StreamInfo, StreamRing
+
+    ring = StreamRing(4096, (1,), info=StreamInfo(("a",), ("V",), 1000.0))
+    try:
+        ring.mark_running()
+        with StreamPublisher(ring) as publisher, StreamSubscriber(publisher.endpoint) as sub:
+            out = np.empty((100, 1))
+            for k in range(5):
+                ring.write(np.arange(k * 100, (k + 1) * 100, dtype=float)[:, None])
+                sub.read_into(out, timeout=TIMEOUT)
+            assert not sub.receiver.remote_time.active and sub.receiver.rejected == 0
+            wait_until(lambda: sub.clock.refresh() is not None, "rows of arrival")
+    finally:
+        ring.close()

@@ -455,17 +455,26 @@ class StreamPublisher:
             self._generation,
             epoch & 0xFFFFFFFF,
             reader.position,
-            SENDS_TIME if ring.time_table is not None and self._clock is not None else 0,
+            SENDS_TIME if self._sends_time(ring) else 0,
         )
         self._socket.send_multipart([header, description, fault])
         if not ring.closed:
             self._send_time(ring, RECENT_ROWS)
 
+    def _sends_time(self, ring: StreamRing) -> bool:
+        """Whether the stream's times come in TIME messages: its ring has a table that a
+        pump fills (a hub's; a ring of another writer once it has rows). Else subscribers
+        time the samples as they arrive, as they do for older publishers."""
+        table = None if ring.closed else ring.time_table
+        if table is None or self._clock is None:
+            return False
+        return self._hub is not None or table.rows_written > 0
+
     def _send_time(self, ring: StreamRing, recent: int = 0) -> None:
         """A TIME message: the run and the time-table rows added since the last one (and up
         to ``recent`` rows before them again). Nothing if there is nothing new to say."""
         table = ring.time_table
-        run = None if table is None or self._clock is None else table.run()
+        run = table.run() if table is not None and self._sends_time(ring) else None
         if table is None or run is None:
             return
         rows, count = table.rows(max(0, self._rows_sent - recent))
