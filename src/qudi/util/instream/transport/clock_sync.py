@@ -127,6 +127,10 @@ class TimeServer:
             if guard is not None:
                 guard.apply(socket)
             self.port = socket.bind_to_random_port(f"tcp://{interface}")
+        except zmq.ZMQError as exc:  # the stream goes on; its subscribers time it on arrival
+            socket.close(linger=0)
+            log.warning("publisher '%s': no clock service on %s (%s)", name, interface, exc)
+            return
         except BaseException:
             socket.close(linger=0)
             raise
