@@ -7,6 +7,8 @@
   real clock service gets hostile TIME messages of its own session between the genuine
   ones: each is rejected and counted, the samples arrive exactly, and the ring's time table
   holds the genuine rows only, on this host's clock within the reported bound.
+* The clock service answers no hostile probe and goes on; the offset estimate's bound holds
+  the true offset for any probe delays (asymmetric too) and any drift within the assumed one.
 """
 
 from __future__ import annotations
@@ -313,3 +315,35 @@ def test_hostile_probes_get_no_answer_and_the_service_goes_on(clock_service, mes
     when = probe_answered(peer, 42)
     assert before <= when <= time.monotonic()  # one host: its monotonic time, in between
     assert not peer.poll(0)  # nothing else was answered
+
+
+@FUZZ
+@given(
+    st.floats(-1e6, 1e6),  # the true offset at t = 0 (another host's clock origin)
+    st.floats(-199.0, 199.0),  # ppm the two clocks drift apart (within the assumed 200)
+    st.lists(
+        st.tuples(st.floats(0, 0.05), st.floats(0, 0.05), st.floats(0.01, 1.0)),
+        min_size=1,
+        max_size=30,
+    ),  # per probe: delay out, delay back (any asymmetry), time to the next probe
+    st.floats(0, 30.0),  # how long after the last probe the estimate is asked
+)
+def test_the_offset_estimate_always_bounds_the_true_offset(offset, ppm, probes, later):
+    from qudi.util.instream.transport.clock_sync import OffsetEstimate
+
+    estimate = OffsetEstimate()
+
+    def true_offset(local):  # local = remote + offset(local)
+        return offset + ppm * 1e-6 * local
+
+    now = 100.0
+    for out, back, gap in probes:
+        t0 = now
+        instant = t0 + out  # the publisher reads its clock then (local time)
+        remote = instant - true_offset(instant)
+        t3 = instant + back
+        estimate.add(t0, remote, t3)
+        now = t3 + gap
+    asked = now + later
+    found, bound = estimate.offset(asked)
+    assert abs(found - true_offset(asked)) <= bound + 1e-9 * (1 + abs(offset))
