@@ -44,12 +44,10 @@ def main(out: str) -> None:
     manager.activate_module("time_series_gui_kinds")
     gui = manager["time_series_gui_kinds"].instance
     logic = manager["time_series_logic_kinds"].instance
-    logic.stop_reading()  # it started on activation; settings first, then a fresh run
     logic.set_channel_settings(["APD", "analog 1", "gate", "shutter"], ["APD", "analog 1"])
-    logic.set_trace_settings(
+    logic.set_trace_settings(  # while it reads (it started on activation)
         data_rate=200.0, oversampling_factor=1, trace_window_size=6.0, moving_average_width=21
     )
-    logic.start_reading()
     gui.window.setGeometry(0, 30, 1280, 770)
     _run_for(app, 2.5)
     logic.add_marker("pump on")

@@ -69,9 +69,10 @@ def _ramp_at_time(stream_name: str, when: float) -> float:
     try:
         index = float(StreamClock(ring).refresh().index_at(when))
         reader = ring.reader("marker check")
-        out = np.empty((1, 2))
+        out = np.empty((1, *ring.sample_shape))
         reader.read_into(out, timeout=5.0)
-        ramp_offset = (reader.position - 1) - out[0, 1]  # ring index - ramp value
+        ramp = out[0, ring.info.channel_names.index("index")]
+        ramp_offset = (reader.position - 1) - ramp  # ring index - ramp value
         reader.close()
     finally:
         ring.close()
@@ -268,3 +269,36 @@ def test_on_a_timestamped_stream_a_marker_lands_at_the_stamp_of_its_time(
     finally:
         for module in reversed(names):
             module_manager.deactivate_module(module)
+
+
+def test_markers_stay_in_view_after_the_settings_change_while_reading(session, activate, qtbot):
+    """Settings changed while the logic reads (as after start_reading_on_activation): a new
+    channel set and a new rate each restart the stream (a new ring under the same name); the
+    markers written afterwards stand on the sample taken at their time."""
+    logic = activate("mk_logic1")
+    activate("marker_stream")
+    logic.set_trace_settings(data_rate=RATE / 4, oversampling_factor=1)
+    with logic._lock:  # no frame in between: changed before the run's first block
+        logic.start_reading()
+        logic.set_trace_settings(data_rate=RATE)
+    changes = (
+        ("first", lambda: None, RATE),
+        ("channels", lambda: logic.set_channel_settings(["index"], []), RATE),
+        ("rate", lambda: logic.set_trace_settings(data_rate=RATE / 2), RATE / 2),
+        ("window", lambda: logic.set_trace_settings(trace_window_size=4.0), RATE / 2),
+    )
+    try:
+        for text, change, rate in changes:
+            change()
+            assert logic.module_state() == "locked" and logic.sampling_rate == rate
+            qtbot.waitUntil(lambda: len(logic.trace_data[0]) > 100)
+            noted = logic.add_marker(text)
+            qtbot.waitUntil(lambda t=text: [m for _, m in logic.markers_in_view] == [t])
+            x = logic.markers_in_view[0][0]
+            trace_x, trace_y = logic.trace_data
+            assert trace_x[0] <= x <= trace_x[-1]
+            expected = _ramp_at_time(logic.stream_name, noted["time"])
+            assert abs(np.interp(x, trace_x, trace_y["index"]) - expected) <= 2.0
+    finally:
+        logic.stop_reading()
+    assert not _read_only_mappings(logic.stream_name)  # every run's ring let go of

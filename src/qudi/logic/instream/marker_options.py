@@ -129,8 +129,21 @@ class MarkerOptions:
     @QtCore.Slot(object, object)
     def _markers_note_block(self, data, stamps) -> None:
         axis = self._axis
-        if axis is not None:
-            axis.note_block(len(data), stamps, time.monotonic(), getattr(self, "_builder", None))
+        if axis is None:
+            return
+        builder = getattr(self, "_builder", None)
+        if axis.builder is not builder:
+            # a new trace while running: its settings changed, and the stream may have been
+            # restarted for them (a new ring under the same name, another rate): a new axis
+            axis.close()
+            axis = self._axis = self._new_marker_axis()
+        axis.note_block(len(data), stamps, time.monotonic(), builder)
+
+    def _new_marker_axis(self) -> MarkerAxis:
+        """The axis of the run as the streamer is now (its timing, rate and ring), for the
+        trace as it is now."""
+        builder = getattr(self, "_builder", None)
+        return MarkerAxis(self._setup.timing, self.sampling_rate, self._streamer(), builder)
 
     @QtCore.Slot(bool, bool)
     def _markers_follow_status(self, running: bool, recording: bool) -> None:
@@ -139,7 +152,7 @@ class MarkerOptions:
             if recording:  # markers not yet handed over go in before it finishes
                 self._recording.before_finish = self._markers_pull_locked
             if running and self._axis is None:
-                self._axis = MarkerAxis(self._setup.timing, self.sampling_rate, self._streamer())
+                self._axis = self._new_marker_axis()
             elif not running and self._axis is not None:
                 self._axis.close()
                 self._axis = None

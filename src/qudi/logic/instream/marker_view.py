@@ -43,16 +43,18 @@ class MarkerAxis:
     streamer : object, optional
         The logic's streamer; if it names a shared ring (``stream_name``) with a time table,
         the axis follows that ring's clock.
+    builder : object, optional
+        The trace the run's samples go into (see :meth:`note_block`).
     """
 
-    def __init__(self, timing: str, rate: float, streamer: Any = None):
+    def __init__(self, timing: str, rate: float, streamer: Any = None, builder: object = None):
         self.timing = timing
         self.rate = float(rate)
         self._streamer = streamer
         self._ring: StreamRing | None = None
         self._clock: StreamClock | None = None
         self._consumed = 0  # samples of the run read so far
-        self._builder: object = None  # the trace the samples went into (a new one: a new run)
+        self._builder = builder  # the trace the samples went into (a new one: a new run)
         self._starts: deque[float] = deque(maxlen=_KEPT)
         name = getattr(streamer, "stream_name", None)
         if timing in ("CONSTANT", "TIMESTAMP") and isinstance(name, str):
@@ -61,6 +63,11 @@ class MarkerAxis:
                 self._clock = StreamClock(self._ring)
             except Exception:  # noqa: BLE001 - no shared ring or table here: use arrivals
                 self.close()
+
+    @property
+    def builder(self) -> object:
+        """The trace the axis counts samples of (as made, or as the last block said)."""
+        return self._builder
 
     @property
     def uses_time_base(self) -> bool:
