@@ -55,9 +55,10 @@ _ANSWER = struct.Struct("<4sQd")
 _MAX_BYTES = 4096  # ZeroMQ checks the CURVE handshake against it too (its INITIATE is ~300 B)
 _POLL_MS = 50
 _JOIN_TIMEOUT_S = 10.0
-#: Probes sent this often until :data:`SETTLED_PROBES` came back, then every ``interval``.
+#: Probes sent this often until twice :data:`SETTLED_PROBES` came back, then every ``interval``;
+#: the offset is trusted (rows are written) from :data:`SETTLED_PROBES` answers on.
 _BURST_S = 0.02
-SETTLED_PROBES = 4
+SETTLED_PROBES = 8
 
 
 class OffsetEstimate:
