@@ -81,3 +81,33 @@ def test_timestamp_streams_map_to_the_stamps_and_random_streams_not_at_all():
     axis.note_block(3, np.array([1.0, 1.1, 1.2]), 51.25, object())  # stamp 1.2 arrived at 51.25
     np.testing.assert_allclose(axis.x_of(np.array([51.0]), 0.0), [0.95])
     assert np.isnan(MarkerAxis("RANDOM", 10.0).x_of(np.array([1.0]), 0.0)).all()
+
+
+def test_an_event_stream_maps_to_the_event_times_by_its_run_start():
+    info = StreamInfo(("events",), ("",), 1000.0, "RANDOM")
+    name = f"marker_axis_events_{os.getpid()}"
+    with StreamRing(1 << 10, (1,), info=info, shared=True, name=name) as ring:
+        start = time.monotonic() - 10.0
+        axis = MarkerAxis("RANDOM", 1000.0, ReaderAsStreamer(ring, None), events=True)
+        try:
+            assert axis.uses_time_base
+            assert np.isnan(axis.x_of(np.array([start + 1.0]), 0.0)).all()  # no run yet
+            ring.time_table.write_run(RunStart(ring.run_epoch, 0, start, time.time() - 10.0))
+            np.testing.assert_allclose(axis.x_of(np.array([start + 1.0]), 0.0), [1.0])
+        finally:
+            axis.close()
+    # not an event stream: a RANDOM ring's x is the sample's index, no time
+    plain = MarkerAxis("RANDOM", 1000.0, events=False)
+    plain.note_block(3, np.array([1.0, 1.1, 1.2]), 51.25, object())
+    assert np.isnan(plain.x_of(np.array([51.0]), 0.0)).all()
+
+
+def test_without_a_ring_event_markers_are_placed_by_the_arrivals_never_late():
+    axis = MarkerAxis("RANDOM", 1000.0, events=True)
+    assert not axis.uses_time_base
+    builder = object()
+    started = 100.0  # the run's start: event time t was taken at host time started + t
+    for newest, latency in ((0.2, 0.05), (0.4, 0.02), (0.6, 0.03)):
+        axis.note_block(50, np.array([newest - 0.1, newest]), started + newest + latency, builder)
+    x = float(axis.x_of(np.array([started + 0.5]), 0.0)[0])  # truly x = 0.5
+    assert 0.5 - 0.02 - 1e-9 <= x <= 0.5  # early by the fastest delivery seen, never late

@@ -10,8 +10,8 @@ Mixed into ``TimeSeriesReaderLogic`` before ``LogicBase`` (qudi gathers connecto
   this logic's running session recording;
 * ``sigMarkersChanged(list)`` and :attr:`MarkerOptions.markers_in_view`: the markers inside
   the trace window as ``(x, text)``, x in the coordinates of ``sigDataChanged``'s x (see
-  :mod:`qudi.logic.instream.marker_view` for how well the times meet), emitted when the list
-  changes;
+  :mod:`qudi.logic.instream.marker_view` for how well the times meet; on an event stream's
+  rate traces x is the events' time), emitted when the list changes;
 * a session recording stores every marker of the marker stream written while it records, at
   its time (its sample index is the logic's stream's sample taken then).
 
@@ -137,13 +137,18 @@ class MarkerOptions:
             # restarted for them (a new ring under the same name, another rate): a new axis
             axis.close()
             axis = self._axis = self._new_marker_axis()
+        if axis.events and stamps is None:
+            stamps = np.asarray(data)["time"].reshape(-1)  # event records carry their times
         axis.note_block(len(data), stamps, time.monotonic(), builder)
 
     def _new_marker_axis(self) -> MarkerAxis:
         """The axis of the run as the streamer is now (its timing, rate and ring), for the
         trace as it is now."""
         builder = getattr(self, "_builder", None)
-        return MarkerAxis(self._setup.timing, self.sampling_rate, self._streamer(), builder)
+        setup = self._setup
+        events = setup.event_channels is not None
+        axis_args = (setup.timing, self.sampling_rate, self._streamer(), builder)
+        return MarkerAxis(*axis_args, events=events)
 
     @QtCore.Slot(bool, bool)
     def _markers_follow_status(self, running: bool, recording: bool) -> None:

@@ -13,7 +13,16 @@ A marker carries a host monotonic time; the trace's x values are the stream's ow
   clock; markers then land up to the shortest delivery latency of a block early (about a
   pump interval: milliseconds).
 
-``RANDOM`` streams have no time axis: their markers are not placed (NaN).
+An event stream (``RANDOM`` records of ``(time, channel, value)``, ``events=True``) shows rate
+traces whose x values are event times, seconds since the stream's run started: a marker's x
+is its host time minus the run's start as the ring's time table says
+(:attr:`~qudi.util.instream.timebase.RunStart.monotonic_start`, read just before the source
+was started: the marker lands at most the start call's duration late); without a ring here,
+by the arrivals: the newest event read at host time ``t`` was taken before ``t``, so markers
+land up to the shortest delivery latency early, never late.
+
+Other ``RANDOM`` streams have no time axis (x is the sample's index): their markers are not
+placed (NaN).
 """
 
 from __future__ import annotations
@@ -45,10 +54,22 @@ class MarkerAxis:
         the axis follows that ring's clock.
     builder : object, optional
         The trace the run's samples go into (see :meth:`note_block`).
+    events : bool, optional
+        The stream is an event stream (``RANDOM``, x the events' times: see the module
+        docstring).
     """
 
-    def __init__(self, timing: str, rate: float, streamer: Any = None, builder: object = None):
+    def __init__(
+        self,
+        timing: str,
+        rate: float,
+        streamer: Any = None,
+        builder: object = None,
+        *,
+        events: bool = False,
+    ):
         self.timing = timing
+        self.events = bool(events) and timing == "RANDOM"
         self.rate = float(rate)
         self._streamer = streamer
         self._ring: StreamRing | None = None
@@ -57,10 +78,14 @@ class MarkerAxis:
         self._builder = builder  # the trace the samples went into (a new one: a new run)
         self._starts: deque[float] = deque(maxlen=_KEPT)
         name = getattr(streamer, "stream_name", None)
-        if timing in ("CONSTANT", "TIMESTAMP") and isinstance(name, str):
+        if (timing in ("CONSTANT", "TIMESTAMP") or self.events) and isinstance(name, str):
             try:
                 self._ring = StreamRing.attach(name)
-                self._clock = StreamClock(self._ring)
+                if self.events:
+                    if self._ring.time_table is None:
+                        raise ValueError(f"stream '{name}' has no time table")
+                else:
+                    self._clock = StreamClock(self._ring)
             except Exception:  # noqa: BLE001 - no shared ring or table here: use arrivals
                 self.close()
 
@@ -72,13 +97,14 @@ class MarkerAxis:
     @property
     def uses_time_base(self) -> bool:
         """Whether markers are placed by the stream's time table (else by arrivals)."""
-        return self._clock is not None
+        return self._clock is not None or (self.events and self._ring is not None)
 
     def note_block(
         self, count: int, stamps: np.ndarray | None, now: float, builder: object
     ) -> None:
-        """The logic read ``count`` samples (timestamps ``stamps``) at host time ``now`` into
-        the trace ``builder`` (another builder than before starts the count again)."""
+        """The logic read ``count`` samples (timestamps ``stamps``; an event stream's: the
+        events' times) at host time ``now`` into the trace ``builder`` (another builder than
+        before starts the count again)."""
         if builder is not self._builder:
             self._builder, self._consumed = builder, 0
             self._starts.clear()
@@ -91,8 +117,8 @@ class MarkerAxis:
             else:  # the newest sample was taken by now
                 self._starts.append(now - (self._consumed - 1) / self.rate)
         elif (
-            self.timing == "TIMESTAMP"
-            and self._clock is None
+            (self.timing == "TIMESTAMP" or self.events)
+            and not self.uses_time_base
             and stamps is not None
             and len(stamps)
         ):
@@ -111,12 +137,14 @@ class MarkerAxis:
             if time_base is None:
                 return unknown
             return x_first + (time_base.index_at(times) - start) / self.rate
-        if self.timing == "TIMESTAMP":
-            if self._clock is not None:
-                time_base = self._time_base()
-                return unknown if time_base is None else time_base.fit.device_time(times)
-            if self._starts:
-                return times - min(self._starts)
+        if self.timing == "TIMESTAMP" and self._clock is not None:
+            time_base = self._time_base()
+            return unknown if time_base is None else time_base.fit.device_time(times)
+        if self.events and self._ring is not None:
+            start = self._run_start()
+            return unknown if start is None else times - start
+        if (self.timing == "TIMESTAMP" or self.events) and self._starts:
+            return times - min(self._starts)
         return unknown
 
     def close(self) -> None:
@@ -124,6 +152,12 @@ class MarkerAxis:
         ring, self._ring, self._clock = self._ring, None, None
         if ring is not None:
             ring.close()
+
+    def _run_start(self) -> float | None:
+        """Host monotonic time the ring's current run started (None before it has one)."""
+        table = self._ring.time_table if self._ring is not None else None
+        run = table.run() if table is not None else None
+        return None if run is None else float(run.monotonic_start)
 
     def _time_base(self):
         try:
