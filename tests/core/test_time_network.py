@@ -9,6 +9,7 @@ import json
 import time
 
 import numpy as np
+import pytest
 import zmq
 
 from qudi.util.instream.aligned_reader import AlignedReader
@@ -272,3 +273,31 @@ def test_a_ring_without_time_rows_is_timed_as_it_arrives(stream_name):
             wait_until(lambda: sub.clock.refresh() is not None, "rows of arrival")
     finally:
         ring.close()
+
+
+@pytest.mark.parametrize("bad", [-1, 65536, 1.5, True, "5556"])
+def test_a_bad_clock_port_is_refused_naming_it(stream_name, bad):
+    source = SimulatedSource(["ramp"], sample_rate=1000.0)
+    with StreamHub(source, name=stream_name, shared=False) as hub:
+        with pytest.raises(ValueError, match="clock_port must be a TCP port"):
+            StreamPublisher(hub, clock_port=bad)
+        assert not hub.ring.closed  # nothing was opened: the leak check finds no thread
+
+
+def test_a_fixed_clock_port_or_none(stream_name):
+    with zmq.Context() as context, context.socket(zmq.REP) as probe:
+        port = probe.bind_to_random_port("tcp://127.0.0.1")
+        probe.unbind(probe.getsockopt_string(zmq.LAST_ENDPOINT))  # a port that is free now
+    source = SimulatedSource(["ramp"], sample_rate=1000.0, clock=SimulatedClock())
+    with StreamHub(source, name=stream_name, shared=False) as hub:
+        with StreamPublisher(hub, clock_port=port) as publisher:
+            assert publisher.clock_port == port
+            with StreamSubscriber(publisher.endpoint) as sub:
+                sub.read_into(np.empty((100, 1)), timeout=TIMEOUT)
+                wait_until(lambda: sub.receiver.remote_time.offset is not None, "an answer")
+        with StreamPublisher(hub, clock_port=None) as publisher:
+            assert publisher.clock_port == 0
+            with StreamSubscriber(publisher.endpoint) as sub:
+                sub.read_into(np.empty((100, 1)), timeout=TIMEOUT)
+                assert not sub.receiver.remote_time.active  # timed as the samples arrive
+                wait_until(lambda: sub.clock.refresh() is not None, "rows of arrival")

@@ -106,11 +106,19 @@ def probe_address(endpoint: str, port: int) -> str | None:
 class TimeServer:
     """Answers clock probes with this host's monotonic time, in a thread of its own.
 
-    Binds ``tcp://<interface of endpoint>:*`` on ``context`` (CURVE by ``guard`` if given);
-    :attr:`port` is 0 where the endpoint is not TCP (no service then).
+    Binds ``tcp://<interface of endpoint>:<port>`` (any free port for 0) on ``context``
+    (CURVE by ``guard`` if given); :attr:`port` is the bound one, 0 where the endpoint is not
+    TCP or the port cannot be bound (no service then, logged).
     """
 
-    def __init__(self, context: zmq.Context, endpoint: str, name: str, guard: CurveGuard | None):
+    def __init__(
+        self,
+        context: zmq.Context,
+        endpoint: str,
+        name: str,
+        guard: CurveGuard | None,
+        port: int = 0,
+    ):
         self.port = 0
         self.answered = 0
         self._socket: zmq.Socket | None = None
@@ -127,10 +135,22 @@ class TimeServer:
             socket.setsockopt(zmq.RCVHWM, 100)
             if guard is not None:
                 guard.apply(socket)
-            self.port = socket.bind_to_random_port(f"tcp://{interface}")
+            if port:
+                socket.bind(f"tcp://{interface}:{port}")
+                self.port = port
+            else:
+                self.port = socket.bind_to_random_port(f"tcp://{interface}")
         except zmq.ZMQError as exc:  # the stream goes on; its subscribers time it on arrival
             socket.close(linger=0)
-            log.warning("publisher '%s': no clock service on %s (%s)", name, interface, exc)
+            log.warning(
+                "publisher '%s': no clock service on %s port %s (%s); its subscribers time "
+                "the samples as they arrive",
+                name,
+                interface,
+                port or "any",
+                exc,
+            )
+            self.port = 0
             return
         except BaseException:
             socket.close(linger=0)

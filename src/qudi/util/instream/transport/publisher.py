@@ -122,6 +122,11 @@ class StreamPublisher:
     insecure
         Allow binding an address other hosts can reach without ``keys`` (logged as a warning
         each time): any host that reaches it can read the stream.
+    clock_port
+        The TCP port of the clock service subscribers probe to map the stream's times onto
+        their clocks (same interface as ``address``; see
+        :mod:`~qudi.util.instream.transport.clock_sync`): 0 for any free one, a number to let
+        it through a firewall, None for none (subscribers then time samples as they arrive).
 
     Raises
     ------
@@ -143,8 +148,10 @@ class StreamPublisher:
         heartbeat: float = DEFAULT_HEARTBEAT_S,
         keys: ServerKeys | None = None,
         insecure: bool = False,
+        clock_port: int | None = 0,
     ):
         _check_security(address, keys, insecure, name)
+        _check_clock_port(clock_port)
         if not (isinstance(heartbeat, (int, float)) and 0 < heartbeat <= 60):
             raise ValueError(f"heartbeat must be between 0 and 60 s, got {heartbeat!r}")
         if isinstance(send_hwm, bool) or not isinstance(send_hwm, int) or send_hwm < 1:
@@ -196,7 +203,10 @@ class StreamPublisher:
                 self._guard.apply(self._socket)
             self._socket.bind(address)
             self._endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
-            self._clock = TimeServer(self._context, self._endpoint, name, self._guard)
+            if clock_port is not None:
+                self._clock = TimeServer(
+                    self._context, self._endpoint, name, self._guard, clock_port
+                )
             if self._hub_reader is not None:
                 self._hub_reader.start()
         except BaseException:
@@ -466,7 +476,7 @@ class StreamPublisher:
         pump fills (a hub's; a ring of another writer once it has rows). Else subscribers
         time the samples as they arrive, as they do for older publishers."""
         table = None if ring.closed else ring.time_table
-        if table is None or self._clock is None:
+        if table is None or self._clock is None or not self._clock.port:
             return False
         return self._hub is not None or table.rows_written > 0
 
@@ -485,6 +495,18 @@ class StreamPublisher:
         records["index"], records["host"], records["device"] = rows.index, rows.host, rows.device
         port = self._clock.port if self._clock is not None else 0
         self._socket.send_multipart(pack_time(self._session, self._generation, run, port, records))
+
+
+def _check_clock_port(clock_port: object) -> None:
+    """Refuse a ``clock_port`` that is no TCP port, 0 or None."""
+    if clock_port is None or (
+        isinstance(clock_port, int) and not isinstance(clock_port, bool) and 0 <= clock_port < 65536
+    ):
+        return
+    raise ValueError(
+        f"clock_port must be a TCP port (1 to 65535), 0 for any free one, or None for no "
+        f"clock service, got {clock_port!r}"
+    )
 
 
 def _check_security(address: object, keys: object, insecure: object, name: str) -> None:
