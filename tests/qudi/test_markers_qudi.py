@@ -36,8 +36,9 @@ HARDWARE = """\
         connect:
             streamer: 'mk_dummy'
 """
-LOGICS = "".join(
-    f"""\
+LOGICS = (
+    "".join(
+        f"""\
     mk_logic{i}:
         module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
         options:
@@ -46,7 +47,15 @@ LOGICS = "".join(
             streamer: 'mk_buffer{i}'
             markers: 'marker_stream'
 """
-    for i in (1, 2)
+        for i in (1, 2)
+    )
+    + """\
+    mk_logic_single:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        connect:
+            streamer: 'mk_buffer1'
+            markers: 'marker_stream'
+"""
 )
 
 
@@ -194,6 +203,14 @@ def test_a_logic_without_marker_stream_or_recording_refuses_a_marker(
         with pytest.raises(RuntimeError, match="session recording"):
             logic.add_marker("nowhere")
         assert logic.markers_in_view == []
+        logic.start_recording()  # one stream, no marker stream: no markers table
+        with pytest.raises(RuntimeError, match="session recording"):
+            logic.add_marker("nowhere")
+        path = logic.stop_recording()
+        logic.stop_reading()
+        assert "markers" not in logic.recording_info
+        with open_session(path) as recorded:
+            assert "markers" not in recorded.file
     finally:
         for name in reversed(names):
             module_manager.deactivate_module(name)
@@ -302,3 +319,47 @@ def test_markers_stay_in_view_after_the_settings_change_while_reading(session, a
     finally:
         logic.stop_reading()
     assert not _read_only_mappings(logic.stream_name)  # every run's ring let go of
+
+
+def test_a_one_stream_recording_stores_the_markers_written_while_it_records(
+    session, activate, qtbot
+):
+    """recording_format 'single' (the default) with a marker stream: the file gets the
+    session's markers table, each marker at the index of the sample taken at its time."""
+    logic = activate("mk_logic_single")
+    stream = activate("marker_stream")
+    logic.set_trace_settings(data_rate=RATE, oversampling_factor=1)
+    logic.start_reading()
+    try:
+        qtbot.waitUntil(lambda: len(logic.trace_data[0]) > 100)
+        logic.add_marker("before")  # not recorded
+        logic.start_recording()
+        qtbot.waitUntil(lambda: (logic.recording_info or {}).get("samples", 0) > 100)
+        first = stream.add_marker("sample in")  # straight into the stream
+        second = logic.add_marker("laser off")
+        assert second["sample_index"] >= 0  # the recording noted it
+        qtbot.waitUntil(lambda: logic.recording_info.get("markers") == 2)
+        expected = [_ramp_at_time(logic.stream_name, m["time"]) for m in (first, second)]
+        qtbot.waitUntil(lambda: logic.recording_info["samples"] > 400)
+        path = logic.stop_recording()
+        assert logic.recording_info["markers"] == 2
+        logic.add_marker("after")  # not recorded either
+    finally:
+        logic.stop_reading()
+    with open_session(path) as recorded:
+        assert recorded.file.attrs["format"] == "qudi-instream recording"
+        marks = recorded.marker_list()
+        primary = recorded.primary
+        assert not len(primary.group["gaps"])  # no sample lost: row = index - first
+        data = primary.read(0, primary.rows)[0]
+        first_index = primary.first_sample_index
+    assert [(t, text) for t, _, text in marks] == [
+        (first["time"], "sample in"),
+        (second["time"], "laser off"),
+    ]
+    assert marks[1][1] == second["sample_index"]
+    ramp = data[:, 1]  # the source's own sample index
+    for (_, index, _), ramp_then in zip(marks, expected, strict=True):
+        assert 0 <= index - first_index < len(data)
+        # the recorded sample at the marker's index is the one the stream took at its time
+        assert abs(ramp[index - first_index] - ramp_then) <= 1.0

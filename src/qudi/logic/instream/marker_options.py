@@ -12,8 +12,10 @@ Mixed into ``TimeSeriesReaderLogic`` before ``LogicBase`` (qudi gathers connecto
   the trace window as ``(x, text)``, x in the coordinates of ``sigDataChanged``'s x (see
   :mod:`qudi.logic.instream.marker_view` for how well the times meet; on an event stream's
   rate traces x is the events' time), emitted when the list changes;
-* a session recording stores every marker of the marker stream written while it records, at
-  its time (its sample index is the logic's stream's sample taken then).
+* a recording stores every marker of the marker stream written while it records, at its
+  time (its sample index is the logic's stream's sample taken then): a session's markers
+  table, or a one-stream recording's (written when it finishes, see
+  :mod:`qudi.logic.instream.recording`).
 
 The mixin follows the logic through its own signals (``sigNewRawData``, ``sigDataChanged``,
 ``sigStatusChanged``), connected once in ``__init__``; it expects the logic's ``_lock``,
@@ -156,6 +158,8 @@ class MarkerOptions:
         with self._lock:
             if recording:  # markers not yet handed over go in before it finishes
                 self._recording.before_finish = self._markers_pull_locked
+                if self._marker_stream() is not None:  # a one-stream recording keeps them too
+                    self._recording.keep_markers()
             if running and self._axis is None:
                 self._axis = self._new_marker_axis()
             elif not running and self._axis is not None:

@@ -10,29 +10,46 @@ With ``recording_format: 'session'`` the file is a session
 module name), then each stream of ``recording_streams``, attached by its shared name on this
 host or as this qudi's streamer module of that name (:func:`attach_stream`); markers go into
 it with :meth:`TraceRecording.add_marker`.
+
+A one-stream recording (``'single'``, the default) of a logic with a marker stream (its
+``markers`` connector) gets the session's markers table too (``/markers``, the same rows,
+written by :class:`~qudi.util.instream.session_file.MarkerTable`): every marker handed to it
+while it records (:meth:`TraceRecording.keep_markers`), each with the index of the stream's
+sample taken at its time, as a session's. The recorder's thread owns the file while it
+records, so the table is written when the recording finishes (a recording whose process was
+killed has no markers).
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
 
+import h5py
 import numpy as np
 
 from qudi.logic.instream.file_names import nametag, unused_path
 from qudi.util.instream import StreamInfo, StreamRing, attach
 from qudi.util.instream.errors import StreamNotFoundError
 from qudi.util.instream.hub import declared_extra
+from qudi.util.instream.reader import RingReader
 from qudi.util.instream.recorder import RecordingSummary, StreamRecorder
-from qudi.util.instream.session_file import checked_label
+from qudi.util.instream.session_file import MarkerTable, checked_label, checked_marker_text
 from qudi.util.instream.session_recorder import SessionRecorder, SessionSummary
 from qudi.util.instream.time_table import note_arrival, now_pair
 from qudi.util.instream.timebase import RunStart
 
-__all__ = ["RECORDING_FORMATS", "TraceRecording", "attach_stream", "checked_session_options"]
+__all__ = [
+    "RECORDING_FORMATS",
+    "TraceRecording",
+    "attach_stream",
+    "checked_session_options",
+    "sample_index_at",
+]
 
 RECORDING_FORMATS = ("single", "session")
 
@@ -105,6 +122,9 @@ class TraceRecording:
         self.started_at = float("inf")  # host monotonic s at the running recording's start
         #: called before a recording finishes: hands over the markers not handed over yet
         self.before_finish: Callable[[], None] | None = None
+        #: a one-stream recording's markers (time, sample index, text); None: it keeps none
+        self._single_markers: list[tuple[float, int, str]] | None = None
+        self._stored_markers: int | None = None  # in the last one-stream recording's table
 
     def configure(self, recording_format: object, streams: object) -> None:
         """Set the options ``recording_format`` and ``recording_streams`` (checked, see
@@ -205,6 +225,7 @@ class TraceRecording:
                 opened.close()
             raise
         self._recorder, self._rings, self._frames_ring = recorder, rings, frames
+        self._single_markers = self._stored_markers = None
         self._max_bytes = max_bytes
         self.started_at = started_at
         return path
@@ -220,9 +241,18 @@ class TraceRecording:
 
     @property
     def takes_markers(self) -> bool:
-        """Whether a session recording runs (its markers table takes markers)."""
+        """Whether a recording runs that takes markers: a session, or a one-stream recording
+        told to keep them (:meth:`keep_markers`)."""
         recorder = self._recorder
-        return isinstance(recorder, SessionRecorder) and recorder.running
+        if isinstance(recorder, SessionRecorder):
+            return recorder.running
+        return recorder is not None and recorder.running and self._single_markers is not None
+
+    def keep_markers(self) -> None:
+        """A running one-stream recording keeps the markers handed to it from now on (its
+        logic has a marker stream); harmless for a session or when none runs."""
+        if isinstance(self._recorder, StreamRecorder) and self._single_markers is None:
+            self._single_markers = []
 
     def add_marker(self, text: str, at: float | None = None) -> dict:
         """Note ``text`` in the running session's markers table (now, or at host monotonic
@@ -243,11 +273,23 @@ class TraceRecording:
             ``text`` is no str, empty, over 256 bytes of UTF-8 or has a NUL; nothing is noted.
         """
         recorder = self._recorder
+        if isinstance(recorder, StreamRecorder) and self.takes_markers:
+            return self._add_single_marker(recorder.reader, text, at)
         if not isinstance(recorder, SessionRecorder):
             needs = "start a recording" if self._session else "set recording_format: 'session'"
             raise RuntimeError(f"markers go into a session recording: {needs} first")
         marker = recorder.add_marker(text, at)
         return {"time": marker.time, "sample_index": marker.sample_index, "text": marker.text}
+
+    def _add_single_marker(self, reader: RingReader, text: str, at: float | None) -> dict:
+        checked_marker_text(text)
+        when = time.monotonic() if at is None else at
+        if isinstance(when, bool) or not isinstance(when, (int, float)) or not math.isfinite(when):
+            raise ValueError(f"a marker's time must be a finite number of seconds, got {at!r}")
+        index = sample_index_at(reader, float(when))
+        assert self._single_markers is not None  # takes_markers said so
+        self._single_markers.append((float(when), index, text))
+        return {"time": float(when), "sample_index": index, "text": text}
 
     def finish(self, log: logging.Logger) -> str | None:
         """Stop the recording and close its rings; log how it ended, return the file's path.
@@ -278,6 +320,7 @@ class TraceRecording:
                 for ring in rings:
                     ring.close()
             self.last = summary
+            self._store_single_markers(summary.path, log)
             if summary.error is not None:
                 log.error(f"recording to {summary.path} stopped: {summary.error}")
             elif summary.stopped_by_size_limit:
@@ -291,6 +334,21 @@ class TraceRecording:
             self._recorder = None
             self.started_at = float("inf")
         return str(summary.path)
+
+    def _store_single_markers(self, path, log: logging.Logger) -> None:
+        """The markers table of a finished one-stream recording that kept markers."""
+        markers, self._single_markers = self._single_markers, None
+        if markers is None:
+            return
+        try:
+            with h5py.File(path, "r+") as file:  # the recorder has closed it
+                table = MarkerTable(file)
+                for when, index, text in markers:
+                    table.append(when, index, text.encode("utf-8"))
+        except Exception as exc:  # noqa: BLE001 - the samples are saved all the same
+            log.error(f"the {len(markers)} markers were not stored in {path}: {exc}")
+        else:
+            self._stored_markers = len(markers)
 
     def info(self) -> dict | None:
         """Path, samples, bytes and seconds of the running (or else the last) recording; a
@@ -310,7 +368,32 @@ class TraceRecording:
             info["streams"] = dict(summary.samples)
             info["samples"] = next(iter(summary.samples.values()))
             info["markers"] = summary.markers
+        elif recorder is not None and self._single_markers is not None:
+            info["markers"] = len(self._single_markers)
+        elif recorder is None and self._stored_markers is not None:
+            info["markers"] = self._stored_markers
         return info
+
+
+def sample_index_at(reader: RingReader, when: float) -> int:
+    """The index of the sample ``reader``'s stream took at host time ``when``: on a CONSTANT
+    stream the first at or after it by its ring's time table (it may not be written yet: the
+    writer is behind by its latency), else (or without a table) the ring's next sample.
+
+    (The rule of a session's markers, :meth:`SessionRecorder.add_marker`.)
+    """
+    ring = reader.ring
+    newest = int(ring.write_index)
+    if ring.info.sample_timing != "CONSTANT":
+        return newest
+    try:
+        time_base = reader.clock.refresh()
+        if time_base is None:
+            return newest
+        index = math.ceil(float(time_base.index_at(when)) - 1e-6)
+    except (ValueError, AttributeError):  # no table, too few rows, no rate
+        return newest
+    return max(int(time_base.run.first_index), index)
 
 
 def _frames_ring(streamer, timing: str, timestamps: bool) -> StreamRing:

@@ -5,6 +5,10 @@ File layout::
     /data         [samples, *sample_shape]  the ring's dtype, chunks of about 1 MiB
     /timestamps   [samples] float64          only if the stream carries timestamps
     /gaps         [gaps, 2] int64            (index in /data where samples are missing, count)
+    /markers      [n] (time f8, sample_index i8, text S256): only when the recording's logic
+                  has a marker stream, written as the recording finishes (the session's
+                  table, :class:`~qudi.util.instream.session_file.MarkerTable`; see
+                  :mod:`qudi.logic.instream.recording`)
     /  attributes format, format_version, stream_name, reader_name, channel_names,
                   channel_units, sample_rate, sample_timing, stream_info_extra, dtype,
                   sample_shape, first_sample_index, start_time, stop_time,

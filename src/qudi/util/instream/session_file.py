@@ -65,6 +65,7 @@ __all__ = [
     "MARKER_DTYPE",
     "MARKER_TEXT_BYTES",
     "SESSION_FORMAT",
+    "MarkerTable",
     "SESSION_FORMAT_VERSION",
     "SessionFile",
     "SessionStream",
@@ -140,6 +141,31 @@ def checked_marker_text(text: object) -> bytes:
             f"characters; got {len(encoded)} bytes: {text[:40]!r}"
         )
     return encoded
+
+
+class MarkerTable:
+    """The ``markers`` table of a file: rows of :data:`MARKER_DTYPE` (host monotonic time,
+    sample index, text), appended one at a time. A session's, and a one-stream recording's
+    while its logic has a marker stream (see :mod:`qudi.logic.instream.recording`).
+
+    Parameters
+    ----------
+    parent : h5py.Group
+        Where the table goes (a file's root); a ``markers`` there is an error.
+    """
+
+    def __init__(self, parent: h5py.Group):
+        self.dataset = parent.create_dataset(
+            "markers", shape=(0,), maxshape=(None,), dtype=MARKER_DTYPE, chunks=(64,)
+        )
+        self.rows = 0
+
+    def append(self, time_s: float, sample_index: int, text: bytes) -> None:
+        """One row (text from :func:`checked_marker_text`)."""
+        row = self.rows
+        self.dataset.resize(row + 1, axis=0)
+        self.dataset[row] = (time_s, sample_index, text)
+        self.rows = row + 1
 
 
 class StreamTrack:
@@ -285,16 +311,18 @@ class SessionFile:
                 )
                 for stream in streams
             }
-            self._markers = self._file.create_dataset(
-                "markers", shape=(0,), maxshape=(None,), dtype=MARKER_DTYPE, chunks=(64,)
-            )
+            self._markers = MarkerTable(self._file)
             self._write_start(labels, attributes)
             self._file.swmr_mode = True  # from now on readers may follow
         except BaseException:
             self.close()
             path.unlink(missing_ok=True)  # our own, still empty file
             raise
-        self.marker_rows = 0
+
+    @property
+    def marker_rows(self) -> int:
+        """Rows of the markers table."""
+        return self._markers.rows
 
     def _write_start(self, labels: list[str], attributes: Mapping[str, Any]) -> None:
         self._state = self._file.create_dataset(
@@ -316,16 +344,13 @@ class SessionFile:
     # -------------------------------------------------------------------------- writes
     def append_marker(self, time_s: float, sample_index: int, text: bytes) -> None:
         """One row of the markers table (text from :func:`checked_marker_text`)."""
-        row = self.marker_rows
-        self._markers.resize(row + 1, axis=0)
-        self._markers[row] = (time_s, sample_index, text)
-        self.marker_rows = row + 1
+        self._markers.append(time_s, sample_index, text)
 
     def flush(self) -> None:
         """Flush the data, then the counts: the counts never claim unflushed rows."""
         for track in self.tracks.values():
             track.flush()
-        self._markers.flush()
+        self._markers.dataset.flush()
         self._file.flush()
         for track in self.tracks.values():
             track.write_counts()
