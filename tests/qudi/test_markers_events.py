@@ -1,8 +1,7 @@
 """Markers on an event stream's rate traces in a real qudi: the trace's x values are event
 times (seconds since the stream's run started), and a marker stands at its host time minus the
-run's start as the stream's ring says; the GUI draws it on the rate plot too. Without a ring
-to read (the logic straight on the event dummy is one too, so a logic on a buffer of a stream
-from another qudi is the case), markers are placed by the events' arrival, never late."""
+run's start as the stream's ring says; the GUI draws it on the rate plot too. (Without a ring
+to read, markers are placed by the events' arrival: tests/logic/test_marker_axis.py.)"""
 
 from __future__ import annotations
 
