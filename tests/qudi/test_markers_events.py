@@ -1,7 +1,8 @@
 """Markers on an event stream's rate traces in a real qudi: the trace's x values are event
 times (seconds since the stream's run started), and a marker stands at its host time minus the
-run's start as the stream's ring says; the GUI draws it on the rate plot too. (Without a ring
-to read, markers are placed by the events' arrival: tests/logic/test_marker_axis.py.)"""
+run's start as the stream's ring says; the GUI draws it on the rate plot too. A logic straight on
+the event dummy has no ring to read: its markers are placed by the events' arrival, never
+late (how closely: tests/logic/test_marker_axis.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ LOGIC = """\
         module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
         connect:
             streamer: 'events_buffer'
+            markers: 'kinds_markers'
+    mk_events_direct:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        connect:
+            streamer: 'events_dummy'
             markers: 'kinds_markers'
 """
 GUI = {
@@ -71,5 +77,24 @@ def test_a_marker_stands_at_its_event_time_on_the_rate_plot(events_gui, qtbot):
         qtbot.waitUntil(lambda: len(gui.plot.markers.lines) == len(mw.plot_items))
         assert list(mw.plot_items) == ["c/s"]
         assert {line.value() for _, line in gui.plot.markers.lines} == {x}
+    finally:
+        logic.stop_reading()
+
+
+def test_without_a_ring_a_marker_is_placed_by_the_events_arrival(events_gui, activate, qtbot):
+    logic = activate("mk_events_direct")
+    assert logic.stream_name is None  # the dummy shares no ring: nothing to read its start
+    logic.set_trace_settings(
+        data_rate=100.0, oversampling_factor=1, trace_window_size=2.0, moving_average_width=1
+    )
+    logic.start_reading()
+    try:
+        qtbot.waitUntil(lambda: len(logic.trace_data[0]) > 50, timeout=10_000)
+        newest_before = float(logic.trace_data[0][-1])
+        logic.add_marker("pump on")
+        qtbot.waitUntil(lambda: [t for _, t in logic.markers_in_view] == ["pump on"])
+        x = logic.markers_in_view[0][0]
+        # after the bins already shown (minus a delivery latency), within a frame and a bin
+        assert newest_before - 0.05 <= x <= newest_before + 0.25
     finally:
         logic.stop_reading()

@@ -139,8 +139,9 @@ class MarkerOptions:
             # restarted for them (a new ring under the same name, another rate): a new axis
             axis.close()
             axis = self._axis = self._new_marker_axis()
-        if axis.events and stamps is None:
-            stamps = np.asarray(data)["time"].reshape(-1)  # event records carry their times
+        names = getattr(getattr(data, "dtype", None), "names", None) or ()
+        if axis.events and stamps is None and "time" in names:
+            stamps = data["time"].reshape(-1)  # event records carry their times
         axis.note_block(len(data), stamps, time.monotonic(), builder)
 
     def _new_marker_axis(self) -> MarkerAxis:
