@@ -14,6 +14,7 @@ from qudi.logic.instream.scope_settings import (
     checked_scope_settings,
     restored_scope_settings,
 )
+from qudi.util.instream.triggered import LevelTrigger, TriggeredReader
 
 CHANNELS = ["index", "sine", "ttl"]
 RATE = 1000.0
@@ -143,6 +144,15 @@ def test_a_chunk_feed_puts_a_gap_before_the_chunk_it_came_with():
     assert feed.read_available_into(out) == 2 and feed.lost == 5 and feed.position == 10
     with pytest.raises(ValueError, match="channels"):
         feed.push(np.ones((2, 2)))
+
+
+def test_a_blocking_read_on_a_chunk_feed_returns_at_once():
+    feed = ChunkFeed("x", 1, 4096)
+    reader = TriggeredReader(feed, LevelTrigger(0, 0.5), pre=2, post=3)
+    feed.push(np.array([[0.0], [0.0], [0.0], [1.0], [1.0], [1.0], [1.0]]))
+    windows = reader.read(timeout=None)  # nothing more can come while it waits
+    assert windows.trigger_index.tolist() == [3]
+    assert len(reader.read(timeout=None)) == 0
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,9 @@ class ChunkFeed:
         self._offset = 0  # rows of the first chunk already read
         self._position = 0
         self._lost = 0
-        self.running = True
+        # samples come only by push, from the owner's thread, never while a reader waits: a
+        # triggered reader's blocking read returns at once with what is complete
+        self.running = False
 
     @property
     def position(self) -> int:
