@@ -461,3 +461,32 @@ def test_reader_processes_share_a_stream_and_a_killed_one_leaves_and_disturbs_no
         assert control.root.consumers() == ()
     finally:
         control.close()
+
+
+class SlowReplies:
+    """A share whose answers take ``delay`` seconds to come back, as over a busy connection."""
+
+    def __init__(self, share: StreamShare, delay: float):
+        self._share, self._delay = share, delay
+        self.stream_name, self.stream_id = share.stream_name, share.stream_id
+
+    def call(self, method, *args):
+        reply = self._share.call(method, *args)
+        time.sleep(self._delay)  # the reply is on its way: the source goes on meanwhile
+        return reply
+
+
+def test_a_remote_reader_reads_from_its_start_not_from_where_the_ring_is_when_told(hub):
+    remote = RemoteHub(SlowReplies(StreamShare(hub, "client"), delay=0.2))
+    reader = remote.open_reader("client")
+    try:
+        reader.start()  # this start starts the source: its first sample is the run's first
+        assert hub.ring.write_index > 1000  # 0.2 s at 50 kS/s were written before the reply
+        data = np.empty((2000, 1))
+        reader.read_into(data, timeout=10)
+        assert_ramp(data, 0.0)
+        assert reader.lost == 0
+        reader.stop()
+        reader.start()  # a start of a running consumer's place: from the newest sample on
+    finally:
+        remote.close()

@@ -164,11 +164,12 @@ class HubReader(RingReader):
         self.end_for_good()
 
     # ----------------------------------------------------------------- called by the host
-    def join_run(self, ring: StreamRing) -> None:
+    def join_run(self, ring: StreamRing, position: int | None = None) -> None:
         """The host counts this reader in the run now going on in ``ring``: read from its
-        newest sample on."""
+        newest sample on, or from ``position`` (where the host counted it, at most the newest)."""
         self._ring = ring
-        self._position = ring.write_index
+        newest = ring.write_index
+        self._position = newest if position is None else min(max(int(position), 0), newest)
         self._run_epoch = ring.run_epoch
         self._started = True
         self._fault_reported = False

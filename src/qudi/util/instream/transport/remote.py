@@ -123,9 +123,12 @@ class RemoteHub:
 
     # ------------------------------------------------- the ReaderHost contract of HubReader
     def start_reader(self, reader: HubReader) -> None:
-        """Count the consumer as running remotely and let ``reader`` join the run."""
-        self._follow(str(call(self._share, "start")))
-        reader.join_run(self._ring)
+        """Count the consumer as running remotely and let ``reader`` join the run, from the
+        sample at which the share counted it (not from where the ring is by now)."""
+        ring_id, run_epoch, first = call(self._share, "start_from")
+        self._follow(str(ring_id))
+        same_run = int(run_epoch) == self._ring.run_epoch
+        reader.join_run(self._ring, int(first) if same_run and int(first) >= 0 else None)
 
     def stop_reader(self, reader: HubReader) -> None:
         """Stop counting the consumer remotely."""

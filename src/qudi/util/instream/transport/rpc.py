@@ -36,6 +36,7 @@ __all__ = ["REMOTE_ERRORS", "REMOTE_METHODS", "answer", "call", "configure_share
 #: What a consumer may call on a share.
 REMOTE_METHODS = (
     "start",
+    "start_from",
     "start_publishing",
     "stop",
     "configure",

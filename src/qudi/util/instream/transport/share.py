@@ -127,6 +127,19 @@ class StreamShare:
         self._reader.start()
         return self.stream_id
 
+    def start_from(self) -> tuple[str, int, int]:
+        """:meth:`start`, and where the consumer's run begins: ``(ring id, run epoch, sample)``.
+
+        A consumer in another process reads from that sample on, as a local reader does from
+        its start call, not from wherever the ring is when this answer reaches it (a round
+        trip later: samples, or a marker, written meanwhile would be missed). The sample is
+        ``-1`` when the consumer was running already (its start is long past).
+        """
+        was_running = self._reader.running
+        self._reader.start()
+        first = -1 if was_running else self._reader.position
+        return self.stream_id, self._hub.ring.run_epoch, first
+
     def start_publishing(self) -> str:
         """:meth:`start`, and publish the stream over ZeroMQ; returns the endpoint."""
         self._reader.start()
