@@ -16,8 +16,9 @@ A one-stream recording (``'single'``, the default) of a logic with a marker stre
 written by :class:`~qudi.util.instream.session_file.MarkerTable`): every marker handed to it
 while it records (:meth:`TraceRecording.keep_markers`), each with the index of the stream's
 sample taken at its time, as a session's. The recorder's thread owns the file while it
-records, so the table is written when the recording finishes (a recording whose process was
-killed has no markers).
+records, so the markers wait in a :class:`~qudi.util.instream.pending_markers.PendingMarkers`
+that the thread writes at each flush: a killed process loses at most the last flush
+interval's markers, as its samples.
 """
 
 from __future__ import annotations
@@ -29,16 +30,16 @@ import os
 import time
 from collections.abc import Callable
 
-import h5py
 import numpy as np
 
 from qudi.logic.instream.file_names import nametag, unused_path
 from qudi.util.instream import StreamInfo, StreamRing, attach
 from qudi.util.instream.errors import StreamNotFoundError
 from qudi.util.instream.hub import declared_extra
+from qudi.util.instream.pending_markers import PendingMarkers
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.recorder import RecordingSummary, StreamRecorder
-from qudi.util.instream.session_file import MarkerTable, checked_label, checked_marker_text
+from qudi.util.instream.session_file import checked_label, checked_marker_text
 from qudi.util.instream.session_recorder import SessionRecorder, SessionSummary
 from qudi.util.instream.time_table import note_arrival, now_pair
 from qudi.util.instream.timebase import RunStart
@@ -122,9 +123,8 @@ class TraceRecording:
         self.started_at = float("inf")  # host monotonic s at the running recording's start
         #: called before a recording finishes: hands over the markers not handed over yet
         self.before_finish: Callable[[], None] | None = None
-        #: a one-stream recording's markers (time, sample index, text); None: it keeps none
-        self._single_markers: list[tuple[float, int, str]] | None = None
-        self._stored_markers: int | None = None  # in the last one-stream recording's table
+        #: the running (or last) one-stream recording's markers, written by its thread
+        self._single_markers: PendingMarkers | None = None
 
     def configure(self, recording_format: object, streams: object) -> None:
         """Set the options ``recording_format`` and ``recording_streams`` (checked, see
@@ -199,6 +199,7 @@ class TraceRecording:
         else:
             ring = frames = _frames_ring(streamer, timing, timestamps)
         rings = [ring]
+        pending: PendingMarkers | None = None
         try:
             attributes = {**attributes, "streamer": module}
             if self._session:
@@ -215,8 +216,13 @@ class TraceRecording:
                     readers, path, max_bytes=max_bytes, attributes=attributes
                 )
             else:
+                pending = PendingMarkers()  # kept once the logic says it has a marker stream
                 recorder = StreamRecorder(
-                    ring.reader(reader_name), path, max_bytes=max_bytes, attributes=attributes
+                    ring.reader(reader_name),
+                    path,
+                    max_bytes=max_bytes,
+                    attributes=attributes,
+                    markers=pending,
                 )
             started_at = time.monotonic()
             recorder.start()
@@ -225,7 +231,7 @@ class TraceRecording:
                 opened.close()
             raise
         self._recorder, self._rings, self._frames_ring = recorder, rings, frames
-        self._single_markers = self._stored_markers = None
+        self._single_markers = pending
         self._max_bytes = max_bytes
         self.started_at = started_at
         return path
@@ -246,13 +252,15 @@ class TraceRecording:
         recorder = self._recorder
         if isinstance(recorder, SessionRecorder):
             return recorder.running
-        return recorder is not None and recorder.running and self._single_markers is not None
+        pending = self._single_markers
+        return recorder is not None and recorder.running and pending is not None and pending.kept
 
     def keep_markers(self) -> None:
         """A running one-stream recording keeps the markers handed to it from now on (its
-        logic has a marker stream); harmless for a session or when none runs."""
-        if isinstance(self._recorder, StreamRecorder) and self._single_markers is None:
-            self._single_markers = []
+        logic has a marker stream): its file gets a markers table at the next flush;
+        harmless for a session or when none runs."""
+        if isinstance(self._recorder, StreamRecorder) and self._single_markers is not None:
+            self._single_markers.keep()
 
     def add_marker(self, text: str, at: float | None = None) -> dict:
         """Note ``text`` in the running session's markers table (now, or at host monotonic
@@ -268,7 +276,8 @@ class TraceRecording:
         Raises
         ------
         RuntimeError
-            No session recording runs (the message says what to do).
+            No recording runs that takes markers (the message says what to do), or it has
+            just ended.
         TypeError, ValueError
             ``text`` is no str, empty, over 256 bytes of UTF-8 or has a NUL; nothing is noted.
         """
@@ -288,7 +297,7 @@ class TraceRecording:
             raise ValueError(f"a marker's time must be a finite number of seconds, got {at!r}")
         index = sample_index_at(reader, float(when))
         assert self._single_markers is not None  # takes_markers said so
-        self._single_markers.append((float(when), index, text))
+        self._single_markers.put(float(when), index, text)  # its thread writes it
         return {"time": float(when), "sample_index": index, "text": text}
 
     def finish(self, log: logging.Logger) -> str | None:
@@ -320,7 +329,6 @@ class TraceRecording:
                 for ring in rings:
                     ring.close()
             self.last = summary
-            self._store_single_markers(summary.path, log)
             if summary.error is not None:
                 log.error(f"recording to {summary.path} stopped: {summary.error}")
             elif summary.stopped_by_size_limit:
@@ -334,21 +342,6 @@ class TraceRecording:
             self._recorder = None
             self.started_at = float("inf")
         return str(summary.path)
-
-    def _store_single_markers(self, path, log: logging.Logger) -> None:
-        """The markers table of a finished one-stream recording that kept markers."""
-        markers, self._single_markers = self._single_markers, None
-        if markers is None:
-            return
-        try:
-            with h5py.File(path, "r+") as file:  # the recorder has closed it
-                table = MarkerTable(file)
-                for when, index, text in markers:
-                    table.append(when, index, text.encode("utf-8"))
-        except Exception as exc:  # noqa: BLE001 - the samples are saved all the same
-            log.error(f"the {len(markers)} markers were not stored in {path}: {exc}")
-        else:
-            self._stored_markers = len(markers)
 
     def info(self) -> dict | None:
         """Path, samples, bytes and seconds of the running (or else the last) recording; a
@@ -368,10 +361,9 @@ class TraceRecording:
             info["streams"] = dict(summary.samples)
             info["samples"] = next(iter(summary.samples.values()))
             info["markers"] = summary.markers
-        elif recorder is not None and self._single_markers is not None:
-            info["markers"] = len(self._single_markers)
-        elif recorder is None and self._stored_markers is not None:
-            info["markers"] = self._stored_markers
+        elif self._single_markers is not None and self._single_markers.kept:
+            pending = self._single_markers  # handed over while running, then those written
+            info["markers"] = pending.written if pending.closed else pending.handed
         return info
 
 

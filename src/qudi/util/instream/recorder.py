@@ -9,7 +9,9 @@ a cost per block, never per sample.
 
 The file's layout, and why a killed recording still opens, are described in
 :mod:`qudi.util.instream.recording_file`, which writes it. The recorder flushes it at least
-once a second, so a crash of the process loses at most about the last second.
+once a second, so a crash of the process loses at most about the last second. Markers handed
+to it (``markers``, a :class:`~qudi.util.instream.pending_markers.PendingMarkers`) are written
+by its thread into the file's ``/markers`` table just before each flush, so they are as safe.
 
 Lost samples are never hidden; what happens follows the reader's own overwrite policy:
 
@@ -38,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from qudi.util.instream.pending_markers import PendingMarkers
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.recorder_thread import ThreadedRecorder
 from qudi.util.instream.recording_checks import (
@@ -146,6 +149,9 @@ class StreamRecorder(ThreadedRecorder[RecordingSummary]):
     on_finished : callable, optional
         Called with the :class:`RecordingSummary` when the recording ends for any reason, in
         the recorder's thread, after the file is closed. Keep it short.
+    markers : PendingMarkers, optional
+        Markers handed over from any thread while it records: its thread writes them into
+        ``/markers`` before each flush and as it finishes (then the queue takes no more).
 
     Raises
     ------
@@ -183,6 +189,7 @@ class StreamRecorder(ThreadedRecorder[RecordingSummary]):
         flush_interval: float = DEFAULT_FLUSH_INTERVAL_S,
         min_free_bytes: int = DEFAULT_MIN_FREE_BYTES,
         on_finished: Callable[[RecordingSummary], None] | None = None,
+        markers: PendingMarkers | None = None,
     ):
         if not isinstance(reader, RingReader):
             raise TypeError(
@@ -209,6 +216,9 @@ class StreamRecorder(ThreadedRecorder[RecordingSummary]):
         if on_finished is not None and not callable(on_finished):
             raise TypeError(f"on_finished must be callable, got {on_finished!r}")
         self._on_finished = on_finished
+        if markers is not None and not isinstance(markers, PendingMarkers):
+            raise TypeError(f"markers must be a PendingMarkers, got {markers!r}")
+        self._markers = markers
 
         super().__init__()
         self._file: RecordingFile  # created by start()
@@ -408,6 +418,8 @@ class StreamRecorder(ThreadedRecorder[RecordingSummary]):
         now = time.monotonic()
         if now >= self._next_flush:
             _check_free_space(self._path, self._min_free_bytes)
+            if self._markers is not None:  # flushed with the samples
+                self._markers.write_into(self._file.root)
             self._file.flush(self.bytes_written, self._reader.lost - self._lost_at_start)
             self._next_flush = now + self._flush_interval
 
@@ -419,6 +431,8 @@ class StreamRecorder(ThreadedRecorder[RecordingSummary]):
             if self._error is not None:
                 status = RecordingStatus.FAILED
             lost = self._lost_at_end - self._lost_at_start
+            if self._markers is not None:  # the last ones; the queue takes no more
+                self._markers.write_into(self._file.root, final=True)
             self._file.write_end(status.value, self._error, self.bytes_written, lost)
         except Exception as exc:  # e.g. the disk is full: the first error is the one to keep
             if self._error is None:

@@ -6,9 +6,11 @@ File layout::
     /timestamps   [samples] float64          only if the stream carries timestamps
     /gaps         [gaps, 2] int64            (index in /data where samples are missing, count)
     /markers      [n] (time f8, sample_index i8, text S256): only when the recording's logic
-                  has a marker stream, written as the recording finishes (the session's
-                  table, :class:`~qudi.util.instream.session_file.MarkerTable`; see
-                  :mod:`qudi.logic.instream.recording`)
+                  has a marker stream; the session's table
+                  (:class:`~qudi.util.instream.session_file.MarkerTable`), appended by the
+                  recorder's thread before each flush (see
+                  :mod:`qudi.util.instream.pending_markers`), so a killed recording has
+                  the markers up to its last flush
     /  attributes format, format_version, stream_name, reader_name, channel_names,
                   channel_units, sample_rate, sample_timing, stream_info_extra, dtype,
                   sample_shape, first_sample_index, start_time, stop_time,
@@ -185,6 +187,13 @@ class RecordingFile:
     def _cap(self, samples: int) -> int:
         """No chunk larger than the whole recording can be (small max_bytes, small file)."""
         return samples if self._max_samples is None else max(1, min(samples, self._max_samples))
+
+    @property
+    def root(self) -> h5py.File:
+        """The open file (for tables written beside the samples, e.g. ``/markers``)."""
+        if self._file is None:
+            raise ValueError(f"the recording file '{self.path}' is closed")
+        return self._file
 
     # -------------------------------------------------------------------------- writes
     def write_start(

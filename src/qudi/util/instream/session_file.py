@@ -145,8 +145,9 @@ def checked_marker_text(text: object) -> bytes:
 
 class MarkerTable:
     """The ``markers`` table of a file: rows of :data:`MARKER_DTYPE` (host monotonic time,
-    sample index, text), appended one at a time. A session's, and a one-stream recording's
-    while its logic has a marker stream (see :mod:`qudi.logic.instream.recording`).
+    sample index, text), appended as they come. A session's, and a one-stream recording's
+    while its logic has a marker stream (written by its recorder's thread at each flush, see
+    :mod:`qudi.util.instream.pending_markers`).
 
     Parameters
     ----------
@@ -166,6 +167,16 @@ class MarkerTable:
         self.dataset.resize(row + 1, axis=0)
         self.dataset[row] = (time_s, sample_index, text)
         self.rows = row + 1
+
+    def extend(self, rows: Sequence[tuple[float, int, bytes]]) -> None:
+        """Several rows at once (one resize): (time, sample index, text from
+        :func:`checked_marker_text`) each."""
+        if not rows:
+            return
+        start = self.rows
+        self.dataset.resize(start + len(rows), axis=0)
+        self.dataset[start:] = np.array(rows, dtype=MARKER_DTYPE)
+        self.rows = start + len(rows)
 
 
 class StreamTrack:
