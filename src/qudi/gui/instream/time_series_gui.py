@@ -246,12 +246,13 @@ class TimeSeriesGui(GuiBase):
             return
         frame, self._pending_frame = self._pending_frame, None
         again, self._redraw_wanted = self._redraw_wanted, False
+        started = self._pacer.now()  # the next draw is due an interval after this one began
         if frame is not None:
             drawn = self._plot.draw(frame, force=again)
         else:
             drawn = again and self._plot.redraw()
         if drawn:
-            self._pacer.drawn()
+            self._pacer.drawn(started)
             self._show_readout()
 
     def _redraw_after_zoom(self) -> None:
