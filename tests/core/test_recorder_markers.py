@@ -81,7 +81,6 @@ def test_every_marker_once_from_several_threads(tmp_path, flush_interval):
     markers.keep()
     path = tmp_path / "rec.h5"
     recorder = StreamRecorder(ring.reader(), path, flush_interval=flush_interval, markers=markers)
-    recorder.start()
 
     def writer(name: str) -> None:
         for i in range(200):
@@ -89,21 +88,25 @@ def test_every_marker_once_from_several_threads(tmp_path, flush_interval):
             if i % 20 == 0:
                 time.sleep(0.002)
 
-    threads = [threading.Thread(target=writer, args=(f"t{n}",)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    ring.write(_ramp(0, 1000))
-    for thread in threads:
-        thread.join(10)
-    if flush_interval < 1:  # the thread's flushes write them while it records
-        deadline = time.monotonic() + 10
-        while markers.written < 600:
-            assert time.monotonic() < deadline, f"only {markers.written} markers flushed"
-            time.sleep(0.005)
-    else:  # no flush due yet: all wait for the finish
-        assert markers.written == 0
-    markers.put(time.monotonic(), 200, "last")  # after the last flush, before the stop
-    summary = recorder.stop()
+    recorder.start()
+    try:
+        threads = [threading.Thread(target=writer, args=(f"t{n}",)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        ring.write(_ramp(0, 1000))
+        for thread in threads:
+            thread.join(10)
+        if flush_interval < 1:  # the thread's flushes write them while it records
+            deadline = time.monotonic() + 10
+            while markers.written < 600:
+                assert time.monotonic() < deadline, f"only {markers.written} markers flushed"
+                time.sleep(0.005)
+        else:  # no flush due yet: all wait for the finish
+            assert markers.written == 0
+        markers.put(time.monotonic(), 200, "last")  # after the last flush, before the stop
+        summary = recorder.stop()
+    finally:
+        recorder.stop()  # harmless after the first stop; a failed assertion leaves no thread
     assert summary.error is None and summary.samples == 1000
     with pytest.raises(RuntimeError, match="has ended"):  # nothing after the last write
         markers.put(time.monotonic(), 0, "late")
