@@ -14,8 +14,8 @@ Mixed into ``TimeSeriesReaderLogic`` before ``LogicBase`` (qudi gathers connecto
   rate traces x is the events' time), emitted when the list changes;
 * a recording stores every marker of the marker stream written while it records, at its
   time (its sample index is the logic's stream's sample taken then): a session's markers
-  table, or a one-stream recording's (written when it finishes, see
-  :mod:`qudi.logic.instream.recording`).
+  table, or a one-stream recording's (flushed with its samples by the recorder's thread,
+  see :mod:`qudi.logic.instream.recording`).
 
 The mixin follows the logic through its own signals (``sigNewRawData``, ``sigDataChanged``,
 ``sigStatusChanged``), connected once in ``__init__``; it expects the logic's ``_lock``,
