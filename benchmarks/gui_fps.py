@@ -13,10 +13,12 @@ and every page of the logic's trace rings has been written once: first writes ar
 a start-up cost that is dear in a VM and no part of a frame); then the Qt event loop is spun
 (``QApplication.processEvents``) and we count
 
+* **sent**: frames the logic sent (``sigDataChanged``: frames that brought new points; a
+  frame that finds no new sample is not sent),
 * **drawn**: frames the GUI handed to its curves (calls of ``_draw_frame`` that had a frame;
   several frames queued behind a slow draw count once, as the GUI draws only the newest),
 * **paints**: paint events of the plot's viewport, i.e. the scene really rendered,
-* **logic**: the logic's frame rate from ``stream_health``,
+* **logic**: the logic's frame rate from ``stream_health`` (every frame, with news or not),
 * **CPU**: process CPU time over wall time (all threads: dummy, buffer, logic, GUI).
 
 Redraw cost should not grow with the window: each curve keeps a min/max pyramid that a frame
@@ -28,8 +30,14 @@ updates with its new points only, and a draw reads about two points per pixel co
 the curves): the measurement that justified drawing our own min/max points
 (``qudi.gui.instream.decimate``, now from the pyramid; docs/performance.md has the numbers).
 
-The GUI draws at most 30 frames per second and about one per 20 new trace points
-(``qudi.gui.instream.frame_pacer``): at these rates that is 30.
+The GUI draws at most 33 frames per second and about one per 20 new trace points
+(``qudi.gui.instream.frame_pacer``): at these rates every frame of the logic's 30 a second.
+
+The buffer reads the dummy up to 60 times a second: at its default ``max_poll_rate`` of 30 its
+pump stretches each interval by 0-20 % and so polls about 27 times a second, and a logic
+framing 30 times a second then finds no new sample in one frame of ten: it sends (and the GUI
+can draw) no more than the buffer's 27 (the 27.3 fps of earlier runs). The *sent* column
+shows what the GUI got.
 
 The machine's other load counts too: on 2 shared cores the numbers are noisy.
 
@@ -55,6 +63,7 @@ from qudi_harness import (  # noqa: E402
 )
 
 CHANNELS = ["ch0", "ch1", "ch2", "ch3"]
+SENT = [0]  # frames the logic sent (count_sent)
 
 
 def count_draws(gui_class) -> list[int]:
@@ -114,6 +123,16 @@ def spin(app, seconds: float) -> None:
         time.sleep(0.001)
 
 
+def count_sent(logic) -> None:
+    """Count the frames the logic sends in ``SENT`` (``sigDataChanged``, in its thread)."""
+    from PySide6 import QtCore
+
+    def sent(*_frame) -> None:
+        SENT[0] += 1
+
+    logic.sigDataChanged.connect(sent, QtCore.Qt.ConnectionType.DirectConnection)
+
+
 def measure(app, logic, gui, draws, paints, rate: float, window: float, seconds: float) -> dict:
     logic.set_channel_settings(CHANNELS, [])
     logic.set_trace_settings(
@@ -140,12 +159,13 @@ def measure(app, logic, gui, draws, paints, rate: float, window: float, seconds:
     else:
         raise RuntimeError(f"the window of {points} points did not fill")
     spin(app, 1.0)  # settle: the first frames after filling
-    drawn, painted = draws[0], paints.count
+    drawn, painted, sent = draws[0], paints.count, SENT[0]
     wall, cpu = time.perf_counter(), time.process_time()
     spin(app, seconds)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     result = {
         "points": logic._trace.filled,  # the window; the curves get it decimated
+        "sent": (SENT[0] - sent) / wall,
         "drawn": (draws[0] - drawn) / wall,
         "paints": (paints.count - painted) / wall,
         "logic": logic.stream_health["frame_rate"],
@@ -161,16 +181,16 @@ def run_rows(app, logic, gui, draws, paints, rows, seconds, label) -> list[dict]
     "pyqtgraph")."""
     print(f"downsampling: {label}")
     print(
-        f"{'window points':>14} {'data rate':>10} {'drawn fps':>10} {'paints/s':>9} "
-        f"{'logic fps':>10} {'CPU %':>6}"
+        f"{'window points':>14} {'data rate':>10} {'sent fps':>9} {'drawn fps':>10} "
+        f"{'paints/s':>9} {'logic fps':>10} {'CPU %':>6}"
     )
     results = []
     for rate, window in rows:
         row = measure(app, logic, gui, draws, paints, rate, window, seconds)
         results.append(row)
         print(
-            f"{row['points']:>14} {rate:>8g}Hz {row['drawn']:>10.1f} {row['paints']:>9.1f} "
-            f"{row['logic']:>10.1f} {row['cpu']:>6.0f}"
+            f"{row['points']:>14} {rate:>8g}Hz {row['sent']:>9.1f} {row['drawn']:>10.1f} "
+            f"{row['paints']:>9.1f} {row['logic']:>10.1f} {row['cpu']:>6.0f}"
         )
     return results
 
@@ -188,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
 
     app, qudi = start_qudi(
         {
+            # polls 60/s: new samples for each of the logic's 30 frames (see the docstring)
             "hardware": dummy_entry("fps_dummy", 4, "noise")
-            + buffer_entry("fps_buffer", "fps_dummy"),
+            + [
+                line.replace("max_poll_rate: 30.0", "max_poll_rate: 60.0")
+                for line in buffer_entry("fps_buffer", "fps_dummy")
+            ],
             # 10^7 points x 4 channels take 1.4 GB of trace window (three windows of x + 4 y);
             # a stream buffer of 8 s at 1 MS/s rides out a busy machine's stalls
             "logic": logic_entry(
@@ -208,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     manager.activate_module("fps_gui")
     gui = manager["fps_gui"].instance
     logic = manager["fps_logic"].instance
+    count_sent(logic)
     gui.window.resize(1100, 700)
     paints = paint_counter(gui.window.plot_widget.viewport())
 
