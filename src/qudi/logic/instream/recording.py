@@ -40,7 +40,7 @@ from qudi.util.instream.pending_markers import PendingMarkers
 from qudi.util.instream.reader import RingReader
 from qudi.util.instream.recorder import RecordingSummary, StreamRecorder
 from qudi.util.instream.session_file import checked_label, checked_marker_text
-from qudi.util.instream.session_recorder import SessionRecorder, SessionSummary
+from qudi.util.instream.session_recorder import SessionRecorder, SessionSummary, sample_index_at
 from qudi.util.instream.time_table import note_arrival, now_pair
 from qudi.util.instream.timebase import RunStart
 
@@ -49,7 +49,6 @@ __all__ = [
     "TraceRecording",
     "attach_stream",
     "checked_session_options",
-    "sample_index_at",
 ]
 
 RECORDING_FORMATS = ("single", "session")
@@ -365,27 +364,6 @@ class TraceRecording:
             pending = self._single_markers  # handed over while running, then those written
             info["markers"] = pending.written if pending.closed else pending.handed
         return info
-
-
-def sample_index_at(reader: RingReader, when: float) -> int:
-    """The index of the sample ``reader``'s stream took at host time ``when``: on a CONSTANT
-    stream the first at or after it by its ring's time table (it may not be written yet: the
-    writer is behind by its latency), else (or without a table) the ring's next sample.
-
-    (The rule of a session's markers, :meth:`SessionRecorder.add_marker`.)
-    """
-    ring = reader.ring
-    newest = int(ring.write_index)
-    if ring.info.sample_timing != "CONSTANT":
-        return newest
-    try:
-        time_base = reader.clock.refresh()
-        if time_base is None:
-            return newest
-        index = math.ceil(float(time_base.index_at(when)) - 1e-6)
-    except (ValueError, AttributeError):  # no table, too few rows, no rate
-        return newest
-    return max(int(time_base.run.first_index), index)
 
 
 def _frames_ring(streamer, timing: str, timestamps: bool) -> StreamRing:

@@ -56,7 +56,7 @@ from qudi.util.instream.session_file import (
 )
 from qudi.util.instream.session_time import stream_time_base, time_table_rows
 
-__all__ = ["Marker", "SessionRecorder", "SessionSummary"]
+__all__ = ["Marker", "SessionRecorder", "SessionSummary", "sample_index_at"]
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +343,8 @@ class SessionRecorder(ThreadedRecorder[SessionSummary]):
                     f"cannot add marker {text!r}: the session '{self._path.name}' is "
                     f"{self._status.value}"
                 )
-            index = int(self._streams[0].reader.ring.write_index)
-            if at is not None:
-                index = _index_at(self._streams[0].reader, float(when), index)
+            reader = self._streams[0].reader
+            index = int(reader.ring.write_index) if at is None else sample_index_at(reader, when)
             marker = Marker(float(when), index, text)
             self._markers.append(marker)
             self._marker_count += 1
@@ -459,10 +458,14 @@ class SessionRecorder(ThreadedRecorder[SessionSummary]):
                 self._status = status
 
 
-def _index_at(reader: RingReader, when: float, newest: int) -> int:
-    """The index of the first sample ``reader``'s CONSTANT stream took at or after host time
-    ``when`` (by its ring's time table; it may not be written yet: the ring's writer is behind
-    by its latency); ``newest`` when unknown."""
+def sample_index_at(reader: RingReader, when: float) -> int:
+    """The index of the sample ``reader``'s stream took at host time ``when``: on a CONSTANT
+    stream the first at or after it by its ring's time table (it may not be written yet: the
+    ring's writer is behind by its latency), else (or without a table) the ring's next sample.
+
+    The rule by which a marker gets its sample, in session and one-stream recordings alike.
+    """
+    newest = int(reader.ring.write_index)
     if reader.ring.info.sample_timing != "CONSTANT":
         return newest
     try:
