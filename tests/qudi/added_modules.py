@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from qudi.core.config import Configuration
+
+_ADDED: dict[str, str] = {}  # name: its configuration, as first added in this test session
 
 
 def add_modules(qudi, tmp_path, hardware_yaml: str, logic_yaml: str = "") -> list[str]:
@@ -15,6 +19,12 @@ def add_modules(qudi, tmp_path, hardware_yaml: str, logic_yaml: str = "") -> lis
     names = []
     for base in ("hardware", "logic"):
         for name, module_config in configuration[base].items():
+            config = json.dumps(module_config, sort_keys=True, default=str)
+            if _ADDED.setdefault(name, config) != config:  # else a test would get another's
+                raise ValueError(
+                    f"module {name!r} was added by another test with another configuration: "
+                    "give this one a name of its own"
+                )
             if name not in qudi.module_manager:
                 qudi.module_manager.add_module(name=name, base=base, configuration=module_config)
             names.append(name)

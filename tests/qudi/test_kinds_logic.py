@@ -13,7 +13,7 @@ from tests.qudi.added_modules import add_modules
 from qudi.util.instream.events import EVENT_DTYPE, PoissonEvents, bin_rates
 
 DIGITAL_HW = """\
-    kinds_dummy:
+    lanes_dummy:
         module.Class: 'instream.dummy.InStreamDummy'
         options:
             channel_names: ['APD', 'sine', 'ttl 1', 'ttl 2']
@@ -24,7 +24,7 @@ DIGITAL_HW = """\
     kinds_buffer:
         module.Class: 'instream.buffer.DataInStreamBuffer'
         connect:
-            streamer: 'kinds_dummy'
+            streamer: 'lanes_dummy'
     kinds_markers:
         module.Class: 'instream.markers.MarkerStream'
     events_dummy:
