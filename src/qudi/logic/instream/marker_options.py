@@ -183,6 +183,8 @@ class MarkerOptions:
             if axis is None or not count or not len(x):
                 return
             markers = list(self._markers)
+            if not markers and not self._in_view:
+                return  # nothing to place, nothing to take away: the clock's fit is not free
             times = np.array([when for when, _ in markers], np.float64)
             oversampling = getattr(builder, "oversampling", 1)
             first = float(x[-1]) - (count - 1) * oversampling / axis.rate
