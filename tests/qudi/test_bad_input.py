@@ -82,6 +82,7 @@ def test_dummy_without_a_required_option(module_manager, activate, key):
         ({"data_type": "complex128"}, "option 'data_type' is 'complex128'", "number type"),
         ({"data_type": "bool"}, "option 'data_type' is 'bool'", "number type"),
         ({"data_type": 5}, "option 'data_type' is 5", "number type"),
+        ({"data_type": "01"}, "option 'data_type' is '01'", "number type"),
         ({"sample_timing": 7}, "option 'sample_timing' is 7", "'CONSTANT', 'TIMESTAMP'"),
         ({"sample_timing": "INVALID"}, "option 'sample_timing' is 'INVALID'", "'RANDOM'"),
         ({"seed": 1.5}, "option 'seed' is 1.5", "integer >= 0"),

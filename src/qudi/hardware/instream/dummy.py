@@ -272,7 +272,7 @@ class InStreamDummy(SourceStreamer, SharedStreamer, DataInStreamInterface):
         """The option ``data_type``: a numpy number type that can hold every signal."""
         dtype = None
         if isinstance(self._data_type, str):  # a dict or null would make some dtype too
-            with contextlib.suppress(TypeError, ValueError):
+            with contextlib.suppress(TypeError, ValueError, SyntaxError):  # '01': SyntaxError
                 dtype = np.dtype(self._data_type)
         if dtype is None or dtype.kind not in "iuf":
             raise option_error(
