@@ -12,19 +12,17 @@ each marker with its own time: a marker's time is host monotonic seconds, the cl
 from __future__ import annotations
 
 import logging
-import threading
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from qudi.util.instream.lsl_push import LslPushThread
 from qudi.util.instream.lsl_support import write_channels
 from qudi.util.instream.markers import MARKER_DTYPE, as_markers
 
 __all__ = ["MarkerPublisher", "is_marker_dtype", "marker_outlet_info"]
 
-_log = logging.getLogger(__name__)
-_JOIN_TIMEOUT_S = 10.0
 _ROOM = 1024  # markers read at most at once
 
 
@@ -45,7 +43,7 @@ def marker_outlet_info(pylsl: ModuleType, name: str, stream_type: str, source_id
     return info
 
 
-class MarkerPublisher:
+class MarkerPublisher(LslPushThread):
     """The thread that reads marker records from ``source`` and pushes one LSL sample each.
 
     Parameters
@@ -60,25 +58,14 @@ class MarkerPublisher:
         Seconds between reads of the source.
     """
 
-    def __init__(self, name: str, source: Any, outlet: Any, period: float):
-        self._source = source
-        self._outlet = outlet
-        self._period = float(period)
-        self._data = np.empty((_ROOM, 1), MARKER_DTYPE)
-        self._stamps = np.empty(_ROOM)
-        self.pushed = 0
-        self.lost = 0
-        self.fault: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"instream-lsl-markers-{name}", daemon=True
-        )
-        self._thread.start()
+    _log = logging.getLogger(__name__)  # logs as this module
+    _label = "LSL marker outlet"
+    _items = "markers"
 
-    @property
-    def running(self) -> bool:
-        """Whether the thread still pushes."""
-        return self._thread.is_alive()
+    def __init__(self, name: str, source: Any, outlet: Any, period: float):
+        self._period = float(period)
+        data = np.empty((_ROOM, 1), MARKER_DTYPE)
+        super().__init__(f"instream-lsl-markers-{name}", source, outlet, data, np.empty(_ROOM))
 
     def stop(self) -> None:
         """Push what waits, end the thread and wait for it.
@@ -88,37 +75,18 @@ class MarkerPublisher:
         RuntimeError
             If the thread did not end within 10 s.
         """
-        self._stop.set()
-        self._thread.join(_JOIN_TIMEOUT_S)
-        if self._thread.is_alive():
-            raise RuntimeError(f"{self._thread.name} did not stop within {_JOIN_TIMEOUT_S} s")
-        self._outlet = None  # its owner destroys it by dropping the last reference
+        super().stop()
 
     def _run(self) -> None:
         while True:
             stopping = self._stop.is_set()
-            try:
-                while self._push_once() == _ROOM:
-                    pass  # a full read: more may wait
-            except Exception as exc:  # noqa: BLE001 - the thread ends; its owner is told
-                self.fault = exc
-                _log.error("LSL marker outlet stopped: reading its stream failed: %s", exc)
-                return
-            if stopping:
+            if not self._drain(until_stop=False) or stopping:
                 return
             self._stop.wait(self._period)
 
     def _push_once(self) -> int:
         """Read the markers waiting (at most a buffer) and push each; how many were read."""
-        try:
-            count = int(self._source.read_available_data_into_buffer(self._data, self._stamps))
-        except Exception as exc:
-            lost = getattr(exc, "lost", None)  # a StreamOverrunError: this outlet fell behind
-            if not isinstance(lost, int):
-                raise
-            self.lost += lost
-            _log.warning("LSL marker outlet fell behind its stream and lost %d markers", lost)
-            return 0
+        count = self._read()
         records = as_markers(self._data[:count])
         for when, text in zip(records["time"].tolist(), records["text"].tolist(), strict=True):
             self._outlet.push_sample([text.decode("utf-8")], when)

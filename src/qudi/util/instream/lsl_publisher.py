@@ -11,7 +11,6 @@ in chunks. Plain Python and numpy; pylsl is passed in (see ``lsl_support``).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -20,12 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from qudi.util.instream.lsl_push import LslPushThread
 from qudi.util.instream.lsl_support import channel_format_of, write_channels
 
 __all__ = ["LslPublisher", "OutletClock", "outlet_info"]
-
-_log = logging.getLogger(__name__)
-_JOIN_TIMEOUT_S = 10.0
 
 
 def outlet_info(
@@ -142,7 +139,7 @@ class OutletClock:
         self.origin_uncertainty = waited
 
 
-class LslPublisher:
+class LslPublisher(LslPushThread):
     """The thread that reads ``source`` and pushes what it read into ``outlet``.
 
     Parameters
@@ -165,6 +162,8 @@ class LslPublisher:
         Samples read at most at once.
     """
 
+    _log = logging.getLogger(__name__)  # logs as this module
+
     def __init__(
         self,
         name: str,
@@ -179,73 +178,38 @@ class LslPublisher:
         *,
         on_fault: Callable[[BaseException], None] | None = None,
     ):
-        self._source = source
-        self._outlet = outlet
         self._pushed = pushed
         self._clock = clock
         self._period = period
         self._on_fault = on_fault
-        self._data = np.empty((room, channels), dtype)
-        self._stamps = np.empty(room) if clock.timestamped else None
         self.index = 0  # stream index of the next sample (samples pushed + samples lost)
-        self.pushed = 0
-        self.lost = 0
-        self.fault: BaseException | None = None
         self._previous_read = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"instream-lsl-outlet-{name}", daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        """Whether the thread still pushes."""
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        """End the thread and wait for it.
-
-        Raises
-        ------
-        RuntimeError
-            If the thread did not end within 10 s.
-        """
-        self._stop.set()
-        self._thread.join(_JOIN_TIMEOUT_S)
-        if self._thread.is_alive():
-            raise RuntimeError(f"{self._thread.name} did not stop within {_JOIN_TIMEOUT_S} s")
-        self._outlet = None  # its owner destroys it by dropping the last reference
+        data = np.empty((room, channels), dtype)
+        stamps = np.empty(room) if clock.timestamped else None
+        super().__init__(f"instream-lsl-outlet-{name}", source, outlet, data, stamps)
 
     def _run(self) -> None:
         next_read = time.monotonic()
         while not self._stop.is_set():
-            try:
-                while self._push_once() == len(self._data) and not self._stop.is_set():
-                    pass  # a full read: more may wait
-            except Exception as exc:  # noqa: BLE001 - the thread ends; its owner is told
-                self.fault = exc
-                _log.error("LSL outlet stopped: reading its stream failed: %s", exc)
-                if self._on_fault is not None:
-                    self._on_fault(exc)
+            if not self._drain(until_stop=True):
                 return
             now = time.monotonic()
             next_read = max(next_read + self._period, now)
             self._stop.wait(next_read - now)
 
+    def _faulted(self, exc: BaseException) -> None:
+        """Tell the owner, who may restart the outlet."""
+        if self._on_fault is not None:
+            self._on_fault(exc)
+
+    def _overrun(self, lost: int) -> None:
+        """Lost samples still took their stream indices."""
+        self.index += lost
+
     def _push_once(self) -> int:
         """Read what the source holds (at most a buffer) and push it; how many were read."""
         before, self._previous_read = self._previous_read, time.monotonic()
-        try:
-            count = int(self._source.read_available_data_into_buffer(self._data, self._stamps))
-        except Exception as exc:
-            lost = getattr(exc, "lost", None)  # a StreamOverrunError: this outlet fell behind
-            if not isinstance(lost, int):
-                raise
-            self.lost += lost
-            self.index += lost
-            _log.warning("LSL outlet fell behind its stream and lost %d samples", lost)
-            return 0
+        count = self._read()
         if count <= 0:
             return 0
         now = time.monotonic()
