@@ -9,7 +9,8 @@ sine, TIMESTAMP) and ``wavemeter`` (10 S/s, TIMESTAMP), with a marker every 10 s
 stream is replayed at x10 (SessionReplay as a hub's source) into two readers of its hub, and
 every sample and timestamp each reader got is compared with the file: the first reader's from
 the first row on (its start starts the replay), the second's from the row at which it joined
-the running replay a moment later; the markers must come back at their samples. The session's file is deleted afterwards.
+the running replay a moment later; the markers must come back at their samples. The
+session's file is deleted afterwards.
 
 Printed: per stream the rows recorded and lost, the replay's wall time against the recording's
 span divided by the speed (the pacing), and what the readers got. The qudi version of this
