@@ -41,6 +41,23 @@ def expected(count: int) -> np.ndarray:
     return np.stack([(index + 8) * RATE, (index + 9) * RATE, index, index + 0.125], axis=1)
 
 
+ONE_SECOND = 1000  # samples a recording of 1 s gets: edges 1..1000 at 1 kHz (the first dropped)
+
+
+def record_one_second(fake, streamer, logic, qtbot, channel: str) -> str:
+    """Record 1 s of the fake card's virtual time through ``logic``; wait until the file and
+    the live trace of ``channel`` (the logic takes samples at its frame rate) hold every
+    delivered sample; return the file's path."""
+    logic.start_recording()
+    for _ in range(10):
+        fake.advance(0.1)
+        qtbot.waitUntil(lambda: streamer.available_samples == 0, timeout=10_000)
+    qtbot.waitUntil(lambda: logic.recording_info["samples"] >= ONE_SECOND, timeout=10_000)
+    path = logic.stop_recording()
+    qtbot.waitUntil(lambda: len(logic.trace_data[1][channel]) >= ONE_SECOND, timeout=10_000)
+    return path
+
+
 def test_every_sample_reaches_both_logics_through_the_buffers(
     fake, activate, module_manager, qtbot
 ):
@@ -92,15 +109,8 @@ def test_a_raw_stream_is_recorded_as_codes_with_the_polynomials(
     logic.set_trace_settings(
         data_rate=RATE, oversampling_factor=1, trace_window_size=10.0, moving_average_width=1
     )
-    logic.start_recording()
-    for _ in range(10):  # 1 s of virtual time
-        fake.advance(0.1)
-        qtbot.waitUntil(lambda: streamer.available_samples == 0, timeout=10_000)
-    delivered = 1000  # edges 1..1000 at 1 kHz (the reference edge dropped)
-    qtbot.waitUntil(lambda: logic.recording_info["samples"] >= delivered, timeout=10_000)
-    path = logic.stop_recording()
-    # the live trace (in volts, scaled once by the logic) takes the samples at its frame rate
-    qtbot.waitUntil(lambda: len(logic.trace_data[1]["ai2"]) >= delivered, timeout=10_000)
+    path = record_one_second(fake, streamer, logic, qtbot, "ai2")  # live: volts, scaled once
+    delivered = ONE_SECOND
     _, trace = logic.trace_data
     logic.stop_reading()
     assert logic.channel_units == {"ai2": "V", "ai3": "V"}
@@ -140,16 +150,10 @@ def test_digital_lines_reach_a_buffer_and_a_logic_as_0_and_1(fake, activate, mod
     logic.set_trace_settings(
         data_rate=RATE, oversampling_factor=1, trace_window_size=10.0, moving_average_width=1
     )
-    assert buffer.stream_extra["digital_channels"] == lines  # contract C1, through the buffer
+    assert buffer.stream_extra["digital_channels"] == lines  # declared by the streamer, passed on
     assert logic.digital_channel_names == lines
-    logic.start_recording()
-    for _ in range(10):  # 1 s of virtual time
-        fake.advance(0.1)
-        qtbot.waitUntil(lambda: streamer.available_samples == 0, timeout=10_000)
-    delivered = 1000  # edges 1..1000 at 1 kHz (the reference edge dropped)
-    qtbot.waitUntil(lambda: logic.recording_info["samples"] >= delivered, timeout=10_000)
-    path = logic.stop_recording()
-    qtbot.waitUntil(lambda: len(logic.trace_data[1]["port0/line2"]) >= delivered, timeout=10_000)
+    path = record_one_second(fake, streamer, logic, qtbot, "port0/line2")
+    delivered = ONE_SECOND
     _, trace = logic.trace_data
     logic.stop_reading()
     live = np.stack([trace[ch] for ch in channels], axis=1)

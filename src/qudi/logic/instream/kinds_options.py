@@ -1,7 +1,8 @@
 """StreamKindsView: what kind of stream the logic shows, as a mixin of its public properties.
 
 Mixed into ``TimeSeriesReaderLogic`` (it keeps the logic's class short). A stream declares its
-kinds in its description (``stream_extra``, see contract C1/C3 in docs/processing.md):
+kinds in its description (``stream_extra``: ``digital_channels``, ``kind`` and
+``event_channels``; see docs/processing.md):
 
 * ``digital_channel_names``: active channels that are digital lines (0/1): the GUI draws them as
   step traces stacked in lanes; the logic never averages them nor shows them as counts per
