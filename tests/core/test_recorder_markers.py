@@ -88,21 +88,30 @@ def test_every_marker_once_from_several_threads(tmp_path, flush_interval):
             if i % 20 == 0:
                 time.sleep(0.002)
 
+    finish_only = flush_interval >= 1
+    if finish_only:  # the recorder's first flush comes as it starts, and writes this one
+        markers.put(time.monotonic(), 0, "first")
     recorder.start()
     try:
+        if finish_only:  # wait for that flush: the next is not due for a minute
+            deadline = time.monotonic() + 10
+            while markers.written < 1:
+                assert time.monotonic() < deadline, "the first flush never came"
+                time.sleep(0.005)
         threads = [threading.Thread(target=writer, args=(f"t{n}",)) for n in range(3)]
         for thread in threads:
             thread.start()
         ring.write(_ramp(0, 1000))
         for thread in threads:
             thread.join(10)
-        if flush_interval < 1:  # the thread's flushes write them while it records
+        first = int(finish_only)
+        if finish_only:  # no flush due yet: all wait for the finish
+            assert markers.written == first
+        else:  # the thread's flushes write them while it records
             deadline = time.monotonic() + 10
             while markers.written < 600:
                 assert time.monotonic() < deadline, f"only {markers.written} markers flushed"
                 time.sleep(0.005)
-        else:  # no flush due yet: all wait for the finish
-            assert markers.written == 0
         markers.put(time.monotonic(), 200, "last")  # after the last flush, before the stop
         summary = recorder.stop()
     finally:
@@ -110,11 +119,11 @@ def test_every_marker_once_from_several_threads(tmp_path, flush_interval):
     assert summary.error is None and summary.samples == 1000
     with pytest.raises(RuntimeError, match="has ended"):  # nothing after the last write
         markers.put(time.monotonic(), 0, "late")
-    assert markers.handed == markers.written == 601
+    assert markers.handed == markers.written == first + 601
     with open_session(path) as recorded:
         marks = recorded.marker_list()
     texts = [text for _, _, text in marks]
-    expected = [f"t{n} {i}" for n in range(3) for i in range(200)] + ["last"]
+    expected = ["first"] * first + [f"t{n} {i}" for n in range(3) for i in range(200)] + ["last"]
     assert sorted(texts) == sorted(expected) and texts[-1] == "last"
     for n in range(3):  # each thread's markers in the order it put them
         mine = [(index, text) for _, index, text in marks if text.startswith(f"t{n} ")]
