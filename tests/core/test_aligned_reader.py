@@ -142,6 +142,10 @@ def test_a_wait_that_times_out_consumes_nothing(stream_name):
     p_clock, s_clock = SimulatedClock(), SimulatedClock(start_offset=30.0)
     with Running(hub_pair(stream_name, p_clock, s_clock)) as (primary, secondary):
         reader = AlignedReader(primary, {"never": secondary}, missing="wait")
+        deadline = time.monotonic() + 30
+        while primary.available < 50:  # the primary's part is there: only the secondary waits
+            assert time.monotonic() < deadline, "the primary never had 50 samples"
+            time.sleep(0.01)
         position = primary.position
         with pytest.raises(StreamTimeoutError, match="did not come in time"):
             reader.read(50, timeout=0.3)
