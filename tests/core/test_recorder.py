@@ -258,7 +258,7 @@ def test_stop_is_prompt_and_records_what_was_published_before(path, ring):
     ring.write(ramp(0, 2000))
     began = time.monotonic()
     summary = recorder.stop()
-    assert time.monotonic() - began < 0.5
+    assert time.monotonic() - began < 5.0  # not the 10 s poll wait (a loaded machine is slow)
     assert summary.samples == 2000 and not recorder.running
     assert not [t for t in threading.enumerate() if t.name.startswith("instream-recorder")]
 
