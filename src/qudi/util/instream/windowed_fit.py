@@ -5,7 +5,9 @@ A live :class:`~qudi.util.instream.stream_clock.StreamClock` fits the rows of th
 ``window=``, bend check included), so it follows a drift that changes. A recording has every
 row of the run, so :func:`windowed_fit` makes the same fits at *knots* a quarter window apart:
 the fit of knot ``k`` is exactly what a live reader said once it had the rows up to the knot's
-window end ``ends[k]``; the window's middle ``centres[k]`` is where that fit is best.
+window end ``ends[k]`` (while it kept every row: a ``StreamClock`` thins its rows beyond
+``keep_rows``, a file keeps them all); the window's middle ``centres[k]`` is where that fit
+is best.
 
 Why centred windows, not the live reader's causal window ending at each sample: offline, the
 rows after a sample are known, and a fit is tightest at the middle of its rows (its
@@ -33,14 +35,14 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import numpy.typing as npt
 
-from qudi.util.instream.timebase import ClockFit, TimeTable, fit_clock
+from qudi.util.instream.timebase import DEFAULT_WINDOW_S, ClockFit, TimeTable, fit_clock
 
 __all__ = ["KNOT_STEP", "WindowedFit", "checked_window", "windowed_fit"]
 
 #: Knots lie this fraction of the window apart: a sample is never further than a quarter
 #: window from a centre (its fit's uncertainty there at most 1.5 times the centre's).
 KNOT_STEP = 0.25
-_NEWTON_STEPS = 4  # device_time: each step shrinks the error by ~ the drift's change (1e-4)
+_NEWTON_STEPS = 4  # device_time: each step shrinks the error a thousandfold or more
 
 
 def checked_window(window: object, key: str = "window") -> float | None:
@@ -62,7 +64,7 @@ def checked_window(window: object, key: str = "window") -> float | None:
     ):
         raise ValueError(
             f"{key}={window!r}: use a number of seconds > 0 (the live readers' fit window, "
-            "30.0 by default), or None for one line over the whole run"
+            f"{DEFAULT_WINDOW_S} by default), or None for one line over the whole run"
         )
     return float(window)
 
@@ -80,11 +82,6 @@ class WindowedFit(ClockFit):
     centres: tuple[float, ...] = field(default=())
     ends: tuple[float, ...] = field(default=())
     fits: tuple[ClockFit, ...] = field(default=())
-
-    def fit_at(self, device_time: float) -> ClockFit:
-        """The knot fit nearest to ``device_time`` (the live fit of that knot's window)."""
-        centres = np.asarray(self.centres)
-        return self.fits[int(np.argmin(np.abs(centres - float(device_time))))]
 
     def _weights(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each device time: its left knot and the weight of the knot right of it."""
@@ -123,7 +120,8 @@ class WindowedFit(ClockFit):
 
     def device_time(self, host_time: npt.ArrayLike) -> np.ndarray:
         """The device time whose :meth:`host_time` is ``host_time`` (Newton's steps from the
-        one line; the windowed map is monotonic, its slope within ppm of the line's)."""
+        one line; the windowed map is monotonic, its slope within a per mille of the
+        line's, so each step shrinks the error a thousandfold or more)."""
         h = np.asarray(host_time, np.float64)
         x = (h - self.offset) / self.slope
         for _ in range(_NEWTON_STEPS):
