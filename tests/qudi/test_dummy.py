@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -11,6 +12,16 @@ import pytest
 from qudi.interface.instream_interface import SampleTiming, StreamingMode
 
 CHANNELS = ["ramp", "sine", "counts", "noise"]
+
+
+def waiting_in(thread: threading.Thread, function: str, filename: str) -> bool:
+    """Whether ``thread`` is inside ``function`` of a file named ``filename`` now."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == function and frame.f_code.co_filename.endswith(filename):
+            return True
+        frame = frame.f_back
+    return False
 
 
 @pytest.fixture
@@ -92,7 +103,10 @@ def test_a_waiting_read_holds_no_lock_and_ends_when_the_stream_stops(dummy):
 
     waiting = threading.Thread(target=wait_for_many_samples)
     waiting.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 30  # until the read waits in the source (not before it)
+    while not waiting_in(waiting, "read_data_into_buffer", "simulated.py"):
+        assert time.monotonic() < deadline and waiting.is_alive(), outcome
+        time.sleep(0.005)
     dummy.stop_stream()  # not blocked by the waiting read
     waiting.join(10)
     assert not waiting.is_alive()
@@ -102,11 +116,18 @@ def test_a_waiting_read_holds_no_lock_and_ends_when_the_stream_stops(dummy):
 
 def test_read_single_point_is_the_newest_sample(dummy):
     dummy.configure(CHANNELS, StreamingMode.CONTINUOUS, 100_000, 1000.0)
+    before_start = time.monotonic()
     dummy.start_stream()
+    after_start = time.monotonic()
     time.sleep(0.2)
+    before_read = time.monotonic()
     sample, stamp = dummy.read_single_point()
+    after_read = time.monotonic()
     assert sample.shape == (4,) and stamp is None
-    assert 150 <= sample[0] <= 400  # about 200 samples arrived: the newest, not the oldest
+    # the newest: the ramp's index of the last sample due by the read, at 1000 Hz (bracketed
+    # by the clock around start and read, however long a loaded machine made the sleep)
+    assert sample[0] >= 150
+    assert (before_read - after_start) * 1000 - 2 <= sample[0] <= (after_read - before_start) * 1000
     assert dummy.available_samples >= sample[0]  # nothing was consumed
 
 
