@@ -27,7 +27,9 @@ def device_grid(table: TimeTable, points: int = 400) -> np.ndarray:
     return np.linspace(0.0, float(table.device[-1]), points)
 
 
-@pytest.mark.parametrize("change", [("jump", 50.0), ("ramp", 100.0)])
+# a jump down bends the rows concave: the windows' lines then cut the corner, and only the
+# bend check's widening covers that (without it -50 ppm is covered in a sixth of the runs)
+@pytest.mark.parametrize("change", [("jump", 50.0), ("jump", -50.0), ("ramp", 100.0)])
 def test_windowed_times_stay_honest_and_beat_one_line_when_the_drift_changes(change):
     """Over 100 simulated two-minute runs whose drift jumps (at a random time) or ramps: the
     true time of every sample is inside the windowed uncertainty in >= 95 % of runs, and the
@@ -43,7 +45,9 @@ def test_windowed_times_stay_honest_and_beat_one_line_when_the_drift_changes(cha
         windowed_error.append(error.max())
         line_error.append(np.abs(line.host_time(x) - true_host(x)).max())
     assert covered / trials >= 0.95, covered
-    assert np.median(windowed_error) < 0.2 * np.median(line_error)
+    # the worst error of a run: where one line bends away from the drift most; a jump down is
+    # the hardest for the windows too (they cut its corner by a 30 s window's sagitta)
+    assert np.median(windowed_error) < 0.3 * np.median(line_error)
 
 
 def test_on_a_straight_clock_the_windows_agree_with_one_line():
