@@ -97,8 +97,12 @@ class WindowedFit(ClockFit):
         """``of`` ('host_time' or 'uncertainty') of every knot fit, blended at ``x``."""
         left, weight = self._weights(x)
         out = np.empty(x.shape)
-        for knot in np.unique(left):
-            here = left == knot
+        order = np.argsort(left, kind="stable")  # each knot's samples once, not a mask each
+        bounds = np.searchsorted(left[order], np.arange(len(self.fits) + 1))
+        for knot in range(len(self.fits)):
+            here = order[bounds[knot] : bounds[knot + 1]]
+            if not len(here):
+                continue
             own = getattr(self.fits[knot], of)(x[here])
             if len(self.fits) == 1:
                 out[here] = own
