@@ -185,7 +185,7 @@ def test_a_notebook_cell_refused_while_others_stream_can_be_run_again(server_qud
             assert refusal.value.running_readers == ("logic stand-in",)
         reader = hub.open_reader("my notebook")
         reader.start()  # the stream's settings stay as they are
-        out = np.empty((1000, len(CHANNELS)))
+        out = np.empty((100, len(CHANNELS)))  # 2 s of the dummy's 50 Hz: nobody set a rate
         reader.read_into(out, timeout=30)
         np.testing.assert_array_equal(np.diff(out[:, INDEX]), 1)
         hub.close()
