@@ -39,7 +39,7 @@ import tests.qudi.conftest as qudi_fixtures
 from qudi.interface.instream_interface import StreamingMode
 from qudi.util.instream import list_streams
 from qudi.util.instream.sharing import share_module_stream
-from tests.stress import BOUNDED_SECONDS, PHASE_SECONDS
+from tests.stress import BOUNDED_SECONDS, phase_count
 from tests.stress.consumers import (
     BUFFER_SIZE,
     CHANNELS,
@@ -523,7 +523,7 @@ def test_soak(qudi, module_manager, qapp, request, tmp_path):
         cpu_start = resource.getrusage(resource.RUSAGE_SELF)
         children_start = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
-        phases = max(1, round(seconds / PHASE_SECONDS))
+        phases = phase_count(seconds, len(PHASE_KINDS))
         for index in range(phases):
             soak.run_phase(PHASE_KINDS[index % len(PHASE_KINDS)], seconds / phases)
         elapsed = time.monotonic() - started
