@@ -123,9 +123,9 @@ class JumpingClock:
 def simulate(
     clock, rate, start, seconds, rng, declared=INTERNAL, tick_known=True, poll=POLL, window=None
 ):  # fmt: skip
-    """The time table a pump would write for ``clock`` started at host ``start``, fitted over
-    the whole run (as a recording is realigned), or its last ``window`` seconds (as a live
-    reader's clock fits it)."""
+    """The time table a pump would write for ``clock`` started at host ``start``, fitted as one
+    line over the whole run, or over its last ``window`` seconds (as a live reader's clock
+    fits it)."""
     clock.start(start, rate)
     count = int(seconds / poll) + 1
     # poll intervals stretched as the pump stretches them (golden-ratio sequence), a little late
