@@ -5,18 +5,14 @@ ports. Then what the page says about qudi's kernel and about joining a busy stre
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
-from nbclient import NotebookClient
 
 from qudi.util.instream import StreamBusyError, StreamOverrunError
 from qudi.util.instream.sharing import RemoteHub
+from tests.docs.kernel import install_qudi_kernel, printed, run_in_kernel
 from tests.docs.markdown import ROOT, code_blocks
 from tests.docs.readme_demo import (
     ReadmeClone,
@@ -40,13 +36,7 @@ def demo(tmp_path_factory):
         modules = active_modules(connection, ["time_series_logic1", "time_series_logic2"])
         logics = [modules["time_series_logic1"], modules["time_series_logic2"]]
         wait_until(lambda: min(len(lg.trace_data[0]) for lg in logics) > 5, 30, "the stream")
-        subprocess.run(
-            [str(Path(sys.prefix) / "bin" / "qudi-install-kernel")],
-            env=clone.environment(),
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        install_qudi_kernel(clone.environment())
         yield clone, connection
         connection.close()
         stopped = clone.run(stop_block())
@@ -54,29 +44,6 @@ def demo(tmp_path_factory):
         assert clone.wait() == 0
     finally:
         clone.close()
-
-
-def run_in_kernel(cells: list[str], kernel: str, clone: ReadmeClone, monkeypatch):
-    """Execute ``cells`` in order in a new ``kernel``, as Jupyter does; raises (with the
-    cell and its traceback) at the first cell that fails. Returns the executed notebook."""
-    for name, value in clone.environment().items():  # HOME: kernelspecs, qudi's last config
-        monkeypatch.setenv(name, value)
-    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
-        monkeypatch.delenv(name, raising=False)
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    client = NotebookClient(
-        notebook,
-        kernel_name=kernel,
-        timeout=60,
-        startup_timeout=60,
-        resources={"metadata": {"path": str(clone.root)}},
-    )
-    client.execute()
-    return notebook
-
-
-def printed(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
 
 def page_cells() -> list[str]:
@@ -88,7 +55,7 @@ def page_cells() -> list[str]:
 @pytest.mark.parametrize("kernel", ["qudi", "python3"])
 def test_every_block_of_the_page_runs_in_order(kernel, demo, monkeypatch):
     clone, connection = demo
-    notebook = run_in_kernel(page_cells(), kernel, clone, monkeypatch)
+    notebook = run_in_kernel(page_cells(), kernel, clone.environment(), clone.root, monkeypatch)
     outputs = [printed(cell) for cell in notebook.cells]
     modules = connection.root.get_namespace_dict()
     assert any("('APD', 'analog 1')" in text for text in outputs), outputs  # the demo's stream
@@ -110,7 +77,7 @@ def test_in_qudi_kernel_a_module_appears_from_the_cell_after_its_activation(demo
         'assert "time_series_logic2" not in globals()',
         'assert time_series_logic2.module_state() == "locked"',
     ]
-    run_in_kernel(cells, "qudi", clone, monkeypatch)
+    run_in_kernel(cells, "qudi", clone.environment(), clone.root, monkeypatch)
     modules = connection.root.get_namespace_dict()
     assert modules["time_series_logic2"].module_state() == "locked"
 

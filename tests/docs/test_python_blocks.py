@@ -3,7 +3,9 @@ of its own, as a reader's script would.
 
 A block that is not meant to run is marked in its page (``<!-- not run: reason -->`` on the
 line before it) and is reported as skipped with that reason. docs/jupyter.md runs in Jupyter
-kernels against a running qudi (test_jupyter.py). A block that needs something running
+kernels against a running qudi (test_jupyter.py), and so does a block marked
+``<!-- in qudi's kernel: cfg/<config> -->``: the test of ``IN_QUDI_KERNEL`` for that config runs
+it in qudi's kernel against a qudi running that config. A block that needs something running
 elsewhere while it runs (the stream another process holds open) gets it from ``CONTEXTS``.
 """
 
@@ -19,6 +21,9 @@ import pytest
 from tests.docs.markdown import PAGES, ROOT, Block, code_blocks
 
 IN_JUPYTER = {"docs/jupyter.md"}  # run by test_jupyter.py
+IN_QUDI_KERNEL = {  # a config blocks are marked to run against: the test that runs them there
+    "cfg/instream_markers.cfg": "tests/qudi/test_markers_remote.py",
+}
 
 
 @contextlib.contextmanager
@@ -83,6 +88,7 @@ def python_blocks() -> list[Block]:
         for page in PAGES
         if str(page.relative_to(ROOT)) not in IN_JUPYTER
         for block in code_blocks(page, "python")
+        if block.in_qudi is None
     ]
 
 
@@ -106,6 +112,14 @@ def test_every_context_and_unmarked_entry_names_a_block_of_the_pages():
     keys = {key(block) for block in python_blocks() if block.not_run is None}
     assert set(CONTEXTS) <= keys, f"stale CONTEXTS: {set(CONTEXTS) - keys}"
     assert set(UNMARKED) <= keys, f"marked or gone, remove from UNMARKED: {set(UNMARKED) - keys}"
+
+
+def test_every_block_for_qudis_kernel_names_a_config_a_test_runs_it_against():
+    marked = {b.in_qudi for page in PAGES for b in code_blocks(page, "python") if b.in_qudi}
+    assert marked <= set(IN_QUDI_KERNEL), f"no test runs these: {marked - set(IN_QUDI_KERNEL)}"
+    for config, test in IN_QUDI_KERNEL.items():
+        assert (ROOT / config).is_file() and (ROOT / test).is_file(), (config, test)
+        assert f"qudi_kernel_blocks({config!r})" in (ROOT / test).read_text().replace('"', "'")
 
 
 @pytest.mark.parametrize("block", list(cases()))

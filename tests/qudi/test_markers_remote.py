@@ -1,14 +1,18 @@
 """cfg/instream_markers.cfg in its own qudi, driven over qudi's remote connection as a Jupyter
 kernel does: markers written through the marker stream and through a logic reach both logics'
-markers_in_view, a session recording stores them, bad text is refused naming it."""
+markers_in_view, a session recording stores them, bad text is refused naming it. The docs'
+blocks marked for qudi's kernel with this config run there as written."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 import rpyc
 from qudi_process import connect, free_port, headless_config, qudi_process, quit_qudi
+from tests.docs.kernel import install_qudi_kernel, printed, run_in_kernel
+from tests.docs.markdown import qudi_kernel_blocks
 from tests.qudi.test_remote_qudi import wait_for
 
 from qudi.util.instream.session import open_session
@@ -24,7 +28,7 @@ def markers_qudi(tmp_path):
             "port: 12345": f"port: {free_port()}",
         },
     )
-    with qudi_process(config, tmp_path, "markers") as process:
+    with qudi_process(config, tmp_path, "markers") as process:  # HOME: tmp_path / "markers"
         connection = connect(port, process)
         yield process, connection
         quit_qudi(connection)
@@ -65,4 +69,37 @@ def test_jupyter_writes_markers_both_logics_show_and_a_session_stores(markers_qu
         assert [(t, text) for t, _, text in session.marker_list()] == [
             (third["time"], "while recording")
         ]
+    assert process.poll() is None
+
+
+def test_the_docs_blocks_for_this_config_run_as_written_in_qudis_kernel(
+    markers_qudi, tmp_path, monkeypatch
+):
+    """Every block the pages mark ``in qudi's kernel: cfg/instream_markers.cfg``, in order, in
+    qudi's own Jupyter kernel (installed as docs/jupyter.md says) of the running qudi, after
+    a cell that brings the logic up as its GUI would; then what the blocks did is checked."""
+    process, connection = markers_qudi
+    blocks = qudi_kernel_blocks("cfg/instream_markers.cfg")
+    assert any("add_marker" in b.code for b in blocks), [b.id for b in blocks]
+    environment = {"HOME": str(tmp_path / "markers"), "QT_QPA_PLATFORM": "offscreen"}
+    install_qudi_kernel({**os.environ, **environment})
+    bring_up = (
+        'qudi.module_manager.activate_module("time_series_logic1")\n'
+        "import time\n"
+        "logic = qudi.module_manager['time_series_logic1'].instance\n"
+        "deadline = time.monotonic() + 30\n"
+        "while len(logic.trace_data[0]) < 20:  # the stream runs\n"
+        "    assert time.monotonic() < deadline, 'no trace in 30 s'\n"
+        "    time.sleep(0.05)\n"
+    )
+    check = (
+        "from qudi.util.instream.session import open_session\n"
+        "print('stopped', time_series_logic1.stop_recording())\n"
+        "with open_session(path) as recorded:\n"
+        "    print('markers', [text for *_, text in recorded.marker_list()])\n"
+    )
+    cells = [bring_up, *(b.code for b in blocks), check]
+    notebook = run_in_kernel(cells, "qudi", environment, tmp_path, monkeypatch)
+    out = printed(notebook.cells[-1])
+    assert "markers ['pump laser on']" in out, out
     assert process.poll() is None
