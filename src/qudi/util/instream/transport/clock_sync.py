@@ -11,9 +11,27 @@ own clock with an offset it measures:
   ``r`` at ``t3``: the publisher read ``r`` at some instant between ``t0`` and ``t3``, so the
   offset (subscriber time - publisher time) is ``(t0 + t3) / 2 - r`` to within
   ``(t3 - t0) / 2``, a bound, not a spread;
-* :class:`OffsetEstimate` keeps the recent probes and answers with the one whose bound is the
-  smallest *now*: half its round trip plus :data:`MAX_HOST_DRIFT_PPM` times its age (the two
-  clocks may drift apart by that much since).
+* :class:`OffsetEstimate` keeps the recent probes (:data:`DEFAULT_SPAN_S`, at most
+  :data:`DEFAULT_KEEP`) and measures the drift from them. With the offset a straight line over
+  that span and its slope within :data:`MAX_HOST_DRIFT_PPM` (the prior), the lines through
+  every probe's interval are a convex polygon
+  (:mod:`~qudi.util.instream.transport.offset_lines`); at a time ``now`` the true offset lies
+  between the lowest and the highest of them there: the answer is the midpoint, half that
+  range the bound, and the polygon's slopes are the measured drift and its range
+  (:class:`DriftRange`). Each probe's interval is widened by half its squared distance to the
+  newest probe times :data:`MAX_DRIFT_CHANGE_PPM_PER_MIN` (a drift that changes bends the
+  line: the tangent at the newest probe stays inside the widened intervals), and so is the
+  answer by its squared distance. The answer is also clipped to each probe's own interval
+  grown by the prior drift times its age (the rule before the drift was measured, which
+  needs no line): never wider than it, much narrower once the probes span some seconds.
+  The span is bounded because a drift that changes (temperature) bends the line more the
+  longer it is, while the drift's range narrows only as one over the span: they meet at
+  about a minute on a LAN. When no line passes through all intervals (a clock step, or a
+  drift that jumped), the estimate logs it (a warning the first time), counts it in
+  :attr:`OffsetEstimate.steps` and starts over from the newest probe alone, which is honest
+  whatever came before. A step shows only once a probe contradicts the kept ones: until
+  then (a step smaller than the probes' intervals, or probes with long round trips) the
+  answer can be off by up to the step.
 
 A probe is 12 bytes (``b"QIZT"``, a u64 id) and its answer 20 (the same, then the float64
 time); anything else is dropped unanswered, and the sockets refuse messages over 4 KiB.
@@ -29,16 +47,25 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import zmq
+
+from qudi.util.instream.transport.offset_lines import Vertex, feasible_lines
 
 if TYPE_CHECKING:
     from qudi.util.instream.transport.curve import ClientKeys, CurveGuard
 
 __all__ = [
+    "DEFAULT_KEEP",
+    "DEFAULT_SPAN_S",
+    "MAX_DRIFT_CHANGE_PPM_PER_MIN",
     "MAX_HOST_DRIFT_PPM",
     "ClockProbe",
+    "DriftRange",
     "OffsetEstimate",
     "TimeServer",
     "probe_address",
@@ -49,6 +76,16 @@ log = logging.getLogger(__name__)
 #: How fast two hosts' monotonic clocks may drift apart (ppm): NTP keeps them within tens of
 #: ppm of true time, a free-running crystal within 100; two such, both ways.
 MAX_HOST_DRIFT_PPM = 200.0
+#: How fast that drift may change (ppm per minute): a crystal's ~0.5 ppm/K as a host's case
+#: warms by a kelvin or two in a minute under load. The lines bend by at most this much.
+MAX_DRIFT_CHANGE_PPM_PER_MIN = 1.0
+#: The probes kept: at most this many (four a second for two minutes) ...
+DEFAULT_KEEP = 512
+#: ... and none older than this before the newest (s): the drift's range narrows with the
+#: span, the bend allowance grows with its square (both alike at about a minute on a LAN).
+DEFAULT_SPAN_S = 120.0
+_SLACK_S = 1e-9  # float rounding of host times (1e-10 s at a million seconds of uptime)
+_CHUNK = 256  # times per block in offsets_at (a probes x times array per block)
 _MAGIC = b"QIZT"
 _PROBE = struct.Struct("<4sQ")
 _ANSWER = struct.Struct("<4sQd")
@@ -61,37 +98,179 @@ _BURST_S = 0.02
 SETTLED_PROBES = 8
 
 
+@dataclass(frozen=True)
+class DriftRange:
+    """The drift the probes measured: how fast the offset (subscriber time - publisher time)
+    grows, in ppm of the subscriber's time (positive: the subscriber's clock runs fast
+    relative to the publisher's). The true drift now lies in ``[low_ppm, high_ppm]``;
+    ``ppm`` is its midpoint; ``probes`` probes over ``span_s`` seconds measured it."""
+
+    ppm: float
+    low_ppm: float
+    high_ppm: float
+    probes: int
+    span_s: float
+
+
+def _checked(key: str, value: object, valid: str, ok) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+        raise ValueError(f"{key} must be {valid}, got {value!r}")
+
+
 class OffsetEstimate:
     """The offset subscriber time - publisher time from recent probes (see the module doc).
 
-    Thread-safe: a probe thread adds, the receiver's thread asks.
+    ``keep`` probes at most, none older than ``span_s`` before the newest; ``max_drift_ppm``
+    bounds the drift (the prior), ``drift_change_ppm_per_min`` how fast it may change (the
+    line's allowance for a bend). Thread-safe: a probe thread adds, the receiver's thread asks.
     """
 
-    def __init__(self, keep: int = 64, max_drift_ppm: float = MAX_HOST_DRIFT_PPM):
-        self._probes: deque[tuple[float, float, float]] = deque(maxlen=keep)  # mid, offset, half
-        self.drift = max_drift_ppm * 1e-6  # relative, per second of age
+    def __init__(
+        self,
+        keep: int = DEFAULT_KEEP,
+        max_drift_ppm: float = MAX_HOST_DRIFT_PPM,
+        span_s: float = DEFAULT_SPAN_S,
+        drift_change_ppm_per_min: float = MAX_DRIFT_CHANGE_PPM_PER_MIN,
+        name: str = "",
+    ):
+        _checked("keep", keep, "an integer number of probes >= 2", lambda v: int(v) == v >= 2)
+        _checked(
+            "max_drift_ppm", max_drift_ppm, "a number of ppm > 0 and < 1e5",
+            lambda v: 0 < v < 1e5,
+        )  # fmt: skip
+        _checked("span_s", span_s, "a number of seconds > 0 and <= 3600", lambda v: 0 < v <= 3600)
+        _checked(
+            "drift_change_ppm_per_min", drift_change_ppm_per_min,
+            "a number of ppm per minute >= 0 and < 1e4", lambda v: 0 <= v < 1e4,
+        )  # fmt: skip
+        self._probes: deque[tuple[float, float, float]] = deque(maxlen=int(keep))
+        self.drift = max_drift_ppm * 1e-6  # the prior: relative, per second of age
+        self.span_s = float(span_s)
+        self._bend = drift_change_ppm_per_min * 1e-6 / 60.0  # |second derivative|, 1/s
+        self._name = name
         self._lock = threading.Lock()
+        self._model: _Model | None = None  # built from the probes on the first question
         self.answered = 0
+        self.steps = 0  # how often the probes contradicted the kept ones (a clock step)
 
     def add(self, t0: float, remote: float, t3: float) -> None:
         """A probe sent at local ``t0``, answered with the remote time ``remote``, received at
         local ``t3``."""
-        if not (math.isfinite(remote) and t3 >= t0):
+        if not (math.isfinite(remote) and math.isfinite(t0) and t3 >= t0):
             return
         mid = 0.5 * (t0 + t3)
         with self._lock:
             self._probes.append((mid, mid - remote, 0.5 * (t3 - t0)))
             self.answered += 1
+            self._model = None
 
     def offset(self, now: float) -> tuple[float, float] | None:
         """``(offset, bound)`` at local time ``now``: local = remote + offset, the true offset
         within ``bound`` of it; None before the first answer."""
+        found = self.offsets_at(np.array([now], np.float64))
+        return None if found is None else (float(found[0][0]), float(found[1][0]))
+
+    def offsets_at(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`offset` at each of the local ``times`` (arrays of offsets and bounds)."""
         with self._lock:
-            probes = list(self._probes)
-        if not probes:
+            model = self._current()
+        if model is None:
             return None
-        best = min(probes, key=lambda p: p[2] + self.drift * abs(now - p[0]))
-        return best[1], best[2] + self.drift * abs(now - best[0])
+        times = np.asarray(times, np.float64)
+        low, high = model.interval(times, self.drift, self._bend)
+        return 0.5 * (low + high), 0.5 * (high - low) + _SLACK_S
+
+    def measured_drift(self) -> DriftRange | None:
+        """The drift the kept probes measured, with its range (None before the first answer;
+        the prior's range ``+-max_drift_ppm`` from a single probe)."""
+        with self._lock:
+            model = self._current()
+        if model is None:
+            return None
+        low, high = model.drift_range()
+        return DriftRange(
+            0.5 * (low + high) * 1e6, low * 1e6, high * 1e6, len(model.mids), model.span
+        )
+
+    def _current(self) -> _Model | None:
+        """The model of the kept probes (under the lock): built once per probe set."""
+        if self._model is not None or not self._probes:
+            return self._model
+        newest = max(p[0] for p in self._probes)
+        while self._probes[0][0] < newest - self.span_s:
+            self._probes.popleft()  # older than the span: the drift may have changed since
+        model = _Model.of(list(self._probes), self.drift, self._bend)
+        if model is None:  # no line through them all: the clock stepped or the drift jumped
+            self.steps += 1
+            (log.warning if self.steps == 1 else log.debug)(
+                "clock probes%s: the offset left the line of the last %d probes (a clock "
+                "step, or the drift changed); starting over from the newest probe",
+                f" of {self._name}" if self._name else "",
+                len(self._probes),
+            )
+            last = max(self._probes, key=lambda p: p[0])
+            self._probes.clear()
+            self._probes.append(last)
+            model = _Model.of([last], self.drift, self._bend)
+        self._model = model
+        return model
+
+
+class _Model:
+    """The kept probes as arrays and the polygon of lines through them (see offset_lines)."""
+
+    def __init__(self, probes: list[tuple[float, float, float]], polygon: list[Vertex]):
+        self.mids = np.array([p[0] for p in probes])
+        self.offsets = np.array([p[1] for p in probes])
+        self.halves = np.array([p[2] for p in probes]) + _SLACK_S
+        self.reference = float(self.mids.max())  # the newest probe: the lines' tangent point
+        self.base = float(self.offsets[int(np.argmax(self.mids))])
+        self.span = float(self.reference - self.mids.min())
+        self.line_a = np.array([v[0] for v in polygon])
+        self.line_d = np.array([v[1] for v in polygon])
+
+    @classmethod
+    def of(
+        cls, probes: list[tuple[float, float, float]], drift: float, bend: float
+    ) -> _Model | None:
+        """None when no line of drift within ``drift`` passes through every probe's interval,
+        each widened by ``bend`` times half its squared distance to the newest probe."""
+        reference = max(p[0] for p in probes)
+        base = next(p[1] for p in probes if p[0] == reference)
+        intervals = []
+        for mid, offset, half in probes:
+            x = mid - reference
+            wide = half + _SLACK_S + 0.5 * bend * x * x
+            intervals.append((x, offset - base - wide, offset - base + wide))
+        polygon = feasible_lines(intervals, drift)
+        return cls(probes, polygon) if polygon else None
+
+    def interval(
+        self, times: np.ndarray, drift: float, bend: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Where the true offset lies at each local time: the lines' range widened by the
+        bend, intersected with each probe's own drift-bounded interval."""
+        low = np.empty_like(times)
+        high = np.empty_like(times)
+        for start in range(0, len(times), _CHUNK):
+            t = times[start : start + _CHUNK]
+            tau = t - self.reference
+            lines = self.line_a[:, None] + self.line_d[:, None] * tau[None, :]
+            allowance = 0.5 * bend * tau * tau
+            line_low = self.base + lines.min(axis=0) - allowance
+            line_high = self.base + lines.max(axis=0) + allowance
+            reach = self.halves[:, None] + drift * np.abs(t[None, :] - self.mids[:, None])
+            probe_low = (self.offsets[:, None] - reach).max(axis=0)
+            probe_high = (self.offsets[:, None] + reach).min(axis=0)
+            lo, hi = np.maximum(line_low, probe_low), np.minimum(line_high, probe_high)
+            crossed = lo > hi  # the line (through its bend allowance) and a probe disagree:
+            lo[crossed] = np.minimum(line_low, probe_low)[crossed]  # both ranges, honestly
+            hi[crossed] = np.maximum(line_high, probe_high)[crossed]
+            low[start : start + _CHUNK], high[start : start + _CHUNK] = lo, hi
+        return low, high
+
+    def drift_range(self) -> tuple[float, float]:
+        return float(self.line_d.min()), float(self.line_d.max())
 
 
 def probe_address(endpoint: str, port: int) -> str | None:
@@ -197,7 +376,10 @@ class TimeServer:
 
 class ClockProbe:
     """Probes a publisher's :class:`TimeServer` at ``address`` in a thread of its own and
-    keeps the :attr:`estimate`: a burst at first, then one every ``interval`` seconds."""
+    keeps the :attr:`estimate`: a burst at first, then one every ``interval`` seconds.
+
+    ``clock`` is the local clock the offset is measured against (``time.monotonic``: the
+    one a receiver's ring times its rows by; another for a test of a drifting host)."""
 
     def __init__(
         self,
@@ -206,9 +388,14 @@ class ClockProbe:
         name: str,
         keys: ClientKeys | None,
         interval: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
     ):
+        _checked("interval", interval, "a number of seconds > 0 and <= 60", lambda v: 0 < v <= 60)
+        if not callable(clock):
+            raise ValueError(f"clock must be a function returning seconds, got {clock!r}")
         self.address = address
-        self.estimate = OffsetEstimate()
+        self._clock = clock
+        self.estimate = OffsetEstimate(name=address)
         self.sent = 0
         self._interval = interval
         self._stop = threading.Event()
@@ -240,7 +427,7 @@ class ClockProbe:
                 now = time.monotonic()
                 if now >= next_probe:
                     probe = salt | (self.sent & 0xFFFFFFFF)
-                    t0 = time.monotonic()  # before the send: the answer may come at once
+                    t0 = self._clock()  # before the send: the answer may come at once
                     with contextlib.suppress(zmq.Again):  # not connected yet: next time
                         socket.send(_PROBE.pack(_MAGIC, probe), zmq.NOBLOCK)
                         pending[probe] = t0
@@ -253,7 +440,7 @@ class ClockProbe:
                 if not socket.poll(int(wait * 1000) + 1):
                     continue
                 answer = socket.recv()
-                t3 = time.monotonic()
+                t3 = self._clock()
                 if len(answer) != _ANSWER.size:
                     continue
                 magic, probe, remote = _ANSWER.unpack(answer)

@@ -25,7 +25,7 @@ import numpy as np
 import zmq
 
 from qudi.util.instream.timebase import RunStart
-from qudi.util.instream.transport.clock_sync import ClockProbe, probe_address
+from qudi.util.instream.transport.clock_sync import ClockProbe, DriftRange, probe_address
 from qudi.util.instream.transport.wire import WireError
 
 if TYPE_CHECKING:
@@ -67,6 +67,13 @@ class RemoteTime:
         """``(offset, bound)`` of the publisher's clock now (None before a probe came back)."""
         probe = self._probe
         return None if probe is None else probe.estimate.offset(time.monotonic())
+
+    @property
+    def measured_drift(self) -> DriftRange | None:
+        """How fast the publisher's clock drifts from this host's, as the probes measured it
+        (ppm, with its range; None before a probe came back)."""
+        probe = self._probe
+        return None if probe is None else probe.estimate.measured_drift()
 
     def announced(self, sends_time: bool) -> None:
         """A control message of the followed stream said whether TIME messages come."""
@@ -156,10 +163,18 @@ class RemoteTime:
             self._spread, self._last_index = 0.0, -1
         local_index = rows["index"] + index_offset
         fresh = local_index > max(self._last_index, first)
-        host = rows["host"][fresh] + offset
-        # rows waited here a while: the clocks may have drifted apart since they were written
-        age = float(np.max(np.abs(now - host))) if len(host) else 0.0
-        spread = max(self._spread, bound + probe.estimate.drift * age + run.host_uncertainty)
+        host = rows["host"][fresh]
+        spread = max(self._spread, bound + run.host_uncertainty)
+        if len(host):
+            # each row by the offset at its own time (rows may have waited here a while)
+            at = probe.estimate.offsets_at(host + offset)
+            assert at is not None  # the estimate had an answer just now
+            offsets, bounds = at
+            # ... evaluated at a time off by at most its bound and the offsets' difference
+            drift = probe.estimate.drift
+            reach = drift * (bounds + np.abs(offsets - offset)) / (1.0 - drift)
+            host = host + offsets
+            spread = max(spread, float(np.max(bounds + reach)) + run.host_uncertainty)
         if self._written != (epoch, fields) or spread > self._spread:
             self._spread = spread
             table.write_run(
