@@ -25,6 +25,10 @@ import pytest
 import zmq
 from scipy.optimize import linprog
 
+from qudi.util.instream.hub import StreamHub
+from qudi.util.instream.network import StreamPublisher, StreamSubscriber
+from qudi.util.instream.simulated import SimulatedSource
+from qudi.util.instream.simulated_clock import SimulatedClock
 from qudi.util.instream.transport.clock_sync import (
     MAX_HOST_DRIFT_PPM,
     ClockProbe,
@@ -256,3 +260,34 @@ def test_a_subscriber_clock_100_ppm_fast_is_mapped_and_its_drift_measured():
             probe.close()
         server.close()
         context.term()
+
+
+def test_a_subscriber_reports_the_drift_its_probes_measured(stream_name):
+    """One host: the true drift is 0, inside the reported range, which narrows below the
+    prior's as the probes span a few seconds; every mapped row is within the run's bound."""
+    source = SimulatedSource(["ramp"], sample_rate=1000.0, clock=SimulatedClock())
+    with (
+        StreamHub(source, name=stream_name, shared=False) as hub,
+        StreamPublisher(hub) as publisher,
+        StreamSubscriber(publisher.endpoint) as sub,
+    ):
+        remote = sub.receiver.remote_time
+        out = np.empty((100, 1))
+        deadline = time.monotonic() + 15.0
+        drift = None
+        while time.monotonic() < deadline:
+            sub.read_into(out, timeout=5.0)
+            drift = remote.measured_drift
+            if drift is not None:
+                assert drift.low_ppm <= 0.0 <= drift.high_ppm, drift
+                if drift.span_s > 3.0 and drift.high_ppm - drift.low_ppm < MAX_HOST_DRIFT_PPM:
+                    break
+        assert drift is not None and drift.high_ppm - drift.low_ppm < MAX_HOST_DRIFT_PPM, drift
+        offset, bound = remote.offset
+        assert abs(offset) <= bound  # one host: truly 0
+        mine, _ = sub.ring.time_table.rows()
+        theirs, _ = hub.ring.time_table.rows()  # a new subscriber's indices are the publisher's
+        common, at_mine, at_theirs = np.intersect1d(mine.index, theirs.index, return_indices=True)
+        assert len(common) > 10
+        error = np.abs(mine.host[at_mine] - theirs.host[at_theirs])
+        assert error.max() <= sub.ring.time_table.run().host_uncertainty
