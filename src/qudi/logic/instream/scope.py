@@ -12,9 +12,12 @@ too early (before the run's first ``pre`` samples), plus samples lost.
 
 Sample indices count from the run's first sample (lost samples included), as the trace's x
 axis does (``x = index / sample_rate``): a marker at trace x ``x`` triggers at sample
-``round(x * sample_rate)`` (:meth:`Scope.add_marker`). With markers as the source, samples
-wait :data:`MARKER_DELAY_S` before they are cut: a marker arrives after the samples of its
-time, and its window still needs its ``pre`` samples.
+``round(x * sample_rate)`` (:meth:`Scope.add_marker`); with ``source`` ``'event'`` the logic
+hands in the sample indices of the events it placed (:meth:`Scope.add_triggers`, see
+:mod:`qudi.logic.instream.scope_events`). With markers or events as the source, samples
+wait :data:`MARKER_DELAY_S` before they are cut: a marker or an event arrives after the
+samples of its time, and its window still needs its ``pre`` samples. ``stats['queued']``
+counts indices handed in that no sample has reached yet (they are no trigger yet).
 """
 
 from __future__ import annotations
@@ -29,14 +32,21 @@ from qudi.logic.instream.chunk_feed import ChunkFeed
 from qudi.logic.instream.scope_settings import window_samples
 from qudi.util.instream.raw_scaling import scale_block
 from qudi.util.instream.trigger_sources import MarkerTrigger
-from qudi.util.instream.triggered import LevelTrigger, TriggeredReader, digital_edge
+from qudi.util.instream.triggered import (
+    IndexTrigger,
+    LevelTrigger,
+    TriggeredReader,
+    digital_edge,
+)
 
 __all__ = ["Scope", "ScopeView", "empty_view"]
 
 _CHUNK = 65536  # most samples the triggered reader takes at once
-#: a marker reaches the scope after the samples of its time (a frame or so later): with
-#: markers as the source, samples wait this long before they are cut, so its window is whole
+#: a marker (or an event) reaches the scope after the samples of its time (a frame or so
+#: later): with markers or events as the source, samples wait this long before they are cut,
+#: so its window is whole
 MARKER_DELAY_S = 1.0
+_HANDED_IN = ("marker", "event")  # sources whose triggers come as indices from elsewhere
 
 
 class ScopeView(NamedTuple):
@@ -106,7 +116,8 @@ class Scope:
         self._kept = np.zeros((kept, width, len(self.channels)))
         self._kept_index = np.zeros(kept, np.int64)
         self._count = 0  # windows kept since the start (the ring's write counter)
-        delay = settings["source"] == "marker"
+        self._handed = 0  # indices handed in (markers that matched, events)
+        delay = settings["source"] in _HANDED_IN
         self._delay = max(1, round(MARKER_DELAY_S * self.sample_rate)) if delay else 0
         self._held: list[tuple[np.ndarray, int]] = []  # (chunk, lost before it), delayed
         self._held_samples = 0
@@ -115,6 +126,8 @@ class Scope:
         source = settings["source"]
         if source == "marker":
             return MarkerTrigger(settings["marker_text"] or None)
+        if source == "event":
+            return IndexTrigger()
         channel = settings["channel"] or self.channels[0]
         if channel not in self.channels:
             raise ValueError(
@@ -127,7 +140,7 @@ class Scope:
 
     @property
     def trigger_channel(self) -> str | None:
-        """The channel that triggers (None for markers)."""
+        """The channel that triggers (None for markers and events)."""
         index = getattr(self._trigger, "channel", None)
         return None if index is None else self.channels[index]
 
@@ -159,7 +172,19 @@ class Scope:
         """Trigger at ``sample_index`` if this scope triggers on markers and ``text`` matches."""
         if not isinstance(self._trigger, MarkerTrigger):
             return False
-        return self._trigger.add_marker(_Marker(int(sample_index), str(text)))
+        taken = self._trigger.add_marker(_Marker(int(sample_index), str(text)))
+        self._handed += int(taken)
+        return taken
+
+    def add_triggers(self, sample_indices: np.ndarray) -> int:
+        """Trigger at ``sample_indices`` (an event source's, in any order); returns how many
+        were taken (none unless this scope's source is ``'event'``)."""
+        if self.settings["source"] != "event":
+            return 0
+        indices = np.asarray(sample_indices, dtype=np.int64).reshape(-1)
+        self._trigger.add(indices)
+        self._handed += len(indices)
+        return len(indices)
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -170,6 +195,7 @@ class Scope:
             "state": "running",
             **counts,
             "pending": self._reader.pending,
+            "queued": max(0, self._handed - counts["triggers"]) if self._handed else 0,
             "kept": kept,
             "pre": self.pre,
             "post": self.post,

@@ -19,6 +19,10 @@ From a script or Jupyter::
                              pre=200, post=800, windows=20, enabled=True)
     t, windows, average, stats = logic.scope_windows
 
+With ``source="event"`` an event stream on the optional connector ``trigger_events`` triggers
+the windows, each event at the sample taken at its time (see
+:mod:`qudi.logic.instream.scope_events`).
+
 The settings (see ``scope_settings``) are saved as the status variable ``scope_settings``.
 The mixin expects the logic's ``_lock``, ``_streamer``, ``_builder``, ``log`` and its public
 ``active_channel_names``, ``sampling_rate`` and ``module_name``.
@@ -34,6 +38,7 @@ from PySide6 import QtCore
 from qudi.core.statusvariable import StatusVar
 
 from qudi.logic.instream.scope import Scope, ScopeView, empty_view
+from qudi.logic.instream.scope_events import ScopeEventOptions
 from qudi.logic.instream.scope_settings import checked_scope_settings, restored_scope_settings
 from qudi.logic.instream.stream_setup import timing_name
 from qudi.util.instream.hub import declared_extra
@@ -42,9 +47,10 @@ from qudi.util.instream.raw_scaling import scaling_of
 __all__ = ["ScopeOptions"]
 
 
-class ScopeOptions:
+class ScopeOptions(ScopeEventOptions):
     """``set_scope_settings``, ``scope_settings``, ``scope_windows``, ``start_scope``,
-    ``stop_scope``, ``sigScopeChanged`` and ``sigScopeSettingsChanged``."""
+    ``stop_scope``, ``sigScopeChanged`` and ``sigScopeSettingsChanged`` (and, inherited, the
+    event source: connector ``trigger_events``)."""
 
     sigScopeChanged = QtCore.Signal(object)  # ScopeView
     sigScopeSettingsChanged = QtCore.Signal(dict)
@@ -71,7 +77,7 @@ class ScopeOptions:
             settings, scope, reason = self._scope_state()
             if scope is None:
                 return empty_view(reason or ("stopped" if settings["enabled"] else "disabled"))
-            return scope.view()
+            return self._scope_view(scope)
 
     def set_scope_settings(self, settings: Mapping[str, Any] | None = None, **kwargs) -> dict:
         """Change the triggered view's settings (see ``scope_settings`` for the keys).
@@ -93,9 +99,10 @@ class ScopeOptions:
         with self._lock:
             current = self._scope_state()[0]
             constraints = self._streamer().constraints
-            new = checked_scope_settings(
-                current, changes, list(constraints.channel_units), self.sampling_rate
-            )
+            channels = list(constraints.channel_units)
+            events = self.trigger_event_channels
+            new = checked_scope_settings(current, changes, channels, self.sampling_rate, events)
+            self._scope_event_refusal(new)  # events only where they can be placed
             self._scope_settings_in_force = new
             self._saved_scope_settings = dict(new)
             self._scope_restart()
@@ -129,15 +136,19 @@ class ScopeOptions:
         if isinstance(lost, int):
             gap = max(0, lost - self._scope_lost) if self._scope_lost is not None else 0
             self._scope_lost = lost
-        before = _counts(scope)
+        before = self._scope_counts(scope)
+        self._scope_events_take(gap + sum(len(data) for data, _ in blocks))
+        if self._scope is None:  # the event stream failed (its state says why)
+            self.sigScopeChanged.emit(self.scope_windows)
+            return
         windows = 0
         for data, _ in blocks:
             windows += scope.feed(data, gap)
             gap = 0
         if gap:  # a gap with no chunk after it yet: it ends what came before
             scope.feed(np.empty((0, len(scope.channels))), gap)
-        if windows or _counts(scope) != before:  # not for samples alone: views cost copies
-            self.sigScopeChanged.emit(scope.view())
+        if windows or self._scope_counts(scope) != before:  # not for samples: views copy
+            self.sigScopeChanged.emit(self._scope_view(scope))
 
     @QtCore.Slot(object)
     def _scope_markers(self, shown: list) -> None:
@@ -162,7 +173,7 @@ class ScopeOptions:
         if getattr(self, "_scope_settings_in_force", None) is None:
             channels = list(self._streamer().constraints.channel_units)
             settings, why = restored_scope_settings(
-                self._saved_scope_settings, channels, self.sampling_rate
+                self._saved_scope_settings, channels, self.sampling_rate, self._event_names()
             )
             if why:
                 self.log.warning(f"saved scope settings not usable ({why}); using defaults")
@@ -175,6 +186,7 @@ class ScopeOptions:
         """A new scope for the trace in force (None if disabled or it cannot trigger)."""
         settings = self._scope_settings_in_force
         self._scope, self._scope_why = None, None
+        self._scope_events_close()  # a new scope: its events are placed anew
         self._scope_trace = getattr(self, "_builder", None)
         self._scope_lost = None
         self._scope_marked: list[tuple[int, str]] = []  # markers handed to this scope
@@ -190,16 +202,31 @@ class ScopeOptions:
                 )
             raw = scaling_of(declared_extra(self._streamer()), channels)
             self._scope = Scope(settings, channels, self.sampling_rate, self.module_name, raw)
+            self._scope_events_restart(settings, self.sampling_rate)
         except ValueError as why:  # e.g. the trigger channel is not active now
-            self._scope_why = str(why)
+            self._scope, self._scope_why = None, str(why)
             self.log.warning(f"the triggered view cannot run: {why}")
         lost = getattr(self._streamer(), "lost_samples", None)
         self._scope_lost = lost if isinstance(lost, int) else None
         return self._scope
 
+    def _scope_view(self, scope: Scope) -> ScopeView:
+        """The scope's view, its stats with the event source's counts."""
+        view = scope.view()
+        view.stats.update(self._scope_event_counts())
+        return view
 
-def _counts(scope: Scope) -> dict[str, Any]:
-    """The scope's counts without the samples read (which change with every chunk)."""
-    stats = scope.stats
-    stats.pop("samples")
-    return stats
+    def _scope_counts(self, scope: Scope) -> dict[str, Any]:
+        """The scope's counts without the samples read (which change with every chunk)."""
+        stats = {**scope.stats, **self._scope_event_counts()}
+        stats.pop("samples")
+        stats.pop("events", None)  # records read: they too change with every chunk
+        return stats
+
+    def _event_names(self) -> list[str] | None:
+        """The trigger event stream's channels, None if there is none (or it cannot say)."""
+        try:
+            return self.trigger_event_channels
+        except Exception as error:  # noqa: BLE001 - e.g. its module is not active yet
+            self.log.warning(f"the trigger event stream's channels are unknown: {error}")
+            return None

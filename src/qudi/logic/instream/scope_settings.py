@@ -4,8 +4,13 @@ One dict of plain values (it is saved as a status variable and shown in the GUI)
 
 * ``enabled``: whether the logic cuts windows while it reads (False);
 * ``source``: what triggers: ``'level'`` (a crossing of ``level`` by ``channel``),
-  ``'digital'`` (an edge of the 0/1 line ``channel``, a crossing of 0.5) or ``'marker'``
-  (every marker whose text holds ``marker_text``; ``''`` matches every marker);
+  ``'digital'`` (an edge of the 0/1 line ``channel``, a crossing of 0.5), ``'marker'``
+  (every marker whose text holds ``marker_text``; ``''`` matches every marker) or
+  ``'event'`` (every event of the logic's ``trigger_events`` stream, see
+  :mod:`qudi.logic.instream.scope_events`);
+* ``event_channels``: the event channels whose events trigger (``[]``: every channel);
+  ``event_threshold``: only events whose ``value`` is at least this trigger (None: every
+  event; e.g. 0.5 keeps the rising edges of a TTL line's edge events, valued 1 and 0);
 * ``channel``: the channel that triggers (None: the first active channel);
 * ``edge``: ``'rising'``, ``'falling'`` or ``'both'``; ``level`` and ``hysteresis`` in the
   channel's unit (see :class:`~qudi.util.instream.triggered.LevelTrigger`);
@@ -40,7 +45,7 @@ __all__ = [
     "window_samples",
 ]
 
-SCOPE_SOURCES = ("level", "digital", "marker")
+SCOPE_SOURCES = ("level", "digital", "marker", "event")
 SCOPE_UNITS = ("samples", "seconds")
 SCOPE_DISPLAYS = ("overlay", "average", "both")
 MAX_KEPT_WINDOWS = 1000
@@ -61,6 +66,8 @@ DEFAULT_SCOPE_SETTINGS: dict[str, Any] = {
     "windows": 10,
     "display": "both",
     "marker_text": "",
+    "event_channels": [],
+    "event_threshold": None,
 }
 
 
@@ -103,6 +110,7 @@ def checked_scope_settings(
     changes: Mapping[str, Any],
     channels: Sequence[str],
     sample_rate: float,
+    event_channels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The settings ``current`` with ``changes`` applied, each checked.
 
@@ -116,6 +124,9 @@ def checked_scope_settings(
         The streamer's channels (``channel`` must be one of them, or None).
     sample_rate : float
         The stream's sample rate in Hz (to check the window in samples).
+    event_channels : sequence of str, optional
+        The channels of the event stream that may trigger (None: no event stream is
+        connected, so ``source`` ``'event'`` is refused).
 
     Returns
     -------
@@ -137,6 +148,7 @@ def checked_scope_settings(
     if not isinstance(new["enabled"], bool):
         raise ValueError(f"scope setting 'enabled' is {new['enabled']!r}: use True or False")
     _choice("source", new["source"], SCOPE_SOURCES)
+    _check_events(new, event_channels)
     _choice("edge", new["edge"], EDGES)
     _choice("unit", new["unit"], SCOPE_UNITS)
     _choice("display", new["display"], SCOPE_DISPLAYS)
@@ -181,13 +193,51 @@ def checked_scope_settings(
     return new
 
 
+def _check_events(new: dict[str, Any], event_channels: Sequence[str] | None) -> None:
+    """The event keys: ``source`` 'event' only with an event stream; its channels; the
+    threshold (``new``'s ``event_channels`` becomes a list, its threshold a float)."""
+    if new["source"] == "event" and event_channels is None:
+        raise ValueError(
+            "scope setting 'source' is 'event': no event stream is connected (the logic's "
+            "'trigger_events' connector); use one of ['level', 'digital', 'marker']"
+        )
+    chosen = new["event_channels"]
+    valid = list(event_channels or [])
+    if (
+        not isinstance(chosen, (list, tuple))
+        or not all(isinstance(name, str) for name in chosen)
+        or len(set(chosen)) != len(chosen)
+        or any(name not in valid for name in chosen)
+    ):
+        raise ValueError(
+            f"scope setting 'event_channels' is {chosen!r}: use a list of distinct names "
+            f"from {valid} ([] for every event channel)"
+        )
+    new["event_channels"] = list(chosen)
+    threshold = new["event_threshold"]
+    if threshold is not None:
+        number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+        if not number or not math.isfinite(threshold):
+            raise ValueError(
+                f"scope setting 'event_threshold' is {threshold!r}: use a finite number (the "
+                "least value of an event that triggers) or None for every event"
+            )
+        new["event_threshold"] = float(threshold)
+
+
 def restored_scope_settings(
-    saved: object, channels: Sequence[str], sample_rate: float
+    saved: object,
+    channels: Sequence[str],
+    sample_rate: float,
+    event_channels: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """Saved settings if they are still valid, else the defaults, with the reason why not."""
     if not isinstance(saved, Mapping):
-        return dict(DEFAULT_SCOPE_SETTINGS), None
+        return {**DEFAULT_SCOPE_SETTINGS, "event_channels": []}, None
     try:
-        return checked_scope_settings(DEFAULT_SCOPE_SETTINGS, saved, channels, sample_rate), None
+        checked = checked_scope_settings(
+            DEFAULT_SCOPE_SETTINGS, saved, channels, sample_rate, event_channels
+        )
+        return checked, None
     except ValueError as invalid:
-        return dict(DEFAULT_SCOPE_SETTINGS), str(invalid)
+        return {**DEFAULT_SCOPE_SETTINGS, "event_channels": []}, str(invalid)
