@@ -197,6 +197,7 @@ def test_the_polygon_agrees_with_linear_programming():
     [
         ("keep", 1, "an integer number of probes >= 2"),
         ("keep", 2.5, "an integer number of probes >= 2"),
+        ("keep", float("inf"), "an integer number of probes >= 2"),
         ("max_drift_ppm", 0.0, "a number of ppm > 0"),
         ("max_drift_ppm", float("nan"), "a number of ppm > 0"),
         ("span_s", -1.0, "a number of seconds > 0"),

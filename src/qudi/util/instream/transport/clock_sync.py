@@ -13,25 +13,24 @@ own clock with an offset it measures:
   ``(t3 - t0) / 2``, a bound, not a spread;
 * :class:`OffsetEstimate` keeps the recent probes (:data:`DEFAULT_SPAN_S`, at most
   :data:`DEFAULT_KEEP`) and measures the drift from them. With the offset a straight line over
-  that span and its slope within :data:`MAX_HOST_DRIFT_PPM` (the prior), the lines through
-  every probe's interval are a convex polygon
-  (:mod:`~qudi.util.instream.transport.offset_lines`); at a time ``now`` the true offset lies
-  between the lowest and the highest of them there: the answer is the midpoint, half that
-  range the bound, and the polygon's slopes are the measured drift and its range
-  (:class:`DriftRange`). Each probe's interval is widened by half its squared distance to the
-  newest probe times :data:`MAX_DRIFT_CHANGE_PPM_PER_MIN` (a drift that changes bends the
-  line: the tangent at the newest probe stays inside the widened intervals), and so is the
-  answer by its squared distance. The answer is also clipped to each probe's own interval
-  grown by the prior drift times its age (the rule before the drift was measured, which
-  needs no line): never wider than it, much narrower once the probes span some seconds.
-  The span is bounded because a drift that changes (temperature) bends the line more the
-  longer it is, while the drift's range narrows only as one over the span: they meet at
-  about a minute on a LAN. When no line passes through all intervals (a clock step, or a
-  drift that jumped), the estimate logs it (a warning the first time), counts it in
+  that span and its slope within :data:`MAX_HOST_DRIFT_PPM` (the prior), the lines through every
+  probe's interval are a convex polygon (:mod:`~qudi.util.instream.transport.offset_lines`); at a
+  time ``now`` the true offset lies between the lowest and the highest of them there: the answer
+  is the midpoint, half that range the bound, and the polygon's slopes are the measured drift and
+  its range (:class:`DriftRange`). Each probe's interval is widened by half its squared distance
+  to the newest probe times :data:`MAX_DRIFT_CHANGE_PPM_PER_MIN` (a drift that changes bends the
+  line: the tangent at the newest probe stays inside the widened intervals), and so is the answer
+  by its squared distance. The answer is also clipped to each probe's own interval grown by the
+  prior drift times its age (the rule before the drift was measured, which needs no line): never
+  wider than it, much narrower once the probes span some seconds. The span is bounded because a
+  drift that changes (temperature) bends the line more the longer it is, while the drift's range
+  narrows only as one over the span (for round trips of a tenth of a millisecond and the allowed
+  bend, the two balance near a minute). When no line passes through all intervals (a clock step,
+  or a drift that jumped), the estimate logs it (a warning the first time), counts it in
   :attr:`OffsetEstimate.steps` and starts over from the newest probe alone, which is honest
-  whatever came before. A step shows only once a probe contradicts the kept ones: until
-  then (a step smaller than the probes' intervals, or probes with long round trips) the
-  answer can be off by up to the step.
+  whatever came before. A step shows only once a probe contradicts the kept ones: until then (a
+  step smaller than the probes' intervals, or probes with long round trips) the answer can be off
+  by up to the step.
 
 A probe is 12 bytes (``b"QIZT"``, a u64 id) and its answer 20 (the same, then the float64
 time); anything else is dropped unanswered, and the sockets refuse messages over 4 KiB.
@@ -133,7 +132,12 @@ class OffsetEstimate:
         drift_change_ppm_per_min: float = MAX_DRIFT_CHANGE_PPM_PER_MIN,
         name: str = "",
     ):
-        _checked("keep", keep, "an integer number of probes >= 2", lambda v: int(v) == v >= 2)
+        _checked(
+            "keep",
+            keep,
+            "an integer number of probes >= 2",
+            lambda v: float(v).is_integer() and v >= 2,
+        )
         _checked(
             "max_drift_ppm", max_drift_ppm, "a number of ppm > 0 and < 1e5",
             lambda v: 0 < v < 1e5,
