@@ -5,9 +5,11 @@ opens a window of its own (a child of the time-series window, closed with it): a
 newest windows around each trigger (overlaid, faint) and their average (bold), time in
 seconds from the trigger sample; a "Trigger settings" dock (source, channel, edge, level,
 hysteresis, pre, post and hold-off in samples or seconds, windows kept, overlay/average, the
-channel shown) whose Apply calls the logic's ``set_scope_settings`` (a refusal is shown in
-the dock, never raised); and the counts: windows delivered, held off, overlapping, missed,
-too early, samples lost.
+channel shown; with an event stream on the logic's ``trigger_events`` connector also the
+source ``event``, its event channel and value threshold) whose Apply calls the logic's
+``set_scope_settings`` (a refusal is shown in the dock, never raised); and the counts:
+windows delivered, held off, overlapping, missed, too early, samples lost (and, with events,
+events read, placed and lost).
 
 The logic emits ``sigScopeChanged`` (queued here) at most once per frame; the overlay is one
 curve (windows joined, each ended by a gap), so a thousand windows cost one draw.
@@ -26,6 +28,7 @@ __all__ = ["ScopeWindow", "install_scope_view"]
 
 _QUEUED = QtCore.Qt.ConnectionType.QueuedConnection
 _COUNTS = ("windows", "held_off", "overlapping", "missed", "too_early", "pending", "lost")
+_EVENT_COUNTS = ("events", "event_triggers", "events_lost")  # with the event source
 
 
 def install_scope_view(main_window: QtWidgets.QMainWindow, logic) -> ScopeWindow:
@@ -54,6 +57,7 @@ class ScopeWindow(QtWidgets.QMainWindow):
         self._view = None
         self._settings: dict | None = None
         self._units: dict[str, str] = {}
+        self._event_channels: list[str] | None = logic.trigger_event_channels
         self.plot_widget = pg.PlotWidget(self)
         self.plot_widget.setLabel("bottom", "time from trigger", units="s")
         self.plot_widget.showGrid(x=True, y=True, alpha=0.3)
@@ -81,7 +85,18 @@ class ScopeWindow(QtWidgets.QMainWindow):
         panel = QtWidgets.QWidget(dock)
         form = QtWidgets.QFormLayout(panel)
         self.enabled_checkbox = QtWidgets.QCheckBox("cut windows while reading", panel)
-        self.source_combo = _combo(panel, SCOPE_SOURCES)
+        events = self._event_channels
+        self.source_combo = _combo(
+            panel, [s for s in SCOPE_SOURCES if s != "event" or events is not None]
+        )
+        self.event_channel_combo = QtWidgets.QComboBox(panel)
+        self.event_channel_combo.addItem("every channel", [])
+        for name in events or []:
+            self.event_channel_combo.addItem(name, [name])
+        self.event_channel_combo.setToolTip("The event channel whose events trigger")
+        self.event_threshold_edit = QtWidgets.QLineEdit(panel)
+        self.event_threshold_edit.setPlaceholderText("every value")
+        self.event_threshold_edit.setToolTip("Only events whose value is at least this trigger")
         self.channel_combo = QtWidgets.QComboBox(panel)
         self.edge_combo = _combo(panel, EDGES)
         self.level_spinbox = _spinbox(panel, -1e12, 1e12, 6)
@@ -117,9 +132,13 @@ class ScopeWindow(QtWidgets.QMainWindow):
             ("Windows kept", self.windows_spinbox),
             ("Show", self.display_combo),
             ("Marker text", self.marker_edit),
+            ("Event channel", self.event_channel_combo),
+            ("Event value at least", self.event_threshold_edit),
             ("Plot channel", self.show_combo),
         ):
             form.addRow(label, widget)
+            if events is None and widget in (self.event_channel_combo, self.event_threshold_edit):
+                form.setRowVisible(widget, False)  # no event stream: no event source
         form.addRow(self.apply_button)
         form.addRow(self.error_label)
         form.addRow(self.stats_label)
@@ -160,7 +179,21 @@ class ScopeWindow(QtWidgets.QMainWindow):
             "windows": int(self.windows_spinbox.value()),
             "display": self.display_combo.currentText(),
             "marker_text": self.marker_edit.text(),
+            **self._event_settings_shown(),
         }
+
+    def _event_settings_shown(self) -> dict:
+        """The event keys as shown; a threshold that is no number goes as typed (the logic
+        refuses it, naming it)."""
+        if self._event_channels is None:
+            return {}
+        text = self.event_threshold_edit.text().strip()
+        try:
+            threshold: float | str | None = float(text) if text else None
+        except ValueError:
+            threshold = text
+        chosen = self.event_channel_combo.currentData()
+        return {"event_channels": list(chosen or []), "event_threshold": threshold}
 
     @QtCore.Slot()
     def apply_settings(self) -> None:
@@ -205,12 +238,24 @@ class ScopeWindow(QtWidgets.QMainWindow):
             self.windows_spinbox.setValue(settings["windows"])
             self.display_combo.setCurrentText(settings["display"])
             self.marker_edit.setText(settings["marker_text"])
+            self._show_event_settings(settings)
         finally:
             for widget in widgets:
                 widget.blockSignals(False)
         if settings["channel"] and self.show_combo.findText(settings["channel"]) >= 0:
             self.show_combo.setCurrentText(settings["channel"])
         self._draw()
+
+    def _show_event_settings(self, settings: dict) -> None:
+        chosen = list(settings.get("event_channels") or [])
+        combo = self.event_channel_combo
+        found = next((i for i in range(combo.count()) if combo.itemData(i) == chosen), -1)
+        if found < 0:  # several channels (set from a script): shown as one entry
+            combo.addItem(", ".join(chosen), chosen)
+            found = combo.count() - 1
+        combo.setCurrentIndex(found)
+        threshold = settings.get("event_threshold")
+        self.event_threshold_edit.setText("" if threshold is None else f"{threshold:g}")
 
     @QtCore.Slot(object)
     def show_scope(self, view) -> None:
@@ -223,6 +268,11 @@ class ScopeWindow(QtWidgets.QMainWindow):
             self.stats_label.setText(
                 ", ".join(f"{key.replace('_', ' ')} {stats[key]}" for key in _COUNTS)
                 + f" (of {stats['triggers']} triggers; {stats['kept']} kept)"
+                + "".join(
+                    f", {key.replace('_', ' ')} {stats[key]}"
+                    for key in _EVENT_COUNTS
+                    if key in stats
+                )
             )
             channel = stats.get("trigger_channel")
             if channel and self.show_combo.currentText() == "":
