@@ -23,6 +23,8 @@ import time
 import numpy as np
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from qudi.util.instream.hub import StreamHub
@@ -190,6 +192,44 @@ def test_the_polygon_agrees_with_linear_programming():
         assert (min(drifts), max(drifts)) == pytest.approx((low.fun, -high.fun), abs=1e-12)
     # two intervals no line of the allowed drift passes through: none
     assert feasible_lines([(0.0, 0.0, 1e-4), (-1.0, 0.01, 0.0101)], max_drift) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 0.05),  # the round trip
+            st.floats(0, 1),  # where in it the publisher read its clock
+            st.floats(-1e6, 1e6) | st.just(0.0),  # a step of the offset before this probe
+            st.floats(0, 200.0),  # the time to the next probe
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.floats(-199.0, 199.0),
+)
+def test_any_probes_give_a_finite_answer_honest_from_the_last_step_on(probes, ppm):
+    """Steps of any size anywhere: always an answer; once the probes since the last step
+    are all the estimate keeps, the true offset is inside its bound."""
+    estimate = OffsetEstimate()
+    offset, now, last_step_at = 5.0, 1000.0, 1000.0
+    for trip, where, step, gap in probes:
+        if step:
+            offset += step
+            last_step_at = now
+        instant = now + trip * where
+        true = offset + ppm * 1e-6 * (instant - last_step_at)
+        estimate.add(now, instant - true, now + trip)
+        now += trip + gap
+        found, bound = estimate.offset(now)
+        assert np.isfinite(found) and 0.0 <= bound < 1.0
+    drift = estimate.measured_drift()
+    assert -200.0 <= drift.low_ppm <= drift.ppm <= drift.high_ppm <= 200.0
+    steps = [k for k, p in enumerate(probes) if p[2]]
+    since = len(probes) - (steps[-1] if steps else 0)  # probes from the last step on
+    if drift.probes <= since:  # the kept ones (the newest) are all on the present line
+        true_now = offset + ppm * 1e-6 * (now - last_step_at)
+        assert abs(found - true_now) <= bound + 1e-9 * (1 + abs(true_now))
 
 
 @pytest.mark.parametrize(

@@ -212,7 +212,7 @@ class OffsetEstimate:
                 f" of {self._name}" if self._name else "",
                 len(self._probes),
             )
-            last = max(self._probes, key=lambda p: p[0])
+            last = max(reversed(self._probes), key=lambda p: p[0])  # a tie: the last added
             self._probes.clear()
             self._probes.append(last)
             model = _Model.of([last], self.drift, self._bend)
