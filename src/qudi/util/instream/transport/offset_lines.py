@@ -6,7 +6,9 @@ max_drift]``, the lines consistent with every probe are the points ``(a, d)`` of
 intersection of two half-planes per probe and the drift band: a convex polygon, found here by
 clipping (Sutherland-Hodgman, tightest intervals first so the polygon stays small). At any
 time ``t`` the true offset lies between the lowest and the highest of those lines there, which
-a vertex attains, so a query is a few multiplications once the polygon is known.
+a vertex attains, so a query is a few multiplications once the polygon is known (it is asked
+per received message: two linear programs per question, as ``scipy.optimize.linprog`` would
+solve them, cost far more; tests/core/test_clock_drift.py checks that both agree).
 
 Times are relative to a reference of the caller's (the newest probe's time: well
 conditioned) and offsets relative to a base of the caller's (the newest probe's offset).
