@@ -15,6 +15,7 @@ Example config (copy into the ``logic:`` section)::
             start_reading_on_activation: False  # optional: start the live trace at once
         connect:
             streamer: 'stream_buffer1'
+            trigger_events: 'event_buffer1'  # optional: an event stream triggers the scope view
 
 The public API (signals, properties, methods, status variables) is that of the logic of the
 same name in qudi-iqo-modules, so its GUI and scripts work with this one. What differs is
