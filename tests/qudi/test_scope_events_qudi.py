@@ -7,8 +7,9 @@ sample taken at the event's time. Where that is, the test knows without the logi
 fit: the event dummy's arrivals are the same for a seed however they are read
 (``PoissonEvents``), its run's start is in its ring's time table, and the analog dummy's
 shared clock says when each of its samples was really taken. A stalled logic (its buffers
-overwrite) misses exactly the windows of the events whose samples were lost; bad settings
-are refused naming the key and what is valid, and nothing changes.
+overwrite) misses exactly the windows of the events whose samples were lost, and events its
+event buffer lost are counted and logged; bad settings are refused naming the key and what
+is valid, and nothing changes.
 """
 
 from __future__ import annotations
@@ -365,6 +366,73 @@ def test_a_stalled_logic_misses_exactly_the_windows_of_events_in_lost_samples(
         took = dummy.true_sample_times(windows["ramp"][:, pre].astype(np.int64))
         error = np.array([np.min(np.abs(chosen - when)) for when in took])
         assert np.all(error <= tolerance / RATE), error
+    finally:
+        for name in reversed(names):
+            module_manager.deactivate_module(name)
+
+
+LOSS_HARDWARE = """\
+    scope_loss_dummy:
+        module.Class: 'instream.dummy.InStreamDummy'
+        options:
+            channel_names: ['ramp']
+            channel_units: ['samples']
+            channel_signals: ['ramp']
+    scope_loss_buffer:
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        options:
+            allow_overwrite: True
+        connect:
+            streamer: 'scope_loss_dummy'
+    scope_loss_events:
+        module.Class: 'instream.event_dummy.InStreamEventDummy'
+        options:
+            event_channels: ['photons']
+            event_rates: [4000.0]
+    scope_loss_event_buffer:
+        module.Class: 'instream.buffer.DataInStreamBuffer'
+        options:
+            allow_overwrite: False   # an overrun raises at the next read: counted the same
+        connect:
+            streamer: 'scope_loss_events'
+"""
+LOSS_LOGIC = """\
+    scope_loss_logic:
+        module.Class: 'instream.time_series_reader_logic.TimeSeriesReaderLogic'
+        connect:
+            streamer: 'scope_loss_buffer'
+            trigger_events: 'scope_loss_event_buffer'
+"""
+
+
+def test_events_the_event_buffer_lost_are_counted_and_said(
+    qudi, tmp_path, module_manager, activate, qtbot, caplog
+):
+    names = add_modules(qudi, tmp_path, LOSS_HARDWARE, LOSS_LOGIC)
+    try:
+        logic = activate("scope_loss_logic")
+        events_buffer = activate("scope_loss_event_buffer")
+        events_buffer.configure(["events"], "CONTINUOUS", 1024, 4000.0)  # a small ring
+        logic.set_trace_settings(data_rate=1000.0, oversampling_factor=1)
+        logic.set_scope_settings(source="event", pre=10, post=10, holdoff=100, enabled=True)
+        logic.start_reading()
+        qtbot.waitUntil(lambda: logic.scope_windows.stats.get("windows", 0) >= 5, timeout=20_000)
+        capacity = events_buffer.channel_buffer_size
+        with StreamRing.attach(events_buffer.stream_name) as ring, logic._lock:
+            # the logic reads nothing: the event ring overwrites what it has not read
+            unread_from = ring.write_index - events_buffer.available_samples
+            qtbot.waitUntil(lambda: ring.write_index > unread_from + capacity + 500, timeout=20_000)
+        windows = logic.scope_windows.stats["windows"]
+        qtbot.waitUntil(lambda: logic.scope_windows.stats["events_lost"] > 0, timeout=10_000)
+        qtbot.waitUntil(
+            lambda: logic.scope_windows.stats["windows"] > windows + 5, timeout=20_000
+        )  # it goes on after the loss
+        logic.stop_reading()
+        stats = logic.scope_windows.stats
+        check_counts(stats)
+        assert stats["events_lost"] == events_buffer.lost_samples > 0
+        said = [r.getMessage() for r in caplog.records if "lost" in r.getMessage()]
+        assert any("trigger event stream lost" in message for message in said), said
     finally:
         for name in reversed(names):
             module_manager.deactivate_module(name)
