@@ -106,6 +106,7 @@ class ScopeEventOptions:
         self._scope_events_counted = {}
         if settings["source"] != "event" or self.module_state() != "locked":
             return
+        self._scope_event_refusal(settings)  # restored settings: the streams may have changed
         events = self._trigger_events()
         channels = self.trigger_event_channels
         if events is None or channels is None:
