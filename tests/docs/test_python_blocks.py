@@ -23,6 +23,7 @@ from tests.docs.markdown import PAGES, ROOT, Block, code_blocks
 IN_JUPYTER = {"docs/jupyter.md"}  # run by test_jupyter.py
 IN_QUDI_KERNEL = {  # a config blocks are marked to run against: the test that runs them there
     "cfg/instream_markers.cfg": "tests/qudi/test_markers_remote.py",
+    "cfg/instream_kinds.cfg": "tests/qudi/test_kinds_kernel.py",
 }
 
 

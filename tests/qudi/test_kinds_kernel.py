@@ -1,0 +1,60 @@
+"""cfg/instream_kinds.cfg in its own qudi, and the docs' blocks marked for qudi's kernel with
+this config (docs/processing.md's triggered view: a level and an event source) run there as
+written, in qudi's own Jupyter kernel; then the windows they asked for are checked."""
+
+from __future__ import annotations
+
+import ast
+import os
+
+from qudi_process import connect, free_port, headless_config, qudi_process, quit_qudi
+from tests.docs.kernel import install_qudi_kernel, printed, run_in_kernel
+from tests.docs.markdown import qudi_kernel_blocks
+
+BRING_UP = """\
+qudi.module_manager.activate_module("time_series_logic_kinds")
+import time
+logic = qudi.module_manager["time_series_logic_kinds"].instance
+deadline = time.monotonic() + 30
+while len(logic.trace_data[0]) < 20:  # the stream runs
+    assert time.monotonic() < deadline, "no trace in 30 s"
+    time.sleep(0.05)
+"""
+
+# after the last block (the event source): its windows come, each pre + post samples long
+CHECK = """\
+deadline = time.monotonic() + 30
+while time_series_logic_kinds.scope_windows[3].get("windows", 0) < 2:
+    assert time.monotonic() < deadline, time_series_logic_kinds.scope_windows[3]
+    time.sleep(0.1)
+t, windows, average, stats = time_series_logic_kinds.scope_windows
+print(repr({
+    "source": time_series_logic_kinds.scope_settings["source"],
+    "windows": stats["windows"],
+    "event_triggers": stats["event_triggers"],
+    "events_lost": stats["events_lost"],
+    "samples": len(t),
+}))
+"""
+
+
+def test_the_docs_blocks_for_this_config_run_as_written_in_qudis_kernel(tmp_path, monkeypatch):
+    blocks = qudi_kernel_blocks("cfg/instream_kinds.cfg")
+    assert any('source="event"' in b.code for b in blocks), [b.id for b in blocks]
+    port = free_port()
+    config = headless_config(
+        "instream_kinds.cfg",
+        **{"global:\n": f"global:\n    namespace_server_port: {port}\n"},
+    )
+    with qudi_process(config, tmp_path, "kinds") as process:  # HOME: tmp_path / "kinds"
+        connection = connect(port, process)
+        environment = {"HOME": str(tmp_path / "kinds"), "QT_QPA_PLATFORM": "offscreen"}
+        install_qudi_kernel({**os.environ, **environment})
+        cells = [BRING_UP, *(b.code for b in blocks), CHECK]
+        notebook = run_in_kernel(cells, "qudi", environment, tmp_path, monkeypatch)
+        seen = ast.literal_eval(printed(notebook.cells[-1]).strip().splitlines()[-1])
+        assert seen["source"] == "event" and seen["samples"] == 10 + 40, seen
+        assert seen["windows"] >= 2 and seen["event_triggers"] >= seen["windows"], seen
+        assert seen["events_lost"] == 0, seen
+        quit_qudi(connection)
+        assert process.wait(60) == 0
