@@ -3,6 +3,7 @@ Python one, executing cells in order through nbclient against a qudi of the give
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,28 @@ def install_qudi_kernel(environment: dict[str, str]) -> None:
         check=True,
         capture_output=True,
         timeout=60,
+    )
+
+
+def kernel_of_qudi_at(home: Path) -> dict[str, str]:
+    """Install qudi's kernel for the qudi whose HOME is ``home`` (headless); returns the
+    environment :func:`run_in_kernel` starts it with."""
+    environment = {"HOME": str(home), "QT_QPA_PLATFORM": "offscreen"}
+    install_qudi_kernel({**os.environ, **environment})
+    return environment
+
+
+def logic_streaming_cell(logic: str) -> str:
+    """A cell that activates the time-series logic ``logic`` (as its GUI would) and waits up
+    to 30 s for its trace: the module's name is in the kernel's namespace from the next cell."""
+    return (
+        f"qudi.module_manager.activate_module({logic!r})\n"
+        "import time\n"
+        f"logic = qudi.module_manager[{logic!r}].instance\n"
+        "deadline = time.monotonic() + 30\n"
+        "while len(logic.trace_data[0]) < 20:  # the stream runs\n"
+        "    assert time.monotonic() < deadline, 'no trace in 30 s'\n"
+        "    time.sleep(0.05)\n"
     )
 
 

@@ -5,21 +5,10 @@ written, in qudi's own Jupyter kernel; then the windows they asked for are check
 from __future__ import annotations
 
 import ast
-import os
 
 from qudi_process import connect, free_port, headless_config, qudi_process, quit_qudi
-from tests.docs.kernel import install_qudi_kernel, printed, run_in_kernel
+from tests.docs.kernel import kernel_of_qudi_at, logic_streaming_cell, printed, run_in_kernel
 from tests.docs.markdown import qudi_kernel_blocks
-
-BRING_UP = """\
-qudi.module_manager.activate_module("time_series_logic_kinds")
-import time
-logic = qudi.module_manager["time_series_logic_kinds"].instance
-deadline = time.monotonic() + 30
-while len(logic.trace_data[0]) < 20:  # the stream runs
-    assert time.monotonic() < deadline, "no trace in 30 s"
-    time.sleep(0.05)
-"""
 
 # after the last block (the event source): its windows come, each pre + post samples long
 CHECK = """\
@@ -48,9 +37,8 @@ def test_the_docs_blocks_for_this_config_run_as_written_in_qudis_kernel(tmp_path
     )
     with qudi_process(config, tmp_path, "kinds") as process:  # HOME: tmp_path / "kinds"
         connection = connect(port, process)
-        environment = {"HOME": str(tmp_path / "kinds"), "QT_QPA_PLATFORM": "offscreen"}
-        install_qudi_kernel({**os.environ, **environment})
-        cells = [BRING_UP, *(b.code for b in blocks), CHECK]
+        environment = kernel_of_qudi_at(tmp_path / "kinds")
+        cells = [logic_streaming_cell("time_series_logic_kinds"), *(b.code for b in blocks), CHECK]
         notebook = run_in_kernel(cells, "qudi", environment, tmp_path, monkeypatch)
         seen = ast.literal_eval(printed(notebook.cells[-1]).strip().splitlines()[-1])
         assert seen["source"] == "event" and seen["samples"] == 10 + 40, seen

@@ -5,13 +5,12 @@ blocks marked for qudi's kernel with this config run there as written."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 import rpyc
 from qudi_process import connect, free_port, headless_config, qudi_process, quit_qudi
-from tests.docs.kernel import install_qudi_kernel, printed, run_in_kernel
+from tests.docs.kernel import kernel_of_qudi_at, logic_streaming_cell, printed, run_in_kernel
 from tests.docs.markdown import qudi_kernel_blocks
 from tests.qudi.test_remote_qudi import wait_for
 
@@ -81,24 +80,14 @@ def test_the_docs_blocks_for_this_config_run_as_written_in_qudis_kernel(
     process, connection = markers_qudi
     blocks = qudi_kernel_blocks("cfg/instream_markers.cfg")
     assert any("add_marker" in b.code for b in blocks), [b.id for b in blocks]
-    environment = {"HOME": str(tmp_path / "markers"), "QT_QPA_PLATFORM": "offscreen"}
-    install_qudi_kernel({**os.environ, **environment})
-    bring_up = (
-        'qudi.module_manager.activate_module("time_series_logic1")\n'
-        "import time\n"
-        "logic = qudi.module_manager['time_series_logic1'].instance\n"
-        "deadline = time.monotonic() + 30\n"
-        "while len(logic.trace_data[0]) < 20:  # the stream runs\n"
-        "    assert time.monotonic() < deadline, 'no trace in 30 s'\n"
-        "    time.sleep(0.05)\n"
-    )
+    environment = kernel_of_qudi_at(tmp_path / "markers")
     check = (
         "from qudi.util.instream.session import open_session\n"
         "print('stopped', time_series_logic1.stop_recording())\n"
         "with open_session(path) as recorded:\n"
         "    print('markers', [text for *_, text in recorded.marker_list()])\n"
     )
-    cells = [bring_up, *(b.code for b in blocks), check]
+    cells = [logic_streaming_cell("time_series_logic1"), *(b.code for b in blocks), check]
     notebook = run_in_kernel(cells, "qudi", environment, tmp_path, monkeypatch)
     out = printed(notebook.cells[-1])
     assert "markers ['pump laser on']" in out, out
