@@ -379,6 +379,9 @@ def test_source_fault_reaches_the_subscribers_read(hand_hub):
         restarter = hub.open_reader("restarter")
         restarter.start()
         wait_until(lambda: publisher._reader.running, what="the publisher rejoined")
+        # until the new run's start reaches it, the subscriber's stream stands faulted and a
+        # read says so at once
+        wait_until(lambda: sub.running, what="the subscriber saw the new run")
         source.feed(50)
         out = np.empty((50, 2))
         sub.read_into(out, timeout=TIMEOUT)
